@@ -1,0 +1,16 @@
+-- ml.F: torch.nn.functional. The math is in C; this table gathers it under
+-- PyTorch's names. Losses and other families add their functions here.
+local core = require "moonlight.core"
+
+local F = {}
+
+F.relu = core.relu
+F.sigmoid = core.sigmoid
+F.tanh = core.tanh
+F.linear = core.linear
+
+-- dim is required: Torch7's rank-guessed default was a trap
+function F.softmax(x, dim) return core.softmax(x, dim) end
+function F.log_softmax(x, dim) return core.log_softmax(x, dim) end
+
+return F

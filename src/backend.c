@@ -1,0 +1,18 @@
+#include "backend.h"
+
+#include "error.h"
+
+const ml_backend *ml_backend_get(ml_device dev) {
+    if (dev == ML_CPU) return ml_cpu_backend();
+    return ml_cuda_backend();
+}
+
+const ml_backend *ml_backend_of(const ml_tensor *t) { return ml_backend_get(t->storage->device); }
+
+#ifndef ML_HAVE_CUDA
+const ml_backend *ml_cuda_backend(void) {
+    ml_error_set("cuda: this build of moonlight has no CUDA backend (the CUDA toolkit was "
+                 "not found when it was built)");
+    return NULL;
+}
+#endif

@@ -1,0 +1,44 @@
+/* The backend op table: the one place that knows about a device.
+ *
+ * Ops (src/ops/) check shapes, allocate outputs, record autograd, and reach the
+ * device only through this table; the CPU (src/cpu/) and CUDA (kernels/) backends
+ * are implementations of it, one struct per op family, as in ggml. A family a
+ * backend has not got is NULL, and ops report that as an error. */
+#ifndef ML_BACKEND_H
+#define ML_BACKEND_H
+
+#include "backend/data.h"
+#include "backend/elementwise.h"
+#include "backend/index.h"
+#include "backend/loss.h"
+#include "backend/matmul.h"
+#include "backend/memory.h"
+#include "backend/optim.h"
+#include "backend/reduce.h"
+#include "backend/softmax.h"
+
+typedef struct ml_backend {
+    const char *name;
+    ml_device device;
+    const ml_memory_ops *memory;
+    const ml_elementwise_ops *elementwise;
+    const ml_reduce_ops *reduce;
+    const ml_matmul_ops *matmul;
+    const ml_softmax_ops *softmax;
+    const ml_loss_ops *loss;
+    const ml_optim_ops *optim;
+    const ml_index_ops *index;
+    const ml_data_ops *data;
+} ml_backend;
+
+/* The backend of a device, or NULL with ml_error set ("cuda: no GPU ..."). */
+const ml_backend *ml_backend_get(ml_device dev);
+/* The backend for tensor t (never NULL: a tensor exists only on a usable device). */
+const ml_backend *ml_backend_of(const ml_tensor *t);
+
+/* Each backend's table; ml_cuda_backend() is NULL when CUDA is not compiled in or
+ * no GPU is present (and sets ml_error to say which). */
+const ml_backend *ml_cpu_backend(void);
+const ml_backend *ml_cuda_backend(void);
+
+#endif

@@ -1,0 +1,28 @@
+/* Backend family: fused optimizer updates (moments and parameter in one pass). */
+#ifndef ML_BACKEND_OPTIM_H
+#define ML_BACKEND_OPTIM_H
+
+#include "../tensor.h"
+
+typedef struct ml_adam_args {
+    double lr, beta1, beta2, eps, weight_decay;
+    bool amsgrad, decoupled;   /* decoupled: AdamW's weight decay */
+    int64_t step;              /* 1 on the first update, for bias correction */
+} ml_adam_args;
+
+typedef struct ml_sgd_args {
+    double lr, momentum, dampening, weight_decay;
+    bool nesterov;
+    bool first_step;           /* the momentum buffer starts as the gradient */
+} ml_sgd_args;
+
+typedef struct ml_optim_ops {
+    /* all contiguous, same shape and dtype; max_exp_avg_sq only with amsgrad */
+    int (*adam_step)(ml_tensor *param, const ml_tensor *grad, ml_tensor *exp_avg,
+                     ml_tensor *exp_avg_sq, ml_tensor *max_exp_avg_sq, const ml_adam_args *a);
+    /* momentum_buf NULL when momentum is 0 */
+    int (*sgd_step)(ml_tensor *param, const ml_tensor *grad, ml_tensor *momentum_buf,
+                    const ml_sgd_args *a);
+} ml_optim_ops;
+
+#endif

@@ -1,0 +1,109 @@
+/* The moonlight CLI: `moonlight script.lua [args...]`, `moonlight -e 'code'`,
+ * `moonlight --version`, `moonlight --help`. Runs the script in a Lua state with
+ * the standard libraries and moonlight preloaded, `arg` set as lua(1) sets it.
+ * Exit code 0 on success, 1 on a script error (the traceback goes to stderr). */
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../version.h"
+
+int luaopen_moonlight(lua_State *L);
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: moonlight [options] [script.lua [args...]]\n"
+            "  -e code      run the Lua code (moonlight is available as the global ml)\n"
+            "  --version    print the version\n"
+            "  --help       print this help\n"
+            "A script gets its arguments in `arg` (arg[0] is the script), as with lua.\n"
+            "Inside, `local ml = require \"moonlight\"` loads the library.\n");
+}
+
+static int traceback(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static int run_chunk(lua_State *L, int status, int nargs) {
+    if (status == LUA_OK) {
+        int base = lua_gettop(L) - nargs;
+        lua_pushcfunction(L, traceback);
+        lua_insert(L, base);
+        status = lua_pcall(L, nargs, 0, base);
+        lua_remove(L, base);
+    }
+    if (status != LUA_OK) {
+        fprintf(stderr, "moonlight: %s\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* arg = {[0] = script, args...}, and negative indices for the interpreter. */
+static void set_arg(lua_State *L, char **argv, int argc, int script) {
+    lua_createtable(L, argc - script, script + 1);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - script);
+    }
+    lua_setglobal(L, "arg");
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+        printf("moonlight %s (%s)\n", ML_VERSION_STRING, LUA_RELEASE);
+        return 0;
+    }
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        fprintf(stderr, "moonlight: cannot create a Lua state (out of memory)\n");
+        return 1;
+    }
+    luaL_openlibs(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_moonlight);
+    lua_setfield(L, -2, "moonlight");
+    lua_pop(L, 1);
+    int rc = 0;
+    if (argc >= 3 && strcmp(argv[1], "-e") == 0) {
+        set_arg(L, argv, argc, 2);
+        lua_getglobal(L, "require");
+        lua_pushstring(L, "moonlight");
+        rc = run_chunk(L, LUA_OK, 1) ;
+        if (rc == 0) {
+            lua_getglobal(L, "require");
+            lua_pushstring(L, "moonlight");
+            lua_call(L, 1, 1);
+            lua_setglobal(L, "ml");
+            rc = run_chunk(L, luaL_loadbuffer(L, argv[2], strlen(argv[2]), "=(command line)"), 0);
+        }
+    } else if (argc >= 2 && argv[1][0] == '-' && argv[1][1] != '\0') {
+        fprintf(stderr, "moonlight: unknown option '%s'\n", argv[1]);
+        usage(stderr);
+        rc = 1;
+    } else if (argc >= 2) {
+        set_arg(L, argv, argc, 1);
+        int status = strcmp(argv[1], "-") == 0 ? luaL_loadfile(L, NULL) : luaL_loadfile(L, argv[1]);
+        if (status == LUA_OK) {
+            for (int i = 2; i < argc; i++) lua_pushstring(L, argv[i]);
+            rc = run_chunk(L, status, argc - 2);
+        } else {
+            rc = run_chunk(L, status, 0);
+        }
+    } else {
+        usage(stderr);
+        rc = 1;
+    }
+    lua_close(L);
+    return rc;
+}

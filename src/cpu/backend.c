@@ -1,0 +1,20 @@
+/* The CPU backend's op table: one family table per file of src/cpu/. */
+#include "../backend.h"
+
+extern const ml_memory_ops ml_cpu_memory;
+extern const ml_elementwise_ops ml_cpu_elementwise;
+extern const ml_reduce_ops ml_cpu_reduce;
+extern const ml_matmul_ops ml_cpu_matmul;
+extern const ml_softmax_ops ml_cpu_softmax;
+
+static const ml_backend cpu_backend = {
+    .name = "cpu",
+    .device = ML_CPU,
+    .memory = &ml_cpu_memory,
+    .elementwise = &ml_cpu_elementwise,
+    .reduce = &ml_cpu_reduce,
+    .matmul = &ml_cpu_matmul,
+    .softmax = &ml_cpu_softmax,
+};
+
+const ml_backend *ml_cpu_backend(void) { return &cpu_backend; }

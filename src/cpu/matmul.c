@@ -1,0 +1,51 @@
+/* CPU kernel of the matmul family: OpenBLAS sgemm/dgemm, one call per batch item,
+ * with nn.Linear's bias copied into C first and beta = 1 so that the product adds
+ * onto it in the same pass over C. */
+#include <cblas.h>
+#include <string.h>
+
+#include "../backend.h"
+#include "../error.h"
+
+static void broadcast_bias(const ml_gemm_args *g, int64_t batch_index) {
+    size_t es = ml_dtype_size(g->c->dtype);
+    char *c = (char *)ml_data(g->c) + (size_t)(batch_index * g->stride_c) * es;
+    const char *bias = (const char *)ml_data(g->bias);
+    for (int64_t i = 0; i < g->m; i++) memcpy(c + (size_t)(i * g->ldc) * es, bias, (size_t)g->n * es);
+}
+
+static int cpu_gemm(const ml_gemm_args *g) {
+    if (g->a->dtype != g->c->dtype || g->b->dtype != g->c->dtype)
+        return ml_error_set("matmul: dtypes %s and %s differ", ml_dtype_name(g->a->dtype),
+                            ml_dtype_name(g->b->dtype));
+    CBLAS_TRANSPOSE ta = g->trans_a ? CblasTrans : CblasNoTrans;
+    CBLAS_TRANSPOSE tb = g->trans_b ? CblasTrans : CblasNoTrans;
+    for (int64_t b = 0; b < g->batch; b++) {
+        double beta = g->beta;
+        if (g->bias) {
+            broadcast_bias(g, b);
+            beta = 1.0;
+        }
+        if (g->c->dtype == ML_F32) {
+            const float *A = (const float *)ml_data(g->a) + b * g->stride_a;
+            const float *B = (const float *)ml_data(g->b) + b * g->stride_b;
+            float *C = (float *)ml_data(g->c) + b * g->stride_c;
+            cblas_sgemm(CblasRowMajor, ta, tb, (blasint)g->m, (blasint)g->n, (blasint)g->k,
+                        (float)g->alpha, A, (blasint)g->lda, B, (blasint)g->ldb, (float)beta, C,
+                        (blasint)g->ldc);
+        } else if (g->c->dtype == ML_F64) {
+            const double *A = (const double *)ml_data(g->a) + b * g->stride_a;
+            const double *B = (const double *)ml_data(g->b) + b * g->stride_b;
+            double *C = (double *)ml_data(g->c) + b * g->stride_c;
+            cblas_dgemm(CblasRowMajor, ta, tb, (blasint)g->m, (blasint)g->n, (blasint)g->k,
+                        g->alpha, A, (blasint)g->lda, B, (blasint)g->ldb, beta, C,
+                        (blasint)g->ldc);
+        } else {
+            return ml_error_set("matmul: needs float32 or float64 tensors, got %s",
+                                ml_dtype_name(g->c->dtype));
+        }
+    }
+    return 0;
+}
+
+const ml_matmul_ops ml_cpu_matmul = {.gemm = cpu_gemm};

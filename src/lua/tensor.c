@@ -1,0 +1,740 @@
+/* The Tensor userdata: creation from Lua values, fields, indexing, conversion,
+ * views, printing. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../autograd.h"
+#include "../error.h"
+#include "../ops.h"
+#include "binding.h"
+
+static const char *const creation_opts[] = {"dtype", "device", "requires_grad", NULL};
+
+/* --- building a tensor from nested Lua tables --- */
+
+/* Finds the shape of a nested table by walking its first elements. */
+static int nested_shape(lua_State *L, int idx, int64_t *shape) {
+    int ndim = 0;
+    lua_pushvalue(L, idx);
+    while (lua_istable(L, -1) && !ml_lua_test_tensor(L, -1)) {
+        if (ndim >= ML_MAX_DIMS) luaL_error(L, "tensor: nested deeper than %d dims", ML_MAX_DIMS);
+        shape[ndim++] = (int64_t)luaL_len(L, -1);
+        if (shape[ndim - 1] == 0) break;
+        lua_geti(L, -1, 1);
+        lua_remove(L, -2);
+    }
+    lua_pop(L, 1);
+    return ndim;
+}
+
+static void fill_nested(lua_State *L, int idx, int depth, int ndim, const int64_t *shape,
+                        double *out, int64_t *pos) {
+    if (depth == ndim) {
+        int ok;
+        double v;
+        if (lua_isboolean(L, idx)) {
+            v = lua_toboolean(L, idx);
+            ok = 1;
+        } else {
+            v = lua_tonumberx(L, idx, &ok);
+        }
+        if (!ok) luaL_error(L, "tensor: element %lld is %s, expected a number", (long long)*pos + 1,
+                            luaL_typename(L, idx));
+        out[(*pos)++] = v;
+        return;
+    }
+    if (!lua_istable(L, idx) || (int64_t)luaL_len(L, idx) != shape[depth]) {
+        luaL_error(L, "tensor: ragged nested table: expected %lld elements at depth %d, got %s",
+                   (long long)shape[depth], depth + 1,
+                   lua_istable(L, idx) ? "a different count" : luaL_typename(L, idx));
+    }
+    for (int64_t i = 0; i < shape[depth]; i++) {
+        lua_geti(L, idx, i + 1);
+        fill_nested(L, lua_absindex(L, -1), depth + 1, ndim, shape, out, pos);
+        lua_pop(L, 1);
+    }
+}
+
+static int set_requires_grad(lua_State *L, ml_tensor *t, int on, const char *fname) {
+    if (on && !ml_dtype_is_float(t->dtype))
+        return luaL_error(L, "%s: only floating point tensors can require grad, got %s", fname,
+                          ml_dtype_name(t->dtype));
+    if (!on && t->grad_fn)
+        return luaL_error(L, "%s: requires_grad can only be cleared on a leaf tensor (use "
+                          ":detach())", fname);
+    t->requires_grad = on;
+    return 0;
+}
+
+/* Applies the dtype/device/requires_grad options to a fresh host tensor. */
+static int finish_creation(lua_State *L, ml_tensor *t, int opts, const char *fname) {
+    if (!t) return ml_lua_error(L);
+    ml_device dev = ml_lua_opt_device(L, opts, fname, ML_CPU);
+    if (dev != t->storage->device) {
+        ml_tensor *d = ml_to_device(t, dev);
+        ml_tensor_release(t);
+        if (!d) return ml_lua_error(L);
+        t = d;
+    }
+    int rg = ml_lua_opt_bool(L, opts, "requires_grad", 0);
+    ml_lua_push_tensor(L, t);
+    if (rg) set_requires_grad(L, t, 1, fname);
+    return 1;
+}
+
+static int l_tensor(lua_State *L) {
+    ml_lua_check_options(L, 2, "tensor", creation_opts);
+    ml_dtype dt = ml_lua_opt_dtype(L, 2, "tensor", ML_F32);
+    ml_tensor *src = ml_lua_test_tensor(L, 1);
+    if (src) {
+        ml_tensor *c = ml_cast(src, dt);
+        ml_tensor *copy = c ? ml_contiguous_copy(c) : NULL;
+        ml_tensor_release(c);
+        return finish_creation(L, copy, 2, "tensor");
+    }
+    int64_t shape[ML_MAX_DIMS];
+    int ndim = 0;
+    if (lua_istable(L, 1)) ndim = nested_shape(L, 1, shape);
+    else if (!lua_isnumber(L, 1) && !lua_isboolean(L, 1))
+        return luaL_error(L, "tensor: expected a number, a nested table of numbers or a tensor, got %s",
+                          luaL_typename(L, 1));
+    int64_t n = ml_shape_numel(ndim, shape);
+    ml_tensor *t64 = ml_tensor_empty(ML_F64, ML_CPU, ndim, shape);
+    if (!t64) return ml_lua_error(L);
+    /* park it on the stack so a ragged-table error does not leak it */
+    ml_lua_push_tensor(L, t64);
+    int64_t pos = 0;
+    if (n > 0 || ndim == 0) fill_nested(L, 1, 0, ndim, shape, (double *)ml_data(t64), &pos);
+    ml_tensor *t = ml_cast(t64, dt);
+    if (t == t64) { /* float64 asked: give a tensor of its own */
+        ml_tensor_release(t);
+        t = ml_contiguous_copy(t64);
+    }
+    return finish_creation(L, t, 2, "tensor");
+}
+
+/* zeros(shape, opts), ones, full(shape, value, opts), rand, randn */
+static int creation_common(lua_State *L, const char *fname, int kind) {
+    int64_t shape[ML_MAX_DIMS];
+    int ndim = ml_lua_check_shape(L, 1, shape, fname);
+    int next = lua_istable(L, 1) ? 2 : 1 + ndim;
+    double value = 0;
+    if (kind == 2) { /* full */
+        value = luaL_checknumber(L, next);
+        next++;
+    }
+    ml_lua_check_options(L, next, fname, creation_opts);
+    ml_dtype dt = ml_lua_opt_dtype(L, next, fname, ML_F32);
+    ml_tensor *t;
+    if (kind == 3) t = ml_rand(dt, ML_CPU, ndim, shape, 0, 1);
+    else if (kind == 4) t = ml_randn(dt, ML_CPU, ndim, shape, 0, 1);
+    else t = ml_full(dt, ML_CPU, ndim, shape, kind == 1 ? 1.0 : value);
+    return finish_creation(L, t, next, fname);
+}
+
+static int l_zeros(lua_State *L) { return creation_common(L, "zeros", 0); }
+static int l_ones(lua_State *L) { return creation_common(L, "ones", 1); }
+static int l_full(lua_State *L) { return creation_common(L, "full", 2); }
+static int l_rand(lua_State *L) { return creation_common(L, "rand", 3); }
+static int l_randn(lua_State *L) { return creation_common(L, "randn", 4); }
+
+static int like_common(lua_State *L, double v) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    return ml_lua_push_tensor(L, ml_full_like(t, v));
+}
+static int l_zeros_like(lua_State *L) { return like_common(L, 0); }
+static int l_ones_like(lua_State *L) { return like_common(L, 1); }
+
+static int l_eye(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    lua_Integer m = lua_isinteger(L, 2) ? lua_tointeger(L, 2) : n;
+    int opts = lua_isinteger(L, 2) ? 3 : 2;
+    ml_lua_check_options(L, opts, "eye", creation_opts);
+    ml_dtype dt = ml_lua_opt_dtype(L, opts, "eye", ML_F32);
+    return finish_creation(L, ml_eye(dt, ML_CPU, n, m), opts, "eye");
+}
+
+/* arange(end) / arange(start, end [, step]) [, opts] */
+static int l_arange(lua_State *L) {
+    int nnum = 0;
+    while (nnum < 3 && lua_type(L, nnum + 1) == LUA_TNUMBER) nnum++;
+    if (nnum == 0) return luaL_error(L, "arange: expected arange(end) or arange(start, end [, step])");
+    double start = 0, end, step = 1;
+    if (nnum == 1) end = lua_tonumber(L, 1);
+    else {
+        start = lua_tonumber(L, 1);
+        end = lua_tonumber(L, 2);
+        if (nnum == 3) step = lua_tonumber(L, 3);
+    }
+    ml_lua_check_options(L, nnum + 1, "arange", creation_opts);
+    ml_dtype dt = ml_lua_opt_dtype(L, nnum + 1, "arange", ML_F32);
+    return finish_creation(L, ml_arange(start, end, step, dt, ML_CPU), nnum + 1, "arange");
+}
+
+static int l_randperm(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    return ml_lua_push_tensor(L, ml_randperm(n));
+}
+
+static int l_manual_seed(lua_State *L) {
+    lua_Integer s = luaL_checkinteger(L, 1);
+    ml_manual_seed((uint64_t)s);
+    return 0;
+}
+
+static int l_initial_seed(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)ml_default_generator()->seed);
+    return 1;
+}
+
+/* The generator's state as a string (for checkpoints) and back. */
+static int l_get_rng_state(lua_State *L) {
+    ml_generator *g = ml_default_generator();
+    lua_pushlstring(L, (const char *)g, sizeof *g);
+    return 1;
+}
+
+static int l_set_rng_state(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    if (n != sizeof(ml_generator))
+        return luaL_error(L, "set_rng_state: expected a state of %d bytes from get_rng_state, got %d",
+                          (int)sizeof(ml_generator), (int)n);
+    memcpy(ml_default_generator(), s, n);
+    return 0;
+}
+
+/* --- fields and metamethods --- */
+
+static int l_gc(lua_State *L) {
+    ml_tensor **ud = luaL_checkudata(L, 1, ML_TENSOR_MT);
+    ml_tensor_release(*ud);
+    *ud = NULL;
+    return 0;
+}
+
+static int push_shape(lua_State *L, const ml_tensor *t) {
+    lua_createtable(L, t->ndim, 0);
+    for (int i = 0; i < t->ndim; i++) {
+        lua_pushinteger(L, t->shape[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int l_shape(lua_State *L) { return push_shape(L, ml_lua_check_tensor(L, 1)); }
+
+static int l_size(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    if (lua_isnoneornil(L, 2)) return push_shape(L, t);
+    int d = ml_lua_check_dim(L, 2, t->ndim, "size");
+    lua_pushinteger(L, t->ndim ? t->shape[d] : 1);
+    return 1;
+}
+
+static int l_stride(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    if (lua_isnoneornil(L, 2)) {
+        lua_createtable(L, t->ndim, 0);
+        for (int i = 0; i < t->ndim; i++) {
+            lua_pushinteger(L, t->strides[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
+        return 1;
+    }
+    int d = ml_lua_check_dim(L, 2, t->ndim, "stride");
+    lua_pushinteger(L, t->ndim ? t->strides[d] : 1);
+    return 1;
+}
+
+static int l_dim(lua_State *L) {
+    lua_pushinteger(L, ml_lua_check_tensor(L, 1)->ndim);
+    return 1;
+}
+
+static int l_numel(lua_State *L) {
+    lua_pushinteger(L, ml_numel(ml_lua_check_tensor(L, 1)));
+    return 1;
+}
+
+static int l_len(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    if (t->ndim == 0) return luaL_error(L, "len: a 0-dim tensor has no length (use :item())");
+    lua_pushinteger(L, t->shape[0]);
+    return 1;
+}
+
+/* Reads element k (row-major over the view) of a host tensor as a Lua value. */
+static void push_element(lua_State *L, const ml_tensor *t, const int64_t *idx) {
+    int64_t off = 0;
+    for (int i = 0; i < t->ndim; i++) off += idx[i] * t->strides[i];
+    const char *base = (const char *)ml_data(t);
+    switch (t->dtype) {
+    case ML_F32: lua_pushnumber(L, ((const float *)base)[off]); break;
+    case ML_F64: lua_pushnumber(L, ((const double *)base)[off]); break;
+    case ML_I64: lua_pushinteger(L, ((const int64_t *)base)[off]); break;
+    case ML_U8: lua_pushinteger(L, ((const uint8_t *)base)[off]); break;
+    default: lua_pushnil(L);
+    }
+}
+
+/* A host copy of t when it lives on a device (synchronises), else t retained. */
+static ml_tensor *host_view(lua_State *L, ml_tensor *t) {
+    if (t->storage->device == ML_CPU) return ml_tensor_retain(t);
+    bool was = ml_grad_enabled();
+    ml_set_grad_enabled(false);
+    ml_tensor *h = ml_to_device(t, ML_CPU);
+    ml_set_grad_enabled(was);
+    if (!h) ml_lua_error(L);
+    return h;
+}
+
+static int l_item(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    if (ml_numel(t) != 1) {
+        char a[ML_SHAPE_STR_MAX];
+        return luaL_error(L, "item: a tensor with %lld elements (shape %s) cannot be converted to "
+                          "a number; it needs exactly one", (long long)ml_numel(t),
+                          ml_shape_str(t->ndim, t->shape, a, sizeof a));
+    }
+    ml_tensor *h = host_view(L, t);
+    int64_t idx[ML_MAX_DIMS] = {0};
+    push_element(L, h, idx);
+    ml_tensor_release(h);
+    return 1;
+}
+
+static void push_nested(lua_State *L, const ml_tensor *t, int depth, int64_t *idx) {
+    if (depth == t->ndim) {
+        push_element(L, t, idx);
+        return;
+    }
+    lua_createtable(L, (int)t->shape[depth], 0);
+    for (int64_t i = 0; i < t->shape[depth]; i++) {
+        idx[depth] = i;
+        push_nested(L, t, depth + 1, idx);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static int l_totable(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    ml_tensor *h = host_view(L, t);
+    int64_t idx[ML_MAX_DIMS] = {0};
+    push_nested(L, h, 0, idx);
+    ml_tensor_release(h);
+    return 1;
+}
+
+/* --- printing, in PyTorch's style --- */
+
+static void format_value(const ml_tensor *t, const int64_t *idx, char *buf, size_t n) {
+    int64_t off = 0;
+    for (int i = 0; i < t->ndim; i++) off += idx[i] * t->strides[i];
+    const char *base = (const char *)ml_data(t);
+    switch (t->dtype) {
+    case ML_F32: snprintf(buf, n, "%.4f", ((const float *)base)[off]); break;
+    case ML_F64: snprintf(buf, n, "%.4f", ((const double *)base)[off]); break;
+    case ML_I64: snprintf(buf, n, "%lld", (long long)((const int64_t *)base)[off]); break;
+    case ML_U8: snprintf(buf, n, "%d", ((const uint8_t *)base)[off]); break;
+    default: buf[0] = 0;
+    }
+}
+
+static void print_nested(luaL_Buffer *b, const ml_tensor *t, int depth, int64_t *idx, int indent) {
+    char buf[64];
+    if (depth == t->ndim) {
+        format_value(t, idx, buf, sizeof buf);
+        luaL_addstring(b, buf);
+        return;
+    }
+    luaL_addchar(b, '[');
+    int64_t n = t->shape[depth];
+    bool elide = n > 6;
+    for (int64_t i = 0; i < n; i++) {
+        if (elide && i == 3) {
+            luaL_addstring(b, depth == t->ndim - 1 ? "..., " : "...,\n");
+            if (depth != t->ndim - 1)
+                for (int k = 0; k < indent + depth + 1; k++) luaL_addchar(b, ' ');
+            i = n - 3;
+        }
+        idx[depth] = i;
+        print_nested(b, t, depth + 1, idx, indent);
+        if (i + 1 < n) {
+            if (depth == t->ndim - 1) luaL_addstring(b, ", ");
+            else {
+                luaL_addstring(b, ",");
+                for (int k = depth + 1; k < t->ndim; k++) luaL_addchar(b, '\n');
+                for (int k = 0; k < indent + depth + 1; k++) luaL_addchar(b, ' ');
+            }
+        }
+    }
+    luaL_addchar(b, ']');
+}
+
+static int l_tostring(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    ml_tensor *h = host_view(L, t);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "tensor(");
+    int64_t idx[ML_MAX_DIMS] = {0};
+    print_nested(&b, h, 0, idx, 7);
+    ml_tensor_release(h);
+    if (t->dtype != ML_F32) {
+        luaL_addstring(&b, ", dtype=");
+        luaL_addstring(&b, ml_dtype_name(t->dtype));
+    }
+    if (t->storage->device != ML_CPU) luaL_addstring(&b, ", device='cuda:0'");
+    if (t->grad_fn) {
+        luaL_addstring(&b, ", grad_fn=<");
+        luaL_addstring(&b, t->grad_fn->name);
+        luaL_addstring(&b, ">");
+    } else if (t->requires_grad) {
+        luaL_addstring(&b, ", requires_grad=True");
+    }
+    luaL_addchar(&b, ')');
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* --- conversion and copies --- */
+
+static int cast_to(lua_State *L, ml_dtype dt) {
+    return ml_lua_push_tensor(L, ml_cast(ml_lua_check_tensor(L, 1), dt));
+}
+static int l_float(lua_State *L) { return cast_to(L, ML_F32); }
+static int l_double(lua_State *L) { return cast_to(L, ML_F64); }
+static int l_long(lua_State *L) { return cast_to(L, ML_I64); }
+static int l_byte(lua_State *L) { return cast_to(L, ML_U8); }
+
+/* to("cuda"), to("float64"), to({device =, dtype =}), to(other_tensor) */
+static int l_to(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    ml_tensor *like = ml_lua_test_tensor(L, 2);
+    int dev = t->storage->device, dt = t->dtype;
+    if (like) {
+        dev = like->storage->device;
+        dt = like->dtype;
+    } else if (lua_type(L, 2) == LUA_TSTRING) {
+        const char *s = lua_tostring(L, 2);
+        int d = ml_device_from_name(s), ty = ml_dtype_from_name(s);
+        if (d >= 0) dev = d;
+        else if (ty >= 0) dt = ty;
+        else return luaL_error(L, "to: '%s' is neither a device (cpu, cuda) nor a dtype", s);
+    } else if (lua_istable(L, 2)) {
+        static const char *const allowed[] = {"device", "dtype", NULL};
+        ml_lua_check_options(L, 2, "to", allowed);
+        dev = ml_lua_opt_device(L, 2, "to", (ml_device)dev);
+        dt = ml_lua_opt_dtype(L, 2, "to", (ml_dtype)dt);
+    } else {
+        return luaL_error(L, "to: expected a device name, a dtype name, a tensor or an options table");
+    }
+    ml_tensor *moved = ml_to_device(t, (ml_device)dev);
+    if (!moved) return ml_lua_error(L);
+    ml_tensor *cast = ml_cast(moved, (ml_dtype)dt);
+    ml_tensor_release(moved);
+    return ml_lua_push_tensor(L, cast);
+}
+
+static int l_cuda(lua_State *L) {
+    return ml_lua_push_tensor(L, ml_to_device(ml_lua_check_tensor(L, 1), ML_CUDA));
+}
+static int l_cpu(lua_State *L) {
+    return ml_lua_push_tensor(L, ml_to_device(ml_lua_check_tensor(L, 1), ML_CPU));
+}
+
+static int l_clone(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    /* a differentiable copy: contiguous() of a transposed alias would not copy */
+    ml_tensor *c = ml_contiguous_copy(t);
+    if (c && ml_needs_graph(1, &t)) {
+        ml_tensor *z = ml_zeros_like(c);
+        ml_tensor *s = z ? ml_add(t, z) : NULL; /* add records the graph */
+        ml_tensor_release(z);
+        ml_tensor_release(c);
+        c = s;
+    }
+    return ml_lua_push_tensor(L, c);
+}
+
+static int l_contiguous(lua_State *L) {
+    return ml_lua_push_tensor(L, ml_contiguous(ml_lua_check_tensor(L, 1)));
+}
+
+static int l_is_contiguous(lua_State *L) {
+    lua_pushboolean(L, ml_is_contiguous(ml_lua_check_tensor(L, 1)));
+    return 1;
+}
+
+/* In-place ops change data autograd may have saved; refuse them on tensors that
+ * take part in a graph, as torch does for leaves that require grad. */
+static void check_inplace(lua_State *L, ml_tensor *t, const char *fname) {
+    if (ml_grad_enabled() && t->requires_grad)
+        luaL_error(L, "%s: a tensor that requires grad cannot be modified in place outside "
+                   "ml.no_grad", fname);
+}
+
+static int l_fill_(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    check_inplace(L, t, "fill_");
+    if (ml_fill_(t, luaL_checknumber(L, 2))) return ml_lua_error(L);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_zero_(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    check_inplace(L, t, "zero_");
+    if (ml_fill_(t, 0)) return ml_lua_error(L);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_copy_(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    check_inplace(L, t, "copy_");
+    ml_tensor *src = ml_lua_tensor_or_number(L, 2, t);
+    int rc = ml_copy_(t, src);
+    ml_tensor_release(src);
+    if (rc) return ml_lua_error(L);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* add_(other [, alpha]) : t += alpha * other */
+static int l_add_(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    check_inplace(L, t, "add_");
+    ml_tensor *src = ml_lua_tensor_or_number(L, 2, t);
+    double alpha = luaL_optnumber(L, 3, 1.0);
+    ml_tensor *scaled = alpha == 1.0 ? ml_tensor_retain(src) : ml_mul_scalar(src, alpha);
+    ml_tensor_release(src);
+    int rc = scaled ? ml_add_inplace(t, scaled) : -1;
+    ml_tensor_release(scaled);
+    if (rc) return ml_lua_error(L);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_requires_grad_(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    set_requires_grad(L, t, lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2), "requires_grad_");
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* --- views --- */
+
+static int l_view_common(lua_State *L, bool copy_ok) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    int64_t shape[ML_MAX_DIMS];
+    int ndim = ml_lua_check_shape(L, 2, shape, copy_ok ? "reshape" : "view");
+    return ml_lua_push_tensor(L, copy_ok ? ml_reshape(t, ndim, shape) : ml_view(t, ndim, shape));
+}
+static int l_view(lua_State *L) { return l_view_common(L, false); }
+static int l_reshape(lua_State *L) { return l_view_common(L, true); }
+
+static int l_t(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    if (t->ndim > 2) return luaL_error(L, "t: expects a tensor with at most 2 dims, got %d (use transpose)", t->ndim);
+    if (t->ndim < 2) return ml_lua_push_tensor(L, ml_tensor_retain(t));
+    return ml_lua_push_tensor(L, ml_transpose(t, 0, 1));
+}
+
+static int l_transpose(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    int a = ml_lua_check_dim(L, 2, t->ndim, "transpose"), b = ml_lua_check_dim(L, 3, t->ndim, "transpose");
+    return ml_lua_push_tensor(L, ml_transpose(t, a, b));
+}
+
+static int l_permute(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    int64_t dims64[ML_MAX_DIMS];
+    int n = ml_lua_check_shape(L, 2, dims64, "permute");
+    if (n != t->ndim) return luaL_error(L, "permute: %d dims given for a %d-dim tensor", n, t->ndim);
+    int dims[ML_MAX_DIMS];
+    for (int i = 0; i < n; i++) {
+        int64_t d = dims64[i];
+        if (d == 0 || d > n || d < -n) return luaL_error(L, "permute: dim %d out of range (1-based)", (int)d);
+        dims[i] = d > 0 ? (int)d - 1 : (int)(d + n);
+    }
+    return ml_lua_push_tensor(L, ml_permute(t, dims));
+}
+
+/* narrow(dim, start, length), start 1-based */
+static int l_narrow(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    int d = ml_lua_check_dim(L, 2, t->ndim, "narrow");
+    lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
+    if (start < 0) start += t->shape[d] + 1;
+    return ml_lua_push_tensor(L, ml_narrow(t, d, start - 1, len));
+}
+
+/* select(dim, index), index 1-based (negative from the end) */
+static int l_select(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    int d = ml_lua_check_dim(L, 2, t->ndim, "select");
+    lua_Integer i = luaL_checkinteger(L, 3);
+    if (i == 0) return luaL_error(L, "select: index 0 is not a position (positions are 1-based)");
+    return ml_lua_push_tensor(L, ml_select(t, d, i > 0 ? i - 1 : i));
+}
+
+static int l_squeeze(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    int d = lua_isnoneornil(L, 2) ? ML_ALL_DIMS : ml_lua_check_dim(L, 2, t->ndim, "squeeze");
+    return ml_lua_push_tensor(L, ml_squeeze(t, d));
+}
+
+static int l_unsqueeze(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    int d = ml_lua_check_dim(L, 2, t->ndim + 1, "unsqueeze");
+    return ml_lua_push_tensor(L, ml_unsqueeze(t, d));
+}
+
+static int l_expand(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    int64_t shape[ML_MAX_DIMS];
+    int ndim = ml_lua_check_shape(L, 2, shape, "expand");
+    return ml_lua_push_tensor(L, ml_expand(t, ndim, shape));
+}
+
+static int l_flatten(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    int s = ml_lua_opt_dim(L, 2, t->ndim, "flatten", 0);
+    int e = ml_lua_opt_dim(L, 3, t->ndim, "flatten", t->ndim ? t->ndim - 1 : 0);
+    return ml_lua_push_tensor(L, ml_flatten(t, s, e));
+}
+
+/* --- __index / __newindex --- */
+
+static int l_index(lua_State *L) {
+    ml_tensor *t = *(ml_tensor **)lua_touserdata(L, 1);
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        /* methods first: they are the common case */
+        lua_pushvalue(L, 2);
+        if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+        lua_pop(L, 1);
+        const char *k = lua_tostring(L, 2);
+        if (strcmp(k, "dtype") == 0) lua_pushstring(L, ml_dtype_name(t->dtype));
+        else if (strcmp(k, "device") == 0) lua_pushstring(L, ml_device_name(t->storage->device));
+        else if (strcmp(k, "requires_grad") == 0) lua_pushboolean(L, t->requires_grad);
+        else if (strcmp(k, "is_leaf") == 0) lua_pushboolean(L, t->grad_fn == NULL);
+        else if (strcmp(k, "grad_fn") == 0) {
+            if (t->grad_fn) lua_pushstring(L, t->grad_fn->name);
+            else lua_pushnil(L);
+        } else if (strcmp(k, "grad") == 0) {
+            if (!t->grad) lua_pushnil(L);
+            else ml_lua_push_tensor(L, ml_tensor_retain(t->grad));
+        } else if (strcmp(k, "is_cuda") == 0) lua_pushboolean(L, t->storage->device == ML_CUDA);
+        else if (strcmp(k, "T") == 0 || strcmp(k, "mT") == 0) {
+            if (t->ndim < 2) return ml_lua_push_tensor(L, ml_tensor_retain(t));
+            return ml_lua_push_tensor(L, ml_transpose(t, -2, -1));
+        } else lua_pushnil(L);
+        return 1;
+    }
+    if (lua_isinteger(L, 2)) {
+        lua_Integer i = lua_tointeger(L, 2);
+        if (i == 0) return luaL_error(L, "index: 0 is not a position (positions are 1-based)");
+        return ml_lua_push_tensor(L, ml_select(t, 0, i > 0 ? i - 1 : i));
+    }
+    return luaL_error(L, "index: a tensor is indexed by a 1-based integer or a field name, got %s",
+                      luaL_typename(L, 2));
+}
+
+static int l_newindex(lua_State *L) {
+    ml_tensor *t = *(ml_tensor **)lua_touserdata(L, 1);
+    if (lua_isinteger(L, 2)) { /* t[i] = value: copy into the row */
+        lua_Integer i = lua_tointeger(L, 2);
+        check_inplace(L, t, "index assignment");
+        if (i == 0) return luaL_error(L, "index: 0 is not a position (positions are 1-based)");
+        ml_tensor *row = ml_select(t, 0, i > 0 ? i - 1 : i);
+        if (!row) return ml_lua_error(L);
+        ml_tensor *src = ml_lua_tensor_or_number(L, 3, t);
+        int rc = ml_copy_(row, src);
+        ml_tensor_release(row);
+        ml_tensor_release(src);
+        return rc ? ml_lua_error(L) : 0;
+    }
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "requires_grad") == 0) {
+        set_requires_grad(L, t, lua_toboolean(L, 3), "requires_grad");
+    } else if (strcmp(k, "grad") == 0) {
+        if (lua_isnil(L, 3)) {
+            ml_tensor_release(t->grad);
+            t->grad = NULL;
+        } else {
+            ml_tensor *g = ml_lua_check_tensor(L, 3);
+            if (!ml_same_shape(g, t)) {
+                char a[ML_SHAPE_STR_MAX], b[ML_SHAPE_STR_MAX];
+                return luaL_error(L, "grad: assigned gradient has shape %s, the tensor %s",
+                                  ml_shape_str(g->ndim, g->shape, a, sizeof a),
+                                  ml_shape_str(t->ndim, t->shape, b, sizeof b));
+            }
+            ml_tensor *own = ml_contiguous_copy(g);
+            if (!own) return ml_lua_error(L);
+            ml_tensor_release(t->grad);
+            t->grad = own;
+        }
+    } else {
+        return luaL_error(L, "tensor: cannot set field '%s' (settable: requires_grad, grad)", k);
+    }
+    return 0;
+}
+
+static int l_is_tensor(lua_State *L) {
+    lua_pushboolean(L, ml_lua_test_tensor(L, 1) != NULL);
+    return 1;
+}
+
+void ml_lua_open_tensor(lua_State *L, int module, int methods) {
+    static const luaL_Reg module_funcs[] = {
+        {"tensor", l_tensor}, {"zeros", l_zeros}, {"ones", l_ones}, {"full", l_full},
+        {"rand", l_rand}, {"randn", l_randn}, {"eye", l_eye}, {"arange", l_arange},
+        {"randperm", l_randperm}, {"zeros_like", l_zeros_like}, {"ones_like", l_ones_like},
+        {"manual_seed", l_manual_seed}, {"initial_seed", l_initial_seed},
+        {"get_rng_state", l_get_rng_state}, {"set_rng_state", l_set_rng_state},
+        {"is_tensor", l_is_tensor}, {NULL, NULL}};
+    static const luaL_Reg method_funcs[] = {
+        {"shape", l_shape}, {"size", l_size}, {"stride", l_stride}, {"dim", l_dim},
+        {"numel", l_numel}, {"item", l_item}, {"totable", l_totable}, {"float", l_float},
+        {"double", l_double}, {"long", l_long}, {"byte", l_byte}, {"to", l_to},
+        {"cuda", l_cuda}, {"cpu", l_cpu}, {"clone", l_clone}, {"contiguous", l_contiguous},
+        {"is_contiguous", l_is_contiguous}, {"fill_", l_fill_}, {"zero_", l_zero_},
+        {"copy_", l_copy_}, {"add_", l_add_}, {"requires_grad_", l_requires_grad_},
+        {"view", l_view}, {"reshape", l_reshape}, {"t", l_t}, {"transpose", l_transpose},
+        {"permute", l_permute}, {"narrow", l_narrow}, {"select", l_select},
+        {"squeeze", l_squeeze}, {"unsqueeze", l_unsqueeze}, {"expand", l_expand},
+        {"flatten", l_flatten}, {NULL, NULL}};
+    ml_lua_setfuncs(L, module, module_funcs);
+    ml_lua_setfuncs(L, methods, method_funcs);
+    /* the views are module functions too: ml.reshape(t, ...), ml.flatten(t) */
+    static const char *const shared[] = {"reshape", "transpose", "permute", "narrow", "select",
+                                         "squeeze", "unsqueeze", "flatten", "clone", "t", NULL};
+    for (int i = 0; shared[i]; i++) {
+        lua_getfield(L, methods, shared[i]);
+        lua_setfield(L, module, shared[i]);
+    }
+}
+
+/* Creates the metatable; methods is filled by every family afterwards. */
+void ml_lua_tensor_metatable(lua_State *L, int methods);
+void ml_lua_tensor_metatable(lua_State *L, int methods) {
+    luaL_newmetatable(L, ML_TENSOR_MT);
+    int mt = lua_gettop(L);
+    lua_pushvalue(L, methods);
+    lua_pushcclosure(L, l_index, 1);
+    lua_setfield(L, mt, "__index");
+    lua_pushcfunction(L, l_newindex);
+    lua_setfield(L, mt, "__newindex");
+    lua_pushcfunction(L, l_gc);
+    lua_setfield(L, mt, "__gc");
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, mt, "__tostring");
+    lua_pushcfunction(L, l_len);
+    lua_setfield(L, mt, "__len");
+    lua_pushstring(L, "Tensor");
+    lua_setfield(L, mt, "__name");
+    lua_pop(L, 1);
+}

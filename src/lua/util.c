@@ -1,0 +1,228 @@
+#include <math.h>
+#include <string.h>
+
+#include "../error.h"
+#include "../ops.h"
+#include "binding.h"
+
+/* Lua does not see the memory behind a tensor; without a hint its collector would
+ * let thousands of dead activations pile up between cycles. Each new tensor's bytes
+ * are counted, and every so many bytes the collector is asked for a step worth
+ * them, which keeps memory flat over a training loop with no collectgarbage(). */
+static _Thread_local size_t bytes_since_step;
+#define ML_GC_STEP_BYTES (16u << 20)
+
+int ml_lua_error(lua_State *L) {
+    const char *msg = ml_error();
+    return luaL_error(L, "%s", msg[0] ? msg : "moonlight: unknown error");
+}
+
+int ml_lua_push_tensor(lua_State *L, ml_tensor *t) {
+    if (!t) return ml_lua_error(L);
+    ml_tensor **ud = lua_newuserdatauv(L, sizeof *ud, 0);
+    *ud = t;
+    luaL_setmetatable(L, ML_TENSOR_MT);
+    bytes_since_step += t->storage->nbytes;
+    if (bytes_since_step > ML_GC_STEP_BYTES) {
+        int kb = (int)(bytes_since_step >> 10);
+        bytes_since_step = 0;
+        lua_gc(L, LUA_GCSTEP, kb);
+    }
+    return 1;
+}
+
+ml_tensor *ml_lua_test_tensor(lua_State *L, int idx) {
+    ml_tensor **ud = luaL_testudata(L, idx, ML_TENSOR_MT);
+    return ud ? *ud : NULL;
+}
+
+ml_tensor *ml_lua_check_tensor(lua_State *L, int idx) {
+    ml_tensor *t = ml_lua_test_tensor(L, idx);
+    if (!t) {
+        lua_Debug ar;
+        const char *fname = "?";
+        if (lua_getstack(L, 0, &ar)) {
+            lua_getinfo(L, "n", &ar);
+            if (ar.name) fname = ar.name;
+        }
+        luaL_error(L, "%s: argument %d must be a tensor, got %s", fname, idx, luaL_typename(L, idx));
+    }
+    return t;
+}
+
+ml_tensor *ml_lua_tensor_or_number(lua_State *L, int idx, const ml_tensor *like) {
+    ml_tensor *t = ml_lua_test_tensor(L, idx);
+    if (t) return ml_tensor_retain(t);
+    if (lua_type(L, idx) == LUA_TBOOLEAN) {
+        t = ml_scalar(lua_toboolean(L, idx), like ? like->dtype : ML_F32, like ? like->storage->device : ML_CPU);
+    } else if (lua_type(L, idx) == LUA_TNUMBER) {
+        double v = lua_tonumber(L, idx);
+        ml_dtype dt = like ? like->dtype : ML_F32;
+        if (!ml_dtype_is_float(dt) && (!lua_isinteger(L, idx) && v != floor(v))) dt = ML_F32;
+        t = ml_scalar(v, dt, like ? like->storage->device : ML_CPU);
+    } else {
+        lua_Debug ar;
+        const char *fname = "?";
+        if (lua_getstack(L, 0, &ar)) {
+            lua_getinfo(L, "n", &ar);
+            if (ar.name) fname = ar.name;
+        }
+        luaL_error(L, "%s: argument %d must be a tensor or a number, got %s", fname, idx,
+                   luaL_typename(L, idx));
+    }
+    if (!t) ml_lua_error(L);
+    return t;
+}
+
+int ml_lua_check_dim(lua_State *L, int idx, int ndim, const char *fname) {
+    lua_Integer d = luaL_checkinteger(L, idx);
+    int n = ndim > 0 ? ndim : 1; /* a 0-dim tensor accepts dim 1 / -1 as torch */
+    if (d == 0 || d > n || d < -n)
+        return luaL_error(L, "%s: dim %d out of range for a %d-dim tensor (expected 1..%d or "
+                          "-%d..-1; dims are 1-based)", fname, (int)d, ndim, n, n);
+    return d > 0 ? (int)d - 1 : (int)(d + n);
+}
+
+int ml_lua_opt_dim(lua_State *L, int idx, int ndim, const char *fname, int def) {
+    if (lua_isnoneornil(L, idx)) return def;
+    return ml_lua_check_dim(L, idx, ndim, fname);
+}
+
+int ml_lua_check_shape(lua_State *L, int idx, int64_t *shape, const char *fname) {
+    int n = 0;
+    if (lua_istable(L, idx) && !ml_lua_test_tensor(L, idx)) {
+        n = (int)luaL_len(L, idx);
+        if (n > ML_MAX_DIMS) return luaL_error(L, "%s: %d dims given, at most %d", fname, n, ML_MAX_DIMS);
+        for (int i = 0; i < n; i++) {
+            lua_geti(L, idx, i + 1);
+            int ok;
+            lua_Integer v = lua_tointegerx(L, -1, &ok);
+            if (!ok) return luaL_error(L, "%s: size %d of the shape must be an integer, got %s",
+                                       fname, i + 1, luaL_typename(L, -1));
+            shape[i] = v;
+            lua_pop(L, 1);
+        }
+        return n;
+    }
+    while (lua_type(L, idx + n) == LUA_TNUMBER) {
+        if (n >= ML_MAX_DIMS) return luaL_error(L, "%s: at most %d dims", fname, ML_MAX_DIMS);
+        int ok;
+        lua_Integer v = lua_tointegerx(L, idx + n, &ok);
+        if (!ok) return luaL_error(L, "%s: sizes must be integers", fname);
+        shape[n++] = v;
+    }
+    if (n == 0 && !lua_isnoneornil(L, idx))
+        return luaL_error(L, "%s: expected a shape (a table of sizes or sizes as numbers), got %s",
+                          fname, luaL_typename(L, idx));
+    return n;
+}
+
+void ml_lua_check_options(lua_State *L, int idx, const char *fname, const char *const *allowed) {
+    if (lua_isnoneornil(L, idx)) return;
+    if (!lua_istable(L, idx))
+        luaL_error(L, "%s: options must be a table, got %s", fname, luaL_typename(L, idx));
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "%s: option names must be strings, got %s", fname, luaL_typename(L, -1));
+        const char *k = lua_tostring(L, -1);
+        bool ok = false;
+        for (int i = 0; allowed[i]; i++)
+            if (strcmp(k, allowed[i]) == 0) ok = true;
+        if (!ok) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (int i = 0; allowed[i]; i++) {
+                if (i) luaL_addstring(&b, ", ");
+                luaL_addstring(&b, allowed[i]);
+            }
+            luaL_pushresult(&b);
+            luaL_error(L, "%s: unknown option '%s' (expected one of: %s)", fname, k, lua_tostring(L, -1));
+        }
+    }
+}
+
+/* Pushes opts[key] (nil when no options). */
+static int get_opt(lua_State *L, int idx, const char *key) {
+    if (!lua_istable(L, idx)) {
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    return lua_getfield(L, idx, key);
+}
+
+double ml_lua_opt_number(lua_State *L, int idx, const char *key, double def) {
+    int t = get_opt(L, idx, key);
+    double v = def;
+    if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
+    else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a number, got %s", key, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+int ml_lua_opt_integer(lua_State *L, int idx, const char *key, int def) {
+    int t = get_opt(L, idx, key);
+    int v = def;
+    if (t == LUA_TNUMBER && lua_isinteger(L, -1)) v = (int)lua_tointeger(L, -1);
+    else if (t == LUA_TNUMBER && lua_tonumber(L, -1) == floor(lua_tonumber(L, -1))) v = (int)lua_tonumber(L, -1);
+    else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be an integer, got %s", key, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+int ml_lua_opt_bool(lua_State *L, int idx, const char *key, int def) {
+    int t = get_opt(L, idx, key);
+    int v = def;
+    if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
+    else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a boolean, got %s", key, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+const char *ml_lua_opt_string(lua_State *L, int idx, const char *key, const char *def) {
+    int t = get_opt(L, idx, key);
+    const char *v = def;
+    /* the string stays alive: it is referenced from the options table */
+    if (t == LUA_TSTRING) v = lua_tostring(L, -1);
+    else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+ml_tensor *ml_lua_opt_tensor(lua_State *L, int idx, const char *key, const char *fname) {
+    int t = get_opt(L, idx, key);
+    ml_tensor *v = NULL;
+    if (t != LUA_TNIL) {
+        v = ml_lua_test_tensor(L, -1);
+        if (!v) luaL_error(L, "%s: option '%s' must be a tensor, got %s", fname, key, luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+ml_dtype ml_lua_opt_dtype(lua_State *L, int idx, const char *fname, ml_dtype def) {
+    const char *name = ml_lua_opt_string(L, idx, "dtype", NULL);
+    if (!name) return def;
+    int dt = ml_dtype_from_name(name);
+    if (dt < 0)
+        luaL_error(L, "%s: unknown dtype '%s' (expected float32, float64, int64 or uint8)", fname, name);
+    return (ml_dtype)dt;
+}
+
+ml_device ml_lua_opt_device(lua_State *L, int idx, const char *fname, ml_device def) {
+    const char *name = ml_lua_opt_string(L, idx, "device", NULL);
+    if (!name) return def;
+    int dev = ml_device_from_name(name);
+    if (dev < 0) luaL_error(L, "%s: unknown device '%s' (expected \"cpu\" or \"cuda\")", fname, name);
+    return (ml_device)dev;
+}
+
+void ml_lua_setfuncs(lua_State *L, int t, const luaL_Reg *funcs) {
+    t = lua_absindex(L, t);
+    for (; funcs->name; funcs++) {
+        lua_pushcfunction(L, funcs->func);
+        lua_setfield(L, t, funcs->name);
+    }
+}

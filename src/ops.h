@@ -1,0 +1,15 @@
+/* Device-agnostic ops: shape checks, output allocation, autograd, and dispatch
+ * through the backend op table. Every op returns a new reference (the caller
+ * releases it) or NULL with ml_error set; inputs are borrowed, never consumed.
+ * One header per family under ops/. */
+#ifndef ML_OPS_H
+#define ML_OPS_H
+
+#include "ops/creation.h"
+#include "ops/elementwise.h"
+#include "ops/matmul.h"
+#include "ops/reduce.h"
+#include "ops/shape.h"
+#include "ops/softmax.h"
+
+#endif

@@ -1,0 +1,36 @@
+/* Creation ops and the random generator. */
+#ifndef ML_OPS_CREATION_H
+#define ML_OPS_CREATION_H
+
+#include "../tensor.h"
+
+ml_tensor *ml_full(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape, double v);
+ml_tensor *ml_zeros(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape);
+ml_tensor *ml_full_like(const ml_tensor *t, double v);
+ml_tensor *ml_zeros_like(const ml_tensor *t);
+ml_tensor *ml_eye(ml_dtype dt, ml_device dev, int64_t n, int64_t m);
+/* start, start + step, ... < end (> end for a negative step) */
+ml_tensor *ml_arange(double start, double end, double step, ml_dtype dt, ml_device dev);
+/* Uniform [lo, hi) and normal(mean, std), drawn on the host from the thread's
+ * generator so that a seeded run is bit-identical on every device. */
+ml_tensor *ml_rand(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape, double lo,
+                   double hi);
+ml_tensor *ml_randn(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape, double mean,
+                    double std);
+/* A random permutation of 0 .. n-1 (int64), as torch.randperm. */
+ml_tensor *ml_randperm(int64_t n);
+
+/* The generator: xoshiro256** seeded through splitmix64, one per thread. */
+typedef struct ml_generator {
+    uint64_t s[4];
+    uint64_t seed;
+} ml_generator;
+ml_generator *ml_default_generator(void);
+void ml_generator_seed(ml_generator *g, uint64_t seed);
+uint64_t ml_generator_next(ml_generator *g);
+/* uniform in [0, 1) with 53 random bits */
+double ml_generator_uniform(ml_generator *g);
+double ml_generator_normal(ml_generator *g);
+void ml_manual_seed(uint64_t seed);
+
+#endif

@@ -1,0 +1,7 @@
+#ifndef ML_VERSION_H
+#define ML_VERSION_H
+#define ML_VERSION_MAJOR 0
+#define ML_VERSION_MINOR 1
+#define ML_VERSION_PATCH 0
+#define ML_VERSION_STRING "0.1.0"
+#endif

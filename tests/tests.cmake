@@ -1,0 +1,43 @@
+# Tests: every tests/c/test_*.c is a cmocka program, every tests/lua/*_spec.lua a
+# busted spec run by the stock lua5.4 interpreter against the built Lua module.
+pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+
+file(GLOB ML_C_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/c/test_*.c)
+foreach(src ${ML_C_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_link_libraries(${name} PRIVATE moonlight_static PkgConfig::CMOCKA)
+  add_test(NAME c.${name} COMMAND ${name})
+  set_tests_properties(c.${name} PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+                       ENVIRONMENT "OMP_NUM_THREADS=2")
+endforeach()
+
+find_program(LUA54 lua5.4 REQUIRED)
+find_program(BUSTED busted REQUIRED)
+set(ML_LUA_TEST_ENV
+  "LUA_CPATH=${CMAKE_BINARY_DIR}/?.so\;\;"
+  "LUA_PATH=${CMAKE_SOURCE_DIR}/tests/lua/?.lua\;\;"
+  "MOONLIGHT_BIN=$<TARGET_FILE:moonlight>"
+  "MOONLIGHT_BUILD_DIR=${CMAKE_BINARY_DIR}"
+  "OMP_NUM_THREADS=2")
+if(ML_SANITIZE)
+  # the stock interpreter is not instrumented: the runtime must come first
+  execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
+                  OUTPUT_VARIABLE ML_LIBASAN OUTPUT_STRIP_TRAILING_WHITESPACE)
+  execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libubsan.so
+                  OUTPUT_VARIABLE ML_LIBUBSAN OUTPUT_STRIP_TRAILING_WHITESPACE)
+  list(APPEND ML_LUA_TEST_ENV "LD_PRELOAD=${ML_LIBASAN}:${ML_LIBUBSAN}"
+       "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0"
+       "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0"
+       "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+endif()
+
+file(GLOB ML_LUA_SPECS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/lua/*_spec.lua)
+foreach(spec ${ML_LUA_SPECS})
+  get_filename_component(name ${spec} NAME_WE)
+  add_test(NAME lua.${name}
+           COMMAND ${LUA54} ${BUSTED} --lpath=${CMAKE_SOURCE_DIR}/tests/lua/?.lua
+                   --output=utfTerminal ${spec})
+  set_tests_properties(lua.${name} PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+                       ENVIRONMENT "${ML_LUA_TEST_ENV}")
+endforeach()
