@@ -1,0 +1,37 @@
+local ml = require "moonlight"
+
+describe("tensor", function()
+  it("builds from nested tables as float32", function()
+    local t = ml.tensor({{1, 2}, {3, 4}})
+    assert.are.same({2, 2}, t:shape())
+    assert.are.equal("float32", t.dtype)
+    assert.are.same({{1, 2}, {3, 4}}, t:totable())
+  end)
+
+  it("indexes rows 1-based", function()
+    local t = ml.tensor({{1, 2}, {3, 4}})
+    assert.are.same({3, 4}, t[2]:totable())
+    assert.are.same({1, 2}, t[-2]:totable())
+  end)
+
+  it("reduces to 0-dim tensors", function()
+    local s = ml.tensor({{1, 2}, {3, 4}}):sum()
+    assert.are.same({}, s:shape())
+    assert.are.equal(10, s:item())
+  end)
+
+  it("accumulates gradients through broadcasting", function()
+    local a = ml.tensor({{1, 2}, {3, 4}}, {requires_grad = true})
+    local b = ml.tensor({10, 20}, {requires_grad = true})
+    local loss = (a * b):sum()
+    loss:backward()
+    assert.are.same({{10, 20}, {10, 20}}, a.grad:totable())
+    assert.are.same({4, 6}, b.grad:totable())
+  end)
+
+  it("names the shapes when broadcasting fails", function()
+    local ok, err = pcall(function() return ml.zeros({2, 3}) + ml.zeros({4}) end)
+    assert.is_false(ok)
+    assert.matches("add: shapes %[2, 3%] and %[4%] cannot be broadcast", err)
+  end)
+end)
