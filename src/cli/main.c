@@ -18,6 +18,8 @@ static void usage(FILE *f) {
             "  -e code      run the Lua code (moonlight is available as the global ml)\n"
             "  --version    print the version\n"
             "  --help       print this help\n"
+            "  plot metrics.csv [-o curves.png]\n"
+            "               draw a CSVLogger's loss curves to a PNG\n"
             "A script gets its arguments in `arg` (arg[0] is the script), as with lua.\n"
             "Inside, `local ml = require \"moonlight\"` loads the library.\n");
 }
@@ -55,6 +57,35 @@ static void set_arg(lua_State *L, char **argv, int argc, int script) {
     lua_setglobal(L, "arg");
 }
 
+/* moonlight plot metrics.csv [-o curves.png] */
+static int plot_command(lua_State *L, int argc, char **argv) {
+    const char *csv = NULL, *out = "curves.png";
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) out = argv[++i];
+        else if (!csv) csv = argv[i];
+        else {
+            fprintf(stderr, "moonlight plot: unexpected argument '%s'\n", argv[i]);
+            return 1;
+        }
+    }
+    if (!csv) {
+        fprintf(stderr, "usage: moonlight plot metrics.csv [-o curves.png]\n");
+        return 1;
+    }
+    static const char code[] =
+        "local csv, out = ...\n"
+        "require('moonlight')\n"
+        "require('moonlight.history').plot(csv, out)\n"
+        "print('wrote ' .. out)\n";
+    int status = luaL_loadbuffer(L, code, sizeof code - 1, "=plot");
+    if (status == LUA_OK) {
+        lua_pushstring(L, csv);
+        lua_pushstring(L, out);
+        return run_chunk(L, status, 2);
+    }
+    return run_chunk(L, status, 0);
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
         printf("moonlight %s (%s)\n", ML_VERSION_STRING, LUA_RELEASE);
@@ -75,7 +106,9 @@ int main(int argc, char **argv) {
     lua_setfield(L, -2, "moonlight");
     lua_pop(L, 1);
     int rc = 0;
-    if (argc >= 3 && strcmp(argv[1], "-e") == 0) {
+    if (argc >= 2 && strcmp(argv[1], "plot") == 0) {
+        rc = plot_command(L, argc, argv);
+    } else if (argc >= 3 && strcmp(argv[1], "-e") == 0) {
         set_arg(L, argv, argc, 2);
         lua_getglobal(L, "require");
         lua_pushstring(L, "moonlight");

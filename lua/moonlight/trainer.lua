@@ -1,0 +1,739 @@
+-- ml.Trainer: Lightning's training loop, with its names, defaults and output.
+--
+-- Any nn.Module with training_step(batch, batch_idx) and configure_optimizers()
+-- can be fit; validation_step, test_step and the usual hooks are optional. The
+-- module side (self:log, self:log_dict, self.trainer, ...) is added to nn.Module
+-- here. batch_idx counts from 1 (a Lua position); epochs and steps are numbers
+-- stored in logs and count from 0, as Lightning writes them.
+local core = require "moonlight.core"
+local nn = require "moonlight.nn"
+local loggers = require "moonlight.loggers"
+local progress = require "moonlight.progress"
+local sys = core._sys
+
+local Module = nn.Module
+local check_options = loggers._check_options
+
+local trainer_mod = {}
+
+------------------------------------------------------------------------------
+-- Logged values: what self:log collects during a loop stage
+------------------------------------------------------------------------------
+
+local function to_number(v)
+  if type(v) == "number" then return v end
+  if type(v) == "boolean" then return v and 1 or 0 end
+  if core.is_tensor(v) then
+    if v:numel() ~= 1 then
+      error(string.format("log: the value must be a number or a one-element tensor, got a tensor of shape [%s]",
+        table.concat(v:shape(), ", ")), 0)
+    end
+    return v:item()
+  end
+  error("log: the value must be a number or a tensor, got " .. type(v), 0)
+end
+
+local function batch_size_of(batch)
+  if core.is_tensor(batch) then return batch:dim() > 0 and batch:size(1) or 1 end
+  if type(batch) == "table" then
+    for _, v in ipairs(batch) do
+      local n = batch_size_of(v)
+      if n then return n end
+    end
+    for _, v in pairs(batch) do
+      local n = batch_size_of(v)
+      if n then return n end
+    end
+  end
+  return nil
+end
+
+local Results = {}
+Results.__index = Results
+
+local function new_results(stage)
+  return setmetatable({stage = stage, order = {}, items = {}}, Results)
+end
+
+local log_options = {on_step = true, on_epoch = true, prog_bar = true, logger = true,
+                     reduce_fx = true, batch_size = true, sync_dist = true, enable_graph = true,
+                     add_dataloader_idx = true}
+
+function Results:log(name, value, opts, batch)
+  opts = opts or {}
+  check_options("log", opts, log_options)
+  if type(name) ~= "string" then error("log: the name must be a string, got " .. type(name), 3) end
+  local training = self.stage == "train"
+  local on_step = opts.on_step
+  local on_epoch = opts.on_epoch
+  if on_step == nil then on_step = training end
+  if on_epoch == nil then on_epoch = not training end
+  local item = self.items[name]
+  if not item then
+    item = {name = name, on_step = on_step, on_epoch = on_epoch, prog_bar = opts.prog_bar or false,
+            logger = opts.logger ~= false, reduce_fx = opts.reduce_fx or "mean",
+            sum = 0, weight = 0, count = 0, max = -math.huge, min = math.huge}
+    if type(item.reduce_fx) == "string" and not ({mean = 1, sum = 1, max = 1, min = 1})[item.reduce_fx] then
+      error("log: reduce_fx must be \"mean\", \"sum\", \"max\", \"min\" or a function, got " ..
+        tostring(item.reduce_fx), 3)
+    end
+    self.items[name] = item
+    self.order[#self.order + 1] = name
+  end
+  -- the value stays a tensor until it is needed: on a GPU, item() waits for the device
+  if core.is_tensor(value) then value = value:detach() else value = to_number(value) end
+  item.last = value
+  item.fresh = true
+  if on_epoch then
+    local bs = opts.batch_size or batch_size_of(batch) or 1
+    local v = to_number(value)
+    item.sum = item.sum + v * bs
+    item.plain_sum = (item.plain_sum or 0) + v
+    item.weight = item.weight + bs
+    item.count = item.count + 1
+    if v > item.max then item.max = v end
+    if v < item.min then item.min = v end
+    item.values = item.values or {}
+    item.values[#item.values + 1] = v
+  end
+end
+
+function Results:epoch_value(item)
+  local fx = item.reduce_fx
+  if type(fx) == "function" then return to_number(fx(item.values or {})) end
+  if fx == "sum" then return item.plain_sum or 0 end
+  if fx == "max" then return item.max end
+  if fx == "min" then return item.min end
+  return item.weight > 0 and item.sum / item.weight or 0
+end
+
+-- The step metrics logged since the last call (name -> number), for the logger.
+function Results:step_metrics(suffix_both)
+  local out = {}
+  for _, name in ipairs(self.order) do
+    local item = self.items[name]
+    if item.on_step and item.fresh and item.logger then
+      local key = (suffix_both and item.on_epoch) and (name .. "_step") or name
+      out[key] = to_number(item.last)
+    end
+  end
+  return out
+end
+
+function Results:epoch_metrics(suffix_both)
+  local out = {}
+  for _, name in ipairs(self.order) do
+    local item = self.items[name]
+    if item.on_epoch and item.count > 0 then
+      local key = (suffix_both and item.on_step) and (name .. "_epoch") or name
+      out[key] = self:epoch_value(item)
+    end
+  end
+  return out
+end
+
+------------------------------------------------------------------------------
+-- The module side (LightningModule)
+------------------------------------------------------------------------------
+
+function Module:log(name, value, opts)
+  local trainer = rawget(self, "_trainer")
+  if not trainer or not trainer._results then
+    error("log: self:log can only be called inside a step or hook run by a Trainer", 2)
+  end
+  trainer._results:log(name, value, opts, trainer._current_batch)
+end
+
+function Module:log_dict(t, opts)
+  if type(t) ~= "table" then error("log_dict: expected a table of name -> value, got " .. type(t), 2) end
+  local names = {}
+  for k in pairs(t) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do self:log(k, t[k], opts) end
+end
+
+function Module:save_hyperparameters(hp)
+  rawset(self, "hparams", hp or {})
+end
+
+------------------------------------------------------------------------------
+-- The Trainer
+------------------------------------------------------------------------------
+
+local Trainer = {}
+Trainer.__index = function(self, k)
+  if k == "current_epoch" then return rawget(self, "_epoch") end
+  if k == "global_step" then return rawget(self, "_global_step") end
+  if k == "log_dir" then
+    local lg = rawget(self, "logger")
+    return lg and lg.log_dir or rawget(self, "default_root_dir")
+  end
+  return Trainer[k]
+end
+Trainer.__name = "Trainer"
+
+local trainer_options = {
+  max_epochs = true, min_epochs = true, max_steps = true, accelerator = true, devices = true,
+  logger = true, log_every_n_steps = true, num_sanity_val_steps = true,
+  check_val_every_n_epoch = true, limit_train_batches = true, limit_val_batches = true,
+  limit_test_batches = true, gradient_clip_val = true, gradient_clip_algorithm = true,
+  enable_progress_bar = true, enable_model_summary = true, enable_checkpointing = true,
+  default_root_dir = true, callbacks = true, seed = true, deterministic = true,
+  detect_anomaly = true, precision = true, plot = true,
+}
+
+local function positive_int(fname, name, v, allow_minus_one)
+  if v == nil then return end
+  if math.type(v) ~= "integer" or (v < 0 and not (allow_minus_one and v == -1)) then
+    error(string.format("%s: %s must be a non-negative integer%s, got %s", fname, name,
+      allow_minus_one and " (or -1)" or "", tostring(v)), 3)
+  end
+end
+
+local function cuda_available()
+  return core.cuda_is_available and core.cuda_is_available() or false
+end
+
+function trainer_mod.Trainer(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("Trainer: options must be a table", 2) end
+  check_options("Trainer", opts, trainer_options)
+  positive_int("Trainer", "max_epochs", opts.max_epochs, true)
+  positive_int("Trainer", "max_steps", opts.max_steps, true)
+  positive_int("Trainer", "log_every_n_steps", opts.log_every_n_steps)
+  positive_int("Trainer", "num_sanity_val_steps", opts.num_sanity_val_steps, true)
+  positive_int("Trainer", "check_val_every_n_epoch", opts.check_val_every_n_epoch)
+  local self = setmetatable({}, Trainer)
+  self.max_epochs = opts.max_epochs
+  self.max_steps = opts.max_steps or -1
+  if self.max_epochs == nil then self.max_epochs = (self.max_steps == -1) and 1000 or -1 end
+  self.min_epochs = opts.min_epochs or 0
+  self.log_every_n_steps = opts.log_every_n_steps or 50
+  self.num_sanity_val_steps = opts.num_sanity_val_steps or 2
+  self.check_val_every_n_epoch = opts.check_val_every_n_epoch or 1
+  self.limit_train_batches = opts.limit_train_batches
+  self.limit_val_batches = opts.limit_val_batches
+  self.limit_test_batches = opts.limit_test_batches
+  self.gradient_clip_val = opts.gradient_clip_val
+  self.gradient_clip_algorithm = opts.gradient_clip_algorithm or "norm"
+  if self.gradient_clip_algorithm ~= "norm" and self.gradient_clip_algorithm ~= "value" then
+    error("Trainer: gradient_clip_algorithm must be \"norm\" or \"value\", got " ..
+      tostring(self.gradient_clip_algorithm), 2)
+  end
+  self.enable_progress_bar = opts.enable_progress_bar ~= false
+  self.enable_model_summary = opts.enable_model_summary ~= false
+  self.enable_checkpointing = opts.enable_checkpointing ~= false
+  self.default_root_dir = opts.default_root_dir or "."
+  self.callbacks = {}
+  for _, cb in ipairs(opts.callbacks or {}) do self.callbacks[#self.callbacks + 1] = cb end
+  self.plot = opts.plot
+  self.callback_metrics = {}
+  self.logged_metrics = {}
+  self.progress_bar_metrics = {}
+  self._epoch = 0
+  self._global_step = 0
+  self.should_stop = false
+
+  -- the accelerator
+  local acc = opts.accelerator or "auto"
+  local gpu = cuda_available()
+  if acc == "auto" then
+    self.device = gpu and "cuda" or "cpu"
+  elseif acc == "cpu" then
+    self.device = "cpu"
+  elseif acc == "cuda" or acc == "gpu" then
+    if not gpu then
+      error("Trainer: accelerator=\"" .. acc .. "\" was requested but no CUDA device is available " ..
+        "(ml.cuda.is_available() is false); use accelerator=\"auto\" or \"cpu\"", 2)
+    end
+    self.device = "cuda"
+  else
+    error("Trainer: unknown accelerator '" .. tostring(acc) .. "' (expected \"auto\", \"cpu\", \"cuda\" or \"gpu\")", 2)
+  end
+  self.accelerator = acc
+  self._gpu_available = gpu
+
+  if opts.seed ~= nil then core.manual_seed(opts.seed) end
+
+  -- the logger: a CSVLogger under default_root_dir by default, false for none
+  if opts.logger == nil or opts.logger == true then
+    self.logger = loggers.CSVLogger(self.default_root_dir, {name = "lightning_logs"})
+  elseif opts.logger == false then
+    self.logger = nil
+  else
+    self.logger = opts.logger
+  end
+
+  -- a ModelCheckpoint by default, as Lightning
+  if self.enable_checkpointing then
+    local has = false
+    for _, cb in ipairs(self.callbacks) do if cb._is_model_checkpoint then has = true end end
+    if not has then
+      local callbacks = require "moonlight.callbacks"
+      self.callbacks[#self.callbacks + 1] = callbacks.ModelCheckpoint({})
+    end
+  end
+  return self
+end
+
+-- Calls hook on the module and on every callback.
+function Trainer:_hook(model, name, ...)
+  local f = model[name]
+  if type(f) == "function" then f(model, ...) end
+  for _, cb in ipairs(self.callbacks) do
+    local g = cb[name]
+    if type(g) == "function" then g(cb, self, model, ...) end
+  end
+end
+
+local function move_batch(batch, device)
+  if core.is_tensor(batch) then
+    if batch.device ~= device then return batch:to(device) end
+    return batch
+  end
+  if type(batch) == "table" then
+    local out = {}
+    for k, v in pairs(batch) do out[k] = move_batch(v, device) end
+    return out
+  end
+  return batch
+end
+
+local function limit(n_batches, lim)
+  if lim == nil then return n_batches end
+  if math.type(lim) == "integer" then return math.min(n_batches, lim) end
+  if type(lim) == "number" and lim >= 0 and lim <= 1 then return math.floor(n_batches * lim) end
+  error("Trainer: limit_*_batches must be an integer count or a fraction in [0, 1], got " .. tostring(lim), 0)
+end
+
+-- Lightning's ModelSummary (the table printed at the start of fit).
+local function human_count(n)
+  local labels = {" ", "K", "M", "B", "T"}
+  local digits = n > 0 and math.floor(math.log(n, 10)) + 1 or 1
+  local groups = math.min(math.ceil(digits / 3), #labels)
+  local v = n * 10 ^ (-3 * (groups - 1))
+  if groups - 1 < 1 or v >= 100 then
+    return string.format("%d %s", math.floor(v), labels[groups])
+  end
+  return string.format("%.1f %s", v, labels[groups])
+end
+trainer_mod._human_count = human_count
+
+local function count_params(m)
+  local total, trainable = 0, 0
+  for _, p in ipairs(m:parameters()) do
+    total = total + p:numel()
+    if p.requires_grad then trainable = trainable + p:numel() end
+  end
+  -- buffers are not parameters
+  return total, trainable
+end
+
+local function class_name(m)
+  local mt = getmetatable(m)
+  return (m.__name or (mt and mt.__name) or "Module")
+end
+
+function trainer_mod.model_summary(model)
+  local rows = {}
+  for name, child in model:named_children() do
+    local total = count_params(child)
+    rows[#rows + 1] = {tostring(#rows), name, class_name(child), human_count(total),
+                       child.training and "train" or "eval"}
+  end
+  local headers = {" ", "Name", "Type", "Params", "Mode"}
+  local widths = {}
+  for c = 1, #headers do
+    local w = #headers[c]
+    for _, r in ipairs(rows) do w = math.max(w, utf8.len(r[c]) or #r[c]) end
+    widths[c] = w
+  end
+  local function pad(s, w) return s .. string.rep(" ", w - (utf8.len(s) or #s)) end
+  local total_width = 3 * #headers
+  for _, w in ipairs(widths) do total_width = total_width + w end
+  local lines = {}
+  local h = {}
+  for c = 1, #headers do h[c] = pad(headers[c], widths[c]) end
+  lines[#lines + 1] = table.concat(h, " | ")
+  lines[#lines + 1] = string.rep("-", total_width)
+  for _, r in ipairs(rows) do
+    local cells = {}
+    for c = 1, #headers do cells[c] = pad(r[c], widths[c]) end
+    lines[#lines + 1] = table.concat(cells, " | ")
+  end
+  lines[#lines + 1] = string.rep("-", total_width)
+  local total, trainable = count_params(model)
+  local modes = {train = 0, eval = 0}
+  local first = true
+  for _, m in model:modules() do
+    if first then first = false -- the root is not counted
+    else modes[m.training and "train" or "eval"] = modes[m.training and "train" or "eval"] + 1 end
+  end
+  local function stat(v, label) lines[#lines + 1] = pad(v, 10) .. label end
+  stat(human_count(trainable), "Trainable params")
+  stat(human_count(total - trainable), "Non-trainable params")
+  stat(human_count(total), "Total params")
+  stat(string.format("%.3f", total * 4 / 1e6), "Total estimated model params size (MB)")
+  stat(tostring(modes.train), "Modules in train mode")
+  stat(tostring(modes.eval), "Modules in eval mode")
+  return table.concat(lines, "\n")
+end
+
+-- configure_optimizers may return an optimizer, {opt, ...}, {{opts}, {schedulers}},
+-- or {optimizer = opt, lr_scheduler = sched | {scheduler = s, interval = "epoch"|"step"}}.
+local function is_optimizer(o) return type(o) == "table" and type(o.step) == "function" and type(o.zero_grad) == "function" end
+
+local function parse_optimizers(ret)
+  local opts, scheds = {}, {}
+  local function add_sched(s)
+    if s == nil then return end
+    if type(s) == "table" and s.scheduler then
+      scheds[#scheds + 1] = {scheduler = s.scheduler, interval = s.interval or "epoch", frequency = s.frequency or 1}
+    else
+      scheds[#scheds + 1] = {scheduler = s, interval = "epoch", frequency = 1}
+    end
+  end
+  if is_optimizer(ret) then
+    opts[1] = ret
+  elseif type(ret) == "table" and ret.optimizer then
+    opts[1] = ret.optimizer
+    add_sched(ret.lr_scheduler)
+  elseif type(ret) == "table" and type(ret[1]) == "table" and not is_optimizer(ret[1]) and type(ret[2]) == "table" then
+    for _, o in ipairs(ret[1]) do opts[#opts + 1] = o end
+    for _, s in ipairs(ret[2]) do add_sched(s) end
+  elseif type(ret) == "table" then
+    for _, o in ipairs(ret) do opts[#opts + 1] = o end
+  end
+  if #opts == 0 then
+    error("configure_optimizers must return an optimizer (e.g. optim.Adam(self:parameters(), {lr = 1e-3})), " ..
+      "got " .. type(ret), 0)
+  end
+  for i, o in ipairs(opts) do
+    if not is_optimizer(o) then
+      error("configure_optimizers: item " .. i .. " is not an optimizer (it has no step/zero_grad)", 0)
+    end
+  end
+  return opts, scheds
+end
+
+-- The loss a training_step returned: a scalar tensor, or a table with .loss.
+function Trainer:_check_loss(out)
+  local loss = out
+  if type(out) == "table" and not core.is_tensor(out) then loss = out.loss end
+  local where = string.format("(epoch %d, step %d)", self._epoch, self._global_step)
+  if loss == nil then
+    error("training_step returned nothing " .. where .. ": return the loss tensor (or a table with a 'loss' field)", 0)
+  end
+  if not core.is_tensor(loss) then
+    error("training_step must return a tensor, got " .. type(loss) .. " " .. where, 0)
+  end
+  if loss:numel() ~= 1 then
+    error(string.format("training_step returned a loss of shape [%s] %s: the loss must be a scalar (reduce it, e.g. :mean())",
+      table.concat(loss:shape(), ", "), where), 0)
+  end
+  if not loss.requires_grad then
+    error("training_step returned a loss that does not require grad " .. where ..
+      ": it was computed without the model's parameters or inside ml.no_grad", 0)
+  end
+  return loss
+end
+
+local function check_finite(loss, where)
+  local v = loss:item()
+  if v ~= v or v == math.huge or v == -math.huge then
+    error(string.format("training_step returned a non-finite loss (%s) %s: training stopped " ..
+      "(rows logged so far are kept)", tostring(v), where), 0)
+  end
+end
+
+function Trainer:_clip_gradients(model)
+  local clip = self.gradient_clip_val
+  if not clip or clip <= 0 then return end
+  core.no_grad(function()
+    local params = model:parameters()
+    if self.gradient_clip_algorithm == "value" then
+      for _, p in ipairs(params) do
+        if p.grad then p.grad:copy_(p.grad:clamp(-clip, clip)) end
+      end
+      return
+    end
+    local total = 0
+    for _, p in ipairs(params) do
+      if p.grad then total = total + p.grad:double():square():sum():item() end
+    end
+    local norm = math.sqrt(total)
+    local coef = clip / (norm + 1e-6)
+    if coef < 1 then
+      for _, p in ipairs(params) do
+        if p.grad then p.grad:copy_(p.grad * coef) end
+      end
+    end
+  end)
+end
+
+-- metrics name -> number, plus epoch, for a logger row at step
+function Trainer:_log_row(metrics, step)
+  local any = false
+  for k, v in pairs(metrics) do
+    self.logged_metrics[k] = v
+    any = true
+  end
+  if not any or not self.logger then return end
+  local row = {}
+  for k, v in pairs(metrics) do row[k] = v end
+  row.epoch = self._epoch
+  self.logger:log_metrics(row, step)
+end
+
+function Trainer:_update_callback_metrics(metrics, prog_bar_from)
+  for k, v in pairs(metrics) do self.callback_metrics[k] = v end
+  if prog_bar_from then
+    for _, name in ipairs(prog_bar_from.order) do
+      local item = prog_bar_from.items[name]
+      if item.prog_bar then
+        self.progress_bar_metrics[name] = item.on_epoch and item.count > 0 and not item.on_step
+          and prog_bar_from:epoch_value(item) or to_number(item.last)
+      end
+    end
+  end
+end
+
+function Trainer:_postfix()
+  local list = {}
+  if self.logger and self.logger.version ~= nil then list[1] = {"v_num", self.logger.version} end
+  local names = {}
+  for k in pairs(self.progress_bar_metrics) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do list[#list + 1] = {k, self.progress_bar_metrics[k]} end
+  return list
+end
+
+local function loader_length(loader, what)
+  if loader == nil then return 0 end
+  if type(loader) ~= "table" or type(loader.iter) ~= "function" then
+    error(what .. ": expected a DataLoader (something with :iter()), got " .. type(loader), 0)
+  end
+  return #loader
+end
+
+-- One pass of validation_step/test_step over a loader; returns the epoch metrics.
+function Trainer:_evaluate(model, loader, stage, max_batches, show_bar, desc)
+  local step_name = stage == "test" and "test_step" or "validation_step"
+  local step_fn = model[step_name]
+  if type(step_fn) ~= "function" then return nil end
+  local hook = stage == "test" and "test" or "validation"
+  local was_training = model.training
+  model:eval()
+  local results = new_results(stage)
+  local prev_results = self._results
+  self._results = results
+  self:_hook(model, "on_" .. hook .. "_epoch_start")
+  local bar = progress.new(desc, max_batches, {enabled = show_bar and self.enable_progress_bar and sys.isatty(1), leave = false})
+  core.no_grad(function()
+    local n = 0
+    for batch_idx, batch in loader:iter() do
+      if n >= max_batches then break end
+      n = n + 1
+      batch = move_batch(batch, self.device)
+      self._current_batch = batch
+      step_fn(model, batch, batch_idx)
+      self._current_batch = nil
+      bar:update(1)
+    end
+  end)
+  bar:close()
+  local metrics = results:epoch_metrics(false)
+  self:_hook(model, "on_" .. hook .. "_epoch_end")
+  -- epoch-end hooks may log too
+  for k, v in pairs(results:epoch_metrics(false)) do metrics[k] = v end
+  self._results = prev_results
+  if was_training then model:train() end
+  return metrics, results
+end
+
+function Trainer:_attach(model)
+  if type(model) ~= "table" or type(model.parameters) ~= "function" then
+    error("Trainer: expected an nn.Module to fit, got " .. type(model), 0)
+  end
+  rawset(model, "_trainer", self)
+  rawset(model, "trainer", self)
+  if self.device ~= "cpu" and model.to then model:to(self.device) end
+end
+
+local function print_gpu_line(self)
+  print(string.format("GPU available: %s (cuda), used: %s", self._gpu_available and "True" or "False",
+    self.device == "cuda" and "True" or "False"))
+end
+
+function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n_val, optimizers, schedulers)
+  local epoch = self._epoch
+  local results = new_results("train")
+  self._results = results
+  model:train()
+  self:_hook(model, "on_train_epoch_start")
+  local bar = progress.new("Epoch " .. epoch, n_train, {enabled = self.enable_progress_bar})
+  local training_step = model.training_step
+  local n = 0
+  local epoch_start = sys.clock()
+  for batch_idx, batch in train_loader:iter() do
+    if n >= n_train then break end
+    if self.max_steps >= 0 and self._global_step >= self.max_steps then break end
+    n = n + 1
+    batch = move_batch(batch, self.device)
+    self._current_batch = batch
+    self:_hook(model, "on_train_batch_start", batch, batch_idx)
+    local out = training_step(model, batch, batch_idx)
+    self._current_batch = nil
+    local loss = self:_check_loss(out)
+    local where = string.format("(epoch %d, step %d)", epoch, self._global_step)
+    -- on the CPU the check is free; on a GPU it would wait for the device every
+    -- step, so it happens when metrics are logged
+    if self.device == "cpu" then check_finite(loss, where) end
+    for _, opt in ipairs(optimizers) do opt:zero_grad() end
+    loss:backward()
+    self:_clip_gradients(model)
+    for _, opt in ipairs(optimizers) do opt:step() end
+    for _, s in ipairs(schedulers) do
+      if s.interval == "step" and (self._global_step + 1) % s.frequency == 0 then s.scheduler:step() end
+    end
+    self._global_step = self._global_step + 1
+    self:_hook(model, "on_train_batch_end", out, batch, batch_idx)
+    if self._global_step % self.log_every_n_steps == 0 then
+      if self.device ~= "cpu" then check_finite(loss, where) end
+      self:_log_row(results:step_metrics(true), self._global_step - 1)
+    end
+    for _, item in pairs(results.items) do item.fresh = false end
+    self:_update_callback_metrics(results:step_metrics(true), results)
+    bar:set_postfix(self:_postfix())
+    bar:update(1)
+  end
+  self._train_epoch_time = sys.clock() - epoch_start
+
+  -- validation at the end of the epoch, inside the training epoch as in Lightning
+  if val_loader and n_val > 0 and (epoch + 1) % self.check_val_every_n_epoch == 0 then
+    local vstart = sys.clock()
+    local vm, vresults = self:_evaluate(model, val_loader, "validation", n_val, true, "Validation")
+    self._val_time = sys.clock() - vstart
+    if vm then
+      self:_log_row(vm, self._global_step - 1)
+      self:_update_callback_metrics(vm, vresults)
+    end
+    self:_hook(model, "on_validation_end")
+  end
+
+  self._results = results
+  self:_hook(model, "on_train_epoch_end")
+  local em = results:epoch_metrics(true)
+  self:_log_row(em, self._global_step - 1)
+  self:_update_callback_metrics(em, results)
+  self._results = nil
+  for _, s in ipairs(schedulers) do
+    if s.interval == "epoch" and (epoch + 1) % s.frequency == 0 then s.scheduler:step() end
+  end
+  bar:set_postfix(self:_postfix())
+  bar:close()
+end
+
+-- fit(model, train_loader, val_loader, {ckpt_path = path | "last"})
+function Trainer:fit(model, train_loader, val_loader, opts)
+  opts = opts or {}
+  check_options("fit", opts, {ckpt_path = true})
+  if type(model) ~= "table" or type(model.training_step) ~= "function" then
+    error("fit: the model has no training_step(batch, batch_idx) method", 2)
+  end
+  if type(model.configure_optimizers) ~= "function" then
+    error("fit: the model has no configure_optimizers() method (return e.g. optim.Adam(self:parameters(), {lr = 1e-3}))", 2)
+  end
+  local n_train_total = loader_length(train_loader, "fit: train_dataloaders")
+  local n_val_total = loader_length(val_loader, "fit: val_dataloaders")
+  self:_attach(model)
+  print_gpu_line(self)
+  if self.logger then
+    self.logger:log_hyperparams(rawget(model, "hparams") or {})
+  end
+  if self.enable_model_summary then print(trainer_mod.model_summary(model)) end
+
+  local optimizers, schedulers = parse_optimizers(model:configure_optimizers())
+  self.optimizers = optimizers
+  self.lr_schedulers = schedulers
+
+  if opts.ckpt_path then
+    require("moonlight.callbacks")._restore(self, model, opts.ckpt_path)
+  end
+
+  local n_train = limit(n_train_total, self.limit_train_batches)
+  local n_val = val_loader and limit(n_val_total, self.limit_val_batches) or 0
+
+  self:_hook(model, "on_fit_start")
+  -- sanity check: a couple of validation batches before training, not logged
+  if val_loader and n_val > 0 and self.num_sanity_val_steps ~= 0 and self._epoch == 0 and not opts.ckpt_path then
+    local k = self.num_sanity_val_steps == -1 and n_val or math.min(self.num_sanity_val_steps, n_val)
+    self.sanity_checking = true
+    self:_evaluate(model, val_loader, "validation", k, true, "Sanity Checking")
+    self.sanity_checking = false
+  end
+
+  self:_hook(model, "on_train_start")
+  local ok, err = pcall(function()
+    while not self.should_stop do
+      if self.max_epochs >= 0 and self._epoch >= self.max_epochs then break end
+      if self.max_steps >= 0 and self._global_step >= self.max_steps then break end
+      self:_run_training_epoch(model, train_loader, n_train, val_loader, n_val, optimizers, schedulers)
+      self._epoch = self._epoch + 1
+      if self.should_stop and self._epoch < self.min_epochs then self.should_stop = false end
+    end
+  end)
+  -- Lightning's current_epoch ends as the number of epochs run
+  if self.logger and self.logger.finalize then self.logger:finalize() end
+  if not ok then error(err, 0) end
+  self:_hook(model, "on_train_end")
+  self:_hook(model, "on_fit_end")
+  if self.plot and self.logger and self.logger.metrics_file then
+    local history = require "moonlight.history"
+    local path = type(self.plot) == "string" and self.plot or (self.logger.log_dir .. "/curves.png")
+    history.plot(self.logger.metrics_file, path)
+  end
+  return self.callback_metrics
+end
+
+local function print_results_table(title, metrics)
+  local names = {}
+  for k in pairs(metrics) do names[#names + 1] = k end
+  table.sort(names)
+  if #names == 0 then return end
+  local w1 = math.max(#title, 10)
+  for _, k in ipairs(names) do w1 = math.max(w1, #k) end
+  local w2 = 20
+  local line = string.rep("─", w1 + w2 + 7)
+  print(line)
+  print(string.format("   %-" .. w1 .. "s   %-" .. w2 .. "s", title, "DataLoader 0"))
+  print(line)
+  for _, k in ipairs(names) do
+    print(string.format("   %-" .. w1 .. "s   %-" .. w2 .. "s", k, progress._format_number(metrics[k])))
+  end
+  print(line)
+end
+
+local function run_eval(self, model, loader, stage)
+  local fname = stage == "test" and "test" or "validate"
+  local step = stage == "test" and "test_step" or "validation_step"
+  if type(model) ~= "table" or type(model[step]) ~= "function" then
+    error(fname .. ": the model has no " .. step .. "(batch, batch_idx) method", 3)
+  end
+  local n = loader_length(loader, fname)
+  self:_attach(model)
+  local lim = stage == "test" and self.limit_test_batches or self.limit_val_batches
+  local metrics = self:_evaluate(model, loader, stage, limit(n, lim), true,
+    stage == "test" and "Testing" or "Validation")
+  metrics = metrics or {}
+  self:_update_callback_metrics(metrics)
+  if self.logger then self:_log_row(metrics, self._global_step) end
+  print_results_table(stage == "test" and "Test metric" or "Validate metric", metrics)
+  return metrics
+end
+
+function Trainer:validate(model, loader) return run_eval(self, model, loader, "validation") end
+function Trainer:test(model, loader) return run_eval(self, model, loader, "test") end
+
+trainer_mod.Trainer_class = Trainer
+return trainer_mod

@@ -1,0 +1,150 @@
+/* Operating-system helpers the Lua half needs and stock Lua lacks: a monotonic
+ * clock (progress bars, benchmarks), isatty (progress bars redraw only on a
+ * terminal), directories (the CSV logger's version_N folders) and atomic renames
+ * (files are written under a temporary name and renamed into place). Exposed as
+ * ml._sys; not part of the public API. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "binding.h"
+
+static int l_clock(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+    return 1;
+}
+
+/* isatty(fd = 1) */
+static int l_isatty(lua_State *L) {
+    lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+    return 1;
+}
+
+static int l_terminal_width(lua_State *L) {
+    struct winsize w;
+    if (ioctl(1, TIOCGWINSZ, &w) == 0 && w.ws_col > 0) lua_pushinteger(L, w.ws_col);
+    else lua_pushinteger(L, 100);
+    return 1;
+}
+
+/* mkdir -p; returns true or nil, message */
+static int l_mkdir_p(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return luaL_error(L, "mkdir: invalid path '%s'", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "cannot create directory '%s': %s", buf, strerror(errno));
+            return 2;
+        }
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "'%s' exists and is not a directory", path);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* listdir(path) -> array of names (without . and ..), or nil, message */
+static int l_listdir(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    DIR *d = opendir(path);
+    if (!d) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot list '%s': %s", path, strerror(errno));
+        return 2;
+    }
+    lua_newtable(L);
+    int i = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        lua_pushstring(L, e->d_name);
+        lua_rawseti(L, -2, ++i);
+    }
+    closedir(d);
+    return 1;
+}
+
+/* kind(path) -> "file", "directory", "other" or nil */
+static int l_kind(lua_State *L) {
+    struct stat st;
+    if (stat(luaL_checkstring(L, 1), &st) != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushstring(L, S_ISDIR(st.st_mode) ? "directory" : S_ISREG(st.st_mode) ? "file" : "other");
+    return 1;
+}
+
+static int l_rename(lua_State *L) {
+    const char *from = luaL_checkstring(L, 1), *to = luaL_checkstring(L, 2);
+    if (rename(from, to) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot rename '%s' to '%s': %s", from, to, strerror(errno));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* fsync a file by path, so a renamed file is on disk before the rename */
+static int l_fsync(lua_State *L) {
+    FILE *f = fopen(luaL_checkstring(L, 1), "rb");
+    if (f) {
+        fsync(fileno(f));
+        fclose(f);
+    }
+    return 0;
+}
+
+static int l_getpid(lua_State *L) {
+    lua_pushinteger(L, getpid());
+    return 1;
+}
+
+/* peak resident set size in bytes */
+static int l_peak_rss(lua_State *L) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    lua_pushinteger(L, (lua_Integer)ru.ru_maxrss * 1024);
+    return 1;
+}
+
+static int l_sleep(lua_State *L) {
+    double s = luaL_checknumber(L, 1);
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+void ml_lua_open_sys(lua_State *L, int module, int methods) {
+    (void)methods;
+    static const luaL_Reg funcs[] = {
+        {"clock", l_clock}, {"isatty", l_isatty}, {"terminal_width", l_terminal_width},
+        {"mkdir_p", l_mkdir_p}, {"listdir", l_listdir}, {"kind", l_kind},
+        {"rename", l_rename}, {"fsync", l_fsync}, {"getpid", l_getpid},
+        {"peak_rss", l_peak_rss}, {"sleep", l_sleep}, {NULL, NULL}};
+    lua_newtable(L);
+    ml_lua_setfuncs(L, -1, funcs);
+    lua_setfield(L, module, "_sys");
+}
