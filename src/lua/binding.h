@@ -24,6 +24,13 @@ ml_tensor *ml_lua_test_tensor(lua_State *L, int idx);   /* NULL when not a tenso
 ml_tensor *ml_lua_tensor_or_number(lua_State *L, int idx, const ml_tensor *like);
 /* Raises the core's last error as a Lua error. */
 int ml_lua_error(lua_State *L);
+/* luaL_error with C's full printf formats (%lld, %g, %zu...), which Lua's own
+ * formatter lacks. Never returns. */
+int ml_lua_errorf(lua_State *L, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* A 1-based (or negative) dim at idx into a 0-based one, checked against ndim. */
 int ml_lua_check_dim(lua_State *L, int idx, int ndim, const char *fname);
@@ -58,5 +65,6 @@ void ml_lua_open_softmax(lua_State *L, int module, int methods);
 void ml_lua_open_autograd(lua_State *L, int module, int methods);
 void ml_lua_open_sys(lua_State *L, int module, int methods);
 void ml_lua_open_plot(lua_State *L, int module, int methods);
+void ml_lua_open_metrics(lua_State *L, int module, int methods);
 
 #endif

@@ -82,7 +82,7 @@ static int l_clamp(lua_State *L) {
         if (!lua_isnoneornil(L, 2)) lo = luaL_checknumber(L, 2);
         if (!lua_isnoneornil(L, 3)) hi = luaL_checknumber(L, 3);
     }
-    if (isnan(lo) && isnan(hi)) return luaL_error(L, "clamp: at least one of min and max must be given");
+    if (isnan(lo) && isnan(hi)) return ml_lua_errorf(L, "clamp: at least one of min and max must be given");
     return ml_lua_push_tensor(L, ml_clamp(t, lo, hi));
 }
 

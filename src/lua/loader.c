@@ -46,5 +46,5 @@ int luaopen_moonlight(lua_State *L) {
         lua_call(L, 1, 1);
         return 1;
     }
-    return luaL_error(L, "moonlight: the Lua half (moonlight/init.lua) was not embedded in this build");
+    return ml_lua_errorf(L, "moonlight: the Lua half (moonlight/init.lua) was not embedded in this build");
 }

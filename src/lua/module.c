@@ -25,6 +25,7 @@ int luaopen_moonlight_core(lua_State *L) {
     ml_lua_open_autograd(L, module, methods);
     ml_lua_open_sys(L, module, methods);
     ml_lua_open_plot(L, module, methods);
+    ml_lua_open_metrics(L, module, methods);
     lua_pushcfunction(L, l_cuda_is_available);
     lua_setfield(L, module, "cuda_is_available");
     /* the methods table is reachable for the Lua half (ml.Tensor) */

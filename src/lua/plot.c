@@ -31,10 +31,10 @@ static const double palette[][3] = {
 
 static double *read_numbers(lua_State *L, int idx, const char *field, int *n) {
     lua_getfield(L, idx, field);
-    if (!lua_istable(L, -1)) luaL_error(L, "plot: series.%s must be a table of numbers", field);
+    if (!lua_istable(L, -1)) ml_lua_errorf(L, "plot: series.%s must be a table of numbers", field);
     *n = (int)luaL_len(L, -1);
     double *v = malloc(sizeof(double) * (size_t)(*n > 0 ? *n : 1));
-    if (!v) luaL_error(L, "plot: out of memory");
+    if (!v) ml_lua_errorf(L, "plot: out of memory");
     for (int i = 0; i < *n; i++) {
         lua_geti(L, -1, i + 1);
         v[i] = lua_tonumber(L, -1);
@@ -155,7 +155,7 @@ static int l_plot_png(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     int np = (int)luaL_len(L, 2);
-    if (np == 0) return luaL_error(L, "plot: nothing to plot");
+    if (np == 0) return ml_lua_errorf(L, "plot: nothing to plot");
     int cols = np < 2 ? np : 2, rows = (np + cols - 1) / cols;
     cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, cols * PANEL_W, rows * PANEL_H);
     cairo_t *cr = cairo_create(surf);
@@ -194,8 +194,8 @@ static int l_plot_png(lua_State *L) {
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     cairo_status_t st = cairo_surface_write_to_png(surf, tmp);
     cairo_surface_destroy(surf);
-    if (st != CAIRO_STATUS_SUCCESS) return luaL_error(L, "plot: cannot write %s: %s", path, cairo_status_to_string(st));
-    if (rename(tmp, path) != 0) return luaL_error(L, "plot: cannot rename %s to %s", tmp, path);
+    if (st != CAIRO_STATUS_SUCCESS) return ml_lua_errorf(L, "plot: cannot write %s: %s", path, cairo_status_to_string(st));
+    if (rename(tmp, path) != 0) return ml_lua_errorf(L, "plot: cannot rename %s to %s", tmp, path);
     lua_pushstring(L, path);
     return 1;
 }

@@ -17,7 +17,7 @@ static int l_argmin(lua_State *L) { return reduce(L, "argmin", ml_argmin); }
 
 static int l_logsumexp(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
-    if (lua_isnoneornil(L, 2)) return luaL_error(L, "logsumexp: dim is required");
+    if (lua_isnoneornil(L, 2)) return ml_lua_errorf(L, "logsumexp: dim is required");
     int d = ml_lua_check_dim(L, 2, t->ndim, "logsumexp");
     return ml_lua_push_tensor(L, ml_logsumexp(t, d, lua_toboolean(L, 3)));
 }

@@ -6,7 +6,7 @@ static int softmax(lua_State *L, bool log) {
     const char *fname = log ? "log_softmax" : "softmax";
     ml_tensor *t = ml_lua_check_tensor(L, 1);
     if (lua_isnoneornil(L, 2))
-        return luaL_error(L, "%s: dim is required (e.g. %s(x, -1) over the last dim)", fname, fname);
+        return ml_lua_errorf(L, "%s: dim is required (e.g. %s(x, -1) over the last dim)", fname, fname);
     int d = ml_lua_check_dim(L, 2, t->ndim, fname);
     return ml_lua_push_tensor(L, log ? ml_log_softmax(t, d) : ml_softmax(t, d));
 }

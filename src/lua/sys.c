@@ -41,7 +41,7 @@ static int l_mkdir_p(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     char buf[4096];
     size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf) return luaL_error(L, "mkdir: invalid path '%s'", path);
+    if (n == 0 || n >= sizeof buf) return ml_lua_errorf(L, "mkdir: invalid path '%s'", path);
     memcpy(buf, path, n + 1);
     for (size_t i = 1; i <= n; i++) {
         if (buf[i] != '/' && buf[i] != '\0') continue;

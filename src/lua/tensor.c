@@ -18,7 +18,7 @@ static int nested_shape(lua_State *L, int idx, int64_t *shape) {
     int ndim = 0;
     lua_pushvalue(L, idx);
     while (lua_istable(L, -1) && !ml_lua_test_tensor(L, -1)) {
-        if (ndim >= ML_MAX_DIMS) luaL_error(L, "tensor: nested deeper than %d dims", ML_MAX_DIMS);
+        if (ndim >= ML_MAX_DIMS) ml_lua_errorf(L, "tensor: nested deeper than %d dims", ML_MAX_DIMS);
         shape[ndim++] = (int64_t)luaL_len(L, -1);
         if (shape[ndim - 1] == 0) break;
         lua_geti(L, -1, 1);
@@ -39,13 +39,13 @@ static void fill_nested(lua_State *L, int idx, int depth, int ndim, const int64_
         } else {
             v = lua_tonumberx(L, idx, &ok);
         }
-        if (!ok) luaL_error(L, "tensor: element %lld is %s, expected a number", (long long)*pos + 1,
+        if (!ok) ml_lua_errorf(L, "tensor: element %lld is %s, expected a number", (long long)*pos + 1,
                             luaL_typename(L, idx));
         out[(*pos)++] = v;
         return;
     }
     if (!lua_istable(L, idx) || (int64_t)luaL_len(L, idx) != shape[depth]) {
-        luaL_error(L, "tensor: ragged nested table: expected %lld elements at depth %d, got %s",
+        ml_lua_errorf(L, "tensor: ragged nested table: expected %lld elements at depth %d, got %s",
                    (long long)shape[depth], depth + 1,
                    lua_istable(L, idx) ? "a different count" : luaL_typename(L, idx));
     }
@@ -58,10 +58,10 @@ static void fill_nested(lua_State *L, int idx, int depth, int ndim, const int64_
 
 static int set_requires_grad(lua_State *L, ml_tensor *t, int on, const char *fname) {
     if (on && !ml_dtype_is_float(t->dtype))
-        return luaL_error(L, "%s: only floating point tensors can require grad, got %s", fname,
+        return ml_lua_errorf(L, "%s: only floating point tensors can require grad, got %s", fname,
                           ml_dtype_name(t->dtype));
     if (!on && t->grad_fn)
-        return luaL_error(L, "%s: requires_grad can only be cleared on a leaf tensor (use "
+        return ml_lua_errorf(L, "%s: requires_grad can only be cleared on a leaf tensor (use "
                           ":detach())", fname);
     t->requires_grad = on;
     return 0;
@@ -97,7 +97,7 @@ static int l_tensor(lua_State *L) {
     int ndim = 0;
     if (lua_istable(L, 1)) ndim = nested_shape(L, 1, shape);
     else if (!lua_isnumber(L, 1) && !lua_isboolean(L, 1))
-        return luaL_error(L, "tensor: expected a number, a nested table of numbers or a tensor, got %s",
+        return ml_lua_errorf(L, "tensor: expected a number, a nested table of numbers or a tensor, got %s",
                           luaL_typename(L, 1));
     int64_t n = ml_shape_numel(ndim, shape);
     ml_tensor *t64 = ml_tensor_empty(ML_F64, ML_CPU, ndim, shape);
@@ -159,7 +159,7 @@ static int l_eye(lua_State *L) {
 static int l_arange(lua_State *L) {
     int nnum = 0;
     while (nnum < 3 && lua_type(L, nnum + 1) == LUA_TNUMBER) nnum++;
-    if (nnum == 0) return luaL_error(L, "arange: expected arange(end) or arange(start, end [, step])");
+    if (nnum == 0) return ml_lua_errorf(L, "arange: expected arange(end) or arange(start, end [, step])");
     double start = 0, end, step = 1;
     if (nnum == 1) end = lua_tonumber(L, 1);
     else {
@@ -199,7 +199,7 @@ static int l_set_rng_state(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
     if (n != sizeof(ml_generator))
-        return luaL_error(L, "set_rng_state: expected a state of %d bytes from get_rng_state, got %d",
+        return ml_lua_errorf(L, "set_rng_state: expected a state of %d bytes from get_rng_state, got %d",
                           (int)sizeof(ml_generator), (int)n);
     memcpy(ml_default_generator(), s, n);
     return 0;
@@ -260,7 +260,7 @@ static int l_numel(lua_State *L) {
 
 static int l_len(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
-    if (t->ndim == 0) return luaL_error(L, "len: a 0-dim tensor has no length (use :item())");
+    if (t->ndim == 0) return ml_lua_errorf(L, "len: a 0-dim tensor has no length (use :item())");
     lua_pushinteger(L, t->shape[0]);
     return 1;
 }
@@ -294,7 +294,7 @@ static int l_item(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
     if (ml_numel(t) != 1) {
         char a[ML_SHAPE_STR_MAX];
-        return luaL_error(L, "item: a tensor with %lld elements (shape %s) cannot be converted to "
+        return ml_lua_errorf(L, "item: a tensor with %lld elements (shape %s) cannot be converted to "
                           "a number; it needs exactly one", (long long)ml_numel(t),
                           ml_shape_str(t->ndim, t->shape, a, sizeof a));
     }
@@ -422,14 +422,14 @@ static int l_to(lua_State *L) {
         int d = ml_device_from_name(s), ty = ml_dtype_from_name(s);
         if (d >= 0) dev = d;
         else if (ty >= 0) dt = ty;
-        else return luaL_error(L, "to: '%s' is neither a device (cpu, cuda) nor a dtype", s);
+        else return ml_lua_errorf(L, "to: '%s' is neither a device (cpu, cuda) nor a dtype", s);
     } else if (lua_istable(L, 2)) {
         static const char *const allowed[] = {"device", "dtype", NULL};
         ml_lua_check_options(L, 2, "to", allowed);
         dev = ml_lua_opt_device(L, 2, "to", (ml_device)dev);
         dt = ml_lua_opt_dtype(L, 2, "to", (ml_dtype)dt);
     } else {
-        return luaL_error(L, "to: expected a device name, a dtype name, a tensor or an options table");
+        return ml_lua_errorf(L, "to: expected a device name, a dtype name, a tensor or an options table");
     }
     ml_tensor *moved = ml_to_device(t, (ml_device)dev);
     if (!moved) return ml_lua_error(L);
@@ -472,7 +472,7 @@ static int l_is_contiguous(lua_State *L) {
  * take part in a graph, as torch does for leaves that require grad. */
 static void check_inplace(lua_State *L, ml_tensor *t, const char *fname) {
     if (ml_grad_enabled() && t->requires_grad)
-        luaL_error(L, "%s: a tensor that requires grad cannot be modified in place outside "
+        ml_lua_errorf(L, "%s: a tensor that requires grad cannot be modified in place outside "
                    "ml.no_grad", fname);
 }
 
@@ -538,7 +538,7 @@ static int l_reshape(lua_State *L) { return l_view_common(L, true); }
 
 static int l_t(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
-    if (t->ndim > 2) return luaL_error(L, "t: expects a tensor with at most 2 dims, got %d (use transpose)", t->ndim);
+    if (t->ndim > 2) return ml_lua_errorf(L, "t: expects a tensor with at most 2 dims, got %d (use transpose)", t->ndim);
     if (t->ndim < 2) return ml_lua_push_tensor(L, ml_tensor_retain(t));
     return ml_lua_push_tensor(L, ml_transpose(t, 0, 1));
 }
@@ -553,11 +553,11 @@ static int l_permute(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
     int64_t dims64[ML_MAX_DIMS];
     int n = ml_lua_check_shape(L, 2, dims64, "permute");
-    if (n != t->ndim) return luaL_error(L, "permute: %d dims given for a %d-dim tensor", n, t->ndim);
+    if (n != t->ndim) return ml_lua_errorf(L, "permute: %d dims given for a %d-dim tensor", n, t->ndim);
     int dims[ML_MAX_DIMS];
     for (int i = 0; i < n; i++) {
         int64_t d = dims64[i];
-        if (d == 0 || d > n || d < -n) return luaL_error(L, "permute: dim %d out of range (1-based)", (int)d);
+        if (d == 0 || d > n || d < -n) return ml_lua_errorf(L, "permute: dim %d out of range (1-based)", (int)d);
         dims[i] = d > 0 ? (int)d - 1 : (int)(d + n);
     }
     return ml_lua_push_tensor(L, ml_permute(t, dims));
@@ -577,7 +577,7 @@ static int l_select(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
     int d = ml_lua_check_dim(L, 2, t->ndim, "select");
     lua_Integer i = luaL_checkinteger(L, 3);
-    if (i == 0) return luaL_error(L, "select: index 0 is not a position (positions are 1-based)");
+    if (i == 0) return ml_lua_errorf(L, "select: index 0 is not a position (positions are 1-based)");
     return ml_lua_push_tensor(L, ml_select(t, d, i > 0 ? i - 1 : i));
 }
 
@@ -636,10 +636,10 @@ static int l_index(lua_State *L) {
     }
     if (lua_isinteger(L, 2)) {
         lua_Integer i = lua_tointeger(L, 2);
-        if (i == 0) return luaL_error(L, "index: 0 is not a position (positions are 1-based)");
+        if (i == 0) return ml_lua_errorf(L, "index: 0 is not a position (positions are 1-based)");
         return ml_lua_push_tensor(L, ml_select(t, 0, i > 0 ? i - 1 : i));
     }
-    return luaL_error(L, "index: a tensor is indexed by a 1-based integer or a field name, got %s",
+    return ml_lua_errorf(L, "index: a tensor is indexed by a 1-based integer or a field name, got %s",
                       luaL_typename(L, 2));
 }
 
@@ -648,7 +648,7 @@ static int l_newindex(lua_State *L) {
     if (lua_isinteger(L, 2)) { /* t[i] = value: copy into the row */
         lua_Integer i = lua_tointeger(L, 2);
         check_inplace(L, t, "index assignment");
-        if (i == 0) return luaL_error(L, "index: 0 is not a position (positions are 1-based)");
+        if (i == 0) return ml_lua_errorf(L, "index: 0 is not a position (positions are 1-based)");
         ml_tensor *row = ml_select(t, 0, i > 0 ? i - 1 : i);
         if (!row) return ml_lua_error(L);
         ml_tensor *src = ml_lua_tensor_or_number(L, 3, t);
@@ -668,7 +668,7 @@ static int l_newindex(lua_State *L) {
             ml_tensor *g = ml_lua_check_tensor(L, 3);
             if (!ml_same_shape(g, t)) {
                 char a[ML_SHAPE_STR_MAX], b[ML_SHAPE_STR_MAX];
-                return luaL_error(L, "grad: assigned gradient has shape %s, the tensor %s",
+                return ml_lua_errorf(L, "grad: assigned gradient has shape %s, the tensor %s",
                                   ml_shape_str(g->ndim, g->shape, a, sizeof a),
                                   ml_shape_str(t->ndim, t->shape, b, sizeof b));
             }
@@ -678,7 +678,7 @@ static int l_newindex(lua_State *L) {
             t->grad = own;
         }
     } else {
-        return luaL_error(L, "tensor: cannot set field '%s' (settable: requires_grad, grad)", k);
+        return ml_lua_errorf(L, "tensor: cannot set field '%s' (settable: requires_grad, grad)", k);
     }
     return 0;
 }

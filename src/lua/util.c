@@ -1,4 +1,6 @@
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../error.h"
@@ -14,7 +16,19 @@ static _Thread_local size_t bytes_since_step;
 
 int ml_lua_error(lua_State *L) {
     const char *msg = ml_error();
-    return luaL_error(L, "%s", msg[0] ? msg : "moonlight: unknown error");
+    return ml_lua_errorf(L, "%s", msg[0] ? msg : "moonlight: unknown error");
+}
+
+int ml_lua_errorf(lua_State *L, const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    luaL_where(L, 1);
+    lua_pushstring(L, buf);
+    lua_concat(L, 2);
+    return lua_error(L);
 }
 
 int ml_lua_push_tensor(lua_State *L, ml_tensor *t) {
@@ -45,7 +59,7 @@ ml_tensor *ml_lua_check_tensor(lua_State *L, int idx) {
             lua_getinfo(L, "n", &ar);
             if (ar.name) fname = ar.name;
         }
-        luaL_error(L, "%s: argument %d must be a tensor, got %s", fname, idx, luaL_typename(L, idx));
+        ml_lua_errorf(L, "%s: argument %d must be a tensor, got %s", fname, idx, luaL_typename(L, idx));
     }
     return t;
 }
@@ -67,7 +81,7 @@ ml_tensor *ml_lua_tensor_or_number(lua_State *L, int idx, const ml_tensor *like)
             lua_getinfo(L, "n", &ar);
             if (ar.name) fname = ar.name;
         }
-        luaL_error(L, "%s: argument %d must be a tensor or a number, got %s", fname, idx,
+        ml_lua_errorf(L, "%s: argument %d must be a tensor or a number, got %s", fname, idx,
                    luaL_typename(L, idx));
     }
     if (!t) ml_lua_error(L);
@@ -78,7 +92,7 @@ int ml_lua_check_dim(lua_State *L, int idx, int ndim, const char *fname) {
     lua_Integer d = luaL_checkinteger(L, idx);
     int n = ndim > 0 ? ndim : 1; /* a 0-dim tensor accepts dim 1 / -1 as torch */
     if (d == 0 || d > n || d < -n)
-        return luaL_error(L, "%s: dim %d out of range for a %d-dim tensor (expected 1..%d or "
+        return ml_lua_errorf(L, "%s: dim %d out of range for a %d-dim tensor (expected 1..%d or "
                           "-%d..-1; dims are 1-based)", fname, (int)d, ndim, n, n);
     return d > 0 ? (int)d - 1 : (int)(d + n);
 }
@@ -92,12 +106,12 @@ int ml_lua_check_shape(lua_State *L, int idx, int64_t *shape, const char *fname)
     int n = 0;
     if (lua_istable(L, idx) && !ml_lua_test_tensor(L, idx)) {
         n = (int)luaL_len(L, idx);
-        if (n > ML_MAX_DIMS) return luaL_error(L, "%s: %d dims given, at most %d", fname, n, ML_MAX_DIMS);
+        if (n > ML_MAX_DIMS) return ml_lua_errorf(L, "%s: %d dims given, at most %d", fname, n, ML_MAX_DIMS);
         for (int i = 0; i < n; i++) {
             lua_geti(L, idx, i + 1);
             int ok;
             lua_Integer v = lua_tointegerx(L, -1, &ok);
-            if (!ok) return luaL_error(L, "%s: size %d of the shape must be an integer, got %s",
+            if (!ok) return ml_lua_errorf(L, "%s: size %d of the shape must be an integer, got %s",
                                        fname, i + 1, luaL_typename(L, -1));
             shape[i] = v;
             lua_pop(L, 1);
@@ -105,14 +119,14 @@ int ml_lua_check_shape(lua_State *L, int idx, int64_t *shape, const char *fname)
         return n;
     }
     while (lua_type(L, idx + n) == LUA_TNUMBER) {
-        if (n >= ML_MAX_DIMS) return luaL_error(L, "%s: at most %d dims", fname, ML_MAX_DIMS);
+        if (n >= ML_MAX_DIMS) return ml_lua_errorf(L, "%s: at most %d dims", fname, ML_MAX_DIMS);
         int ok;
         lua_Integer v = lua_tointegerx(L, idx + n, &ok);
-        if (!ok) return luaL_error(L, "%s: sizes must be integers", fname);
+        if (!ok) return ml_lua_errorf(L, "%s: sizes must be integers", fname);
         shape[n++] = v;
     }
     if (n == 0 && !lua_isnoneornil(L, idx))
-        return luaL_error(L, "%s: expected a shape (a table of sizes or sizes as numbers), got %s",
+        return ml_lua_errorf(L, "%s: expected a shape (a table of sizes or sizes as numbers), got %s",
                           fname, luaL_typename(L, idx));
     return n;
 }
@@ -120,13 +134,13 @@ int ml_lua_check_shape(lua_State *L, int idx, int64_t *shape, const char *fname)
 void ml_lua_check_options(lua_State *L, int idx, const char *fname, const char *const *allowed) {
     if (lua_isnoneornil(L, idx)) return;
     if (!lua_istable(L, idx))
-        luaL_error(L, "%s: options must be a table, got %s", fname, luaL_typename(L, idx));
+        ml_lua_errorf(L, "%s: options must be a table, got %s", fname, luaL_typename(L, idx));
     idx = lua_absindex(L, idx);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
         if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "%s: option names must be strings, got %s", fname, luaL_typename(L, -1));
+            ml_lua_errorf(L, "%s: option names must be strings, got %s", fname, luaL_typename(L, -1));
         const char *k = lua_tostring(L, -1);
         bool ok = false;
         for (int i = 0; allowed[i]; i++)
@@ -139,7 +153,7 @@ void ml_lua_check_options(lua_State *L, int idx, const char *fname, const char *
                 luaL_addstring(&b, allowed[i]);
             }
             luaL_pushresult(&b);
-            luaL_error(L, "%s: unknown option '%s' (expected one of: %s)", fname, k, lua_tostring(L, -1));
+            ml_lua_errorf(L, "%s: unknown option '%s' (expected one of: %s)", fname, k, lua_tostring(L, -1));
         }
     }
 }
@@ -157,7 +171,7 @@ double ml_lua_opt_number(lua_State *L, int idx, const char *key, double def) {
     int t = get_opt(L, idx, key);
     double v = def;
     if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
-    else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a number, got %s", key, luaL_typename(L, -1));
+    else if (t != LUA_TNIL) ml_lua_errorf(L, "option '%s' must be a number, got %s", key, luaL_typename(L, -1));
     lua_pop(L, 1);
     return v;
 }
@@ -167,7 +181,7 @@ int ml_lua_opt_integer(lua_State *L, int idx, const char *key, int def) {
     int v = def;
     if (t == LUA_TNUMBER && lua_isinteger(L, -1)) v = (int)lua_tointeger(L, -1);
     else if (t == LUA_TNUMBER && lua_tonumber(L, -1) == floor(lua_tonumber(L, -1))) v = (int)lua_tonumber(L, -1);
-    else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be an integer, got %s", key, luaL_typename(L, -1));
+    else if (t != LUA_TNIL) ml_lua_errorf(L, "option '%s' must be an integer, got %s", key, luaL_typename(L, -1));
     lua_pop(L, 1);
     return v;
 }
@@ -176,7 +190,7 @@ int ml_lua_opt_bool(lua_State *L, int idx, const char *key, int def) {
     int t = get_opt(L, idx, key);
     int v = def;
     if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
-    else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a boolean, got %s", key, luaL_typename(L, -1));
+    else if (t != LUA_TNIL) ml_lua_errorf(L, "option '%s' must be a boolean, got %s", key, luaL_typename(L, -1));
     lua_pop(L, 1);
     return v;
 }
@@ -186,7 +200,7 @@ const char *ml_lua_opt_string(lua_State *L, int idx, const char *key, const char
     const char *v = def;
     /* the string stays alive: it is referenced from the options table */
     if (t == LUA_TSTRING) v = lua_tostring(L, -1);
-    else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
+    else if (t != LUA_TNIL) ml_lua_errorf(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
     lua_pop(L, 1);
     return v;
 }
@@ -196,7 +210,7 @@ ml_tensor *ml_lua_opt_tensor(lua_State *L, int idx, const char *key, const char 
     ml_tensor *v = NULL;
     if (t != LUA_TNIL) {
         v = ml_lua_test_tensor(L, -1);
-        if (!v) luaL_error(L, "%s: option '%s' must be a tensor, got %s", fname, key, luaL_typename(L, -1));
+        if (!v) ml_lua_errorf(L, "%s: option '%s' must be a tensor, got %s", fname, key, luaL_typename(L, -1));
     }
     lua_pop(L, 1);
     return v;
@@ -207,7 +221,7 @@ ml_dtype ml_lua_opt_dtype(lua_State *L, int idx, const char *fname, ml_dtype def
     if (!name) return def;
     int dt = ml_dtype_from_name(name);
     if (dt < 0)
-        luaL_error(L, "%s: unknown dtype '%s' (expected float32, float64, int64 or uint8)", fname, name);
+        ml_lua_errorf(L, "%s: unknown dtype '%s' (expected float32, float64, int64 or uint8)", fname, name);
     return (ml_dtype)dt;
 }
 
@@ -215,7 +229,7 @@ ml_device ml_lua_opt_device(lua_State *L, int idx, const char *fname, ml_device 
     const char *name = ml_lua_opt_string(L, idx, "device", NULL);
     if (!name) return def;
     int dev = ml_device_from_name(name);
-    if (dev < 0) luaL_error(L, "%s: unknown device '%s' (expected \"cpu\" or \"cuda\")", fname, name);
+    if (dev < 0) ml_lua_errorf(L, "%s: unknown device '%s' (expected \"cpu\" or \"cuda\")", fname, name);
     return (ml_device)dev;
 }
 
