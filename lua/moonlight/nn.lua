@@ -469,13 +469,22 @@ end
 
 -- state dicts ---------------------------------------------------------------------
 
+-- pairs() visits keys in the given order first, then any key added since
 local function ordered(keys, map)
+  local pos = {}
+  for i, k in ipairs(keys) do pos[k] = i end
   return setmetatable(map, {__pairs = function(t)
-    local i = 0
+    local i, rest = 0, nil
     return function()
-      i = i + 1
-      local k = keys[i]
-      if k ~= nil then return k, t[k] end
+      while i < #keys do
+        i = i + 1
+        local k = keys[i]
+        if rawget(t, k) ~= nil then return k, rawget(t, k) end
+      end
+      repeat
+        rest = next(t, rest)
+      until rest == nil or not pos[rest]
+      if rest ~= nil then return rest, rawget(t, rest) end
     end, t, nil
   end})
 end
@@ -540,7 +549,7 @@ function Module:load_state_dict(sd, opts)
         .. "checkpoint, the shape in current model is %s"):format(e[1], shape_str(v), shape_str(e[2]))
     end
   end
-  for k in pairs(sd) do
+  for k in next, sd do
     if expected[k] == nil then unexpected[#unexpected + 1] = tostring(k) end
   end
   table.sort(unexpected)
