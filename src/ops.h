@@ -8,6 +8,7 @@
 #include "ops/creation.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
+#include "ops/optim.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
 #include "ops/softmax.h"

@@ -7,12 +7,13 @@
 typedef struct ml_adam_args {
     double lr, beta1, beta2, eps, weight_decay;
     bool amsgrad, decoupled;   /* decoupled: AdamW's weight decay */
+    bool maximize;             /* ascend: the gradient's sign is flipped */
     int64_t step;              /* 1 on the first update, for bias correction */
 } ml_adam_args;
 
 typedef struct ml_sgd_args {
     double lr, momentum, dampening, weight_decay;
-    bool nesterov;
+    bool nesterov, maximize;
     bool first_step;           /* the momentum buffer starts as the gradient */
 } ml_sgd_args;
 

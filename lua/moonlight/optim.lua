@@ -1,0 +1,478 @@
+-- ml.optim: torch.optim. The optimizers keep their state and param groups here;
+-- each step is one fused C pass per parameter (core._adam_step, core._sgd_step),
+-- with PyTorch 1.13's update rules and defaults.
+local core = require "moonlight.core"
+
+local optim = {}
+local is_tensor = core.is_tensor
+-- the default of a hyperparameter the user must give (SGD's lr)
+local REQUIRED = setmetatable({}, {__tostring = function() return "<required parameter>" end})
+optim.required = REQUIRED
+
+local function set_of(...)
+  local s = {}
+  for _, k in ipairs({...}) do s[k] = true end
+  return s
+end
+
+local function check_keys(fname, t, allowed, what)
+  for k in pairs(t) do
+    if not allowed[k] then
+      local names = {}
+      for n in pairs(allowed) do names[#names + 1] = n end
+      table.sort(names)
+      error(("%s: unknown %s '%s' (expected one of: %s)"):format(fname, what, tostring(k),
+            table.concat(names, ", ")), 4)
+    end
+  end
+end
+
+local function deep_copy(v)
+  if type(v) ~= "table" or is_tensor(v) or getmetatable(v) then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = deep_copy(x) end
+  return c
+end
+
+------------------------------------------------------------------------------
+-- Optimizer: the common part
+------------------------------------------------------------------------------
+
+local Optimizer = {}
+Optimizer.__index = Optimizer
+optim.Optimizer = Optimizer
+
+-- params: an array of tensors, or an array of groups {params = {...}, lr = ...}
+local function make_groups(fname, params)
+  if type(params) ~= "table" or is_tensor(params) then
+    error(("%s: params must be an array of tensors or of param groups, got %s"):format(fname,
+          is_tensor(params) and "a tensor" or type(params)), 4)
+  end
+  if #params == 0 then error(("%s: optimizer got an empty parameter list"):format(fname), 4) end
+  if is_tensor(params[1]) then return {{params = params}} end
+  return params
+end
+
+local function new_optimizer(cls, fname, params, opts, defaults, validate)
+  if opts ~= nil and (type(opts) ~= "table" or is_tensor(opts)) then
+    error(("%s: options must be a table, got %s"):format(fname, type(opts)), 3)
+  end
+  opts = opts or {}
+  local allowed = {}
+  for k in pairs(defaults) do allowed[k] = true end
+  check_keys(fname, opts, allowed, "option")
+  local d = {}
+  for k, v in pairs(defaults) do d[k] = v end
+  for k, v in pairs(opts) do d[k] = v end
+  local self = setmetatable({defaults = d, param_groups = {}, state = {}, _fname = fname,
+                             _validate = validate}, cls)
+  for _, g in ipairs(make_groups(fname, params)) do self:add_param_group(g) end
+  return self
+end
+
+-- add_param_group({params = {...}, lr = ...}): the group's own hyperparameters,
+-- the optimizer's defaults for the rest
+function Optimizer:add_param_group(group)
+  local fname = self._fname
+  if type(group) ~= "table" or is_tensor(group) then
+    error(("%s: a param group must be a table {params = ..., ...}, got %s"):format(fname,
+          type(group)), 3)
+  end
+  local allowed = {params = true}
+  for k in pairs(self.defaults) do allowed[k] = true end
+  check_keys(fname, group, allowed, "param group key")
+  local ps = group.params
+  if is_tensor(ps) then ps = {ps} end
+  if type(ps) ~= "table" then
+    error(("%s: param group 'params' must be an array of tensors, got %s"):format(fname, type(ps)), 3)
+  end
+  if #ps == 0 then error(("%s: optimizer got an empty parameter list"):format(fname), 3) end
+  local seen = {}
+  for _, g in ipairs(self.param_groups) do for _, p in ipairs(g.params) do seen[p] = true end end
+  local list = {}
+  for i, p in ipairs(ps) do
+    if not is_tensor(p) then
+      error(("%s: params[%d] is a %s, expected a tensor"):format(fname, i, type(p)), 3)
+    end
+    if not p.is_leaf then error(("%s: params[%d]: can't optimize a non-leaf tensor"):format(fname, i), 3) end
+    if p.dtype ~= "float32" and p.dtype ~= "float64" then
+      error(("%s: params[%d] is %s, expected a floating point tensor"):format(fname, i, p.dtype), 3)
+    end
+    if seen[p] then
+      error(("%s: some parameters appear in more than one parameter group"):format(fname), 3)
+    end
+    seen[p] = true
+    list[i] = p
+  end
+  local g = {params = list}
+  for k, v in pairs(self.defaults) do g[k] = deep_copy(v) end
+  for k, v in pairs(group) do if k ~= "params" then g[k] = deep_copy(v) end end
+  for k, v in pairs(g) do
+    if v == REQUIRED then error(("%s: %s is required (it has no default)"):format(fname, k), 3) end
+  end
+  self._validate(fname, g)
+  self.param_groups[#self.param_groups + 1] = g
+end
+
+-- zero_grad(): gradients become nil (set_to_none, PyTorch 2's default; backward
+-- then hands its fresh gradient over with no extra pass); {set_to_none = false}
+-- zeroes them in place.
+function Optimizer:zero_grad(opts)
+  if opts ~= nil then check_keys("zero_grad", opts, set_of("set_to_none"), "option") end
+  local none = not (opts and opts.set_to_none == false)
+  for _, g in ipairs(self.param_groups) do
+    for _, p in ipairs(g.params) do
+      if none then p.grad = nil
+      else
+        local gr = p.grad
+        if gr then gr:zero_() end
+      end
+    end
+  end
+end
+
+-- state_dict(): {state = {[i] = {...}}, param_groups = {{..., params = {i, ...}}}},
+-- parameters named by their 1-based position across the groups (PyTorch: 0-based
+-- ids); state tensors are copies.
+function Optimizer:state_dict()
+  local idx, n = {}, 0
+  local groups = {}
+  for gi, g in ipairs(self.param_groups) do
+    local pg = {}
+    for k, v in pairs(g) do if k ~= "params" then pg[k] = deep_copy(v) end end
+    pg.params = {}
+    for _, p in ipairs(g.params) do
+      n = n + 1
+      idx[p] = n
+      pg.params[#pg.params + 1] = n
+    end
+    groups[gi] = pg
+  end
+  local state = {}
+  for p, s in pairs(self.state) do
+    local i = idx[p]
+    if i then
+      local c = {}
+      for k, v in pairs(s) do c[k] = is_tensor(v) and v:clone() or deep_copy(v) end
+      state[i] = c
+    end
+  end
+  return {state = state, param_groups = groups}
+end
+
+function Optimizer:load_state_dict(sd)
+  local fname = self._fname .. ":load_state_dict"
+  if type(sd) ~= "table" or type(sd.param_groups) ~= "table" or type(sd.state) ~= "table" then
+    error(("%s: expected a table {state = ..., param_groups = ...}"):format(fname), 2)
+  end
+  if #sd.param_groups ~= #self.param_groups then
+    error(("%s: loaded state dict has %d parameter groups, the optimizer %d"):format(fname,
+          #sd.param_groups, #self.param_groups), 2)
+  end
+  local by_id = {}
+  for gi, g in ipairs(self.param_groups) do
+    local sg = sd.param_groups[gi]
+    if type(sg.params) ~= "table" or #sg.params ~= #g.params then
+      error(("%s: loaded state dict contains a parameter group that doesn't match the size of "
+             .. "optimizer's group %d"):format(fname, gi), 2)
+    end
+    for k, id in ipairs(sg.params) do by_id[id] = g.params[k] end
+  end
+  for id, s in pairs(sd.state) do
+    local p = by_id[id]
+    if not p then error(("%s: state for parameter %s, which no group holds"):format(fname, tostring(id)), 2) end
+    for k, v in pairs(s) do
+      if is_tensor(v) and table.concat(v:shape(), ",") ~= table.concat(p:shape(), ",") then
+        error(("%s: state '%s' of parameter %s has shape [%s], the parameter [%s]"):format(fname,
+              k, tostring(id), table.concat(v:shape(), ", "), table.concat(p:shape(), ", ")), 2)
+      end
+    end
+  end
+  local new_state = {}
+  for id, s in pairs(sd.state) do
+    local p = by_id[id]
+    local c = {}
+    for k, v in pairs(s) do
+      if is_tensor(v) then
+        c[k] = v:to({device = p.device, dtype = p.dtype}):clone()
+      else
+        c[k] = deep_copy(v)
+      end
+    end
+    new_state[p] = c
+  end
+  for gi, g in ipairs(self.param_groups) do
+    for k, v in pairs(sd.param_groups[gi]) do
+      if k ~= "params" then g[k] = deep_copy(v) end
+    end
+  end
+  self.state = new_state
+end
+
+local function check_number(fname, what, v, ok)
+  if type(v) ~= "number" or not ok(v) then
+    error(("%s: invalid %s: %s"):format(fname, what, tostring(v)), 5)
+  end
+end
+
+local function zeros_like(p) return core.zeros_like(p) end
+
+------------------------------------------------------------------------------
+-- Adam / AdamW
+------------------------------------------------------------------------------
+
+local function adam_validate(fname, g)
+  check_number(fname, "learning rate", g.lr, function(v) return v >= 0 end)
+  check_number(fname, "epsilon value", g.eps, function(v) return v >= 0 end)
+  check_number(fname, "weight_decay value", g.weight_decay, function(v) return v >= 0 end)
+  if type(g.betas) ~= "table" or #g.betas ~= 2 then
+    error(("%s: betas must be a pair {beta1, beta2}, got %s"):format(fname, tostring(g.betas)), 4)
+  end
+  check_number(fname, "beta parameter at index 1", g.betas[1], function(v) return v >= 0 and v < 1 end)
+  check_number(fname, "beta parameter at index 2", g.betas[2], function(v) return v >= 0 and v < 1 end)
+end
+
+local function adam_step(self, decoupled)
+  local adam = core._adam_step
+  for _, g in ipairs(self.param_groups) do
+    local lr, b1, b2, eps, wd = g.lr, g.betas[1], g.betas[2], g.eps, g.weight_decay
+    local ams, maximize = g.amsgrad and true or false, g.maximize and true or false
+    for _, p in ipairs(g.params) do
+      local grad = p.grad
+      if grad then
+        local s = self.state[p]
+        if not s then
+          s = {step = 0, exp_avg = zeros_like(p), exp_avg_sq = zeros_like(p)}
+          if ams then s.max_exp_avg_sq = zeros_like(p) end
+          self.state[p] = s
+        end
+        if ams and not s.max_exp_avg_sq then s.max_exp_avg_sq = zeros_like(p) end
+        s.step = s.step + 1
+        adam(p, grad, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq, lr, b1, b2, eps, wd, ams,
+             decoupled, s.step, maximize)
+      end
+    end
+  end
+end
+
+local Adam = setmetatable({}, {__index = Optimizer})
+Adam.__index = Adam
+
+-- optim.Adam(params, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0,
+--                     amsgrad = false, maximize = false}); weight decay as L2 (added to the gradient)
+function optim.Adam(params, opts)
+  return new_optimizer(Adam, "Adam", params, opts,
+    {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0, amsgrad = false,
+     maximize = false}, adam_validate)
+end
+
+-- step(closure): closure (optional) re-evaluates the loss and returns it
+function Adam:step(closure)
+  local loss
+  if closure then loss = core.enable_grad(closure) end
+  adam_step(self, false)
+  return loss
+end
+
+local AdamW = setmetatable({}, {__index = Optimizer})
+AdamW.__index = AdamW
+
+-- optim.AdamW: Adam with decoupled weight decay (default 0.01): p <- p * (1 - lr * wd)
+function optim.AdamW(params, opts)
+  return new_optimizer(AdamW, "AdamW", params, opts,
+    {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 1e-2, amsgrad = false,
+     maximize = false}, adam_validate)
+end
+
+function AdamW:step(closure)
+  local loss
+  if closure then loss = core.enable_grad(closure) end
+  adam_step(self, true)
+  return loss
+end
+
+------------------------------------------------------------------------------
+-- SGD
+------------------------------------------------------------------------------
+
+local SGD = setmetatable({}, {__index = Optimizer})
+SGD.__index = SGD
+
+local function sgd_validate(fname, g)
+  check_number(fname, "learning rate", g.lr, function(v) return v >= 0 end)
+  check_number(fname, "momentum value", g.momentum, function(v) return v >= 0 end)
+  check_number(fname, "dampening value", g.dampening, function() return true end)
+  check_number(fname, "weight_decay value", g.weight_decay, function(v) return v >= 0 end)
+  if g.nesterov and (g.momentum <= 0 or g.dampening ~= 0) then
+    error(("%s: Nesterov momentum requires a momentum and zero dampening"):format(fname), 4)
+  end
+end
+
+-- optim.SGD(params, {lr = (required), momentum = 0, dampening = 0, weight_decay = 0,
+--                    nesterov = false, maximize = false})
+function optim.SGD(params, opts)
+  return new_optimizer(SGD, "SGD", params, opts,
+    {lr = REQUIRED, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false, maximize = false},
+    sgd_validate)
+end
+
+function SGD:step(closure)
+  local loss
+  if closure then loss = core.enable_grad(closure) end
+  local sgd = core._sgd_step
+  for _, g in ipairs(self.param_groups) do
+    local lr, mom, damp, wd = g.lr, g.momentum, g.dampening, g.weight_decay
+    local nesterov, maximize = g.nesterov and true or false, g.maximize and true or false
+    for _, p in ipairs(g.params) do
+      local grad = p.grad
+      if grad then
+        local buf, first = nil, false
+        if mom ~= 0 then
+          local s = self.state[p]
+          if not s then s = {}; self.state[p] = s end
+          if not s.momentum_buffer then
+            s.momentum_buffer = zeros_like(p)
+            first = true
+          end
+          buf = s.momentum_buffer
+        end
+        sgd(p, grad, buf, lr, mom, damp, wd, nesterov, first, maximize)
+      end
+    end
+  end
+  return loss
+end
+
+------------------------------------------------------------------------------
+-- learning-rate schedulers (torch.optim.lr_scheduler, chainable form)
+------------------------------------------------------------------------------
+
+local lr_scheduler = {}
+optim.lr_scheduler = lr_scheduler
+
+local Scheduler = {}
+Scheduler.__index = Scheduler
+lr_scheduler.LRScheduler = Scheduler
+
+local function new_scheduler(cls, fname, opt, opts, allowed)
+  if type(opt) ~= "table" or type(opt.param_groups) ~= "table" then
+    error(("%s: expected an optimizer, got %s"):format(fname, type(opt)), 3)
+  end
+  opts = opts or {}
+  check_keys(fname, opts, allowed, "option")
+  local self = setmetatable({optimizer = opt, _fname = fname}, cls)
+  local last_epoch = opts.last_epoch or -1
+  for i, g in ipairs(opt.param_groups) do
+    if last_epoch == -1 then
+      if g.initial_lr == nil then g.initial_lr = g.lr end
+    elseif g.initial_lr == nil then
+      error(("%s: param 'initial_lr' is not specified in param_groups[%d] when resuming an "
+             .. "optimizer"):format(fname, i), 3)
+    end
+  end
+  self.base_lrs = {}
+  for i, g in ipairs(opt.param_groups) do self.base_lrs[i] = g.initial_lr end
+  self.last_epoch = last_epoch
+  self._step_count = 0
+  return self, opts
+end
+
+function Scheduler:_init_step()
+  self:step()
+end
+
+-- step(): one epoch on; the groups' lr become get_lr()'s
+function Scheduler:step()
+  self._step_count = self._step_count + 1
+  self.last_epoch = self.last_epoch + 1
+  local lrs = self:get_lr()
+  for i, g in ipairs(self.optimizer.param_groups) do g.lr = lrs[i] end
+  self._last_lr = {}
+  for i, g in ipairs(self.optimizer.param_groups) do self._last_lr[i] = g.lr end
+end
+
+function Scheduler:get_last_lr()
+  local c = {}
+  for i, v in ipairs(self._last_lr) do c[i] = v end
+  return c
+end
+
+function Scheduler:state_dict()
+  local s = {}
+  for k, v in pairs(self) do if k ~= "optimizer" then s[k] = deep_copy(v) end end
+  return s
+end
+
+function Scheduler:load_state_dict(sd)
+  for k, v in pairs(sd) do if k ~= "optimizer" then self[k] = deep_copy(v) end end
+end
+
+local function group_lrs(self)
+  local out = {}
+  for i, g in ipairs(self.optimizer.param_groups) do out[i] = g.lr end
+  return out
+end
+
+-- StepLR(opt, {step_size = n, gamma = 0.1}) or StepLR(opt, n, {gamma = 0.1}):
+-- lr * gamma every step_size epochs
+local StepLR = setmetatable({}, {__index = Scheduler})
+StepLR.__index = StepLR
+function lr_scheduler.StepLR(opt, step_size, opts)
+  if type(step_size) == "table" then opts, step_size = step_size, step_size.step_size end
+  local o = {}
+  for k, v in pairs(opts or {}) do if k ~= "step_size" then o[k] = v end end
+  local self
+  self, o = new_scheduler(StepLR, "StepLR", opt, o, set_of("gamma", "last_epoch"))
+  if math.type(step_size) ~= "integer" or step_size < 1 then
+    error(("StepLR: step_size must be a positive integer, got %s"):format(tostring(step_size)), 2)
+  end
+  self.step_size, self.gamma = step_size, o.gamma or 0.1
+  self:_init_step()
+  return self
+end
+
+function StepLR:get_lr()
+  local lrs = group_lrs(self)
+  if self.last_epoch == 0 or self.last_epoch % self.step_size ~= 0 then return lrs end
+  for i, v in ipairs(lrs) do lrs[i] = v * self.gamma end
+  return lrs
+end
+
+-- CosineAnnealingLR(opt, {T_max = n, eta_min = 0}) or CosineAnnealingLR(opt, n, {eta_min})
+local Cosine = setmetatable({}, {__index = Scheduler})
+Cosine.__index = Cosine
+function lr_scheduler.CosineAnnealingLR(opt, T_max, opts)
+  if type(T_max) == "table" then opts, T_max = T_max, T_max.T_max end
+  local o = {}
+  for k, v in pairs(opts or {}) do if k ~= "T_max" then o[k] = v end end
+  local self
+  self, o = new_scheduler(Cosine, "CosineAnnealingLR", opt, o, set_of("eta_min", "last_epoch"))
+  if type(T_max) ~= "number" or T_max <= 0 then
+    error(("CosineAnnealingLR: T_max must be a positive number, got %s"):format(tostring(T_max)), 2)
+  end
+  self.T_max, self.eta_min = T_max, o.eta_min or 0
+  self:_init_step()
+  return self
+end
+
+function Cosine:get_lr()
+  local lrs, e, T, eta = group_lrs(self), self.last_epoch, self.T_max, self.eta_min
+  if e == 0 then return lrs end
+  local pi = math.pi
+  if self._step_count == 1 and e > 0 then
+    for i, base in ipairs(self.base_lrs) do
+      lrs[i] = eta + (base - eta) * (1 + math.cos(e * pi / T)) / 2
+    end
+  elseif (e - 1 - T) % (2 * T) == 0 then
+    for i, base in ipairs(self.base_lrs) do
+      lrs[i] = lrs[i] + (base - eta) * (1 - math.cos(pi / T)) / 2
+    end
+  else
+    for i, v in ipairs(lrs) do
+      lrs[i] = (1 + math.cos(pi * e / T)) / (1 + math.cos(pi * (e - 1) / T)) * (v - eta) + eta
+    end
+  end
+  return lrs
+end
+
+return optim
