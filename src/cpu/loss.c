@@ -146,8 +146,8 @@ static inline double sign_of(double d) { return (d > 0) - (d < 0); }
         case ML_LOSS_L1: EW_LOSS_BWD(T, gx = (T)sign_of((double)(x - t))); break;      \
         case ML_LOSS_SMOOTH_L1:                                                        \
             EW_LOSS_BWD(T, T d = x - t;                                                \
-                        gx = d <= -beta ? (T)-1 : d >= beta ? (T)1 : d / beta;         \
-                        if (beta == 0) gx = (T)sign_of((double)d));                    \
+                        /* as torch: at beta = 0 a tie gets -1, not sign(0) */         \
+                        gx = d <= -beta ? (T)-1 : d >= beta ? (T)1 : d / beta);        \
             break;                                                                     \
         case ML_LOSS_BCE:                                                              \
             EW_LOSS_BWD(T, T den = (1 - x) * x; den = den < (T)BCE_EPS ? (T)BCE_EPS : den; \
