@@ -216,7 +216,7 @@ DEFINE_EW(double, d)
 
 /* One row of c classes at stride st (the callers pass a literal 1 when the class
  * dim is the last, so the inlined copy has unit stride and vectorises). */
-#define DEFINE_ROW(T, SUF, EXPF)                                                       \
+#define DEFINE_ROW(T, SUF, EXPF, PSUM, PMAP)                                                     \
     static inline T row_max_##SUF(const T *x, int64_t c, int64_t st) {                 \
         T m = -INFINITY;                                                               \
         _Pragma("omp simd reduction(max:m)")                                           \
@@ -225,7 +225,7 @@ DEFINE_EW(double, d)
     }                                                                                  \
     static inline double row_sumexp_##SUF(const T *x, int64_t c, int64_t st, T m) {    \
         double s = 0;                                                                  \
-        _Pragma("omp simd reduction(+:s)")                                             \
+        _Pragma(PSUM)                                                                  \
         for (int64_t k = 0; k < c; k++) s += (double)EXPF(x[k * st] - m);              \
         return s;                                                                      \
     }                                                                                  \
@@ -233,16 +233,19 @@ DEFINE_EW(double, d)
     static inline void row_grad_##SUF(const T *x, int64_t c, int64_t st, T lse, T pa,  \
                                       T sub, const T *w, T *g) {                       \
         if (w) {                                                                       \
-            _Pragma("omp simd")                                                        \
+            _Pragma(PMAP)                                                              \
             for (int64_t k = 0; k < c; k++) g[k * st] = pa * EXPF(x[k * st] - lse) - sub * w[k]; \
         } else {                                                                       \
-            _Pragma("omp simd")                                                        \
+            _Pragma(PMAP)                                                              \
             for (int64_t k = 0; k < c; k++) g[k * st] = pa * EXPF(x[k * st] - lse) - sub; \
         }                                                                              \
     }
 
-DEFINE_ROW(float, f, vexpf)
-DEFINE_ROW(double, d, exp)
+/* _s: for rows shorter than a full AVX-512 vector, 8 lanes (else they run scalar) */
+DEFINE_ROW(float, f, vexpf, "omp simd reduction(+:s)", "omp simd")
+DEFINE_ROW(float, f_s, vexpf, "omp simd reduction(+:s) simdlen(8)", "omp simd simdlen(8)")
+DEFINE_ROW(double, d, exp, "omp simd reduction(+:s)", "omp simd")
+DEFINE_ROW(double, d_s, exp, "omp simd reduction(+:s)", "omp simd")
 
 /* --- losses over a class dim ----------------------------------------------
  * The input is [n, c, inner]; row r = (i, j) has its c classes at
@@ -271,8 +274,9 @@ DEFINE_ROW(double, d, exp)
             double l = 0, lse = 0;                                                     \
             if (kind != ML_LOSS_NLL) {                                                 \
                 T m = IN == 1 ? row_max_##SUF(x, C, 1) : row_max_##SUF(x, C, IN);      \
-                double s = IN == 1 ? row_sumexp_##SUF(x, C, 1, m)                      \
-                                   : row_sumexp_##SUF(x, C, IN, m);                    \
+                double s = IN != 1  ? row_sumexp_##SUF(x, C, IN, m)                    \
+                           : C < 32 ? row_sumexp_##SUF##_s(x, C, 1, m)                 \
+                                    : row_sumexp_##SUF(x, C, 1, m);                    \
                 lse = (double)m + log(s);                                              \
                 LSE[r] = lse;                                                          \
             }                                                                          \
@@ -371,7 +375,8 @@ DEFINE_ROW(double, d, exp)
             const T pa = a1 + a2;                                                      \
             const T sub = (T)(sc * lsc);                                               \
             const T *wl = ls > 0 ? W : NULL;                                           \
-            if (IN == 1) row_grad_##SUF(x, C, 1, lse, pa, sub, wl, gx);                \
+            if (IN == 1 && C < 32) row_grad_##SUF##_s(x, C, 1, lse, pa, sub, wl, gx);  \
+            else if (IN == 1) row_grad_##SUF(x, C, 1, lse, pa, sub, wl, gx);           \
             else row_grad_##SUF(x, C, IN, lse, pa, sub, wl, gx);                       \
             gx[t * IN] -= a1;                                                          \
         }                                                                              \
