@@ -7,6 +7,7 @@
 
 #include "ops/creation.h"
 #include "ops/elementwise.h"
+#include "ops/loss.h"
 #include "ops/matmul.h"
 #include "ops/optim.h"
 #include "ops/reduce.h"

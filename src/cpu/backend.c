@@ -7,6 +7,7 @@ extern const ml_reduce_ops ml_cpu_reduce;
 extern const ml_matmul_ops ml_cpu_matmul;
 extern const ml_softmax_ops ml_cpu_softmax;
 extern const ml_optim_ops ml_cpu_optim;
+extern const ml_loss_ops ml_cpu_loss;
 
 static const ml_backend cpu_backend = {
     .name = "cpu",
@@ -17,6 +18,7 @@ static const ml_backend cpu_backend = {
     .matmul = &ml_cpu_matmul,
     .softmax = &ml_cpu_softmax,
     .optim = &ml_cpu_optim,
+    .loss = &ml_cpu_loss,
 };
 
 const ml_backend *ml_cpu_backend(void) { return &cpu_backend; }

@@ -1,0 +1,414 @@
+/* CPU kernels of the loss family: each loss is one fused loop forward (the
+ * per-element loss and its sum, accumulated in double) and one fused loop backward
+ * (the gradient, already scaled by grad_out and the mean's divisor). No
+ * temporaries. The formulas follow PyTorch 1.13's (aten/src/ATen/native/Loss*.cpp)
+ * so values and gradients agree with it, edge cases included. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../backend.h"
+#include "../error.h"
+
+#define PAR_MIN 32768
+
+static inline double sign_of(double d) { return (d > 0) - (d < 0); }
+
+/* exp for float32 that the compiler vectorises (libm's expf is a scalar call):
+ * Cephes' polynomial on [-ln2/2, ln2/2] and an exponent built from bits, within
+ * 2 ulp of expf on [-87, 88]; below that it gives 0, above it inf, NaN stays NaN. */
+static inline float vexpf(float x) {
+    const float hi = 88.3762626647949f, lo = -87.3365478515625f;
+    float xc = x > hi ? hi : x;
+    xc = xc < lo ? lo : xc;
+    /* round to nearest by the 1.5 * 2^23 trick (floorf does not vectorise) */
+    float k = xc * 1.44269504088896341f + 12582912.0f;
+    k -= 12582912.0f;
+    float r = xc - k * 0.693359375f + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)k + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    float y = p * scale;
+    y = x < lo ? 0.0f : y;
+    y = x > hi ? INFINITY : y;
+    return x != x ? x : y;
+}
+
+/* --- elementwise losses ---------------------------------------------------
+ * Each kind is an expression of x (input), t (target), w (weight or 1), e (extra:
+ * pos_weight / var) giving the loss `l`, and one giving `gx` (dl/dx) and, for
+ * gaussian_nll, `ge` (dl/dvar). `bad` flags invalid data. */
+
+#define EW_LOSS_FWD(T, ...)                                                           \
+    do {                                                                               \
+        const T *X = (const T *)ml_data(a->input), *TG = (const T *)ml_data(a->target); \
+        const T *W = a->weight ? (const T *)ml_data(a->weight) : NULL;                 \
+        const T *E = a->extra ? (const T *)ml_data(a->extra) : NULL;                   \
+        (void)W;                                                                       \
+        (void)E;                                                                       \
+        T *O = (T *)ml_data(out);                                                      \
+        if (a->reduction == ML_REDUCTION_NONE) {                                       \
+            _Pragma("omp parallel for reduction(|:bad) if (n > PAR_MIN)")              \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                T x = X[i], t = TG[i], l;                                              \
+                (void)t;                                                               \
+                __VA_ARGS__;                                                           \
+                if (W) l *= W[i];                                                      \
+                O[i] = l;                                                              \
+            }                                                                          \
+        } else {                                                                       \
+            double acc = 0;                                                            \
+            _Pragma("omp parallel for reduction(+:acc) reduction(|:bad) if (n > PAR_MIN)") \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                T x = X[i], t = TG[i], l;                                              \
+                (void)t;                                                               \
+                __VA_ARGS__;                                                           \
+                if (W) l *= W[i];                                                      \
+                acc += (double)l;                                                      \
+            }                                                                          \
+            O[0] = (T)(a->reduction == ML_REDUCTION_MEAN ? acc / a->norm : acc);        \
+        }                                                                              \
+    } while (0)
+
+/* GBODY computes gx (and ge) from x, t, e; the result is scaled by w and g. */
+#define EW_LOSS_BWD(T, ...)                                                          \
+    do {                                                                               \
+        const T *X = (const T *)ml_data(a->input), *TG = (const T *)ml_data(a->target); \
+        const T *W = a->weight ? (const T *)ml_data(a->weight) : NULL;                 \
+        const T *E = a->extra ? (const T *)ml_data(a->extra) : NULL;                   \
+        (void)E;                                                                       \
+        const T *G = (const T *)ml_data(grad_out);                                     \
+        T *GX = grad_input ? (T *)ml_data(grad_input) : NULL;                          \
+        T *GE = grad_extra ? (T *)ml_data(grad_extra) : NULL;                          \
+        bool none = a->reduction == ML_REDUCTION_NONE;                                 \
+        T s = none ? (T)0                                                              \
+                   : (T)(a->reduction == ML_REDUCTION_MEAN ? (double)G[0] / a->norm    \
+                                                           : (double)G[0]);           \
+        _Pragma("omp parallel for if (n > PAR_MIN)")                                   \
+        for (int64_t i = 0; i < n; i++) {                                              \
+            T x = X[i], t = TG[i], gx, ge = 0;                                         \
+            (void)x;                                                                   \
+            (void)ge;                                                                  \
+            __VA_ARGS__;                                                               \
+            T sc = none ? G[i] : s;                                                    \
+            if (W) sc *= W[i];                                                         \
+            if (GX) GX[i] = sc * gx;                                                   \
+            if (GE) GE[i] = sc * ge;                                                   \
+        }                                                                              \
+    } while (0)
+
+#define LN_2PI 1.8378770664093454835606594728112
+#define BCE_EPS 1e-12
+#define ML_2PI 6.283185307179586476925286766559
+
+#define DEFINE_EW(T, SUF)                                                              \
+    static int ew_forward_##SUF(ml_loss_args *a, ml_tensor *out) {                    \
+        int64_t n = ml_numel(a->input);                                                \
+        int bad = 0;                                                                   \
+        const T beta = (T)a->beta, eps = (T)a->eps;                                    \
+        (void)beta;                                                                    \
+        (void)eps;                                                                     \
+        switch (a->kind) {                                                             \
+        case ML_LOSS_MSE: EW_LOSS_FWD(T, T d = x - t; l = d * d); break;               \
+        case ML_LOSS_L1: EW_LOSS_FWD(T, l = fabs##SUF(x - t)); break;                  \
+        case ML_LOSS_SMOOTH_L1:                                                        \
+            EW_LOSS_FWD(T, T z = fabs##SUF(x - t);                                     \
+                        l = z < beta ? (T)0.5 * z * z / beta : z - (T)0.5 * beta);     \
+            break;                                                                     \
+        case ML_LOSS_BCE:                                                              \
+            EW_LOSS_FWD(T, if (!(x >= 0 && x <= 1)) bad = 1;                           \
+                        T l1 = log1p##SUF(-x), l0 = log##SUF(x);                       \
+                        l1 = l1 < (T)-100 ? (T)-100 : l1; l0 = l0 < (T)-100 ? (T)-100 : l0; \
+                        l = (t - 1) * l1 - t * l0);                                    \
+            break;                                                                     \
+        case ML_LOSS_BCE_LOGITS:                                                       \
+            /* -log(sigmoid(x)) = max(-x, 0) + log1p(exp(-|x|)) */                     \
+            EW_LOSS_FWD(T, T sp = (x < 0 ? -x : (T)0) + log1p##SUF(exp##SUF(-fabs##SUF(x))); \
+                        T lw = E ? (T)1 + (E[i] - 1) * t : (T)1;                       \
+                        l = (1 - t) * x + lw * sp);                                    \
+            break;                                                                     \
+        case ML_LOSS_KL_DIV:                                                           \
+            if (a->log_target) EW_LOSS_FWD(T, l = exp##SUF(t) * (t - x));              \
+            else EW_LOSS_FWD(T, T xl = t == 0 ? (T)0 : t * log##SUF(t); l = xl - t * x); \
+            break;                                                                     \
+        case ML_LOSS_POISSON_NLL:                                                      \
+            if (a->log_input)                                                          \
+                EW_LOSS_FWD(T, l = exp##SUF(x) - t * x;                                \
+                            if (a->full && t > 1)                                      \
+                                l += t * log##SUF(t) - t + (T)0.5 * log##SUF((T)ML_2PI * t)); \
+            else                                                                       \
+                EW_LOSS_FWD(T, l = x - t * log##SUF(x + eps);                          \
+                            if (a->full && t > 1)                                      \
+                                l += t * log##SUF(t) - t + (T)0.5 * log##SUF((T)ML_2PI * t)); \
+            break;                                                                     \
+        case ML_LOSS_GAUSSIAN_NLL:                                                     \
+            EW_LOSS_FWD(T, T v = E[i]; if (v < 0) bad = 1; v = v < eps ? eps : v;      \
+                        T d = x - t; l = (T)0.5 * (log##SUF(v) + d * d / v);           \
+                        if (a->full) l += (T)(0.5 * LN_2PI));                          \
+            break;                                                                     \
+        default: return ml_error_set("%s: not an elementwise loss", ml_loss_name(a->kind)); \
+        }                                                                              \
+        if (bad && a->kind == ML_LOSS_BCE)                                             \
+            return ml_error_set("binary_cross_entropy: all elements of input should be " \
+                                "between 0 and 1 (probabilities; use "                 \
+                                "binary_cross_entropy_with_logits for logits)");       \
+        if (bad && a->kind == ML_LOSS_GAUSSIAN_NLL)                                    \
+            return ml_error_set("gaussian_nll_loss: var has negative entries");        \
+        return 0;                                                                      \
+    }                                                                                  \
+    static int ew_backward_##SUF(const ml_loss_args *a, const ml_tensor *grad_out,     \
+                                 ml_tensor *grad_input, ml_tensor *grad_extra) {       \
+        int64_t n = ml_numel(a->input);                                                \
+        const T beta = (T)a->beta, eps = (T)a->eps;                                    \
+        (void)beta;                                                                    \
+        (void)eps;                                                                     \
+        switch (a->kind) {                                                             \
+        case ML_LOSS_MSE: EW_LOSS_BWD(T, gx = 2 * (x - t)); break;                     \
+        case ML_LOSS_L1: EW_LOSS_BWD(T, gx = (T)sign_of((double)(x - t))); break;      \
+        case ML_LOSS_SMOOTH_L1:                                                        \
+            EW_LOSS_BWD(T, T d = x - t;                                                \
+                        /* as torch: at beta = 0 a tie gets -1, not sign(0) */         \
+                        gx = d <= -beta ? (T)-1 : d >= beta ? (T)1 : d / beta);        \
+            break;                                                                     \
+        case ML_LOSS_BCE:                                                              \
+            EW_LOSS_BWD(T, T den = (1 - x) * x; den = den < (T)BCE_EPS ? (T)BCE_EPS : den; \
+                        gx = (x - t) / den);                                           \
+            break;                                                                     \
+        case ML_LOSS_BCE_LOGITS:                                                       \
+            EW_LOSS_BWD(T, T ex = exp##SUF(-fabs##SUF(x));                             \
+                        T sig = x >= 0 ? 1 / (1 + ex) : ex / (1 + ex);                 \
+                        if (E) { T pt = E[i] * t; gx = (pt + 1 - t) * sig - pt; }      \
+                        else gx = sig - t);                                            \
+            break;                                                                     \
+        case ML_LOSS_KL_DIV:                                                           \
+            if (a->log_target) EW_LOSS_BWD(T, gx = -exp##SUF(t));                      \
+            else EW_LOSS_BWD(T, gx = -t);                                              \
+            break;                                                                     \
+        case ML_LOSS_POISSON_NLL:                                                      \
+            if (a->log_input) EW_LOSS_BWD(T, gx = exp##SUF(x) - t);                    \
+            else EW_LOSS_BWD(T, gx = 1 - t / (x + eps));                               \
+            break;                                                                     \
+        case ML_LOSS_GAUSSIAN_NLL:                                                     \
+            EW_LOSS_BWD(T, T v = E[i]; v = v < eps ? eps : v; T d = x - t;             \
+                        gx = d / v; ge = (T)0.5 * (1 / v - d * d / (v * v)));          \
+            break;                                                                     \
+        default: return ml_error_set("%s: not an elementwise loss", ml_loss_name(a->kind)); \
+        }                                                                              \
+        return 0;                                                                      \
+    }
+
+/* the double instance pastes the suffix d: fabs##d -> fabsd -> fabs */
+#define fabsd fabs
+#define log1pd log1p
+#define logd log
+#define expd exp
+
+DEFINE_EW(float, f)
+DEFINE_EW(double, d)
+
+
+/* One row of c classes at stride st (the callers pass a literal 1 when the class
+ * dim is the last, so the inlined copy has unit stride and vectorises). */
+#define DEFINE_ROW(T, SUF, EXPF, PSUM, PMAP)                                                     \
+    static inline T row_max_##SUF(const T *x, int64_t c, int64_t st) {                 \
+        T m = -INFINITY;                                                               \
+        _Pragma("omp simd reduction(max:m)")                                           \
+        for (int64_t k = 0; k < c; k++) m = x[k * st] > m ? x[k * st] : m;              \
+        return m;                                                                      \
+    }                                                                                  \
+    static inline double row_sumexp_##SUF(const T *x, int64_t c, int64_t st, T m) {    \
+        double s = 0;                                                                  \
+        _Pragma(PSUM)                                                                  \
+        for (int64_t k = 0; k < c; k++) s += (double)EXPF(x[k * st] - m);              \
+        return s;                                                                      \
+    }                                                                                  \
+    /* g = pa * softmax(x) - sub (- wsub * w[k] when w) */                             \
+    static inline void row_grad_##SUF(const T *x, int64_t c, int64_t st, T lse, T pa,  \
+                                      T sub, const T *w, T *g) {                       \
+        if (w) {                                                                       \
+            _Pragma(PMAP)                                                              \
+            for (int64_t k = 0; k < c; k++) g[k * st] = pa * EXPF(x[k * st] - lse) - sub * w[k]; \
+        } else {                                                                       \
+            _Pragma(PMAP)                                                              \
+            for (int64_t k = 0; k < c; k++) g[k * st] = pa * EXPF(x[k * st] - lse) - sub; \
+        }                                                                              \
+    }
+
+/* _s: for rows shorter than a full AVX-512 vector, 8 lanes (else they run scalar) */
+DEFINE_ROW(float, f, vexpf, "omp simd reduction(+:s)", "omp simd")
+DEFINE_ROW(float, f_s, vexpf, "omp simd reduction(+:s) simdlen(8)", "omp simd simdlen(8)")
+DEFINE_ROW(double, d, exp, "omp simd reduction(+:s)", "omp simd")
+DEFINE_ROW(double, d_s, exp, "omp simd reduction(+:s)", "omp simd")
+
+/* --- losses over a class dim ----------------------------------------------
+ * The input is [n, c, inner]; row r = (i, j) has its c classes at
+ * base + k * inner, base = i * c * inner + j. */
+
+#define DEFINE_CLASS(T, SUF)                                                           \
+    static int class_forward_##SUF(ml_loss_args *a, ml_tensor *out) {                 \
+        const int64_t N = a->n, C = a->c, IN = a->inner, rows = N * IN;                \
+        const T *X = (const T *)ml_data(a->input);                                     \
+        const T *W = a->weight ? (const T *)ml_data(a->weight) : NULL;                 \
+        const int64_t *TI = a->kind != ML_LOSS_CROSS_ENTROPY_PROBS ? (const int64_t *)ml_data(a->target) : NULL; \
+        const T *TP = a->kind == ML_LOSS_CROSS_ENTROPY_PROBS ? (const T *)ml_data(a->target) : NULL; \
+        double *LSE = a->aux ? (double *)ml_data(a->aux) : NULL;                       \
+        T *O = (T *)ml_data(out);                                                      \
+        const bool none = a->reduction == ML_REDUCTION_NONE;                           \
+        const double ls = a->label_smoothing, lsc = ls / (double)C;                    \
+        const int64_t ign = a->ignore_index;                                           \
+        const ml_loss_kind kind = a->kind;                                             \
+        double acc = 0, wsum = 0;                                                      \
+        int bad = 0;                                                                   \
+        int64_t bad_id = 0;                                                            \
+        _Pragma("omp parallel for reduction(+:acc, wsum) reduction(|:bad) if (rows * C > PAR_MIN)") \
+        for (int64_t r = 0; r < rows; r++) {                                           \
+            const int64_t i = r / IN, j = r % IN;                                      \
+            const T *x = X + i * C * IN + j;                                           \
+            double l = 0, lse = 0;                                                     \
+            if (kind != ML_LOSS_NLL) {                                                 \
+                T m = IN == 1 ? row_max_##SUF(x, C, 1) : row_max_##SUF(x, C, IN);      \
+                double s = IN != 1  ? row_sumexp_##SUF(x, C, IN, m)                    \
+                           : C < 32 ? row_sumexp_##SUF##_s(x, C, 1, m)                 \
+                                    : row_sumexp_##SUF(x, C, 1, m);                    \
+                lse = (double)m + log(s);                                              \
+                LSE[r] = lse;                                                          \
+            }                                                                          \
+            if (kind == ML_LOSS_CROSS_ENTROPY_PROBS) {                                 \
+                const T *t = TP + i * C * IN + j;                                      \
+                for (int64_t k = 0; k < C; k++) {                                      \
+                    double tk = (double)t[k * IN] * (1 - ls) + lsc;                    \
+                    l -= (W ? (double)W[k] : 1.0) * tk * ((double)x[k * IN] - lse);    \
+                }                                                                      \
+            } else {                                                                   \
+                int64_t t = TI[r];                                                     \
+                if (t != ign) {                                                        \
+                    if (t < 0 || t >= C) {                                             \
+                        bad = 1;                                                       \
+                        _Pragma("omp atomic write")                                    \
+                        bad_id = t;                                                    \
+                    } else {                                                           \
+                        double wt = W ? (double)W[t] : 1.0;                            \
+                        wsum += wt;                                                    \
+                        if (kind == ML_LOSS_NLL) l = -wt * (double)x[t * IN];          \
+                        else {                                                         \
+                            l = -(1 - ls) * wt * ((double)x[t * IN] - lse);            \
+                            if (ls > 0) {                                              \
+                                double sm = 0;                                         \
+                                for (int64_t k = 0; k < C; k++)                        \
+                                    sm += (W ? (double)W[k] : 1.0) * ((double)x[k * IN] - lse); \
+                                l -= lsc * sm;                                         \
+                            }                                                          \
+                        }                                                              \
+                    }                                                                  \
+                }                                                                      \
+            }                                                                          \
+            if (none) O[r] = (T)l;                                                     \
+            else acc += l;                                                             \
+        }                                                                              \
+        if (bad)                                                                       \
+            return ml_error_set("%s: target class id %lld is out of range: expected "  \
+                                "0 <= id < %lld (the number of classes) or ignore_index " \
+                                "(%lld)", ml_loss_name(kind), (long long)bad_id,       \
+                                (long long)C, (long long)ign);                         \
+        if (kind != ML_LOSS_CROSS_ENTROPY_PROBS) a->norm = wsum;                       \
+        if (!none) O[0] = (T)(a->reduction == ML_REDUCTION_MEAN ? acc / a->norm : acc); \
+        return 0;                                                                      \
+    }                                                                                  \
+    static int class_backward_##SUF(const ml_loss_args *a, const ml_tensor *grad_out,  \
+                                    ml_tensor *grad_input) {                           \
+        const int64_t N = a->n, C = a->c, IN = a->inner, rows = N * IN;                \
+        const T *X = (const T *)ml_data(a->input);                                     \
+        const T *W = a->weight ? (const T *)ml_data(a->weight) : NULL;                 \
+        const int64_t *TI = a->kind != ML_LOSS_CROSS_ENTROPY_PROBS ? (const int64_t *)ml_data(a->target) : NULL; \
+        const T *TP = a->kind == ML_LOSS_CROSS_ENTROPY_PROBS ? (const T *)ml_data(a->target) : NULL; \
+        const double *LSE = a->aux ? (const double *)ml_data(a->aux) : NULL;           \
+        const T *G = (const T *)ml_data(grad_out);                                     \
+        T *GX = (T *)ml_data(grad_input);                                              \
+        const bool none = a->reduction == ML_REDUCTION_NONE;                           \
+        const double s = none ? 0 : a->reduction == ML_REDUCTION_MEAN ? (double)G[0] / a->norm \
+                                                                      : (double)G[0];  \
+        const double ls = a->label_smoothing, lsc = ls / (double)C;                    \
+        const int64_t ign = a->ignore_index;                                           \
+        const ml_loss_kind kind = a->kind;                                             \
+        double wtot = 0;                                                               \
+        if (W) for (int64_t k = 0; k < C; k++) wtot += (double)W[k];                   \
+        else wtot = (double)C;                                                         \
+        _Pragma("omp parallel for if (rows * C > PAR_MIN)")                            \
+        for (int64_t r = 0; r < rows; r++) {                                           \
+            const int64_t i = r / IN, j = r % IN;                                      \
+            const T *x = X + i * C * IN + j;                                           \
+            T *gx = GX + i * C * IN + j;                                               \
+            const double sc = none ? (double)G[r] : s;                                 \
+            if (kind == ML_LOSS_CROSS_ENTROPY_PROBS) {                                 \
+                const T *t = TP + i * C * IN + j;                                      \
+                const double lse = LSE[r];                                             \
+                double swt = 0;                                                        \
+                for (int64_t k = 0; k < C; k++)                                        \
+                    swt += (W ? (double)W[k] : 1.0) * ((double)t[k * IN] * (1 - ls) + lsc); \
+                for (int64_t k = 0; k < C; k++) {                                      \
+                    double p = exp((double)x[k * IN] - lse);                           \
+                    double wk = (W ? (double)W[k] : 1.0) * ((double)t[k * IN] * (1 - ls) + lsc); \
+                    gx[k * IN] = (T)(sc * (p * swt - wk));                             \
+                }                                                                      \
+                continue;                                                              \
+            }                                                                          \
+            const int64_t t = TI[r];                                                   \
+            if (t == ign || t < 0 || t >= C) {                                         \
+                for (int64_t k = 0; k < C; k++) gx[k * IN] = 0;                        \
+                continue;                                                              \
+            }                                                                          \
+            const double wt = W ? (double)W[t] : 1.0;                                  \
+            if (kind == ML_LOSS_NLL) {                                                 \
+                for (int64_t k = 0; k < C; k++) gx[k * IN] = 0;                        \
+                gx[t * IN] = (T)(-sc * wt);                                            \
+                continue;                                                              \
+            }                                                                          \
+            const T lse = (T)LSE[r];                                                   \
+            const T a1 = (T)(sc * (1 - ls) * wt), a2 = (T)(sc * lsc * wtot);           \
+            const T pa = a1 + a2;                                                      \
+            const T sub = (T)(sc * lsc);                                               \
+            const T *wl = ls > 0 ? W : NULL;                                           \
+            if (IN == 1 && C < 32) row_grad_##SUF##_s(x, C, 1, lse, pa, sub, wl, gx);  \
+            else if (IN == 1) row_grad_##SUF(x, C, 1, lse, pa, sub, wl, gx);           \
+            else row_grad_##SUF(x, C, IN, lse, pa, sub, wl, gx);                       \
+            gx[t * IN] -= a1;                                                          \
+        }                                                                              \
+        return 0;                                                                      \
+    }
+
+DEFINE_CLASS(float, f)
+DEFINE_CLASS(double, d)
+
+static bool is_class_kind(ml_loss_kind k) { return k >= ML_LOSS_NLL && k < ML_LOSS_COUNT; }
+
+static int cpu_loss_forward(ml_loss_args *a, ml_tensor *out) {
+    bool f32 = a->input->dtype == ML_F32;
+    if (!f32 && a->input->dtype != ML_F64)
+        return ml_error_set("%s: needs a floating point input, got %s", ml_loss_name(a->kind),
+                            ml_dtype_name(a->input->dtype));
+    if (is_class_kind(a->kind)) return f32 ? class_forward_f(a, out) : class_forward_d(a, out);
+    return f32 ? ew_forward_f(a, out) : ew_forward_d(a, out);
+}
+
+static int cpu_loss_backward(const ml_loss_args *a, const ml_tensor *grad_out,
+                             ml_tensor *grad_input, ml_tensor *grad_extra) {
+    bool f32 = a->input->dtype == ML_F32;
+    if (!f32 && a->input->dtype != ML_F64)
+        return ml_error_set("%s: needs a floating point input, got %s", ml_loss_name(a->kind),
+                            ml_dtype_name(a->input->dtype));
+    if (is_class_kind(a->kind)) {
+        if (!grad_input) return 0;
+        return f32 ? class_backward_f(a, grad_out, grad_input) : class_backward_d(a, grad_out, grad_input);
+    }
+    return f32 ? ew_backward_f(a, grad_out, grad_input, grad_extra)
+               : ew_backward_d(a, grad_out, grad_input, grad_extra);
+}
+
+const ml_loss_ops ml_cpu_loss = {.forward = cpu_loss_forward, .backward = cpu_loss_backward};

@@ -1,0 +1,380 @@
+/* Losses: PyTorch's shape rules and dtype checks per loss, the operands made
+ * contiguous (and broadcast where torch broadcasts: bce weights, pos_weight,
+ * gaussian_nll's var), one fused kernel forward, one fused kernel backward. */
+#include "loss.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "../autograd.h"
+#include "../backend.h"
+#include "../error.h"
+#include "elementwise.h"
+#include "reduce.h"
+#include "shape.h"
+
+static const char *const loss_names[ML_LOSS_COUNT] = {
+    "mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss", "gaussian_nll_loss",
+    "nll_loss", "cross_entropy", "cross_entropy",
+};
+
+const char *ml_loss_name(ml_loss_kind kind) {
+    return kind >= 0 && kind < ML_LOSS_COUNT ? loss_names[kind] : "loss";
+}
+
+void ml_loss_options_init(ml_loss_options *o, ml_loss_kind kind) {
+    memset(o, 0, sizeof *o);
+    o->reduction = ML_REDUCTION_MEAN;
+    o->beta = 1.0;
+    o->eps = kind == ML_LOSS_GAUSSIAN_NLL ? 1e-6 : 1e-8;
+    o->ignore_index = -100;
+    o->log_input = true;
+}
+
+static bool is_class_kind(ml_loss_kind k) { return k >= ML_LOSS_NLL; }
+
+/* Losses whose gradient w.r.t. target is minus the one w.r.t. input. */
+static bool target_grad_is_neg(ml_loss_kind k) {
+    return k == ML_LOSS_MSE || k == ML_LOSS_L1 || k == ML_LOSS_SMOOTH_L1 ||
+           k == ML_LOSS_GAUSSIAN_NLL;
+}
+
+/* t as the kernel wants it: dtype dt, contiguous, broadcast to shape. No autograd. */
+static ml_tensor *operand(const ml_tensor *t, ml_dtype dt, int ndim, const int64_t *shape) {
+    if (t->dtype == dt && ml_is_contiguous(t) && t->ndim == ndim &&
+        memcmp(t->shape, shape, sizeof(int64_t) * (size_t)ndim) == 0)
+        return ml_tensor_retain((ml_tensor *)t);
+    ml_tensor *out = ml_tensor_empty(dt, t->storage->device, ndim, shape);
+    if (out && ml_copy_(out, t)) {
+        ml_tensor_release(out);
+        return NULL;
+    }
+    return out;
+}
+
+static bool broadcasts_to(const ml_tensor *t, int ndim, const int64_t *shape) {
+    if (t->ndim > ndim) return false;
+    for (int i = 0; i < t->ndim; i++) {
+        int64_t s = t->shape[t->ndim - 1 - i], d = shape[ndim - 1 - i];
+        if (s != d && s != 1) return false;
+    }
+    return true;
+}
+
+typedef struct prepared {
+    ml_loss_args args;
+    ml_tensor *input, *target, *weight, *extra, *aux;  /* owned */
+    int out_ndim;
+    int64_t out_shape[ML_MAX_DIMS];
+    bool var_unsqueezed;
+} prepared;
+
+static void prepared_release(prepared *p) {
+    ml_tensor_release(p->input);
+    ml_tensor_release(p->target);
+    ml_tensor_release(p->weight);
+    ml_tensor_release(p->extra);
+    ml_tensor_release(p->aux);
+}
+
+#define SHAPE(t, buf) ml_shape_str((t)->ndim, (t)->shape, buf, sizeof buf)
+
+static int check_device(const char *fname, const ml_tensor *a, const ml_tensor *b) {
+    return b ? ml_check_same_device(fname, a, b) : 0;
+}
+
+static int prepare_elementwise(prepared *p, ml_loss_kind kind, ml_tensor *input,
+                               ml_tensor *target, ml_tensor *var, const ml_loss_options *o) {
+    const char *fname = ml_loss_name(kind);
+    char a[ML_SHAPE_STR_MAX], b[ML_SHAPE_STR_MAX];
+    if (!ml_same_shape(input, target))
+        return ml_error_set("%s: input %s and target %s must have the same shape (no "
+                            "broadcasting)", fname, SHAPE(input, a), SHAPE(target, b));
+    ml_dtype dt = input->dtype;
+    p->input = operand(input, dt, input->ndim, input->shape);
+    p->target = p->input ? operand(target, dt, input->ndim, input->shape) : NULL;
+    if (!p->target) return -1;
+    if (kind == ML_LOSS_BCE || kind == ML_LOSS_BCE_LOGITS) {
+        const ml_tensor *ws[2] = {o->weight, kind == ML_LOSS_BCE_LOGITS ? o->pos_weight : NULL};
+        const char *wn[2] = {"weight", "pos_weight"};
+        for (int i = 0; i < 2; i++) {
+            if (!ws[i]) continue;
+            if (check_device(fname, input, ws[i])) return -1;
+            if (!broadcasts_to(ws[i], input->ndim, input->shape))
+                return ml_error_set("%s: %s of shape %s cannot be broadcast to the input's "
+                                    "shape %s", fname, wn[i], SHAPE(ws[i], a), SHAPE(input, b));
+            ml_tensor *w = operand(ws[i], dt, input->ndim, input->shape);
+            if (!w) return -1;
+            if (i == 0) p->weight = w;
+            else p->extra = w;
+        }
+    }
+    if (kind == ML_LOSS_GAUSSIAN_NLL) {
+        if (!var) return ml_error_set("%s: var is required", fname);
+        if (check_device(fname, input, var)) return -1;
+        /* torch: var of input's shape; or input's shape less the last dim (then
+         * unsqueezed); or that with a trailing 1 */
+        bool ok = ml_same_shape(var, input);
+        const ml_tensor *v = var;
+        ml_tensor *vu = NULL;
+        if (!ok && input->ndim >= 1 && var->ndim == input->ndim - 1 &&
+            memcmp(var->shape, input->shape, sizeof(int64_t) * (size_t)var->ndim) == 0) {
+            vu = ml_unsqueeze(var, var->ndim);
+            if (!vu) return -1;
+            v = vu;
+            ok = true;
+            p->var_unsqueezed = true;
+        } else if (!ok && input->ndim >= 1 && var->ndim == input->ndim &&
+                   var->shape[var->ndim - 1] == 1 &&
+                   memcmp(var->shape, input->shape, sizeof(int64_t) * (size_t)(var->ndim - 1)) == 0) {
+            ok = true;
+        }
+        if (!ok)
+            return ml_error_set("%s: var of shape %s is of incorrect size for input %s "
+                                "(expected the input's shape, or it with the last dim "
+                                "dropped or of size 1)", fname, SHAPE(var, a), SHAPE(input, b));
+        p->extra = operand(v, dt, input->ndim, input->shape);
+        ml_tensor_release(vu);
+        if (!p->extra) return -1;
+    }
+    p->args.n = ml_numel(input);
+    if (o->reduction == ML_REDUCTION_MEAN)
+        p->args.norm = o->batchmean ? (input->ndim ? (double)input->shape[0] : 1.0)
+                                    : (double)ml_numel(input);
+    p->out_ndim = o->reduction == ML_REDUCTION_NONE ? input->ndim : 0;
+    memcpy(p->out_shape, input->shape, sizeof(int64_t) * (size_t)input->ndim);
+    return 0;
+}
+
+static int prepare_class(prepared *p, ml_loss_kind kind, ml_tensor *input, ml_tensor *target,
+                         const ml_loss_options *o) {
+    const char *fname = ml_loss_name(kind);
+    char a[ML_SHAPE_STR_MAX], b[ML_SHAPE_STR_MAX], c[ML_SHAPE_STR_MAX];
+    if (input->ndim < 1)
+        return ml_error_set("%s: input must be [C] or [N, C, d1, ...], got a 0-dim tensor", fname);
+    /* the class-id target's shape: input's without the class dim */
+    int cd = input->ndim == 1 ? 0 : 1;
+    int tnd = input->ndim - 1;
+    int64_t tshape[ML_MAX_DIMS];
+    for (int i = 0, j = 0; i < input->ndim; i++)
+        if (i != cd) tshape[j++] = input->shape[i];
+    int64_t C = input->shape[cd], N = input->ndim == 1 ? 1 : input->shape[0];
+    int64_t inner = 1;
+    for (int i = 2; i < input->ndim; i++) inner *= input->shape[i];
+    bool ids_shape = target->ndim == tnd &&
+                     memcmp(target->shape, tshape, sizeof(int64_t) * (size_t)tnd) == 0;
+    if (kind == ML_LOSS_CROSS_ENTROPY && ml_dtype_is_float(target->dtype)) {
+        if (ml_same_shape(target, input)) {
+            kind = ML_LOSS_CROSS_ENTROPY_PROBS;
+        } else if (ids_shape) {
+            return ml_error_set("%s: a target of shape %s holds class ids and must be int64, "
+                                "got %s (use target:long(); float targets are class "
+                                "probabilities of the input's shape %s)", fname,
+                                SHAPE(target, a), ml_dtype_name(target->dtype), SHAPE(input, b));
+        } else {
+            return ml_error_set("%s: expected target of shape %s (int64 class ids) or %s (float "
+                                "class probabilities) for input %s, got %s", fname,
+                                ml_shape_str(tnd, tshape, c, sizeof c), SHAPE(input, a),
+                                SHAPE(input, a), SHAPE(target, b));
+        }
+    } else {
+        if (target->dtype != ML_I64)
+            return ml_error_set("%s: target must hold int64 class ids, got %s%s", fname,
+                                ml_dtype_name(target->dtype),
+                                kind == ML_LOSS_CROSS_ENTROPY ? " (float targets are class "
+                                "probabilities, of the input's shape)" : " (use target:long())");
+        if (!ids_shape)
+            return ml_error_set("%s: expected target of shape %s (the input %s without its "
+                                "class dim), got %s", fname, ml_shape_str(tnd, tshape, c, sizeof c),
+                                SHAPE(input, a), SHAPE(target, b));
+    }
+    p->args.kind = kind;
+    if (kind != ML_LOSS_NLL && (o->label_smoothing < 0 || o->label_smoothing > 1))
+        return ml_error_set("%s: label_smoothing must be between 0 and 1, got %g", fname,
+                            o->label_smoothing);
+    if (kind == ML_LOSS_CROSS_ENTROPY_PROBS && o->ignore_index >= 0)
+        return ml_error_set("%s: ignore_index is not supported with class-probability "
+                            "(float) targets", fname);
+    ml_dtype dt = input->dtype;
+    p->input = operand(input, dt, input->ndim, input->shape);
+    p->target = p->input ? operand(target, target->dtype, target->ndim, target->shape) : NULL;
+    if (!p->target) return -1;
+    if (o->weight) {
+        if (check_device(fname, input, o->weight)) return -1;
+        if (o->weight->ndim != 1 || o->weight->shape[0] != C)
+            return ml_error_set("%s: weight must be a 1-D tensor of %lld elements (one per "
+                                "class), got %s", fname, (long long)C, SHAPE(o->weight, a));
+        p->weight = operand(o->weight, dt, 1, o->weight->shape);
+        if (!p->weight) return -1;
+    }
+    if (kind != ML_LOSS_NLL) {
+        int64_t rows = N * inner;
+        p->aux = ml_tensor_empty(ML_F64, input->storage->device, 1, &rows);
+        if (!p->aux) return -1;
+    }
+    p->args.n = N;
+    p->args.c = C;
+    p->args.inner = inner;
+    p->args.norm = (double)(N * inner); /* _PROBS; the kernel sets the others' */
+    p->out_ndim = o->reduction == ML_REDUCTION_NONE ? tnd : 0;
+    memcpy(p->out_shape, tshape, sizeof(int64_t) * (size_t)tnd);
+    return 0;
+}
+
+static int loss_backward(ml_node *node, ml_tensor *g, ml_tensor **gin);
+
+ml_tensor *ml_loss(ml_loss_kind kind, ml_tensor *input, ml_tensor *target, ml_tensor *var,
+                   const ml_loss_options *o) {
+    ml_loss_options defaults;
+    if (!o) {
+        ml_loss_options_init(&defaults, kind);
+        o = &defaults;
+    }
+    if (kind < 0 || kind >= ML_LOSS_COUNT || kind == ML_LOSS_CROSS_ENTROPY_PROBS)
+        return ml_error_set("loss: unknown loss kind %d", (int)kind), NULL;
+    const char *fname = ml_loss_name(kind);
+    if (!ml_dtype_is_float(input->dtype))
+        return ml_error_set("%s: input must be a floating point tensor, got %s", fname,
+                            ml_dtype_name(input->dtype)), NULL;
+    if (check_device(fname, input, target)) return NULL;
+    if (o->batchmean && kind != ML_LOSS_KL_DIV)
+        return ml_error_set("%s: reduction \"batchmean\" is only for kl_div", fname), NULL;
+    if (kind == ML_LOSS_SMOOTH_L1 && o->beta < 0)
+        return ml_error_set("%s: beta must be >= 0, got %g", fname, o->beta), NULL;
+
+    prepared p;
+    memset(&p, 0, sizeof p);
+    p.args.kind = kind;
+    p.args.reduction = o->reduction;
+    p.args.beta = o->beta;
+    p.args.eps = o->eps;
+    p.args.label_smoothing = o->label_smoothing;
+    p.args.ignore_index = o->ignore_index;
+    p.args.log_input = o->log_input;
+    p.args.full = o->full;
+    p.args.log_target = o->log_target;
+    int rc = is_class_kind(kind) ? prepare_class(&p, kind, input, target, o)
+                                 : prepare_elementwise(&p, kind, input, target, var, o);
+    kind = p.args.kind;
+    ml_tensor *out = NULL;
+    if (rc == 0 && target->requires_grad && !target_grad_is_neg(kind) && ml_grad_enabled()) {
+        ml_error_set("%s: the gradient with respect to target is not implemented (pass "
+                     "target:detach())", fname);
+        rc = -1;
+    }
+    if (rc == 0) {
+        p.args.input = p.input;
+        p.args.target = p.target;
+        p.args.weight = p.weight;
+        p.args.extra = p.extra;
+        p.args.aux = p.aux;
+        out = ml_tensor_empty(input->dtype, input->storage->device, p.out_ndim, p.out_shape);
+        if (out && ml_backend_of(input)->loss->forward(&p.args, out)) {
+            ml_tensor_release(out);
+            out = NULL;
+        }
+    }
+    ml_tensor *ins[3] = {input, target, var};
+    ml_node *node = out ? ml_node_attach(out, "LossBackward", loss_backward, 3, ins) : NULL;
+    if (node) {
+        node->name = kind == ML_LOSS_MSE ? "MseLossBackward"
+                   : kind == ML_LOSS_NLL ? "NllLossBackward"
+                   : kind == ML_LOSS_CROSS_ENTROPY || kind == ML_LOSS_CROSS_ENTROPY_PROBS
+                       ? "CrossEntropyLossBackward" : "LossBackward";
+        node->ints[0] = kind;
+        node->ints[1] = p.args.reduction;
+        node->ints[2] = p.args.ignore_index;
+        node->ints[3] = p.args.n;
+        node->ints[4] = p.args.c;
+        node->ints[5] = p.args.inner;
+        node->ints[6] = p.args.log_input | p.args.full << 1 | p.args.log_target << 2 |
+                        p.var_unsqueezed << 3;
+        node->scalars[0] = p.args.beta;
+        node->scalars[1] = p.args.eps;
+        node->scalars[2] = p.args.label_smoothing;
+        node->scalars[3] = p.args.norm;
+        ml_node_save(node, p.input);
+        ml_node_save(node, p.target);
+        node->ints[7] = p.weight ? node->n_saved : -1;
+        if (p.weight) ml_node_save(node, p.weight);
+        ml_tensor *x = p.extra ? p.extra : p.aux;
+        node->ints[8] = x ? node->n_saved : -1;
+        if (x) ml_node_save(node, x);
+    }
+    prepared_release(&p);
+    return out;
+}
+
+static int loss_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
+    ml_loss_args a;
+    memset(&a, 0, sizeof a);
+    a.kind = (ml_loss_kind)node->ints[0];
+    a.reduction = (ml_reduction)node->ints[1];
+    a.ignore_index = node->ints[2];
+    a.n = node->ints[3];
+    a.c = node->ints[4];
+    a.inner = node->ints[5];
+    a.log_input = node->ints[6] & 1;
+    a.full = node->ints[6] & 2;
+    a.log_target = node->ints[6] & 4;
+    bool var_unsqueezed = node->ints[6] & 8;
+    a.beta = node->scalars[0];
+    a.eps = node->scalars[1];
+    a.label_smoothing = node->scalars[2];
+    a.norm = node->scalars[3];
+    a.input = node->saved[0];
+    a.target = node->saved[1];
+    a.weight = node->ints[7] >= 0 ? node->saved[node->ints[7]] : NULL;
+    ml_tensor *x = node->ints[8] >= 0 ? node->saved[node->ints[8]] : NULL;
+    if (is_class_kind(a.kind)) a.aux = x;
+    else a.extra = x;
+
+    const ml_tensor *in = a.input;
+    bool want_x = node->needs_grad[0] || node->needs_grad[1];
+    bool want_var = node->needs_grad[2];
+    ml_tensor *gc = operand(g, in->dtype, g->ndim, g->shape);
+    ml_tensor *gx = gc && want_x ? ml_tensor_empty_like(in) : NULL;
+    ml_tensor *gv = gc && want_var ? ml_tensor_empty_like(in) : NULL;
+    int rc = -1;
+    if (gc && (!want_x || gx) && (!want_var || gv))
+        rc = ml_backend_of(in)->loss->backward(&a, gc, gx, gv);
+    ml_tensor_release(gc);
+    if (rc == 0 && node->needs_grad[1] && gx) {
+        ml_tensor *neg = ml_neg(gx);
+        gin[1] = neg ? ml_cast(neg, node->in_dtype[1]) : NULL;
+        ml_tensor_release(neg);
+        if (!gin[1]) rc = -1;
+    }
+    if (rc == 0 && gv) {
+        int vnd = node->in_ndim[2];
+        int64_t vshape[ML_MAX_DIMS];
+        memcpy(vshape, node->in_shape[2], sizeof(int64_t) * (size_t)vnd);
+        int snd = vnd;
+        if (var_unsqueezed) vshape[snd++] = 1;
+        ml_tensor *s = ml_sum_to_shape(gv, snd, vshape);
+        ml_tensor *r = s ? ml_reshape(s, vnd, node->in_shape[2]) : NULL;
+        gin[2] = r ? ml_cast(r, node->in_dtype[2]) : NULL;
+        ml_tensor_release(s);
+        ml_tensor_release(r);
+        if (!gin[2]) rc = -1;
+    }
+    if (rc == 0 && node->needs_grad[0]) gin[0] = ml_tensor_retain(gx);
+    ml_tensor_release(gx);
+    ml_tensor_release(gv);
+    return rc;
+}
+
+ml_tensor *ml_mse_loss(ml_tensor *input, ml_tensor *target, ml_reduction r) {
+    ml_loss_options o;
+    ml_loss_options_init(&o, ML_LOSS_MSE);
+    o.reduction = r;
+    return ml_loss(ML_LOSS_MSE, input, target, NULL, &o);
+}
+
+ml_tensor *ml_cross_entropy(ml_tensor *logits, ml_tensor *target, ml_reduction r) {
+    ml_loss_options o;
+    ml_loss_options_init(&o, ML_LOSS_CROSS_ENTROPY);
+    o.reduction = r;
+    return ml_loss(ML_LOSS_CROSS_ENTROPY, logits, target, NULL, &o);
+}
