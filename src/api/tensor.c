@@ -28,6 +28,11 @@ static int check_layout(const char *fname, int type, int ndim, const int64_t *sh
     return ML_OK;
 }
 
+static void keep_host_memory(void *data, void *ctx) {
+    (void)data;
+    (void)ctx;
+}
+
 ml_tensor *ml_tensor_wrap(void *data, ml_type type, int ndim, const int64_t *shape,
                           void (*release)(void *, void *), void *ctx) {
     if (check_layout("ml_tensor_wrap", (int)type, ndim, shape)) return NULL;
@@ -36,8 +41,9 @@ ml_tensor *ml_tensor_wrap(void *data, ml_type type, int ndim, const int64_t *sha
         return NULL;
     }
     static char empty; /* a valid pointer for a tensor with no elements */
+    /* never NULL: a storage without a release callback would free the host's memory */
     ml_tensor *t = ml_tensor_from_blob(data ? data : &empty, (ml_dtype)type, ML_CPU, ndim,
-                                       shape, release, ctx);
+                                       shape, release ? release : keep_host_memory, ctx);
     if (!t) ml_api_fail(NULL, ML_ERR_MEMORY, "ml_tensor_wrap: %s", ml_error());
     else ml_api_ok(NULL);
     return t;
