@@ -454,7 +454,7 @@ static const char *train_script =
     "local function param(...) local p = ml.randn({...}) * 0.3; p.requires_grad = true; return p end\n"
     "local w1, b1, w2, b2 = param(32, 16), param(32), param(1, 32), param(1)\n"
     "local loss\n"
-    "for step = 1, 300 do\n"
+    "for step = 1, 1000 do\n"
     "  loss = (ml.F.linear(ml.F.relu(ml.F.linear(x, w1, b1)), w2, b2) - y):square():mean()\n"
     "  loss:backward()\n"
     "  ml.no_grad(function()\n"
