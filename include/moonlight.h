@@ -72,11 +72,12 @@ const char *ml_status_name(int status);
 /* --- runtimes --- */
 typedef struct ml_runtime ml_runtime;
 
-/* Lua standard libraries, as bit flags for ml_options.libs. Base and package are
- * always opened (moonlight's Lua half loads its modules through require); an
- * embedder that wants a sandbox leaves out ML_LIB_IO and ML_LIB_OS (and
- * ML_LIB_DEBUG). Moonlight's own functions (ml.save, ml.load, datasets) do their
- * file access in C and work without io/os. */
+/* Lua standard libraries, as bit flags for ml_options.libs. The base library is
+ * always opened. Without ML_LIB_PACKAGE, `require` still works for moonlight's own
+ * (preloaded) modules but loads nothing from disk: package.loadlib is removed and
+ * package.path/cpath are empty. ML_LIB_SAFE is a sandbox: no io, os, debug, and
+ * that restricted package. Moonlight's own functions (ml.save, ml.load, datasets)
+ * do their file access in C and work without io/os. */
 enum {
     ML_LIB_BASE = 1 << 0,
     ML_LIB_PACKAGE = 1 << 1,
@@ -89,7 +90,7 @@ enum {
     ML_LIB_UTF8 = 1 << 8,
     ML_LIB_DEBUG = 1 << 9,
     ML_LIB_ALL = (1 << 10) - 1,
-    ML_LIB_SAFE = ML_LIB_ALL & ~(ML_LIB_IO | ML_LIB_OS | ML_LIB_DEBUG)
+    ML_LIB_SAFE = ML_LIB_ALL & ~(ML_LIB_IO | ML_LIB_OS | ML_LIB_DEBUG | ML_LIB_PACKAGE)
 };
 
 typedef struct ml_options {

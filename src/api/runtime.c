@@ -356,6 +356,24 @@ static int f_open(lua_State *L) {
         luaL_requiref(L, std_libs[i].name, std_libs[i].open, 1);
         lua_pop(L, 1);
     }
+    if (!(o->libs & ML_LIB_PACKAGE)) {
+        /* package was not asked for: keep require for preloaded modules (moonlight's)
+         * only; no loading of Lua files or C libraries from disk */
+        lua_getglobal(L, LUA_LOADLIBNAME);
+        lua_getfield(L, -1, "searchers");
+        lua_createtable(L, 1, 0);
+        lua_rawgeti(L, -2, 1); /* the preload searcher */
+        lua_rawseti(L, -2, 1);
+        lua_setfield(L, -3, "searchers");
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_setfield(L, -2, "loadlib");
+        lua_pushliteral(L, "");
+        lua_setfield(L, -2, "path");
+        lua_pushliteral(L, "");
+        lua_setfield(L, -2, "cpath");
+        lua_pop(L, 1);
+    }
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_moonlight);
     lua_setfield(L, -2, "moonlight");

@@ -324,10 +324,13 @@ static void test_options(void **state) {
     assert_non_null(rt);
     run_ok(rt, "assert(io == nil and os == nil and debug == nil)\n"
                "assert(string and math and table and ml.tensor)\n"
-               "local m = require 'moonlight'; assert(m == ml)");
+               "local m = require 'moonlight'; assert(m == ml)\n"
+               "assert(require('moonlight.serialization').save)\n"
+               "assert(package.loadlib == nil and package.cpath == '' and #package.searchers == 1)\n"
+               "assert(not pcall(require, 'busted'))");
     ml_close(rt);
     rt = open_default();
-    run_ok(rt, "assert(io and os and debug)");
+    run_ok(rt, "assert(io and os and debug and package.loadlib)");
     ml_close(rt);
     o.libs = 1u << 20;
     assert_null(ml_open(&o));
