@@ -44,3 +44,4 @@ foreach(spec ${ML_LUA_SPECS})
   set_tests_properties(lua.${name} PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
                        ENVIRONMENT "${ML_LUA_TEST_ENV}")
 endforeach()
+include(${CMAKE_SOURCE_DIR}/tests/embed.cmake)

@@ -69,5 +69,6 @@ void ml_lua_open_metrics(lua_State *L, int module, int methods);
 void ml_lua_open_optim(lua_State *L, int module, int methods);
 void ml_lua_open_nn(lua_State *L, int module, int methods);
 void ml_lua_open_loss(lua_State *L, int module, int methods);
+void ml_lua_open_serialization(lua_State *L, int module, int methods);
 
 #endif

@@ -1,0 +1,39 @@
+-- ml.save / ml.load: safetensors checkpoints (the format PyTorch and the Hugging
+-- Face tools read). The file format is written and read in C (src/safetensors.c).
+local core = require "moonlight.core"
+
+local M = {}
+
+-- ml.save(tensors, path, metadata): tensors is a table name -> tensor, such as
+-- m:state_dict(); metadata an optional table of strings (safetensors' __metadata__).
+-- Writes a temporary file next to path and renames it over path.
+function M.save(tensors, path, metadata)
+  if type(path) ~= "string" then
+    error("save: path must be a string, got " .. type(path), 2)
+  end
+  core._safetensors_save(tensors, path, metadata)
+end
+
+-- ml.load(path, {device = "cpu"}) -> tensors, metadata
+function M.load(path, opts)
+  if type(path) ~= "string" then
+    error("load: path must be a string, got " .. type(path), 2)
+  end
+  local device = "cpu"
+  if opts ~= nil then
+    if type(opts) ~= "table" then error("load: options must be a table, got " .. type(opts), 2) end
+    for k in pairs(opts) do
+      if k ~= "device" then
+        error("load: unknown option '" .. tostring(k) .. "' (expected one of: device)", 2)
+      end
+    end
+    device = opts.device or device
+  end
+  local tensors, metadata = core._safetensors_load(path)
+  if device ~= "cpu" then
+    for name, t in pairs(tensors) do tensors[name] = t:to(device) end
+  end
+  return tensors, metadata
+end
+
+return M

@@ -1,0 +1,44 @@
+# The embedding API's tests beyond tests/c/: the host program scripts/embed/regress.c,
+# the install test (tests/install/), and the valgrind leak check.
+add_executable(embed_regress ${CMAKE_SOURCE_DIR}/scripts/embed/regress.c)
+target_link_libraries(embed_regress PRIVATE moonlight_static)
+add_test(NAME embed.regress
+         COMMAND embed_regress ${CMAKE_SOURCE_DIR}/scripts/embed/regress.lua
+                 ${CMAKE_BINARY_DIR}/regress.safetensors)
+set_tests_properties(embed.regress PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+                     ENVIRONMENT "OMP_NUM_THREADS=2")
+
+# The install test: not under the sanitizers (an outside host would need their runtime).
+if(NOT ML_SANITIZE)
+  add_test(NAME embed.install
+           COMMAND ${CMAKE_SOURCE_DIR}/tests/install/test_install.sh ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(embed.install PROPERTIES LABELS "install" ENVIRONMENT "OMP_NUM_THREADS=2")
+endif()
+
+# valgrind: ml_open / run / ml_close 100 times, no leak. Valgrind cannot run
+# AVX-512 code, which -march=native emits on such machines, so the program links
+# a copy of the library built without it (-O1 -g). Skipped (77) without valgrind.
+find_program(VALGRIND valgrind)
+if(NOT ML_SANITIZE)
+  add_library(ml_objects_vg STATIC EXCLUDE_FROM_ALL ${ML_SOURCES} ${ML_LUA_C})
+  target_compile_options(ml_objects_vg PRIVATE -O1 -g -mno-avx512f)
+  target_include_directories(ml_objects_vg PUBLIC ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/include)
+  target_link_libraries(ml_objects_vg PUBLIC PkgConfig::LUA PkgConfig::OPENBLAS PkgConfig::CJSON
+                        ZLIB::ZLIB OpenMP::OpenMP_C ${MATH_LIB})
+  add_executable(embed_open_close EXCLUDE_FROM_ALL ${CMAKE_SOURCE_DIR}/tests/valgrind/open_close.c)
+  target_compile_options(embed_open_close PRIVATE -O1 -g -mno-avx512f)
+  target_link_libraries(embed_open_close PRIVATE ml_objects_vg)
+  if(VALGRIND)
+    # built only when valgrind is there to run it
+    set_target_properties(ml_objects_vg embed_open_close PROPERTIES EXCLUDE_FROM_ALL OFF)
+    add_test(NAME embed.valgrind
+             COMMAND ${VALGRIND} --quiet --leak-check=full --show-leak-kinds=definite,indirect
+                     --errors-for-leak-kinds=definite,indirect --error-exitcode=1
+                     $<TARGET_FILE:embed_open_close> ${CMAKE_BINARY_DIR}/open_close.safetensors 100)
+  else()
+    add_test(NAME embed.valgrind COMMAND ${CMAKE_COMMAND} -E echo "valgrind not found: skipped")
+    set_tests_properties(embed.valgrind PROPERTIES SKIP_REGULAR_EXPRESSION "skipped")
+  endif()
+  set_tests_properties(embed.valgrind PROPERTIES LABELS "valgrind" WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+                       ENVIRONMENT "OMP_NUM_THREADS=1")
+endif()
