@@ -370,6 +370,12 @@ end
 
 local DataLoader = {}
 DataLoader.__index = DataLoader
+
+-- the columns of a dataset made here (a field of the object itself, so that a
+-- user's dataset with an __index function is never asked for it)
+local function columns_of(ds)
+  return type(ds) == "table" and rawget(ds, "_columns") or nil
+end
 DataLoader.__name = "DataLoader"
 
 local loader_options = {batch_size = true, shuffle = true, drop_last = true, seed = true,
@@ -411,7 +417,7 @@ function DataLoader:to(device)
   if device ~= "cpu" and device ~= "cuda" then
     fail("DataLoader:to", "unknown device '%s' (expected \"cpu\" or \"cuda\")", device)
   end
-  local cols = self.dataset._columns
+  local cols = columns_of(self.dataset)
   if device ~= "cpu" and cols then
     local moved = {}
     for k, col in ipairs(cols) do moved[k] = col.data:to(device) end
@@ -514,7 +520,7 @@ function DataLoader:iter()
   local n = #ds
   local order = self:_order(n)
   local nb = #self
-  local cols = ds._columns
+  local cols = columns_of(ds)
   local order_list   -- Lua integers, only for what runs sample by sample
   local function positions(start, len)
     order_list = order_list or order:totable()
