@@ -10,6 +10,7 @@ static int join(lua_State *L, bool stack) {
     luaL_checktype(L, 1, LUA_TTABLE);
     int n = (int)luaL_len(L, 1);
     if (n < 1) return luaL_error(L, "%s: expected a non-empty list of tensors", fname);
+    lua_settop(L, 2); /* the scratch array goes at 3, whatever was passed */
     /* the list's tensors are borrowed: the table keeps them alive meanwhile */
     ml_tensor **ts = lua_newuserdatauv(L, sizeof(ml_tensor *) * (size_t)n, 0);
     for (int i = 0; i < n; i++) {
