@@ -5,7 +5,9 @@
 #ifndef ML_OPS_H
 #define ML_OPS_H
 
+#include "ops/cat.h"
 #include "ops/creation.h"
+#include "ops/data.h"
 #include "ops/elementwise.h"
 #include "ops/loss.h"
 #include "ops/matmul.h"

@@ -1,5 +1,9 @@
 /* Backend family: batch assembly for the data loader, straight from a dataset's
- * uint8 storage (resident on the device when training on a GPU). */
+ * uint8 storage (resident on the device when training on a GPU).
+ *
+ * Contract (checked by src/ops/data.c): src/labels contiguous with N rows, indices
+ * int64 [B] contiguous on the same device holding 0-based rows in [0, N), out
+ * contiguous with B rows of the right dtype. */
 #ifndef ML_BACKEND_DATA_H
 #define ML_BACKEND_DATA_H
 
@@ -7,14 +11,20 @@
 
 typedef struct ml_data_ops {
     /* out[b, ...] = src[indices[b], ...] * scale + shift; src uint8 [N, ...],
-     * indices int64 [B] (0-based), out float [B, ...] */
+     * indices int64 [B] (0-based), out float [B, ...]. The value of byte v is
+     * computed in double and rounded once to out's dtype (ToTensor: scale 1/255;
+     * Normalize(m, s) folded in: scale 1/(255 s), shift -m/s). */
     int (*gather_scaled)(const ml_tensor *src, const ml_tensor *indices, double scale,
                          double shift, ml_tensor *out);
-    /* out[b, c] = (labels[indices[b]] == c); labels uint8 or int64 [N] */
+    /* out[b, c] = (labels[indices[b]] == c); labels uint8 or int64 [N], out float
+     * [B, n_classes]; a label outside [0, n_classes) is an error */
     int (*gather_one_hot)(const ml_tensor *labels, const ml_tensor *indices, int64_t n_classes,
                           ml_tensor *out);
     /* out[b] = labels[indices[b]] as int64 */
     int (*gather_labels)(const ml_tensor *labels, const ml_tensor *indices, ml_tensor *out);
+    /* out[b, ...] = src[indices[b], ...], any dtype (out has src's): TensorDataset
+     * batches and raw (untransformed) samples */
+    int (*gather_rows)(const ml_tensor *src, const ml_tensor *indices, ml_tensor *out);
 } ml_data_ops;
 
 #endif

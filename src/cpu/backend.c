@@ -8,6 +8,7 @@ extern const ml_matmul_ops ml_cpu_matmul;
 extern const ml_softmax_ops ml_cpu_softmax;
 extern const ml_optim_ops ml_cpu_optim;
 extern const ml_loss_ops ml_cpu_loss;
+extern const ml_data_ops ml_cpu_data;
 
 static const ml_backend cpu_backend = {
     .name = "cpu",
@@ -19,6 +20,7 @@ static const ml_backend cpu_backend = {
     .softmax = &ml_cpu_softmax,
     .optim = &ml_cpu_optim,
     .loss = &ml_cpu_loss,
+    .data = &ml_cpu_data,
 };
 
 const ml_backend *ml_cpu_backend(void) { return &cpu_backend; }

@@ -30,6 +30,8 @@ int luaopen_moonlight_core(lua_State *L) {
     ml_lua_open_nn(L, module, methods);
     ml_lua_open_loss(L, module, methods);
     ml_lua_open_serialization(L, module, methods);
+    ml_lua_open_cat(L, module, methods);
+    ml_lua_open_data(L, module, methods);
     lua_pushcfunction(L, l_cuda_is_available);
     lua_setfield(L, module, "cuda_is_available");
     /* the methods table is reachable for the Lua half (ml.Tensor) */

@@ -1,0 +1,230 @@
+/* The IDX reader: plain files and gzip streams both through zlib (gzread reads a
+ * plain file as it is), validated against the header's dims. */
+#include "idx.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "error.h"
+
+#define FN "read_idx"
+
+typedef struct {
+    int code;
+    const char *name;
+    size_t size;
+    ml_dtype dtype;
+} idx_type;
+
+static const idx_type idx_types[] = {
+    {0x08, "uint8", 1, ML_U8},    {0x09, "int8", 1, ML_I64},      {0x0B, "int16", 2, ML_I64},
+    {0x0C, "int32", 4, ML_I64},   {0x0D, "float32", 4, ML_F32},   {0x0E, "float64", 8, ML_F64},
+};
+
+static const idx_type *find_type(int code) {
+    for (size_t i = 0; i < sizeof idx_types / sizeof idx_types[0]; i++)
+        if (idx_types[i].code == code) return &idx_types[i];
+    return NULL;
+}
+
+/* Reads up to n bytes; returns how many were read, or -1 with ml_error set when
+ * the stream is corrupt. */
+static int64_t read_full(gzFile f, const char *path, void *buf, int64_t n) {
+    int64_t got = 0;
+    while (got < n) {
+        int64_t chunk = n - got;
+        if (chunk > (1 << 30)) chunk = 1 << 30;
+        int r = gzread(f, (char *)buf + got, (unsigned)chunk);
+        if (r < 0) {
+            int err;
+            const char *msg = gzerror(f, &err);
+            ml_error_set(FN ": %s: %s (corrupt gzip data)", path, msg ? msg : "read error");
+            return -1;
+        }
+        if (r == 0) break;
+        got += r;
+    }
+    return got;
+}
+
+/* Counts what is left in the stream (for the message about trailing bytes). */
+static int64_t count_rest(gzFile f) {
+    char buf[1 << 14];
+    int64_t n = 0;
+    int r;
+    while ((r = gzread(f, buf, sizeof buf)) > 0) n += r;
+    return n;
+}
+
+static void dims_str(int ndim, const int64_t *dims, char *buf, size_t n) {
+    size_t off = 0;
+    buf[0] = 0;
+    for (int i = 0; i < ndim && off < n; i++)
+        off += (size_t)snprintf(buf + off, n - off, i ? "x%lld" : "%lld", (long long)dims[i]);
+}
+
+/* Big-endian elements into host order, widened to the tensor's dtype. */
+static void convert(const idx_type *ty, const unsigned char *src, int64_t n, void *dst) {
+    switch (ty->code) {
+    case 0x09:
+        for (int64_t i = 0; i < n; i++) ((int64_t *)dst)[i] = (int8_t)src[i];
+        break;
+    case 0x0B:
+        for (int64_t i = 0; i < n; i++)
+            ((int64_t *)dst)[i] = (int16_t)(uint16_t)((src[2 * i] << 8) | src[2 * i + 1]);
+        break;
+    case 0x0C:
+        for (int64_t i = 0; i < n; i++) {
+            const unsigned char *p = src + 4 * i;
+            uint32_t u = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+            ((int64_t *)dst)[i] = (int32_t)u;
+        }
+        break;
+    case 0x0D:
+        for (int64_t i = 0; i < n; i++) {
+            const unsigned char *p = src + 4 * i;
+            uint32_t u = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+            memcpy((float *)dst + i, &u, 4);
+        }
+        break;
+    case 0x0E:
+        for (int64_t i = 0; i < n; i++) {
+            const unsigned char *p = src + 8 * i;
+            uint64_t u = 0;
+            for (int k = 0; k < 8; k++) u = (u << 8) | p[k];
+            memcpy((double *)dst + i, &u, 8);
+        }
+        break;
+    }
+}
+
+static ml_tensor *load(gzFile f, const char *path) {
+    unsigned char head[4];
+    int64_t got = read_full(f, path, head, 4);
+    if (got < 0) return NULL;
+    if (got < 4) {
+        ml_error_set(FN ": %s: truncated: %lld bytes, too short for an IDX header (4 bytes at least)",
+                     path, (long long)got);
+        return NULL;
+    }
+    const idx_type *ty = find_type(head[2]);
+    if (head[0] != 0 || head[1] != 0 || !ty || head[3] == 0 || head[3] > ML_MAX_DIMS) {
+        if (head[0] != 0 || head[1] != 0)
+            ml_error_set(FN ": %s: not an IDX file: magic %02x %02x %02x %02x, expected two zero "
+                         "bytes, a type byte and a dim count (00 00 08 03 for images)",
+                         path, head[0], head[1], head[2], head[3]);
+        else if (!ty)
+            ml_error_set(FN ": %s: unknown IDX element type 0x%02x (expected 0x08 uint8, 0x09 int8, "
+                         "0x0B int16, 0x0C int32, 0x0D float32 or 0x0E float64)", path, head[2]);
+        else
+            ml_error_set(FN ": %s: IDX header says %d dims, expected 1 to %d", path, head[3],
+                         ML_MAX_DIMS);
+        return NULL;
+    }
+    int ndim = head[3];
+    unsigned char raw_dims[4 * ML_MAX_DIMS];
+    int64_t header = 4 + 4 * (int64_t)ndim;
+    got = read_full(f, path, raw_dims, 4 * (int64_t)ndim);
+    if (got < 0) return NULL;
+    if (got < 4 * ndim) {
+        ml_error_set(FN ": %s: truncated header: %lld bytes expected for %d dims, found %lld", path,
+                     (long long)header, ndim, (long long)(4 + got));
+        return NULL;
+    }
+    int64_t dims[ML_MAX_DIMS];
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        const unsigned char *p = raw_dims + 4 * i;
+        uint32_t u = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+        if (u > INT32_MAX) {
+            ml_error_set(FN ": %s: dim %d is negative (%lld) in the IDX header", path, i + 1,
+                         (long long)(int32_t)u);
+            return NULL;
+        }
+        dims[i] = u;
+        if (numel && dims[i] > (INT64_MAX / 16) / numel) {
+            ml_error_set(FN ": %s: IDX dims are too large", path);
+            return NULL;
+        }
+        numel *= dims[i];
+    }
+    char dstr[ML_SHAPE_STR_MAX];
+    dims_str(ndim, dims, dstr, sizeof dstr);
+    int64_t nbytes = numel * (int64_t)ty->size;
+    ml_tensor *t = ml_tensor_empty(ty->dtype, ML_CPU, ndim, dims);
+    if (!t) return NULL;
+    void *buf = ml_data(t);
+    if (ty->dtype != ML_U8) {
+        buf = malloc(nbytes ? (size_t)nbytes : 1);
+        if (!buf) {
+            ml_tensor_release(t);
+            ml_error_set(FN ": %s: out of memory for %lld bytes", path, (long long)nbytes);
+            return NULL;
+        }
+    }
+    got = read_full(f, path, buf, nbytes);
+    int64_t extra = got == nbytes ? count_rest(f) : 0;
+    if (got < 0 || got < nbytes || extra > 0) {
+        if (got >= 0)
+            ml_error_set(FN ": %s: %lld bytes expected for %s, found %lld%s", path,
+                         (long long)(header + nbytes), dstr,
+                         (long long)(header + got + extra),
+                         gzdirect(f) ? "" : " (decompressed)");
+        if (buf != ml_data(t)) free(buf);
+        ml_tensor_release(t);
+        return NULL;
+    }
+    if (buf != ml_data(t)) {
+        convert(ty, buf, numel, ml_data(t));
+        free(buf);
+    }
+    return t;
+}
+
+ml_tensor *ml_idx_load(const char *path) {
+    errno = 0;
+    gzFile f = gzopen(path, "rb");
+    if (!f) {
+        ml_error_set(FN ": %s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+        return NULL;
+    }
+    gzbuffer(f, 1 << 17);
+    ml_tensor *t = load(f, path);
+    gzclose(f);
+    return t;
+}
+
+int ml_idx_load_pair(const char *images_path, const char *labels_path, ml_tensor **images,
+                     ml_tensor **labels) {
+    *images = *labels = NULL;
+    ml_tensor *x = ml_idx_load(images_path);
+    if (!x) return -1;
+    ml_tensor *y = ml_idx_load(labels_path);
+    if (!y) {
+        ml_tensor_release(x);
+        return -1;
+    }
+    char a[ML_SHAPE_STR_MAX];
+    int rc = 0;
+    if (x->ndim != 3 || x->dtype != ML_U8)
+        rc = ml_error_set(FN ": %s: images expected as uint8 [N, H, W], found %s %s", images_path,
+                          ml_dtype_name(x->dtype), ml_shape_str(x->ndim, x->shape, a, sizeof a));
+    else if (y->ndim != 1 || ml_dtype_is_float(y->dtype))
+        rc = ml_error_set(FN ": %s: labels expected as integers [N], found %s %s", labels_path,
+                          ml_dtype_name(y->dtype), ml_shape_str(y->ndim, y->shape, a, sizeof a));
+    else if (x->shape[0] != y->shape[0])
+        rc = ml_error_set(FN ": %s has %lld images but %s has %lld labels", images_path,
+                          (long long)x->shape[0], labels_path, (long long)y->shape[0]);
+    if (rc) {
+        ml_tensor_release(x);
+        ml_tensor_release(y);
+        return -1;
+    }
+    *images = x;
+    *labels = y;
+    return 0;
+}

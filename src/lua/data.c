@@ -1,0 +1,59 @@
+/* The C side of ml.data: the IDX reader and the batch gathers the DataLoader
+ * calls (private names in the core table; lua/moonlight/data.lua is the face). */
+#include "../idx.h"
+#include "../ops.h"
+#include "binding.h"
+
+static int l_read_idx(lua_State *L) {
+    return ml_lua_push_tensor(L, ml_idx_load(luaL_checkstring(L, 1)));
+}
+
+static int l_read_idx_pair(lua_State *L) {
+    ml_tensor *x, *y;
+    if (ml_idx_load_pair(luaL_checkstring(L, 1), luaL_checkstring(L, 2), &x, &y))
+        return ml_lua_error(L);
+    ml_lua_push_tensor(L, x);
+    ml_lua_push_tensor(L, y);
+    return 2;
+}
+
+/* _gather_scaled(src, indices, scale, shift, add_channel [, dtype]) */
+static int l_gather_scaled(lua_State *L) {
+    ml_tensor *src = ml_lua_check_tensor(L, 1), *idx = ml_lua_check_tensor(L, 2);
+    double scale = luaL_checknumber(L, 3), shift = luaL_checknumber(L, 4);
+    int add_channel = lua_toboolean(L, 5);
+    ml_dtype dt = ML_F32;
+    if (!lua_isnoneornil(L, 6)) {
+        int d = ml_dtype_from_name(luaL_checkstring(L, 6));
+        if (d < 0) return luaL_error(L, "gather_scaled: unknown dtype '%s'", lua_tostring(L, 6));
+        dt = (ml_dtype)d;
+    }
+    return ml_lua_push_tensor(L, ml_gather_scaled(src, idx, scale, shift, dt, add_channel));
+}
+
+/* _gather_one_hot(labels, indices, n_classes) -> float32 [B, n] */
+static int l_gather_one_hot(lua_State *L) {
+    ml_tensor *labels = ml_lua_check_tensor(L, 1), *idx = ml_lua_check_tensor(L, 2);
+    lua_Integer n = luaL_checkinteger(L, 3);
+    return ml_lua_push_tensor(L, ml_gather_one_hot(labels, idx, n, ML_F32));
+}
+
+static int l_gather_labels(lua_State *L) {
+    ml_tensor *labels = ml_lua_check_tensor(L, 1), *idx = ml_lua_check_tensor(L, 2);
+    return ml_lua_push_tensor(L, ml_gather_labels(labels, idx));
+}
+
+static int l_gather_rows(lua_State *L) {
+    ml_tensor *src = ml_lua_check_tensor(L, 1), *idx = ml_lua_check_tensor(L, 2);
+    return ml_lua_push_tensor(L, ml_gather_rows(src, idx));
+}
+
+void ml_lua_open_data(lua_State *L, int module, int methods) {
+    (void)methods;
+    static const luaL_Reg funcs[] = {
+        {"_read_idx", l_read_idx},         {"_read_idx_pair", l_read_idx_pair},
+        {"_gather_scaled", l_gather_scaled}, {"_gather_one_hot", l_gather_one_hot},
+        {"_gather_labels", l_gather_labels}, {"_gather_rows", l_gather_rows},
+        {NULL, NULL}};
+    ml_lua_setfuncs(L, module, funcs);
+}

@@ -1,0 +1,28 @@
+/* Batch assembly ops for the data loader: rows of a dataset's storage gathered
+ * into a fresh batch, transformed on the way (ToTensor/Normalize as scale and
+ * shift of the bytes, OneHot), on the dataset's device. No autograd: data has no
+ * history.
+ *
+ * indices: int64 [B] of 0-based rows. On the CPU they are checked against the
+ * row count and copied to src's device when src lives elsewhere; indices already
+ * on src's device are trusted (the loader made them). src must be contiguous. */
+#ifndef ML_OPS_DATA_H
+#define ML_OPS_DATA_H
+
+#include <stdbool.h>
+
+#include "../tensor.h"
+
+/* uint8 src [N, ...] -> dt (float32/float64) [B, ...] = src[idx] * scale + shift;
+ * add_channel inserts a dim of 1 after B ([N, H, W] -> [B, 1, H, W], as ToTensor). */
+ml_tensor *ml_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,
+                            double shift, ml_dtype dt, bool add_channel);
+/* labels (uint8/int64) [N] -> dt [B, n_classes] one-hot of labels[idx] */
+ml_tensor *ml_gather_one_hot(const ml_tensor *labels, const ml_tensor *indices,
+                             int64_t n_classes, ml_dtype dt);
+/* labels (uint8/int64) [N] -> int64 [B] */
+ml_tensor *ml_gather_labels(const ml_tensor *labels, const ml_tensor *indices);
+/* any src [N, ...] -> [B, ...] of src's dtype */
+ml_tensor *ml_gather_rows(const ml_tensor *src, const ml_tensor *indices);
+
+#endif
