@@ -8,6 +8,7 @@ F.relu = core.relu
 F.sigmoid = core.sigmoid
 F.tanh = core.tanh
 F.linear = core.linear
+F.one_hot = core.one_hot
 
 -- dim is required: Torch7's rank-guessed default was a trap
 function F.softmax(x, dim) return core.softmax(x, dim) end

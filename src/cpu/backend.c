@@ -6,6 +6,7 @@ extern const ml_elementwise_ops ml_cpu_elementwise;
 extern const ml_reduce_ops ml_cpu_reduce;
 extern const ml_matmul_ops ml_cpu_matmul;
 extern const ml_softmax_ops ml_cpu_softmax;
+extern const ml_index_ops ml_cpu_index;
 
 static const ml_backend cpu_backend = {
     .name = "cpu",
@@ -15,6 +16,7 @@ static const ml_backend cpu_backend = {
     .reduce = &ml_cpu_reduce,
     .matmul = &ml_cpu_matmul,
     .softmax = &ml_cpu_softmax,
+    .index = &ml_cpu_index,
 };
 
 const ml_backend *ml_cpu_backend(void) { return &cpu_backend; }
