@@ -21,11 +21,6 @@ static const ml_index_ops *index_ops(const char *fname, const ml_tensor *t) {
     return ops;
 }
 
-/* t itself (a new reference) when contiguous, else a copy; no autograd. */
-static ml_tensor *contig(const ml_tensor *t) {
-    return ml_is_contiguous(t) ? ml_tensor_retain((ml_tensor *)t) : ml_contiguous_copy(t);
-}
-
 static int check_index(const char *fname, const ml_tensor *x, const ml_tensor *index) {
     if (ml_check_same_device(fname, x, index)) return -1;
     if (index->dtype != ML_I64)
@@ -112,7 +107,7 @@ static ml_tensor *gather_raw(const ml_tensor *x, int d, const ml_tensor *index) 
 static int scatter_into(ml_tensor *out, int d, const ml_tensor *index, const ml_tensor *src) {
     const ml_index_ops *ops = index_ops("scatter_add", out);
     if (!ops) return -1;
-    ml_tensor *ic = contig(index), *sc = ic ? contig(src) : NULL;
+    ml_tensor *ic = ml_as_contiguous(index), *sc = ic ? ml_as_contiguous(src) : NULL;
     int rc = sc ? ops->scatter_add(out, d, ic, sc) : -1;
     ml_tensor_release(ic);
     ml_tensor_release(sc);
@@ -164,10 +159,10 @@ ml_tensor *ml_gather(ml_tensor *x, int dim, ml_tensor *index) {
     }
     int d;
     if (check_gather("gather", x, dim, index, &d)) return NULL;
-    ml_tensor *ic = contig(index);
+    ml_tensor *ic = ml_as_contiguous(index);
     if (!ic) return NULL;
     ml_tensor *xc = NULL, *out = NULL;
-    if (check_range("gather", ic, d, x->shape[d]) == 0 && (xc = contig(x)))
+    if (check_range("gather", ic, d, x->shape[d]) == 0 && (xc = ml_as_contiguous(x)))
         out = gather_raw(xc, d, ic);
     ml_node *n = out ? ml_node_attach(out, "GatherBackward", gather_backward, 1, &x) : NULL;
     if (n) {
@@ -182,7 +177,7 @@ ml_tensor *ml_gather(ml_tensor *x, int dim, ml_tensor *index) {
 static int scatter_add_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     if (n->needs_grad[0]) gin[0] = ml_tensor_retain(g);
     if (n->needs_grad[2]) {
-        ml_tensor *gc = contig(g);
+        ml_tensor *gc = ml_as_contiguous(g);
         gin[2] = gc ? gather_raw(gc, (int)n->ints[0], n->saved[0]) : NULL;
         ml_tensor_release(gc);
         if (!gin[2]) return -1;
@@ -203,7 +198,7 @@ ml_tensor *ml_scatter_add(ml_tensor *x, int dim, ml_tensor *index, ml_tensor *sr
     if (src->dtype != x->dtype)
         return ml_error_set("scatter_add: src is %s, the input %s (they must match)",
                             ml_dtype_name(src->dtype), ml_dtype_name(x->dtype)), NULL;
-    ml_tensor *ic = contig(index);
+    ml_tensor *ic = ml_as_contiguous(index);
     if (!ic) return NULL;
     ml_tensor *out = NULL;
     if (check_range("scatter_add", ic, d, x->shape[d]) == 0 && (out = ml_contiguous_copy(x)) &&
@@ -241,7 +236,7 @@ static int index_add_into(ml_tensor *out, int d, const ml_tensor *index, const m
     const ml_index_ops *ops = index_ops("index_add", out);
     if (!ops) return -1;
     if (ml_numel(src) == 0) return 0;
-    ml_tensor *ic = contig(index), *sc = ic ? contig(src) : NULL;
+    ml_tensor *ic = ml_as_contiguous(index), *sc = ic ? ml_as_contiguous(src) : NULL;
     int rc = sc ? ops->index_add(out, d, ic, sc) : -1;
     ml_tensor_release(ic);
     ml_tensor_release(sc);
@@ -282,10 +277,10 @@ ml_tensor *ml_index_select(ml_tensor *x, int dim, ml_tensor *index) {
     }
     int d;
     if (check_select("index_select", x, dim, index, &d)) return NULL;
-    ml_tensor *ic = contig(index);
+    ml_tensor *ic = ml_as_contiguous(index);
     if (!ic) return NULL;
     ml_tensor *xc = NULL, *out = NULL;
-    if (check_range("index_select", ic, d, x->shape[d]) == 0 && (xc = contig(x)))
+    if (check_range("index_select", ic, d, x->shape[d]) == 0 && (xc = ml_as_contiguous(x)))
         out = index_select_raw(xc, d, ic);
     ml_node *n = out ? ml_node_attach(out, "IndexSelectBackward", index_select_backward, 1, &x) : NULL;
     if (n) {
@@ -300,7 +295,7 @@ ml_tensor *ml_index_select(ml_tensor *x, int dim, ml_tensor *index) {
 static int index_add_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     if (n->needs_grad[0]) gin[0] = ml_tensor_retain(g);
     if (n->needs_grad[2]) {
-        ml_tensor *gc = contig(g);
+        ml_tensor *gc = ml_as_contiguous(g);
         gin[2] = gc ? index_select_raw(gc, (int)n->ints[0], n->saved[0]) : NULL;
         ml_tensor_release(gc);
         if (!gin[2]) return -1;
@@ -324,7 +319,7 @@ ml_tensor *ml_index_add(ml_tensor *x, int dim, ml_tensor *index, ml_tensor *src)
     if (src->dtype != x->dtype)
         return ml_error_set("index_add: src is %s, the input %s (they must match)",
                             ml_dtype_name(src->dtype), ml_dtype_name(x->dtype)), NULL;
-    ml_tensor *ic = contig(index);
+    ml_tensor *ic = ml_as_contiguous(index);
     if (!ic) return NULL;
     ml_tensor *out = NULL;
     if (check_range("index_add", ic, d, x->shape[d]) == 0 && (out = ml_contiguous_copy(x)) &&
@@ -354,7 +349,7 @@ ml_tensor *ml_one_hot(ml_tensor *labels, int64_t n) {
         return ml_error_set("one_hot: labels have %d dims, at most %d", labels->ndim, ML_MAX_DIMS - 1), NULL;
     const ml_index_ops *ops = index_ops("one_hot", labels);
     if (!ops) return NULL;
-    ml_tensor *lc = labels->dtype == ML_I64 ? contig(labels) : ml_cast(labels, ML_I64);
+    ml_tensor *lc = labels->dtype == ML_I64 ? ml_as_contiguous(labels) : ml_cast(labels, ML_I64);
     if (!lc) return NULL;
     int rc = 0;
     if (ml_numel(lc) == 0) {

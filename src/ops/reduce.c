@@ -79,7 +79,7 @@ static int reduce_raw(ml_reduce_op op, ml_tensor *x, int dim, bool keepdim, ml_t
     else if ((op == ML_RED_MEAN || op == ML_RED_LOGSUMEXP) && !ml_dtype_is_float(x->dtype))
         return ml_error_set("%s: needs a floating point tensor, got %s (use :float() first)",
                             fname, ml_dtype_name(x->dtype));
-    ml_tensor *src = ml_contiguous_copy(x);
+    ml_tensor *src = ml_as_contiguous(x);
     if (!src) return -1;
     *out = ml_tensor_empty(out_dt, x->storage->device, nd, shape);
     if (idx) *idx = *out ? ml_tensor_empty(ML_I64, x->storage->device, nd, shape) : NULL;
