@@ -7,6 +7,7 @@
 #include "../backend.h"
 #include "../error.h"
 #include "iter.h"
+#include "vmath.h"
 
 /* One loop over (x -> out) applying expr to `v`, for type T. */
 #define UNARY_LOOP(T, OUT_T, expr)                                                    \
@@ -62,7 +63,7 @@
 
 static int cpu_unary(ml_unary_op opc, const ml_tensor *x, ml_tensor *out) {
     switch (x->dtype) {
-    case ML_F32: FLOAT_UNARY(float, expf, logf, log1pf, fabsf, sqrtf, tanhf); break;
+    case ML_F32: FLOAT_UNARY(float, ml_expf, logf, log1pf, fabsf, sqrtf, tanhf); break;
     case ML_F64: FLOAT_UNARY(double, exp, log, log1p, fabs, sqrt, tanh); break;
     case ML_I64: INT_UNARY(int64_t); break;
     case ML_U8: /* unsigned: abs and relu are the identity, sign is 0 or 1 */

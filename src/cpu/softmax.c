@@ -4,6 +4,7 @@
 
 #include "../backend.h"
 #include "../error.h"
+#include "vmath.h"
 
 #define SOFTMAX_FWD(T, EXP, LOG)                                                      \
     do {                                                                              \
@@ -57,7 +58,7 @@
 
 static int cpu_softmax_forward(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
                                bool is_log, ml_tensor *y) {
-    if (x->dtype == ML_F32) SOFTMAX_FWD(float, expf, logf);
+    if (x->dtype == ML_F32) SOFTMAX_FWD(float, ml_expf, logf);
     else if (x->dtype == ML_F64) SOFTMAX_FWD(double, exp, log);
     else return ml_error_set("softmax: needs a floating point tensor, got %s", ml_dtype_name(x->dtype));
     return 0;
@@ -65,7 +66,7 @@ static int cpu_softmax_forward(const ml_tensor *x, int64_t outer, int64_t n, int
 
 static int cpu_softmax_backward(const ml_tensor *y, const ml_tensor *g, int64_t outer,
                                 int64_t n, int64_t inner, bool is_log, ml_tensor *grad_x) {
-    if (y->dtype == ML_F32) SOFTMAX_BWD(float, expf);
+    if (y->dtype == ML_F32) SOFTMAX_BWD(float, ml_expf);
     else if (y->dtype == ML_F64) SOFTMAX_BWD(double, exp);
     else return ml_error_set("softmax: needs a floating point tensor, got %s", ml_dtype_name(y->dtype));
     return 0;

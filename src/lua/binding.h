@@ -57,5 +57,6 @@ void ml_lua_open_matmul(lua_State *L, int module, int methods);
 void ml_lua_open_softmax(lua_State *L, int module, int methods);
 void ml_lua_open_autograd(lua_State *L, int module, int methods);
 void ml_lua_open_index(lua_State *L, int module, int methods);
+void ml_lua_open_bench(lua_State *L, int module, int methods);
 
 #endif

@@ -1,0 +1,99 @@
+-- Op benchmark: moonlight's matmul and elementwise ops next to their peers.
+--   build/moonlight scripts/bench/ops.lua [runs]
+-- matmul: GFLOP/s at the reference MLP's shapes (784-64-32-10, batch 128), as
+-- ml.linear runs the forward and as the backward runs grad_input / grad_weight,
+-- next to a direct OpenBLAS cblas_sgemm on the same shapes and transposes.
+-- elementwise: GB/s moved by add/mul/relu/exp on 16M floats next to memcpy.
+-- Each figure is the median of `runs` (default 7) timed runs. Not a test.
+local ml = require "moonlight"
+local core = ml -- the private _bench_* peers live in the core table
+
+local runs = tonumber(arg and arg[1]) or 7
+local now = core._bench_now
+
+local function median(xs)
+  table.sort(xs)
+  local n = #xs
+  return n % 2 == 1 and xs[(n + 1) // 2] or (xs[n // 2] + xs[n // 2 + 1]) / 2
+end
+
+-- seconds per call: median over runs of (time of reps calls) / reps
+local function time_it(fn, reps)
+  fn() -- warm up (first-touch of buffers, thread pools)
+  local ts = {}
+  for r = 1, runs do
+    local t0 = now()
+    for _ = 1, reps do fn() end
+    ts[r] = (now() - t0) / reps
+  end
+  return median(ts)
+end
+
+local function peer_sgemm(m, n, k, ta, tb, reps)
+  core._bench_sgemm(m, n, k, ta, tb, 1)
+  local ts = {}
+  for r = 1, runs do ts[r] = core._bench_sgemm(m, n, k, ta, tb, reps) / reps end
+  return median(ts)
+end
+
+local rows = {}
+local function row(name, ours, peer, unit)
+  rows[#rows + 1] = string.format("%-44s %10.2f %10.2f %8.1f%%", name, ours, peer, 100 * ours / peer)
+  if unit then rows[#rows] = rows[#rows] .. "  " .. unit end
+end
+
+ml.manual_seed(0)
+ml.no_grad(function()
+  print(string.format("moonlight %s, median of %d runs", ml._VERSION, runs))
+  print(string.format("%-44s %10s %10s %9s", "matmul (GFLOP/s)", "moonlight", "openblas", "ratio"))
+  local B = 128
+  -- forward as nn.Linear: x [B, in] @ W[out, in]^T (+ bias)
+  for _, s in ipairs({{784, 64}, {64, 32}, {32, 10}}) do
+    local fin, fout = s[1], s[2]
+    local x, w, b = ml.randn({B, fin}), ml.randn({fout, fin}), ml.randn({fout})
+    local flops = 2 * B * fin * fout
+    local reps = math.max(1, math.floor(2e8 / flops))
+    local ours = time_it(function() return ml.linear(x, w, b) end, reps)
+    local ours_nb = time_it(function() return ml.linear(x, w) end, reps)
+    local peer = peer_sgemm(B, fout, fin, false, true, reps)
+    row(string.format("linear fwd [%d,%d]@[%d,%d]^T + b", B, fin, fout, fin), flops / ours / 1e9,
+        flops / peer / 1e9)
+    row(string.format("linear fwd [%d,%d]@[%d,%d]^T", B, fin, fout, fin), flops / ours_nb / 1e9,
+        flops / peer / 1e9)
+  end
+  -- backward of the first layer: grad_input = g @ W, grad_weight = g^T @ x
+  local g, w, x = ml.randn({B, 64}), ml.randn({64, 784}), ml.randn({B, 784})
+  local flops = 2 * B * 64 * 784
+  local reps = math.max(1, math.floor(2e8 / flops))
+  local ours = time_it(function() return g:matmul(w) end, reps)
+  local peer = peer_sgemm(B, 784, 64, false, false, reps)
+  row("grad_input  [128,64]@[64,784]", flops / ours / 1e9, flops / peer / 1e9)
+  local gt = g:t()
+  ours = time_it(function() return gt:matmul(x) end, reps)
+  peer = peer_sgemm(64, 784, B, true, false, reps)
+  row("grad_weight [64,128]@[128,784] (g:t() view)", flops / ours / 1e9, flops / peer / 1e9)
+  for _, r in ipairs(rows) do print(r) end
+  rows = {}
+
+  print()
+  print(string.format("%-44s %10s %10s %9s", "elementwise, 16M float32 (GB/s)", "moonlight", "memcpy", "ratio"))
+  local n = 16 * 1024 * 1024
+  local bytes = 4 * n
+  local a, c = ml.randn({n}), ml.randn({n})
+  local mreps = 5
+  core._bench_memcpy(bytes, 1)
+  local mts = {}
+  for r = 1, runs do mts[r] = core._bench_memcpy(bytes, mreps) / mreps end
+  local mem_gbs = 2 * bytes / median(mts) / 1e9 -- read + write
+  local cases = {
+    {"add  (a + b)", 3, function() return a + c end},
+    {"mul  (a * b)", 3, function() return a * c end},
+    {"relu", 2, function() return a:relu() end},
+    {"exp", 2, function() return a:exp() end},
+  }
+  for _, cs in ipairs(cases) do
+    local t = time_it(cs[3], 3)
+    row(cs[1], cs[2] * bytes / t / 1e9, mem_gbs)
+  end
+  for _, r in ipairs(rows) do print(r) end
+end)
