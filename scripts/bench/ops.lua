@@ -17,23 +17,23 @@ local function median(xs)
   return n % 2 == 1 and xs[(n + 1) // 2] or (xs[n // 2] + xs[n // 2 + 1]) / 2
 end
 
--- seconds per call: median over runs of (time of reps calls) / reps
-local function time_it(fn, reps)
-  fn() -- warm up (first-touch of buffers, thread pools)
-  local ts = {}
+-- Seconds per call of ours() and peer(reps), timed alternately run by run (the
+-- machine may be shared: alternating keeps both under the same load); medians.
+local function compare(ours, peer, reps)
+  ours()
+  peer(1)
+  local a, b = {}, {}
   for r = 1, runs do
     local t0 = now()
-    for _ = 1, reps do fn() end
-    ts[r] = (now() - t0) / reps
+    for _ = 1, reps do ours() end
+    a[r] = (now() - t0) / reps
+    b[r] = peer(reps) / reps
   end
-  return median(ts)
+  return median(a), median(b)
 end
 
-local function peer_sgemm(m, n, k, ta, tb, reps)
-  core._bench_sgemm(m, n, k, ta, tb, 1)
-  local ts = {}
-  for r = 1, runs do ts[r] = core._bench_sgemm(m, n, k, ta, tb, reps) / reps end
-  return median(ts)
+local function sgemm_peer(m, n, k, ta, tb)
+  return function(reps) return core._bench_sgemm(m, n, k, ta, tb, reps) end
 end
 
 local rows = {}
@@ -53,25 +53,23 @@ ml.no_grad(function()
     local x, w, b = ml.randn({B, fin}), ml.randn({fout, fin}), ml.randn({fout})
     local flops = 2 * B * fin * fout
     local reps = math.max(1, math.floor(2e8 / flops))
-    local ours = time_it(function() return ml.linear(x, w, b) end, reps)
-    local ours_nb = time_it(function() return ml.linear(x, w) end, reps)
-    local peer = peer_sgemm(B, fout, fin, false, true, reps)
+    local peer = sgemm_peer(B, fout, fin, false, true)
+    local ours, theirs = compare(function() return ml.linear(x, w, b) end, peer, reps)
     row(string.format("linear fwd [%d,%d]@[%d,%d]^T + b", B, fin, fout, fin), flops / ours / 1e9,
-        flops / peer / 1e9)
-    row(string.format("linear fwd [%d,%d]@[%d,%d]^T", B, fin, fout, fin), flops / ours_nb / 1e9,
-        flops / peer / 1e9)
+        flops / theirs / 1e9)
+    ours, theirs = compare(function() return ml.linear(x, w) end, peer, reps)
+    row(string.format("linear fwd [%d,%d]@[%d,%d]^T", B, fin, fout, fin), flops / ours / 1e9,
+        flops / theirs / 1e9)
   end
   -- backward of the first layer: grad_input = g @ W, grad_weight = g^T @ x
   local g, w, x = ml.randn({B, 64}), ml.randn({64, 784}), ml.randn({B, 784})
   local flops = 2 * B * 64 * 784
   local reps = math.max(1, math.floor(2e8 / flops))
-  local ours = time_it(function() return g:matmul(w) end, reps)
-  local peer = peer_sgemm(B, 784, 64, false, false, reps)
-  row("grad_input  [128,64]@[64,784]", flops / ours / 1e9, flops / peer / 1e9)
+  local ours, theirs = compare(function() return g:matmul(w) end, sgemm_peer(B, 784, 64, false, false), reps)
+  row("grad_input  [128,64]@[64,784]", flops / ours / 1e9, flops / theirs / 1e9)
   local gt = g:t()
-  ours = time_it(function() return gt:matmul(x) end, reps)
-  peer = peer_sgemm(64, 784, B, true, false, reps)
-  row("grad_weight [64,128]@[128,784] (g:t() view)", flops / ours / 1e9, flops / peer / 1e9)
+  ours, theirs = compare(function() return gt:matmul(x) end, sgemm_peer(64, 784, B, true, false), reps)
+  row("grad_weight [64,128]@[128,784] (g:t() view)", flops / ours / 1e9, flops / theirs / 1e9)
   for _, r in ipairs(rows) do print(r) end
   rows = {}
 
@@ -80,11 +78,7 @@ ml.no_grad(function()
   local n = 16 * 1024 * 1024
   local bytes = 4 * n
   local a, c = ml.randn({n}), ml.randn({n})
-  local mreps = 5
-  core._bench_memcpy(bytes, 1)
-  local mts = {}
-  for r = 1, runs do mts[r] = core._bench_memcpy(bytes, mreps) / mreps end
-  local mem_gbs = 2 * bytes / median(mts) / 1e9 -- read + write
+  local memcpy_peer = function(reps) return core._bench_memcpy(bytes, reps) end
   local cases = {
     {"add  (a + b)", 3, function() return a + c end},
     {"mul  (a * b)", 3, function() return a * c end},
@@ -92,8 +86,8 @@ ml.no_grad(function()
     {"exp", 2, function() return a:exp() end},
   }
   for _, cs in ipairs(cases) do
-    local t = time_it(cs[3], 3)
-    row(cs[1], cs[2] * bytes / t / 1e9, mem_gbs)
+    local t, tm = compare(cs[3], memcpy_peer, 3)
+    row(cs[1], cs[2] * bytes / t / 1e9, 2 * bytes / tm / 1e9) -- memcpy reads and writes
   end
   for _, r in ipairs(rows) do print(r) end
 end)

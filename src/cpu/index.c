@@ -28,17 +28,17 @@ static inline int64_t row_offset(int64_t r, int nd, const int64_t *shape, const 
     do {                                                                              \
         const T *xp = (const T *)ml_data(x);                                          \
         T *op = (T *)ml_data(out);                                                    \
-        _Pragma("omp parallel for if (numel > 32768)")                                \
-        for (int64_t r = 0; r < rows; r++) {                                          \
-            int64_t base = row_offset(r, nd, index->shape, x->strides, dim);          \
-            const int64_t *ir = ip + r * len;                                         \
-            T *o = op + r * len;                                                      \
-            if (dim == nd - 1) {                                                      \
-                for (int64_t j = 0; j < len; j++) o[j] = xp[base + ir[j]];            \
-            } else {                                                                  \
-                for (int64_t j = 0; j < len; j++) o[j] = xp[base + j + ir[j] * xsd];  \
-            }                                                                         \
-        }                                                                             \
+        ML_PARALLEL_FOR_IF(numel > 32768,                                      \
+            for (int64_t r = 0; r < rows; r++) {                               \
+                int64_t base = row_offset(r, nd, index->shape, x->strides, dim); \
+                const int64_t *ir = ip + r * len;                              \
+                T *o = op + r * len;                                           \
+                if (dim == nd - 1) {                                           \
+                    for (int64_t j = 0; j < len; j++) o[j] = xp[base + ir[j]]; \
+                } else {                                                       \
+                    for (int64_t j = 0; j < len; j++) o[j] = xp[base + j + ir[j] * xsd]; \
+                }                                                              \
+            });                                                                \
     } while (0)
 
 static int cpu_gather(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
@@ -62,17 +62,17 @@ static int cpu_gather(const ml_tensor *x, int dim, const ml_tensor *index, ml_te
     do {                                                                              \
         T *op = (T *)ml_data(out);                                                    \
         const T *sp = (const T *)ml_data(src);                                        \
-        _Pragma("omp parallel for if (numel > 32768 && dim == nd - 1)")               \
-        for (int64_t r = 0; r < rows; r++) {                                          \
-            int64_t base = row_offset(r, nd, index->shape, out->strides, dim);        \
-            const int64_t *ir = ip + r * len;                                         \
-            const T *s = sp + r * len;                                                \
-            if (dim == nd - 1) {                                                      \
-                for (int64_t j = 0; j < len; j++) op[base + ir[j]] += s[j];           \
-            } else {                                                                  \
-                for (int64_t j = 0; j < len; j++) op[base + j + ir[j] * osd] += s[j]; \
-            }                                                                         \
-        }                                                                             \
+        ML_PARALLEL_FOR_IF(numel > 32768 && dim == nd - 1,                     \
+            for (int64_t r = 0; r < rows; r++) {                               \
+                int64_t base = row_offset(r, nd, index->shape, out->strides, dim); \
+                const int64_t *ir = ip + r * len;                              \
+                const T *s = sp + r * len;                                     \
+                if (dim == nd - 1) {                                           \
+                    for (int64_t j = 0; j < len; j++) op[base + ir[j]] += s[j]; \
+                } else {                                                       \
+                    for (int64_t j = 0; j < len; j++) op[base + j + ir[j] * osd] += s[j]; \
+                }                                                              \
+            });                                                                \
     } while (0)
 
 static int cpu_scatter_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
@@ -103,17 +103,17 @@ static void geometry(const ml_tensor *x, int dim, int64_t *outer, int64_t *n, in
     do {                                                                              \
         const T *xp = (const T *)ml_data(x);                                          \
         T *op = (T *)ml_data(out);                                                    \
-        _Pragma("omp parallel for if (outer * m * inner > 32768)")                    \
-        for (int64_t o = 0; o < outer; o++) {                                         \
-            const T *xo = xp + o * n * inner;                                         \
-            T *oo = op + o * m * inner;                                               \
-            if (inner == 1) {                                                         \
-                for (int64_t i = 0; i < m; i++) oo[i] = xo[ip[i]];                    \
-            } else {                                                                  \
-                for (int64_t i = 0; i < m; i++)                                       \
-                    memcpy(oo + i * inner, xo + ip[i] * inner, (size_t)inner * sizeof(T)); \
-            }                                                                         \
-        }                                                                             \
+        ML_PARALLEL_FOR_IF(outer * m * inner > 32768,                          \
+            for (int64_t o = 0; o < outer; o++) {                              \
+                const T *xo = xp + o * n * inner;                              \
+                T *oo = op + o * m * inner;                                    \
+                if (inner == 1) {                                              \
+                    for (int64_t i = 0; i < m; i++) oo[i] = xo[ip[i]];         \
+                } else {                                                       \
+                    for (int64_t i = 0; i < m; i++)                            \
+                        memcpy(oo + i * inner, xo + ip[i] * inner, (size_t)inner * sizeof(T)); \
+                }                                                              \
+            });                                                                \
     } while (0)
 
 static int cpu_index_select(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
@@ -135,17 +135,17 @@ static int cpu_index_select(const ml_tensor *x, int dim, const ml_tensor *index,
     do {                                                                              \
         T *op = (T *)ml_data(out);                                                    \
         const T *sp = (const T *)ml_data(src);                                        \
-        _Pragma("omp parallel for if (outer * m * inner > 32768 && outer > 1)")       \
-        for (int64_t o = 0; o < outer; o++) {                                         \
-            T *oo = op + o * n * inner;                                               \
-            const T *so = sp + o * m * inner;                                         \
-            for (int64_t i = 0; i < m; i++) {                                         \
-                T *dst = oo + ip[i] * inner;                                          \
-                const T *s = so + i * inner;                                          \
-                _Pragma("omp simd")                                                   \
-                for (int64_t j = 0; j < inner; j++) dst[j] += s[j];                   \
-            }                                                                         \
-        }                                                                             \
+        ML_PARALLEL_FOR_IF(outer * m * inner > 32768 && outer > 1,             \
+            for (int64_t o = 0; o < outer; o++) {                              \
+                T *oo = op + o * n * inner;                                    \
+                const T *so = sp + o * m * inner;                              \
+                for (int64_t i = 0; i < m; i++) {                              \
+                    T *dst = oo + ip[i] * inner;                               \
+                    const T *s = so + i * inner;                               \
+                    _Pragma("omp simd")                                        \
+                    for (int64_t j = 0; j < inner; j++) dst[j] += s[j];        \
+                }                                                              \
+            });                                                                \
     } while (0)
 
 static int cpu_index_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
