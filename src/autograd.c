@@ -162,10 +162,11 @@ static int accumulate(ml_tensor **sum, ml_tensor *g) {
 static int accumulate_leaf(ml_tensor *leaf, ml_tensor *g) {
     if (!ml_same_shape(leaf, g)) {
         char a[ML_SHAPE_STR_MAX], b[ML_SHAPE_STR_MAX];
+        ml_error_set("backward: gradient of shape %s for a leaf of shape %s",
+                     ml_shape_str(g->ndim, g->shape, a, sizeof a),
+                     ml_shape_str(leaf->ndim, leaf->shape, b, sizeof b));
         ml_tensor_release(g);
-        return ml_error_set("backward: gradient of shape %s for a leaf of shape %s",
-                            ml_shape_str(g->ndim, g->shape, a, sizeof a),
-                            ml_shape_str(leaf->ndim, leaf->shape, b, sizeof b));
+        return -1;
     }
     if (!leaf->grad) {
         ml_tensor *own = (g->refcount == 1 && !g->grad_fn && ml_is_contiguous(g) &&

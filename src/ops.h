@@ -10,6 +10,7 @@
 #include "ops/data.h"
 #include "ops/elementwise.h"
 #include "ops/loss.h"
+#include "ops/index.h"
 #include "ops/matmul.h"
 #include "ops/optim.h"
 #include "ops/reduce.h"

@@ -99,7 +99,7 @@ static ml_tensor *tensor_struct(ml_dtype dt, int ndim, const int64_t *shape) {
     t->refcount = 1;
     t->dtype = dt;
     t->ndim = ndim;
-    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim); /* shape may be NULL for 0 dims */
+    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
     ml_contiguous_strides(ndim, shape, t->strides);
     return t;
 }

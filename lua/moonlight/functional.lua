@@ -10,6 +10,7 @@ F.tanh = core.tanh
 F.linear = core.linear
 -- losses (src/lua/loss.c): mse_loss, l1_loss, smooth_l1_loss, cross_entropy, nll_loss, binary_cross_entropy[_with_logits], kl_div, poisson_nll_loss, gaussian_nll_loss
 for name, fn in pairs(core._loss) do F[name] = fn end
+F.one_hot = core.one_hot
 
 -- dim is required: Torch7's rank-guessed default was a trap
 function F.softmax(x, dim) return core.softmax(x, dim) end

@@ -9,6 +9,7 @@ extern const ml_softmax_ops ml_cpu_softmax;
 extern const ml_optim_ops ml_cpu_optim;
 extern const ml_loss_ops ml_cpu_loss;
 extern const ml_data_ops ml_cpu_data;
+extern const ml_index_ops ml_cpu_index;
 
 static const ml_backend cpu_backend = {
     .name = "cpu",
@@ -21,6 +22,7 @@ static const ml_backend cpu_backend = {
     .optim = &ml_cpu_optim,
     .loss = &ml_cpu_loss,
     .data = &ml_cpu_data,
+    .index = &ml_cpu_index,
 };
 
 const ml_backend *ml_cpu_backend(void) { return &cpu_backend; }

@@ -7,6 +7,7 @@
 #include "../backend.h"
 #include "../error.h"
 #include "iter.h"
+#include "vmath.h"
 
 /* One loop over (x -> out) applying expr to `v`, for type T. */
 #define UNARY_LOOP(T, OUT_T, expr)                                                    \
@@ -20,8 +21,8 @@
             OUT_T *o = op + off[0];                                                   \
             const T *a = xp + off[1];                                                 \
             if (st[0] == 1 && st[1] == 1) {                                           \
-                _Pragma("omp parallel for simd if (len > 32768)")           \
-                for (int64_t i = 0; i < len; i++) { T v = a[i]; o[i] = (OUT_T)(expr); } \
+                ML_PARALLEL_FOR_SIMD_IF(len > ML_PARALLEL_MIN,                 \
+                    for (int64_t i = 0; i < len; i++) { T v = a[i]; o[i] = (OUT_T)(expr); }); \
             } else {                                                                  \
                 for (int64_t i = 0; i < len; i++) {                                   \
                     T v = a[i * st[1]];                                               \
@@ -62,7 +63,7 @@
 
 static int cpu_unary(ml_unary_op opc, const ml_tensor *x, ml_tensor *out) {
     switch (x->dtype) {
-    case ML_F32: FLOAT_UNARY(float, expf, logf, log1pf, fabsf, sqrtf, tanhf); break;
+    case ML_F32: FLOAT_UNARY(float, ml_expf, logf, log1pf, fabsf, sqrtf, tanhf); break;
     case ML_F64: FLOAT_UNARY(double, exp, log, log1p, fabs, sqrt, tanh); break;
     case ML_I64: INT_UNARY(int64_t); break;
     case ML_U8: /* unsigned: abs and relu are the identity, sign is 0 or 1 */
@@ -93,12 +94,12 @@ static int cpu_unary(ml_unary_op opc, const ml_tensor *x, ml_tensor *out) {
             OUT_T *o = op + off[0];                                                   \
             const T *pa = ap + off[1], *pb = bp + off[2];                             \
             if (st[0] == 1 && st[1] == 1 && st[2] == 1) {                             \
-                _Pragma("omp parallel for simd if (len > 32768)")           \
-                for (int64_t i = 0; i < len; i++) { T u = pa[i], v = pb[i]; o[i] = (OUT_T)(expr); } \
+                ML_PARALLEL_FOR_SIMD_IF(len > ML_PARALLEL_MIN,                 \
+                    for (int64_t i = 0; i < len; i++) { T u = pa[i], v = pb[i]; o[i] = (OUT_T)(expr); }); \
             } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {                      \
                 const T v = pb[0];                                                    \
-                _Pragma("omp parallel for simd if (len > 32768)")           \
-                for (int64_t i = 0; i < len; i++) { T u = pa[i]; o[i] = (OUT_T)(expr); } \
+                ML_PARALLEL_FOR_SIMD_IF(len > ML_PARALLEL_MIN,                 \
+                    for (int64_t i = 0; i < len; i++) { T u = pa[i]; o[i] = (OUT_T)(expr); }); \
             } else {                                                                  \
                 for (int64_t i = 0; i < len; i++) {                                   \
                     T u = pa[i * st[1]], v = pb[i * st[2]];                           \
@@ -289,8 +290,8 @@ static int cpu_fill(ml_tensor *out, double value) {
             DT *o = dp + off[0];                                                      \
             const ST *s = sp + off[1];                                                \
             if (st[0] == 1 && st[1] == 1) {                                           \
-                _Pragma("omp parallel for simd if (len > 32768)")           \
-                for (int64_t i = 0; i < len; i++) o[i] = (DT)s[i];                    \
+                ML_PARALLEL_FOR_SIMD_IF(len > ML_PARALLEL_MIN,                 \
+                    for (int64_t i = 0; i < len; i++) o[i] = (DT)s[i];); \
             } else {                                                                  \
                 for (int64_t i = 0; i < len; i++) o[i * st[0]] = (DT)s[i * st[1]];    \
             }                                                                         \

@@ -42,8 +42,27 @@ void ml_iter_init(ml_iter *it, int n, const ml_tensor *const *t);
         }                                                                            \
     } while (0)
 
-/* Below this many elements a loop is not worth splitting across threads (the
- * kernels spell the number out in their omp pragmas). */
+/* Below this many elements a loop is not worth splitting across threads. */
 #define ML_PARALLEL_MIN 32768
+
+/* `for` loops (given as the variadic argument) run across OpenMP threads when cond
+ * holds, else plainly: an `omp parallel ... if (0)` region still costs a trip
+ * through libgomp, which dominated ops on small tensors. */
+#define ML_PARALLEL_FOR_IF(cond, ...)                                                 \
+    do {                                                                             \
+        if (cond) {                                                                  \
+            _Pragma("omp parallel for") __VA_ARGS__                                  \
+        } else {                                                                     \
+            __VA_ARGS__                                                              \
+        }                                                                            \
+    } while (0)
+#define ML_PARALLEL_FOR_SIMD_IF(cond, ...)                                            \
+    do {                                                                             \
+        if (cond) {                                                                  \
+            _Pragma("omp parallel for simd") __VA_ARGS__                             \
+        } else {                                                                     \
+            _Pragma("omp simd") __VA_ARGS__                                          \
+        }                                                                            \
+    } while (0)
 
 #endif

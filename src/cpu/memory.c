@@ -1,13 +1,108 @@
-/* CPU memory: 64-byte aligned blocks (a cache line; what AVX-512 loads like). */
+/* CPU memory: 64-byte aligned blocks (a cache line; what AVX-512 loads like), with
+ * a small cache of large blocks.
+ *
+ * A training loop allocates the same large sizes again and again (activations,
+ * gradients); glibc serves blocks above its mmap threshold with fresh mappings, so
+ * every such tensor would pay page faults and the kernel's zeroing before its first
+ * write. Freed blocks of ML_CACHE_MIN bytes and more are kept (up to
+ * ML_CACHE_MAX_BYTES in all) and handed out again, most recently freed first, to an
+ * allocation of the same rounded size. Sanitizer builds bypass the cache so that
+ * AddressSanitizer still sees every use after free. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../backend.h"
 #include "../error.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define ML_CACHE_ENABLED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ML_CACHE_ENABLED 0
+#endif
+#endif
+#ifndef ML_CACHE_ENABLED
+#define ML_CACHE_ENABLED 1
+#endif
+
+#define ML_CACHE_MIN ((size_t)64 << 10)
+#define ML_CACHE_MAX_BYTES ((size_t)512 << 20)
+#define ML_CACHE_SLOTS 64
+
+static struct {
+    pthread_mutex_t lock;
+    void *ptr[ML_CACHE_SLOTS];
+    size_t size[ML_CACHE_SLOTS];
+    int n;
+    size_t bytes;
+} cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Sizes round up to 64 bytes, and large ones to 4 KiB pages, so that nearby sizes
+ * share blocks. */
+static size_t rounded(size_t nbytes) {
+    size_t r = (nbytes + 63) & ~(size_t)63;
+    if (r >= ML_CACHE_MIN) r = (r + 4095) & ~(size_t)4095;
+    return r;
+}
+
+static void *cache_take(size_t r) {
+    void *p = NULL;
+    pthread_mutex_lock(&cache.lock);
+    for (int i = cache.n - 1; i >= 0; i--) {
+        if (cache.size[i] != r) continue;
+        p = cache.ptr[i];
+        cache.bytes -= r;
+        memmove(&cache.ptr[i], &cache.ptr[i + 1], sizeof(void *) * (size_t)(cache.n - i - 1));
+        memmove(&cache.size[i], &cache.size[i + 1], sizeof(size_t) * (size_t)(cache.n - i - 1));
+        cache.n--;
+        break;
+    }
+    pthread_mutex_unlock(&cache.lock);
+    return p;
+}
+
+/* Keeps p; when the cache is full its oldest blocks are freed to make room. */
+static void cache_put(void *p, size_t r) {
+    void *evict[ML_CACHE_SLOTS];
+    int ne = 0;
+    pthread_mutex_lock(&cache.lock);
+    while (cache.n > 0 && (cache.n == ML_CACHE_SLOTS || cache.bytes + r > ML_CACHE_MAX_BYTES)) {
+        evict[ne++] = cache.ptr[0];
+        cache.bytes -= cache.size[0];
+        memmove(&cache.ptr[0], &cache.ptr[1], sizeof(void *) * (size_t)(cache.n - 1));
+        memmove(&cache.size[0], &cache.size[1], sizeof(size_t) * (size_t)(cache.n - 1));
+        cache.n--;
+    }
+    if (r <= ML_CACHE_MAX_BYTES) {
+        cache.ptr[cache.n] = p;
+        cache.size[cache.n++] = r;
+        cache.bytes += r;
+        p = NULL;
+    }
+    pthread_mutex_unlock(&cache.lock);
+    for (int i = 0; i < ne; i++) free(evict[i]);
+    free(p);
+}
+
+static void cache_clear(void) {
+    pthread_mutex_lock(&cache.lock);
+    for (int i = 0; i < cache.n; i++) free(cache.ptr[i]);
+    cache.n = 0;
+    cache.bytes = 0;
+    pthread_mutex_unlock(&cache.lock);
+}
+
 static void *cpu_alloc(size_t nbytes) {
-    size_t rounded = (nbytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, rounded);
+    size_t r = rounded(nbytes);
+    bool cached = ML_CACHE_ENABLED && r >= ML_CACHE_MIN;
+    void *p = cached ? cache_take(r) : NULL;
+    if (p) return p;
+    p = aligned_alloc(64, r);
+    if (!p && cached) { /* what the cache holds may be what is missing */
+        cache_clear();
+        p = aligned_alloc(64, r);
+    }
     if (!p) {
         ml_error_set("tensor: out of memory allocating %zu bytes", nbytes);
         return NULL;
@@ -16,8 +111,9 @@ static void *cpu_alloc(size_t nbytes) {
 }
 
 static void cpu_free(void *p, size_t nbytes) {
-    (void)nbytes;
-    free(p);
+    size_t r = rounded(nbytes);
+    if (ML_CACHE_ENABLED && r >= ML_CACHE_MIN && p) cache_put(p, r);
+    else free(p);
 }
 
 static int cpu_copy_bytes(void *dst, const void *src, size_t n) {

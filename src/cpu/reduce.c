@@ -5,25 +5,26 @@
 
 #include "../backend.h"
 #include "../error.h"
+#include "iter.h"
 
 /* acc_T accumulates values of T; out_T is what is stored. */
 #define SUM_LOOP(T, ACC_T, OUT_T, divide)                                             \
     do {                                                                              \
         const T *xp = (const T *)ml_data(x);                                          \
         OUT_T *op = (OUT_T *)ml_data(out);                                            \
-        _Pragma("omp parallel for if (outer * n * inner > 32768 && outer * inner > 1)") \
-        for (int64_t o = 0; o < outer; o++)                                           \
-            for (int64_t j = 0; j < inner; j++) {                                     \
-                ACC_T acc = 0;                                                        \
-                const T *p = xp + o * n * inner + j;                                  \
-                if (inner == 1) {                                                     \
-                    _Pragma("omp simd reduction(+ : acc)")                            \
-                    for (int64_t i = 0; i < n; i++) acc += (ACC_T)p[i];               \
-                } else {                                                              \
-                    for (int64_t i = 0; i < n; i++) acc += (ACC_T)p[i * inner];       \
-                }                                                                     \
-                op[o * inner + j] = (OUT_T)((divide) ? acc / (ACC_T)n : acc);         \
-            }                                                                         \
+        ML_PARALLEL_FOR_IF(outer * n * inner > 32768 && outer * inner > 1,     \
+            for (int64_t o = 0; o < outer; o++)                                \
+                for (int64_t j = 0; j < inner; j++) {                          \
+                    ACC_T acc = 0;                                             \
+                    const T *p = xp + o * n * inner + j;                       \
+                    if (inner == 1) {                                          \
+                        _Pragma("omp simd reduction(+ : acc)")                 \
+                        for (int64_t i = 0; i < n; i++) acc += (ACC_T)p[i];    \
+                    } else {                                                   \
+                        for (int64_t i = 0; i < n; i++) acc += (ACC_T)p[i * inner]; \
+                    }                                                          \
+                    op[o * inner + j] = (OUT_T)((divide) ? acc / (ACC_T)n : acc); \
+                });                                                            \
     } while (0)
 
 /* The whole-tensor sum of a long vector, split across threads. */
@@ -31,8 +32,13 @@
     do {                                                                              \
         const T *p = (const T *)ml_data(x);                                           \
         ACC_T acc = 0;                                                                \
-        _Pragma("omp parallel for simd reduction(+ : acc) if (n > 32768)")            \
-        for (int64_t i = 0; i < n; i++) acc += (ACC_T)p[i];                           \
+        if (n > ML_PARALLEL_MIN) {                                                    \
+            _Pragma("omp parallel for simd reduction(+ : acc)")                       \
+            for (int64_t i = 0; i < n; i++) acc += (ACC_T)p[i];                       \
+        } else {                                                                      \
+            _Pragma("omp simd reduction(+ : acc)")                                    \
+            for (int64_t i = 0; i < n; i++) acc += (ACC_T)p[i];                       \
+        }                                                                             \
         *(OUT_T *)ml_data(out) = (OUT_T)((divide) ? acc / (ACC_T)n : acc);            \
     } while (0)
 

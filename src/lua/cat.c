@@ -9,7 +9,7 @@ static int join(lua_State *L, bool stack) {
     const char *fname = stack ? "stack" : "cat";
     luaL_checktype(L, 1, LUA_TTABLE);
     int n = (int)luaL_len(L, 1);
-    if (n < 1) return luaL_error(L, "%s: expected a non-empty list of tensors", fname);
+    if (n < 1) return ml_lua_errorf(L, "%s: expected a non-empty list of tensors", fname);
     lua_settop(L, 2); /* the scratch array goes at 3, whatever was passed */
     /* the list's tensors are borrowed: the table keeps them alive meanwhile */
     ml_tensor **ts = lua_newuserdatauv(L, sizeof(ml_tensor *) * (size_t)n, 0);
@@ -17,7 +17,7 @@ static int join(lua_State *L, bool stack) {
         lua_geti(L, 1, i + 1);
         ts[i] = ml_lua_test_tensor(L, -1);
         if (!ts[i])
-            return luaL_error(L, "%s: entry %d of the list is %s, expected a tensor", fname, i + 1,
+            return ml_lua_errorf(L, "%s: entry %d of the list is %s, expected a tensor", fname, i + 1,
                               luaL_typename(L, -1));
         lua_pop(L, 1);
     }

@@ -25,7 +25,7 @@ static int l_gather_scaled(lua_State *L) {
     ml_dtype dt = ML_F32;
     if (!lua_isnoneornil(L, 6)) {
         int d = ml_dtype_from_name(luaL_checkstring(L, 6));
-        if (d < 0) return luaL_error(L, "gather_scaled: unknown dtype '%s'", lua_tostring(L, 6));
+        if (d < 0) return ml_lua_errorf(L, "gather_scaled: unknown dtype '%s'", lua_tostring(L, 6));
         dt = (ml_dtype)d;
     }
     return ml_lua_push_tensor(L, ml_gather_scaled(src, idx, scale, shift, dt, add_channel));

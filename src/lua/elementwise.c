@@ -5,8 +5,19 @@
 #include "../ops.h"
 #include "binding.h"
 
+/* Raises the argument error before any operand is retained: a reference taken
+ * for one operand would leak when the other one raises. */
+static void check_operands(lua_State *L, int from, int to) {
+    for (int i = from; i <= to; i++) {
+        int t = lua_type(L, i);
+        if (t != LUA_TNUMBER && t != LUA_TBOOLEAN && !ml_lua_test_tensor(L, i))
+            ml_lua_tensor_or_number(L, i, NULL); /* raises its usual message */
+    }
+}
+
 /* The tensor among the first two arguments sets the dtype/device of a number. */
 static int binary(lua_State *L, ml_binary_op op) {
+    check_operands(L, 1, 2);
     ml_tensor *like = ml_lua_test_tensor(L, 1);
     if (!like) like = ml_lua_test_tensor(L, 2);
     ml_tensor *a = ml_lua_tensor_or_number(L, 1, like);
@@ -39,8 +50,9 @@ BINARY_FN(ge, ML_BIN_GE)
 static int l_add_alpha(lua_State *L) {
     if (lua_isnoneornil(L, 3)) return binary(L, ML_BIN_ADD);
     ml_tensor *a = ml_lua_check_tensor(L, 1);
+    double alpha = luaL_checknumber(L, 3);
     ml_tensor *b = ml_lua_tensor_or_number(L, 2, a);
-    ml_tensor *sb = ml_mul_scalar(b, luaL_checknumber(L, 3));
+    ml_tensor *sb = ml_mul_scalar(b, alpha);
     ml_tensor_release(b);
     if (!sb) return ml_lua_error(L);
     ml_tensor *r = ml_add(a, sb);
@@ -89,6 +101,7 @@ static int l_clamp(lua_State *L) {
 /* where(cond, a, b) as a function; cond:where? torch's method form is a:where(cond, b) */
 static int l_where(lua_State *L) {
     ml_tensor *cond = ml_lua_check_tensor(L, 1);
+    check_operands(L, 2, 3);
     ml_tensor *like = ml_lua_test_tensor(L, 2);
     if (!like) like = ml_lua_test_tensor(L, 3);
     ml_tensor *a = ml_lua_tensor_or_number(L, 2, like);

@@ -16,7 +16,7 @@ static ml_reduction check_reduction(lua_State *L, int opts, const char *fname, b
         *batchmean = true;
         return ML_REDUCTION_MEAN;
     }
-    return (ml_reduction)luaL_error(L, "%s: unknown reduction '%s' (expected \"mean\", \"sum\"%s or "
+    return (ml_reduction)ml_lua_errorf(L, "%s: unknown reduction '%s' (expected \"mean\", \"sum\"%s or "
                                     "\"none\")", fname, r, batchmean ? ", \"batchmean\"" : "");
 }
 
@@ -43,7 +43,7 @@ static int loss_call(lua_State *L, ml_loss_kind kind, const char *const *allowed
     ml_tensor *var = NULL;
     if (has_var) {
         if (lua_isnoneornil(L, 3))
-            return luaL_error(L, "%s: argument 3 (var) must be a tensor or a number, got %s",
+            return ml_lua_errorf(L, "%s: argument 3 (var) must be a tensor or a number, got %s",
                               fname, luaL_typename(L, 3));
         var = ml_lua_tensor_or_number(L, 3, input);
     }

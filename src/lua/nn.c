@@ -8,9 +8,9 @@
  * `param.data = src`. Module:to(device) moves parameters with it. */
 static int l_set_data(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1), *src = ml_lua_check_tensor(L, 2);
-    if (t->grad_fn) return luaL_error(L, "_set_data: only a leaf tensor's data can be replaced");
+    if (t->grad_fn) return ml_lua_errorf(L, "_set_data: only a leaf tensor's data can be replaced");
     if (t->requires_grad && !ml_dtype_is_float(src->dtype))
-        return luaL_error(L, "_set_data: a tensor that requires grad needs floating data, got %s",
+        return ml_lua_errorf(L, "_set_data: a tensor that requires grad needs floating data, got %s",
                           ml_dtype_name(src->dtype));
     if (t == src) return 0;
     /* the alias keeps the old storage alive until the swap is done, then drops it

@@ -23,9 +23,9 @@ static int l_save(lua_State *L) {
     lua_pushnil(L);
     while (lua_next(L, 1)) {
         if (lua_type(L, -2) != LUA_TSTRING)
-            return luaL_error(L, "save: tensor names must be strings, got a %s key", luaL_typename(L, -2));
+            return ml_lua_errorf(L, "save: tensor names must be strings, got a %s key", luaL_typename(L, -2));
         if (!ml_lua_test_tensor(L, -1))
-            return luaL_error(L, "save: '%s' is a %s, expected a tensor", lua_tostring(L, -2),
+            return ml_lua_errorf(L, "save: '%s' is a %s, expected a tensor", lua_tostring(L, -2),
                               luaL_typename(L, -1));
         lua_pop(L, 1);
         lua_pushvalue(L, -1);
@@ -37,7 +37,7 @@ static int l_save(lua_State *L) {
         lua_pushnil(L);
         while (lua_next(L, 3)) {
             if (lua_type(L, -2) != LUA_TSTRING || (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
-                return luaL_error(L, "save: metadata must map strings to strings (safetensors' "
+                return ml_lua_errorf(L, "save: metadata must map strings to strings (safetensors' "
                                   "__metadata__), got %s -> %s", luaL_typename(L, -2), luaL_typename(L, -1));
             lua_tostring(L, -1); /* a number value becomes its string, in place */
             lua_pushvalue(L, -2);

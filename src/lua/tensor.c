@@ -507,8 +507,8 @@ static int l_copy_(lua_State *L) {
 static int l_add_(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
     check_inplace(L, t, "add_");
-    ml_tensor *src = ml_lua_tensor_or_number(L, 2, t);
     double alpha = luaL_optnumber(L, 3, 1.0);
+    ml_tensor *src = ml_lua_tensor_or_number(L, 2, t);
     ml_tensor *scaled = alpha == 1.0 ? ml_tensor_retain(src) : ml_mul_scalar(src, alpha);
     ml_tensor_release(src);
     int rc = scaled ? ml_add_inplace(t, scaled) : -1;
@@ -649,9 +649,12 @@ static int l_newindex(lua_State *L) {
         lua_Integer i = lua_tointeger(L, 2);
         check_inplace(L, t, "index assignment");
         if (i == 0) return ml_lua_errorf(L, "index: 0 is not a position (positions are 1-based)");
+        ml_tensor *src = ml_lua_tensor_or_number(L, 3, t); /* may raise: before row exists */
         ml_tensor *row = ml_select(t, 0, i > 0 ? i - 1 : i);
-        if (!row) return ml_lua_error(L);
-        ml_tensor *src = ml_lua_tensor_or_number(L, 3, t);
+        if (!row) {
+            ml_tensor_release(src);
+            return ml_lua_error(L);
+        }
         int rc = ml_copy_(row, src);
         ml_tensor_release(row);
         ml_tensor_release(src);

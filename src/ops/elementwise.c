@@ -459,6 +459,10 @@ ml_tensor *ml_contiguous_copy(const ml_tensor *t) {
     return out;
 }
 
+ml_tensor *ml_as_contiguous(const ml_tensor *t) {
+    return ml_is_contiguous(t) ? ml_tensor_retain((ml_tensor *)t) : ml_contiguous_copy(t);
+}
+
 static int identity_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     (void)n;
     gin[0] = ml_tensor_retain(g);

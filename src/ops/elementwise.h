@@ -34,6 +34,9 @@ int ml_fill_(ml_tensor *dst, double v);
 
 /* A contiguous copy without autograd history. */
 ml_tensor *ml_contiguous_copy(const ml_tensor *t);
+/* t itself (a new reference) when contiguous, else a contiguous copy; no autograd:
+ * what kernels that need contiguous inputs take, without a needless copy. */
+ml_tensor *ml_as_contiguous(const ml_tensor *t);
 /* t itself (a new reference) when contiguous, else a differentiable copy. */
 ml_tensor *ml_contiguous(ml_tensor *t);
 /* Differentiable dtype cast (t itself when the dtype is already dt). */

@@ -214,8 +214,8 @@ static int linear_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     ml_tensor *x2 = n->saved[0], *w = n->saved[1];
     int64_t rows = x2->shape[0], out_f = w->shape[0];
     int64_t g2shape[2] = {rows, out_f};
-    ml_tensor *gc = ml_contiguous_copy(g);
-    ml_tensor *g2 = gc ? ml_view_raw(gc, 2, g2shape, (int64_t[]){out_f, 1}, 0) : NULL;
+    ml_tensor *gc = ml_as_contiguous(g);
+    ml_tensor *g2 = gc ? ml_view_raw(gc, 2, g2shape, (int64_t[]){out_f, 1}, gc->offset) : NULL;
     ml_tensor_release(gc);
     if (!g2) return -1;
     int rc = 0;
@@ -261,8 +261,8 @@ ml_tensor *ml_linear(ml_tensor *x, ml_tensor *w, ml_tensor *b) {
     int64_t rows = ml_numel(x) / (in_f ? in_f : 1);
     if (in_f == 0) rows = ml_shape_numel(x->ndim - 1, x->shape);
     int64_t xshape[2] = {rows, in_f};
-    ml_tensor *xc = ml_contiguous_copy(x);
-    ml_tensor *x2 = xc ? ml_view_raw(xc, 2, xshape, (int64_t[]){in_f, 1}, 0) : NULL;
+    ml_tensor *xc = ml_as_contiguous(x); /* no copy for the usual contiguous input */
+    ml_tensor *x2 = xc ? ml_view_raw(xc, 2, xshape, (int64_t[]){in_f, 1}, xc->offset) : NULL;
     ml_tensor_release(xc);
     if (!x2) return NULL;
     ml_tensor *wt = ml_view_raw(w, 2, (int64_t[]){in_f, out_f}, (int64_t[]){w->strides[1], w->strides[0]}, w->offset);
@@ -270,7 +270,7 @@ ml_tensor *ml_linear(ml_tensor *x, ml_tensor *w, ml_tensor *b) {
     memcpy(oshape, x->shape, sizeof oshape);
     oshape[x->ndim - 1] = out_f;
     ml_tensor *y2 = wt ? ml_tensor_empty(w->dtype, w->storage->device, 2, (int64_t[]){rows, out_f}) : NULL;
-    ml_tensor *bc = b ? ml_contiguous_copy(b) : NULL;
+    ml_tensor *bc = b ? ml_as_contiguous(b) : NULL;
     int rc = y2 && (!b || bc) ? gemm_into(x2, wt, bc, y2) : -1;
     ml_tensor_release(bc);
     ml_tensor_release(wt);

@@ -9,6 +9,7 @@
 #include "../error.h"
 #include "creation.h"
 #include "elementwise.h"
+#include "index.h"
 
 static const char *const reduce_names[ML_RED_COUNT] = {"sum", "mean", "max", "min",
                                                        "argmax", "argmin", "logsumexp"};
@@ -78,7 +79,7 @@ static int reduce_raw(ml_reduce_op op, ml_tensor *x, int dim, bool keepdim, ml_t
     else if ((op == ML_RED_MEAN || op == ML_RED_LOGSUMEXP) && !ml_dtype_is_float(x->dtype))
         return ml_error_set("%s: needs a floating point tensor, got %s (use :float() first)",
                             fname, ml_dtype_name(x->dtype));
-    ml_tensor *src = ml_contiguous_copy(x);
+    ml_tensor *src = ml_as_contiguous(x);
     if (!src) return -1;
     *out = ml_tensor_empty(out_dt, x->storage->device, nd, shape);
     if (idx) *idx = *out ? ml_tensor_empty(ML_I64, x->storage->device, nd, shape) : NULL;
@@ -165,40 +166,18 @@ done:
     return rc;
 }
 
-/* max/min with a dim route to the index found (one position, not the ties). */
+/* max/min with a dim route the gradient to the position found (one position, not
+ * the ties, as torch): scatter_add of g at the saved indices, on any device. */
 static int index_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     ml_tensor *idx = n->saved[0];
     int d = (int)n->ints[0];
     bool keepdim = n->ints[1];
-    ml_tensor *z = ml_zeros(g->dtype, g->storage->device, n->in_ndim[0], n->in_shape[0]);
-    ml_tensor *ic = idx ? ml_contiguous_copy(idx) : NULL, *gc = ml_contiguous_copy(g);
-    int rc = z && ic && gc ? 0 : -1;
-    if (rc == 0 && z->storage->device != ML_CPU) {
-        rc = ml_error_set("max: backward with a dim is not available on %s",
-                          ml_device_name(z->storage->device));
-    }
-    if (rc == 0) {
-        /* scatter the gradient to the saved positions (host loop: not a hot path) */
-        int64_t outer = 1, inner = 1, len = n->in_shape[0][d];
-        for (int i = 0; i < d; i++) outer *= n->in_shape[0][i];
-        for (int i = d + 1; i < n->in_ndim[0]; i++) inner *= n->in_shape[0][i];
-        const int64_t *ip = (const int64_t *)ml_data(ic);
-        for (int64_t o = 0; o < outer; o++)
-            for (int64_t j = 0; j < inner; j++) {
-                int64_t k = o * inner + j, at = (o * len + ip[k]) * inner + j;
-                if (g->dtype == ML_F32) ((float *)ml_data(z))[at] = ((float *)ml_data(gc))[k];
-                else ((double *)ml_data(z))[at] = ((double *)ml_data(gc))[k];
-            }
-    }
-    (void)keepdim;
-    ml_tensor_release(ic);
-    ml_tensor_release(gc);
-    if (rc) {
-        ml_tensor_release(z);
-        return -1;
-    }
-    gin[0] = z;
-    return 0;
+    ml_tensor *ik = keepdim ? ml_tensor_retain(idx) : ml_unsqueeze(idx, d);
+    ml_tensor *gk = keepdim ? ml_tensor_retain(g) : ml_unsqueeze(g, d);
+    gin[0] = ik && gk ? ml_scatter_add_new(n->in_ndim[0], n->in_shape[0], d, ik, gk) : NULL;
+    ml_tensor_release(ik);
+    ml_tensor_release(gk);
+    return gin[0] ? 0 : -1;
 }
 
 static ml_tensor *reduce_op(ml_reduce_op op, ml_tensor *x, int dim, bool keepdim,

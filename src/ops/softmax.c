@@ -18,7 +18,7 @@ static int softmax_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
     ml_tensor *y = node->saved[0];
     int64_t outer, n, inner;
     geometry(y, (int)node->ints[0], &outer, &n, &inner);
-    ml_tensor *gc = ml_contiguous_copy(g);
+    ml_tensor *gc = ml_as_contiguous(g);
     ml_tensor *gx = gc ? ml_tensor_empty_like(y) : NULL;
     int rc = gx ? ml_backend_of(y)->softmax->backward(y, gc, outer, n, inner, node->ints[1], gx) : -1;
     ml_tensor_release(gc);
@@ -38,7 +38,7 @@ static ml_tensor *softmax_impl(ml_tensor *x, int dim, bool log) {
         return ml_error_set("%s: dim %d out of range for a tensor of shape %s", fname,
                             dim >= 0 ? dim + 1 : dim, ml_shape_str(x->ndim, x->shape, a, sizeof a)), NULL;
     }
-    ml_tensor *src = ml_dtype_is_float(x->dtype) ? ml_contiguous_copy(x) : ml_cast(x, ML_F32);
+    ml_tensor *src = ml_dtype_is_float(x->dtype) ? ml_as_contiguous(x) : ml_cast(x, ML_F32);
     if (!src) return NULL;
     int64_t outer, n, inner;
     geometry(src, d, &outer, &n, &inner);
