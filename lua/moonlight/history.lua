@@ -72,7 +72,11 @@ function history.format_table(rows, columns)
     cells[i] = {}
     for j, c in ipairs(cols) do
       local v = row[c]
-      local s = v == nil and "NaN" or (math.type(v) == "integer" and tostring(v) or string.format("%.6f", v))
+      local s
+      if v == nil then s = "NaN"
+      elseif math.type(v) == "integer" then s = tostring(v)
+      elseif v ~= 0 and math.abs(v) < 1e-4 then s = string.format("%.6e", v) -- as pandas shows tiny values
+      else s = string.format("%.6f", v) end
       cells[i][j] = s
       widths[j] = math.max(widths[j], #s)
     end

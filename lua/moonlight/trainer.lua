@@ -331,7 +331,7 @@ end
 
 local function class_name(m)
   local mt = getmetatable(m)
-  return (m.__name or (mt and mt.__name) or "Module")
+  return mt and mt.__name or "Module"
 end
 
 function trainer_mod.model_summary(model)
@@ -364,10 +364,10 @@ function trainer_mod.model_summary(model)
   lines[#lines + 1] = string.rep("-", total_width)
   local total, trainable = count_params(model)
   local modes = {train = 0, eval = 0}
-  local first = true
-  for _, m in model:modules() do
-    if first then first = false -- the root is not counted
-    else modes[m.training and "train" or "eval"] = modes[m.training and "train" or "eval"] + 1 end
+  local all = model:modules()
+  for i = 2, #all do -- the root is not counted, as Lightning
+    local mode = all[i].training and "train" or "eval"
+    modes[mode] = modes[mode] + 1
   end
   local function stat(v, label) lines[#lines + 1] = pad(v, 10) .. label end
   stat(human_count(trainable), "Trainable params")
@@ -442,7 +442,7 @@ local function check_finite(loss, where)
   local v = loss:item()
   if v ~= v or v == math.huge or v == -math.huge then
     error(string.format("training_step returned a non-finite loss (%s) %s: training stopped " ..
-      "(rows logged so far are kept)", tostring(v), where), 0)
+      "(rows logged so far are kept)", v ~= v and "nan" or tostring(v), where), 0)
   end
 end
 

@@ -166,11 +166,11 @@ describe("Trainer", function()
     local s = require("moonlight.trainer").model_summary(Net())
     assert.are.equal(table.concat({
       "  | Name | Type   | Params | Mode ",
-      "------------------------------------------",
+      "-------------------------------------",
       "0 | fc1  | Linear | 80     | train",
       "1 | act  | ReLU   | 0      | train",
       "2 | fc2  | Linear | 17     | train",
-      "------------------------------------------",
+      "-------------------------------------",
       "97        Trainable params",
       "0         Non-trainable params",
       "97        Total params",
