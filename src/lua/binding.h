@@ -56,5 +56,6 @@ void ml_lua_open_reduce(lua_State *L, int module, int methods);
 void ml_lua_open_matmul(lua_State *L, int module, int methods);
 void ml_lua_open_softmax(lua_State *L, int module, int methods);
 void ml_lua_open_autograd(lua_State *L, int module, int methods);
+void ml_lua_open_cuda(lua_State *L, int module, int methods);
 
 #endif
