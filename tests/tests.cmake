@@ -44,3 +44,8 @@ foreach(spec ${ML_LUA_SPECS})
   set_tests_properties(lua.${name} PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
                        ENVIRONMENT "${ML_LUA_TEST_ENV}")
 endforeach()
+
+# `ctest -L cuda` runs the CUDA backend's tests (they report pending without a GPU)
+if(TEST lua.cuda_parity_spec)
+  set_tests_properties(lua.cuda_parity_spec PROPERTIES LABELS cuda)
+endif()
