@@ -30,7 +30,7 @@ set_target_properties(ml_cuda PROPERTIES
   CUDA_RUNTIME_LIBRARY Static)
 target_compile_options(ml_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra --expt-relaxed-constexpr -lineinfo>
-  $<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<CONFIG:Release>>:-O3>)
+  $<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<NOT:$<CONFIG:Debug>>>:-O3>)
 
 if(TARGET CUDA::cublas_static AND TARGET CUDA::culibos)
   set(ML_CUBLAS CUDA::cublas_static CUDA::cublasLt_static CUDA::culibos)

@@ -113,6 +113,29 @@ function M.check(case)
   return nil
 end
 
+-- The allocator's counters: a block is counted while live, cached when freed,
+-- reused for the same size, and given back by empty_cache. nil when all hold.
+function M.memory_check()
+  local function gc() collectgarbage(); collectgarbage() end
+  ml.cuda.synchronize()
+  gc()
+  local before = ml.cuda.memory_allocated()
+  local t = ml.zeros({1000, 1000}, {device = "cuda"})
+  if ml.cuda.memory_allocated() < before + 4000000 then return "a live 4 MB tensor is not counted" end
+  if ml.cuda.memory_reserved() < ml.cuda.memory_allocated() then return "reserved < allocated" end
+  t = nil
+  gc()
+  if ml.cuda.memory_allocated() > before then return "a freed tensor is still counted" end
+  local reserved = ml.cuda.memory_reserved()
+  local u = ml.zeros({1000, 1000}, {device = "cuda"})
+  if ml.cuda.memory_reserved() ~= reserved then return "the cached block was not reused" end
+  u = nil
+  gc()
+  ml.cuda.empty_cache()
+  if ml.cuda.memory_reserved() >= reserved then return "empty_cache kept the cached blocks" end
+  return nil
+end
+
 local cases = {}
 M.cases = cases
 local function add(name, inputs, fn, opts)
