@@ -99,7 +99,7 @@ static ml_tensor *tensor_struct(ml_dtype dt, int ndim, const int64_t *shape) {
     t->refcount = 1;
     t->dtype = dt;
     t->ndim = ndim;
-    memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    if (ndim > 0) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim); /* shape may be NULL for 0-dim */
     ml_contiguous_strides(ndim, shape, t->strides);
     return t;
 }
@@ -182,7 +182,7 @@ ml_tensor *ml_view_raw(const ml_tensor *t, int ndim, const int64_t *shape,
                        const int64_t *strides, int64_t offset) {
     ml_tensor *v = tensor_struct(t->dtype, ndim, shape);
     if (!v) return NULL;
-    memcpy(v->strides, strides, sizeof(int64_t) * (size_t)ndim);
+    if (ndim > 0) memcpy(v->strides, strides, sizeof(int64_t) * (size_t)ndim);
     v->offset = offset;
     v->storage = t->storage;
     t->storage->refcount++;
