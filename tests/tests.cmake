@@ -45,3 +45,8 @@ foreach(spec ${ML_LUA_SPECS})
                        ENVIRONMENT "${ML_LUA_TEST_ENV}")
 endforeach()
 include(${CMAKE_SOURCE_DIR}/tests/embed.cmake)
+
+# `ctest -L cuda` runs the CUDA backend's tests (they report pending without a GPU)
+if(TEST lua.cuda_parity_spec)
+  set_tests_properties(lua.cuda_parity_spec PROPERTIES LABELS cuda)
+endif()

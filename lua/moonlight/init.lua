@@ -10,6 +10,7 @@ ml.version = ml._VERSION
 
 -- ml.cuda: device queries (the CUDA backend fills in the rest when compiled in)
 ml.cuda = { is_available = core.cuda_is_available }
+for k, v in pairs(core._cuda) do ml.cuda[k] = v end
 
 -- Submodules, loaded lazily by name: ml.nn -> require "moonlight.nn".
 local lazy = {

@@ -1,0 +1,75 @@
+/* The CUDA backend's op table, device 0 and its one stream.
+ *
+ * ml_cuda_backend() checks for a GPU once (cudaGetDeviceCount); without one it
+ * returns NULL with the reason in ml_error, every time it is asked. Families not
+ * written for CUDA yet (loss, optim, index, data) are NULL: ops report them as not
+ * available on cuda. */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common.cuh"
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static bool available;
+static char unavailable_reason[256];
+static cudaStream_t stream;
+static char device_name[256];
+
+static const ml_backend cuda_backend = {
+    /* name */ "cuda",
+    /* device */ ML_CUDA,
+    /* memory */ &ml_cuda_memory,
+    /* elementwise */ &ml_cuda_elementwise,
+    /* reduce */ &ml_cuda_reduce,
+    /* matmul */ &ml_cuda_matmul,
+    /* softmax */ &ml_cuda_softmax,
+    /* loss */ NULL,
+    /* optim */ NULL,
+    /* index */ NULL,
+    /* data */ NULL,
+};
+
+static void init(void) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        (void)cudaGetLastError();
+        snprintf(unavailable_reason, sizeof unavailable_reason,
+                 "cuda: no CUDA device is available (cudaGetDeviceCount: %s)",
+                 e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        return;
+    }
+    cudaDeviceProp prop;
+    if ((e = cudaSetDevice(0)) != cudaSuccess ||
+        (e = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        (void)cudaGetLastError();
+        snprintf(unavailable_reason, sizeof unavailable_reason,
+                 "cuda: device 0 could not be set up (%s)", cudaGetErrorString(e));
+        return;
+    }
+    snprintf(device_name, sizeof device_name, "%s", prop.name);
+    available = true;
+}
+
+extern "C" const ml_backend *ml_cuda_backend(void) {
+    pthread_once(&init_once, init);
+    if (!available) {
+        ml_error_set("%s", unavailable_reason);
+        return NULL;
+    }
+    return &cuda_backend;
+}
+
+cudaStream_t ml_cu_stream(void) { return stream; }
+
+extern "C" const char *ml_cuda_device_name(void) {
+    return ml_cuda_backend() ? device_name : NULL;
+}
+
+extern "C" int ml_cuda_synchronize(void) {
+    if (!ml_cuda_backend()) return -1;
+    ML_CU_TRY("cuda.synchronize", cudaStreamSynchronize(stream));
+    return 0;
+}

@@ -1,0 +1,181 @@
+/* What every CUDA kernel file shares: the C core's headers, the one stream, error
+ * reporting that never aborts, dtype dispatch, launch geometry, and a strided
+ * iterator (up to 4 tensors of one shape, dims merged where the strides allow).
+ *
+ * Every CUDA/cuBLAS failure becomes ml_error_set("<op>: <message>") and -1. Ops
+ * only queue work on the stream; the host waits only in to_host and synchronize. */
+#ifndef ML_KERNELS_COMMON_CUH
+#define ML_KERNELS_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "backend.h"
+#include "cuda_api.h"
+#include "error.h"
+#include "tensor.h"
+}
+
+/* backend.cu: the stream every op is queued on (created with the backend). */
+cudaStream_t ml_cu_stream(void);
+/* memory.cu: device scratch from the caching allocator (stream-ordered reuse). */
+void *ml_cu_alloc(size_t nbytes);
+void ml_cu_free(void *p, size_t nbytes);
+
+/* Each family's table (one per kernels/<family>.cu); `extern` gives the const
+ * definitions external linkage in C++. */
+extern const ml_memory_ops ml_cuda_memory;
+extern const ml_elementwise_ops ml_cuda_elementwise;
+extern const ml_reduce_ops ml_cuda_reduce;
+extern const ml_matmul_ops ml_cuda_matmul;
+extern const ml_softmax_ops ml_cuda_softmax;
+
+static inline int ml_cu_fail(const char *op, cudaError_t e) {
+    (void)cudaGetLastError(); /* clear a non-sticky error so the next op starts clean */
+    return ml_error_set("%s: %s", op, cudaGetErrorString(e));
+}
+#define ML_CU_TRY(op, call)                                                           \
+    do {                                                                              \
+        cudaError_t e_ = (call);                                                      \
+        if (e_ != cudaSuccess) return ml_cu_fail(op, e_);                             \
+    } while (0)
+/* After a kernel launch: a bad configuration shows up here, not as an abort. */
+#define ML_CU_LAUNCHED(op) ML_CU_TRY(op, cudaGetLastError())
+
+#define ML_CU_THREADS 256
+static inline unsigned ml_cu_blocks(int64_t n, int threads = ML_CU_THREADS) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b < 1) b = 1;
+    if (b > (1 << 20)) b = 1 << 20; /* grid-stride loops cover the rest */
+    return (unsigned)b;
+}
+
+/* switch on a dtype with T bound to the C type */
+#define ML_CU_CASE(DT, TYPE, ...) case DT: { typedef TYPE T; __VA_ARGS__; } break;
+#define ML_CU_DISPATCH_FLOAT(dt, ...)                                                  \
+    switch (dt) {                                                                      \
+    ML_CU_CASE(ML_F32, float, __VA_ARGS__)                                             \
+    ML_CU_CASE(ML_F64, double, __VA_ARGS__)                                            \
+    default: break;                                                                    \
+    }
+#define ML_CU_DISPATCH_ALL(dt, ...)                                                    \
+    switch (dt) {                                                                      \
+    ML_CU_CASE(ML_F32, float, __VA_ARGS__)                                             \
+    ML_CU_CASE(ML_F64, double, __VA_ARGS__)                                            \
+    ML_CU_CASE(ML_I64, int64_t, __VA_ARGS__)                                           \
+    ML_CU_CASE(ML_U8, uint8_t, __VA_ARGS__)                                            \
+    default: break;                                                                    \
+    }
+
+/* Typed math that picks the float or double function. */
+__device__ __forceinline__ float cu_exp(float v) { return expf(v); }
+__device__ __forceinline__ double cu_exp(double v) { return exp(v); }
+__device__ __forceinline__ float cu_log(float v) { return logf(v); }
+__device__ __forceinline__ double cu_log(double v) { return log(v); }
+__device__ __forceinline__ float cu_log1p(float v) { return log1pf(v); }
+__device__ __forceinline__ double cu_log1p(double v) { return log1p(v); }
+__device__ __forceinline__ float cu_abs(float v) { return fabsf(v); }
+__device__ __forceinline__ double cu_abs(double v) { return fabs(v); }
+__device__ __forceinline__ float cu_sqrt(float v) { return sqrtf(v); }
+__device__ __forceinline__ double cu_sqrt(double v) { return sqrt(v); }
+__device__ __forceinline__ float cu_tanh(float v) { return tanhf(v); }
+__device__ __forceinline__ double cu_tanh(double v) { return tanh(v); }
+__device__ __forceinline__ float cu_pow(float a, float b) { return powf(a, b); }
+__device__ __forceinline__ double cu_pow(double a, double b) { return pow(a, b); }
+
+/* --- strided iteration --- */
+
+#define ML_CU_ITER_MAX 4
+struct ml_cu_iter {
+    int ndim;                                 /* after merging; 0 or 1 = one run */
+    int64_t shape[ML_MAX_DIMS];
+    int64_t st[ML_CU_ITER_MAX][ML_MAX_DIMS];  /* strides in elements, per tensor */
+};
+
+/* n tensors of t[0]'s shape: drop size-1 dims, merge neighbours contiguous in all. */
+static inline void ml_cu_iter_init(ml_cu_iter *it, int n, const ml_tensor *const *t) {
+    it->ndim = 0;
+    for (int k = 0; k < ML_CU_ITER_MAX; k++)
+        for (int d = 0; d < ML_MAX_DIMS; d++) it->st[k][d] = 0;
+    for (int d = 0; d < t[0]->ndim; d++) {
+        if (t[0]->shape[d] == 1) continue;
+        int nd = it->ndim;
+        bool merge = nd > 0;
+        for (int k = 0; merge && k < n; k++)
+            merge = it->st[k][nd - 1] == t[k]->strides[d] * t[0]->shape[d];
+        if (merge) {
+            it->shape[nd - 1] *= t[0]->shape[d];
+            for (int k = 0; k < n; k++) it->st[k][nd - 1] = t[k]->strides[d];
+        } else {
+            it->shape[nd] = t[0]->shape[d];
+            for (int k = 0; k < n; k++) it->st[k][nd] = t[k]->strides[d];
+            it->ndim++;
+        }
+    }
+    if (it->ndim == 0) { /* a single element (or 0-dim) */
+        it->ndim = 1;
+        it->shape[0] = 1;
+    }
+}
+
+/* f(o0, o1, o2, o3): element offsets of the i-th element in each tensor. */
+template <class F>
+__global__ void ml_cu_map_1d(F f, int64_t n, int64_t s0, int64_t s1, int64_t s2, int64_t s3) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        f(i * s0, i * s1, i * s2, i * s3);
+}
+
+template <class F>
+__global__ void ml_cu_map_contig(F f, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        f(i, i, i, i);
+}
+
+/* index decomposition in I (32-bit when the count allows: divisions are cheaper) */
+template <class F, class I>
+__global__ void ml_cu_map_nd(F f, ml_cu_iter it, I n) {
+    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
+        int64_t o[ML_CU_ITER_MAX] = {0, 0, 0, 0};
+        I r = i;
+        for (int d = it.ndim - 1; d >= 0; d--) {
+            I s = (I)it.shape[d];
+            I q = r / s;
+            int64_t c = (int64_t)(r - q * s);
+            r = q;
+#pragma unroll
+            for (int k = 0; k < ML_CU_ITER_MAX; k++) o[k] += c * it.st[k][d];
+        }
+        f(o[0], o[1], o[2], o[3]);
+    }
+}
+
+/* Runs f over every element of the n tensors t (t[0] gives the shape). */
+template <class F>
+static int ml_cu_map(const char *op, F f, int n, const ml_tensor *const *t) {
+    int64_t count = ml_numel(t[0]);
+    if (count == 0) return 0;
+    ml_cu_iter it;
+    ml_cu_iter_init(&it, n, t);
+    cudaStream_t s = ml_cu_stream();
+    unsigned blocks = ml_cu_blocks(count);
+    if (it.ndim == 1) {
+        bool contig = true;
+        for (int k = 0; k < n; k++) contig = contig && it.st[k][0] == 1;
+        if (contig)
+            ml_cu_map_contig<<<blocks, ML_CU_THREADS, 0, s>>>(f, count);
+        else
+            ml_cu_map_1d<<<blocks, ML_CU_THREADS, 0, s>>>(f, count, it.st[0][0], it.st[1][0],
+                                                          it.st[2][0], it.st[3][0]);
+    } else if (count <= (int64_t)UINT32_MAX / 2) {
+        ml_cu_map_nd<F, uint32_t><<<blocks, ML_CU_THREADS, 0, s>>>(f, it, (uint32_t)count);
+    } else {
+        ml_cu_map_nd<F, uint64_t><<<blocks, ML_CU_THREADS, 0, s>>>(f, it, (uint64_t)count);
+    }
+    ML_CU_LAUNCHED(op);
+    return 0;
+}
+
+#endif

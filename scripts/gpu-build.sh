@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Builds build-gpu/dist/: a moonlight CLI that runs on a GPU machine which has the
+# NVIDIA driver and the CUDA toolkit's libraries but no Debian -dev packages and no
+# package registry (the H200 machines lent to this project).
+#
+# Run HERE (where the -dev packages are): scripts/gpu-build.sh
+#  - Lua 5.4, OpenBLAS and zlib are linked statically (liblua5.4.a from
+#    liblua5.4-dev, libopenblas.a from libopenblas-dev's pthread variant, libz.a
+#    from zlib1g-dev; libopenblas.a needs libgfortran, linked too);
+#  - cudart is static (CUDA::cudart_static) and the kernels are sm_90 + PTX;
+#  - the C code is built for x86-64-v3 (AVX2), not -march=native, so it runs on
+#    that machine's CPU;
+#  - the shared libraries left that are neither glibc's nor the C++ runtime's
+#    (libgomp) are copied into dist/lib, found through RPATH $ORIGIN/lib;
+#    libcublas is not copied (over 500 MB with cublasLt): gpu-check.sh finds the
+#    GPU machine's own.
+# Then carry build-gpu/dist to the GPU machine and run scripts/gpu-check.sh there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=build-gpu
+libdir=/usr/lib/x86_64-linux-gnu
+openblas_a=$(readlink -f "$libdir/libopenblas.a")
+for f in "$libdir/liblua5.4.a" "$openblas_a" "$libdir/libz.a"; do
+  [ -f "$f" ] || { echo "gpu-build: missing $f (install liblua5.4-dev libopenblas-dev zlib1g-dev)" >&2; exit 1; }
+done
+command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+extra_libs="-lgfortran -lpthread -lm -ldl"
+cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Portable \
+  -DCMAKE_C_FLAGS_PORTABLE="-O3 -march=x86-64-v3 -mtune=generic -DNDEBUG" \
+  -DCMAKE_CUDA_FLAGS_PORTABLE="-O3 -DNDEBUG" \
+  -DML_CUDA=ON -DML_TESTS=OFF -DCMAKE_CUDA_ARCHITECTURES=90 \
+  "-Dpkgcfg_lib_LUA_lua5.4=$libdir/liblua5.4.a" \
+  "-Dpkgcfg_lib_OPENBLAS_openblas=$openblas_a" \
+  "-DZLIB_LIBRARY=$libdir/libz.a" \
+  "-DCMAKE_C_STANDARD_LIBRARIES=$extra_libs" "-DCMAKE_CUDA_STANDARD_LIBRARIES=$extra_libs" \
+  '-DCMAKE_BUILD_RPATH=$ORIGIN/lib' >"$dir.configure.log" 2>&1 ||
+  { cat "$dir.configure.log"; exit 1; }
+grep -q "CUDA backend ON" "$dir.configure.log" || { echo "gpu-build: CMake did not enable CUDA" >&2; cat "$dir.configure.log"; exit 1; }
+cmake --build "$dir" -j "$(nproc)" --target moonlight
+
+dist=$dir/dist
+rm -rf "$dist"
+mkdir -p "$dist/lib"
+cp "$dir/moonlight" "$dist/moonlight"
+strip "$dist/moonlight"
+# copy what the loader needs beyond glibc and the CUDA libraries of the GPU machine
+ldd "$dir/moonlight" | awk '/=> \// {print $1, $3}' | while read -r name path; do
+  case "$name" in
+    # glibc, the C++ runtime every Linux with a compiler has (a newer one serves an
+    # older build; an older copy could break the GPU machine's libcublas), cuBLAS
+    libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libstdc++*|libgcc_s*|libcublas*) ;;
+    *) cp -L "$path" "$dist/lib/$name" ;;
+  esac
+done
+if ldd "$dir/moonlight" | grep -E "liblua|libopenblas|libz\.so"; then
+  echo "gpu-build: Lua/OpenBLAS/zlib were linked dynamically" >&2; exit 1
+fi
+echo "gpu-build: $(du -sh "$dist" | cut -f1) in $dist:"; ls -la "$dist" "$dist/lib"

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The CUDA backend's checks on a GPU machine: parity of every CUDA op with the CPU,
+# the allocator counters, and the GPU benchmark; logs into $OUT when it is set
+# (else build-gpu/logs). Meant to finish inside 8 minutes.
+#
+# Procedure (a machine with an H200, the driver and the CUDA 13 libraries, but no
+# package registry and no Debian -dev packages):
+#   1. HERE: scripts/gpu-build.sh        -> build-gpu/dist (static Lua/OpenBLAS/cudart)
+#   2. copy the repo with build-gpu/dist to the GPU machine (with this project's
+#      device tool: carry ["build-gpu/dist"]), and there, from the repo root:
+#        scripts/gpu-check.sh
+#   3. read $OUT/parity.log (one line per case, FAIL lines first in summary.txt)
+#      and $OUT/bench.log.
+# When build-gpu/dist is missing and the machine has the build dependencies
+# (pkg-config finds lua5.4 and openblas), the script builds it first.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-build-gpu/logs}
+mkdir -p "$out"
+bin=build-gpu/dist/moonlight
+start=$(date +%s)
+
+if [ ! -x "$bin" ]; then
+  if pkg-config --exists lua5.4 openblas 2>/dev/null; then
+    echo "== building build-gpu/dist =="
+    scripts/gpu-build.sh >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+  else
+    echo "gpu-check: no $bin and no Lua/OpenBLAS to build it: run scripts/gpu-build.sh on a" \
+         "machine with the -dev packages and carry build-gpu/dist here" >&2
+    exit 1
+  fi
+fi
+
+# cuBLAS: the toolkit's, or the one PyTorch's wheels bring
+if ! ldconfig -p 2>/dev/null | grep -q "libcublas.so.13"; then
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64 \
+           $(python3 -c 'import nvidia.cublas, os; print(os.path.join(nvidia.cublas.__path__[0], "lib"))' 2>/dev/null) \
+           $(find / -xdev -name libcublas.so.13 -printf '%h\n' 2>/dev/null | head -1); do
+    if [ -e "$d/libcublas.so.13" ]; then export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; break; fi
+  done
+fi
+echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >"$out/env.txt"
+nvidia-smi >>"$out/env.txt" 2>&1 || true
+ldd "$bin" >>"$out/env.txt" 2>&1 || true
+
+status=0
+echo "== device =="
+timeout 60 "$bin" -e 'print(ml.cuda.is_available(), ml.cuda.is_available() and ml.cuda.device_name() or
+  select(2, pcall(ml.cuda.device_name)))' 2>&1 | tee "$out/device.log" || status=1
+
+echo "== parity (scripts/gpu-parity.lua) =="
+timeout 300 "$bin" scripts/gpu-parity.lua >"$out/parity.log" 2>&1 || status=1
+{ grep -v '^ok ' "$out/parity.log"; } | tee "$out/summary.txt"
+
+echo "== benchmark (scripts/bench/gpu.lua) =="
+left=$((470 - ($(date +%s) - start)))
+if [ -f scripts/bench/gpu.lua ] && [ "$left" -gt 30 ]; then
+  timeout "$left" "$bin" scripts/bench/gpu.lua cuda cpu 2>&1 | tee "$out/bench.log" || status=1
+fi
+echo "gpu-check: $( [ $status = 0 ] && echo passed || echo FAILED ) in $(($(date +%s) - start)) s; logs in $out"
+exit $status
