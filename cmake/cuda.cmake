@@ -1,6 +1,7 @@
 # The CUDA backend: every kernels/*.cu compiled for Hopper (sm_90 machine code plus
-# compute_90 PTX, so a newer GPU can JIT it), into the static library ml_cuda that
-# the moonlight libraries and the CLI link. Included from CMakeLists.txt when
+# compute_90 PTX, so a newer GPU can JIT it), into the object library ml_cuda whose
+# objects go into libmoonlight (static and shared) and moonlight.so, so an installed
+# libmoonlight.a is complete. Included from CMakeLists.txt when
 # ML_CUDA is ON and CMake finds nvcc and the toolkit; the C sources then see
 # ML_HAVE_CUDA (src/backend.c and src/cuda.c keep their fallbacks otherwise).
 #
@@ -23,7 +24,7 @@ set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 
 file(GLOB ML_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/*.cu)
-add_library(ml_cuda STATIC ${ML_CUDA_SOURCES})
+add_library(ml_cuda OBJECT ${ML_CUDA_SOURCES})
 target_include_directories(ml_cuda PRIVATE ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/kernels)
 set_target_properties(ml_cuda PROPERTIES
   POSITION_INDEPENDENT_CODE ON          # it goes into moonlight.so and libmoonlight.so
@@ -44,8 +45,9 @@ target_compile_definitions(ml_objects PUBLIC ML_HAVE_CUDA)
 message(STATUS "moonlight: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, "
                "architectures ${CMAKE_CUDA_ARCHITECTURES}, cuBLAS ${ML_CUBLAS_KIND})")
 
-# ml_cuda calls back into the core (ml_error_set, tensor helpers, settings): when
-# both are static archives the linker must see the core again after ml_cuda. The
-# core's targets are defined after this file, hence the deferred call; CMake
-# repeats a cycle of static libraries on the link line.
-cmake_language(DEFER CALL target_link_libraries ml_cuda INTERFACE moonlight_static)
+# what a program linking the installed static libmoonlight.a needs besides it
+if(ML_CUBLAS_KIND STREQUAL "static")
+  set(ML_PC_CUDA_LIBS "-L${CUDAToolkit_LIBRARY_DIR} -lcublas_static -lcublasLt_static -lculibos -lcudart_static -lrt -ldl -lstdc++")
+else()
+  set(ML_PC_CUDA_LIBS "-L${CUDAToolkit_LIBRARY_DIR} -lcublas -lcudart_static -lrt -ldl -lstdc++")
+endif()
