@@ -40,7 +40,8 @@ else()
   set(ML_CUBLAS CUDA::cublas)
   set(ML_CUBLAS_KIND "shared (no libcublas_static.a in this toolkit)")
 endif()
-target_link_libraries(ml_cuda PUBLIC CUDA::cudart_static ${ML_CUBLAS})
+# the kernels' host code is C++: its runtime comes with them
+target_link_libraries(ml_cuda PUBLIC CUDA::cudart_static ${ML_CUBLAS} stdc++)
 target_compile_definitions(ml_objects PUBLIC ML_HAVE_CUDA)
 message(STATUS "moonlight: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, "
                "architectures ${CMAKE_CUDA_ARCHITECTURES}, cuBLAS ${ML_CUBLAS_KIND})")
