@@ -10,35 +10,49 @@
 
 #define ML_OMP_MIN 32768
 
+/* One Adam/AdamW update of n elements. The flags are compile-time constants at each
+ * expansion (see ADAM_VARIANT), so every variant is a branch-free loop over
+ * non-aliasing arrays that the compiler vectorises. */
+#define ADAM_BODY(T, SQRT, DECOUPLED, L2, MAXIMIZE, AMS)                               \
+    _Pragma("omp parallel for simd if (n > ML_OMP_MIN)")                               \
+    for (int64_t i = 0; i < n; i++) {                                                  \
+        T g = (MAXIMIZE) ? -gr[i] : gr[i];                                             \
+        T pi = p[i];                                                                   \
+        if (DECOUPLED) pi = pi * decay;                                                \
+        if (L2) g = g + wd * pi;                                                       \
+        T mi = m[i] * b1 + omb1 * g;                                                   \
+        T vi = v[i] * b2 + omb2 * (g * g);                                             \
+        m[i] = mi;                                                                     \
+        v[i] = vi;                                                                     \
+        if (AMS) {                                                                     \
+            T mx = vm[i] > vi ? vm[i] : vi;                                            \
+            vm[i] = mx;                                                                \
+            vi = mx;                                                                   \
+        }                                                                              \
+        T denom = SQRT(vi) / bc2s + eps;                                               \
+        p[i] = pi - step_size * (mi / denom);                                          \
+    }
+
 #define ADAM_LOOP(T, SQRT)                                                             \
     do {                                                                               \
-        T *p = (T *)ml_data(param), *m = (T *)ml_data(exp_avg), *v = (T *)ml_data(exp_avg_sq); \
-        const T *gr = (const T *)ml_data(grad);                                        \
-        T *vm = a->amsgrad ? (T *)ml_data(max_exp_avg_sq) : NULL;                      \
+        T *restrict p = (T *)ml_data(param), *restrict m = (T *)ml_data(exp_avg);      \
+        T *restrict v = (T *)ml_data(exp_avg_sq);                                      \
+        const T *restrict gr = (const T *)ml_data(grad);                               \
+        T *restrict vm = a->amsgrad ? (T *)ml_data(max_exp_avg_sq) : NULL;             \
         const T b1 = (T)a->beta1, b2 = (T)a->beta2, omb1 = (T)(1 - a->beta1);          \
         const T omb2 = (T)(1 - a->beta2), wd = (T)a->weight_decay, eps = (T)a->eps;    \
         const T decay = (T)(1 - a->lr * a->weight_decay);                              \
         const T bc2s = (T)sqrt(1 - pow(a->beta2, (double)a->step));                    \
         const T step_size = (T)(a->lr / (1 - pow(a->beta1, (double)a->step)));         \
         const bool decoupled = a->decoupled, l2 = !a->decoupled && a->weight_decay != 0; \
-        const bool maximize = a->maximize, ams = a->amsgrad;                           \
-        _Pragma("omp parallel for if (n > ML_OMP_MIN)")                                \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            T g = maximize ? -gr[i] : gr[i];                                           \
-            T pi = p[i];                                                               \
-            if (decoupled) pi = pi * decay;                                            \
-            else if (l2) g = g + wd * pi;                                              \
-            T mi = m[i] * b1 + omb1 * g;                                               \
-            T vi = v[i] * b2 + omb2 * (g * g);                                         \
-            m[i] = mi;                                                                 \
-            v[i] = vi;                                                                 \
-            if (ams) {                                                                 \
-                T mx = vm[i] > vi ? vm[i] : vi;                                        \
-                vm[i] = mx;                                                            \
-                vi = mx;                                                               \
-            }                                                                          \
-            T denom = SQRT(vi) / bc2s + eps;                                           \
-            p[i] = pi - step_size * (mi / denom);                                      \
+        (void)wd; (void)decay; (void)vm;                                               \
+        if (!a->maximize && !a->amsgrad && !decoupled && !l2) {                        \
+            ADAM_BODY(T, SQRT, 0, 0, 0, 0) /* the common case: plain Adam */           \
+        } else if (!a->maximize && !a->amsgrad && decoupled) {                         \
+            ADAM_BODY(T, SQRT, 1, 0, 0, 0) /* AdamW */                                 \
+        } else {                                                                       \
+            const bool maximize = a->maximize, ams = a->amsgrad;                       \
+            ADAM_BODY(T, SQRT, decoupled, l2, maximize, ams)                           \
         }                                                                              \
     } while (0)
 
