@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../threads.h"
 #include "binding.h"
 
 static int l_clock(lua_State *L) {
@@ -130,6 +131,16 @@ static int l_peak_rss(lua_State *L) {
     return 1;
 }
 
+static int l_set_num_threads(lua_State *L) {
+    if (ml_set_num_threads((int)luaL_checkinteger(L, 1))) return ml_lua_error(L);
+    return 0;
+}
+
+static int l_get_num_threads(lua_State *L) {
+    lua_pushinteger(L, ml_get_num_threads());
+    return 1;
+}
+
 static int l_sleep(lua_State *L) {
     double s = luaL_checknumber(L, 1);
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
@@ -147,4 +158,7 @@ void ml_lua_open_sys(lua_State *L, int module, int methods) {
     lua_newtable(L);
     ml_lua_setfuncs(L, -1, funcs);
     lua_setfield(L, module, "_sys");
+    static const luaL_Reg public_funcs[] = {{"set_num_threads", l_set_num_threads},
+                                            {"get_num_threads", l_get_num_threads}, {NULL, NULL}};
+    ml_lua_setfuncs(L, module, public_funcs);
 }
