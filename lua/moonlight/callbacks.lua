@@ -10,7 +10,7 @@
 local core = require "moonlight.core"
 local loggers = require "moonlight.loggers"
 local sys = core._sys
-local check_options = loggers._check_options
+local check_options = require("moonlight.util").check_options
 
 local callbacks = {}
 

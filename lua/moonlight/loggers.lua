@@ -25,18 +25,7 @@ local function format_number(v)
 end
 loggers._format_number = format_number
 
-local function check_options(fname, opts, allowed)
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      error(string.format("%s: unknown option '%s' (expected one of: %s)", fname, tostring(k),
-        table.concat(names, ", ")), 3)
-    end
-  end
-end
-loggers._check_options = check_options
+local check_options = require("moonlight.util").check_options
 
 local function next_version(root)
   local names = sys.listdir(root)

@@ -7,7 +7,7 @@
 -- for update + the batch's value. The counting runs in C (src/lua/metrics.c).
 local core = require "moonlight.core"
 local loggers = require "moonlight.loggers"
-local check_options = loggers._check_options
+local check_options = require("moonlight.util").check_options
 
 local metrics = {}
 

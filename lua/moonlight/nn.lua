@@ -31,22 +31,7 @@ local function pybool(b) return b and "True" or "False" end
 -- a 1-based Lua dim as PyTorch prints it (0-based; negative dims are the same)
 local function pydim(d) return d > 0 and d - 1 or d end
 
-local function check_options(fname, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" or is_tensor(opts) then
-    error(("%s: options must be a table, got %s"):format(fname, type(opts)), 3)
-  end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      error(("%s: unknown option '%s' (expected one of: %s)"):format(fname, tostring(k),
-            table.concat(names, ", ")), 3)
-    end
-  end
-  return opts
-end
+local check_options = require("moonlight.util").check_options
 nn._check_options = check_options
 
 local function set_of(...)

@@ -16,22 +16,7 @@ local default_tol = {
   uint8 = {0, 0},
 }
 
-local function check_opts(fname, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(fname .. ": options must be a table, got " .. type(opts), 3)
-  end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      error(string.format("%s: unknown option '%s' (expected one of: %s)", fname, tostring(k),
-                          table.concat(names, ", ")), 3)
-    end
-  end
-  return opts
-end
+local check_opts = require("moonlight.util").check_options
 
 local function shape_str(s)
   return "[" .. table.concat(s, ", ") .. "]"

@@ -12,7 +12,7 @@ local progress = require "moonlight.progress"
 local sys = core._sys
 
 local Module = nn.Module
-local check_options = loggers._check_options
+local check_options = require("moonlight.util").check_options
 
 local trainer_mod = {}
 
