@@ -6,13 +6,13 @@ add_test(NAME embed.regress
          COMMAND embed_regress ${CMAKE_SOURCE_DIR}/scripts/embed/regress.lua
                  ${CMAKE_BINARY_DIR}/regress.safetensors)
 set_tests_properties(embed.regress PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
-                     ENVIRONMENT "OMP_NUM_THREADS=2")
+                     ENVIRONMENT "OMP_NUM_THREADS=1")
 
 # The install test: not under the sanitizers (an outside host would need their runtime).
 if(NOT ML_SANITIZE)
   add_test(NAME embed.install
            COMMAND ${CMAKE_SOURCE_DIR}/tests/install/test_install.sh ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
-  set_tests_properties(embed.install PROPERTIES LABELS "install" ENVIRONMENT "OMP_NUM_THREADS=2")
+  set_tests_properties(embed.install PROPERTIES LABELS "install" ENVIRONMENT "OMP_NUM_THREADS=1")
 endif()
 
 # valgrind: ml_open / run / ml_close 100 times, no leak. Valgrind cannot run

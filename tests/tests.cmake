@@ -1,3 +1,6 @@
+# ctest -j runs tests side by side, one per core: each runs single-threaded, since
+# an OpenMP team sharing a core with another process stalls at every barrier.
+#
 # Tests: every tests/c/test_*.c is a cmocka program, every tests/lua/*_spec.lua a
 # busted spec run by the stock lua5.4 interpreter against the built Lua module.
 pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
@@ -9,7 +12,7 @@ foreach(src ${ML_C_TESTS})
   target_link_libraries(${name} PRIVATE moonlight_static PkgConfig::CMOCKA)
   add_test(NAME c.${name} COMMAND ${name})
   set_tests_properties(c.${name} PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
-                       ENVIRONMENT "OMP_NUM_THREADS=2")
+                       ENVIRONMENT "OMP_NUM_THREADS=1")
 endforeach()
 
 find_program(LUA54 lua5.4 REQUIRED)
@@ -19,7 +22,7 @@ set(ML_LUA_TEST_ENV
   "LUA_PATH=${CMAKE_SOURCE_DIR}/tests/lua/?.lua\;\;"
   "MOONLIGHT_BIN=$<TARGET_FILE:moonlight>"
   "MOONLIGHT_BUILD_DIR=${CMAKE_BINARY_DIR}"
-  "OMP_NUM_THREADS=2")
+  "OMP_NUM_THREADS=1")
 if(ML_SANITIZE)
   # the stock interpreter is not instrumented: the runtime must come first
   execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
