@@ -1,17 +1,27 @@
-/* CPU kernel of the matmul family: OpenBLAS sgemm/dgemm, one call per batch item,
- * with nn.Linear's bias copied into C first and beta = 1 so that the product adds
- * onto it in the same pass over C. */
+/* CPU kernel of the matmul family: OpenBLAS sgemm/dgemm, one call per batch item.
+ * nn.Linear's bias is added to C in one pass after a beta = 0 product: OpenBLAS's
+ * small-matrix kernels (the MLP's shapes) serve only beta = 0, and a pass over C
+ * (M x N) is cheap beside the product's reads (M x K + K x N). */
 #include <cblas.h>
 #include <string.h>
 
 #include "../backend.h"
 #include "../error.h"
 
-static void broadcast_bias(const ml_gemm_args *g, int64_t batch_index) {
-    size_t es = ml_dtype_size(g->c->dtype);
-    char *c = (char *)ml_data(g->c) + (size_t)(batch_index * g->stride_c) * es;
-    const char *bias = (const char *)ml_data(g->bias);
-    for (int64_t i = 0; i < g->m; i++) memcpy(c + (size_t)(i * g->ldc) * es, bias, (size_t)g->n * es);
+#define ADD_BIAS(T)                                                                    \
+    do {                                                                               \
+        T *c = (T *)ml_data(g->c) + batch_index * g->stride_c;                         \
+        const T *restrict bias = (const T *)ml_data(g->bias);                          \
+        for (int64_t i = 0; i < g->m; i++) {                                           \
+            T *restrict row = c + i * g->ldc;                                          \
+            _Pragma("omp simd")                                                        \
+            for (int64_t j = 0; j < g->n; j++) row[j] += bias[j];                      \
+        }                                                                              \
+    } while (0)
+
+static void add_bias(const ml_gemm_args *g, int64_t batch_index) {
+    if (g->c->dtype == ML_F32) ADD_BIAS(float);
+    else ADD_BIAS(double);
 }
 
 static int cpu_gemm(const ml_gemm_args *g) {
@@ -21,11 +31,7 @@ static int cpu_gemm(const ml_gemm_args *g) {
     CBLAS_TRANSPOSE ta = g->trans_a ? CblasTrans : CblasNoTrans;
     CBLAS_TRANSPOSE tb = g->trans_b ? CblasTrans : CblasNoTrans;
     for (int64_t b = 0; b < g->batch; b++) {
-        double beta = g->beta;
-        if (g->bias) {
-            broadcast_bias(g, b);
-            beta = 1.0;
-        }
+        double beta = g->bias ? 0.0 : g->beta;
         if (g->c->dtype == ML_F32) {
             const float *A = (const float *)ml_data(g->a) + b * g->stride_a;
             const float *B = (const float *)ml_data(g->b) + b * g->stride_b;
@@ -44,6 +50,7 @@ static int cpu_gemm(const ml_gemm_args *g) {
             return ml_error_set("matmul: needs float32 or float64 tensors, got %s",
                                 ml_dtype_name(g->c->dtype));
         }
+        if (g->bias) add_bias(g, b);
     }
     return 0;
 }
