@@ -6,9 +6,11 @@
 # Procedure (a machine with an H200, the driver and the CUDA 13 libraries, but no
 # package registry and no Debian -dev packages):
 #   1. HERE: scripts/gpu-build.sh        -> build-gpu/dist (static Lua/OpenBLAS/cudart)
-#   2. copy the repo with build-gpu/dist to the GPU machine (with this project's
-#      device tool: carry ["build-gpu/dist"]), and there, from the repo root:
-#        scripts/gpu-check.sh
+#      and build-gpu/dist.tar.xz (the same, ~5 MB: what fits the device tool's
+#      64 MiB beside the tracked files)
+#   2. copy the repo with build-gpu/dist.tar.xz to the GPU machine (with this
+#      project's device tool: carry ["build-gpu/dist.tar.xz"]), and there, from the
+#      repo root:   bash scripts/gpu-check.sh     (it unpacks the archive)
 #   3. read $OUT/parity.log (one line per case, FAIL lines first in summary.txt),
 #      $OUT/bench.log and $OUT/ratios.txt (moonlight / PyTorch per benchmark).
 # When build-gpu/dist is missing and the machine has the build dependencies
@@ -20,6 +22,11 @@ mkdir -p "$out"
 bin=build-gpu/dist/moonlight
 start=$(date +%s)
 
+if [ ! -x "$bin" ] && [ -f build-gpu/dist.tar.xz ]; then
+  tar -C build-gpu -xJf build-gpu/dist.tar.xz 2>/dev/null ||
+    python3 -c 'import tarfile; tarfile.open("build-gpu/dist.tar.xz").extractall("build-gpu")' ||
+    { echo "gpu-check: cannot unpack build-gpu/dist.tar.xz (no xz, no python3)" >&2; exit 1; }
+fi
 if [ ! -x "$bin" ]; then
   if pkg-config --exists lua5.4 openblas 2>/dev/null; then
     echo "== building build-gpu/dist =="
