@@ -1,9 +1,8 @@
 /* The CUDA backend's op table, device 0 and its one stream.
  *
  * ml_cuda_backend() checks for a GPU once (cudaGetDeviceCount); without one it
- * returns NULL with the reason in ml_error, every time it is asked. Families not
- * written for CUDA yet (loss, optim, index, data) are NULL: ops report them as not
- * available on cuda. */
+ * returns NULL with the reason in ml_error, every time it is asked. Every family
+ * of the table has CUDA kernels. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,10 +23,10 @@ static const ml_backend cuda_backend = {
     /* reduce */ &ml_cuda_reduce,
     /* matmul */ &ml_cuda_matmul,
     /* softmax */ &ml_cuda_softmax,
-    /* loss */ NULL,
-    /* optim */ NULL,
-    /* index */ NULL,
-    /* data */ NULL,
+    /* loss */ &ml_cuda_loss,
+    /* optim */ &ml_cuda_optim,
+    /* index */ &ml_cuda_index,
+    /* data */ &ml_cuda_data,
 };
 
 static void init(void) {

@@ -30,6 +30,10 @@ extern const ml_elementwise_ops ml_cuda_elementwise;
 extern const ml_reduce_ops ml_cuda_reduce;
 extern const ml_matmul_ops ml_cuda_matmul;
 extern const ml_softmax_ops ml_cuda_softmax;
+extern const ml_loss_ops ml_cuda_loss;
+extern const ml_optim_ops ml_cuda_optim;
+extern const ml_index_ops ml_cuda_index;
+extern const ml_data_ops ml_cuda_data;
 
 static inline int ml_cu_fail(const char *op, cudaError_t e) {
     (void)cudaGetLastError(); /* clear a non-sticky error so the next op starts clean */
@@ -83,6 +87,60 @@ __device__ __forceinline__ float cu_tanh(float v) { return tanhf(v); }
 __device__ __forceinline__ double cu_tanh(double v) { return tanh(v); }
 __device__ __forceinline__ float cu_pow(float a, float b) { return powf(a, b); }
 __device__ __forceinline__ double cu_pow(double a, double b) { return pow(a, b); }
+
+/* --- bad data found by a kernel ---
+ * A kernel that finds bad data (a class id out of range, ...) raises the flag of
+ * a status word in device memory and records the value; the host reads it back
+ * (one small copy and a wait on the stream) to return the error. Only kernels
+ * whose contract has such errors pay that wait. */
+struct ml_cu_status {
+    unsigned long long bad;  /* 0, or 1 once some thread found bad data */
+    long long value;         /* the offending value (the first flagger's) */
+    double acc, wsum;        /* reductions that also come back (losses) */
+};
+
+__device__ __forceinline__ void ml_cu_flag(ml_cu_status *st, long long value) {
+    if (atomicExch(&st->bad, 1ULL) == 0ULL) st->value = value;
+}
+
+/* A zeroed status word on the device (from the caching allocator), or NULL. */
+static inline ml_cu_status *ml_cu_status_new(const char *op) {
+    ml_cu_status *st = (ml_cu_status *)ml_cu_alloc(sizeof(ml_cu_status));
+    if (!st) return NULL;
+    cudaError_t e = cudaMemsetAsync(st, 0, sizeof *st, ml_cu_stream());
+    if (e != cudaSuccess) {
+        ml_cu_free(st, sizeof *st);
+        ml_cu_fail(op, e);
+        return NULL;
+    }
+    return st;
+}
+
+/* Copies the status to the host (waiting for the kernels before it) and frees it. */
+static inline int ml_cu_status_read(const char *op, ml_cu_status *st, ml_cu_status *host) {
+    cudaStream_t s = ml_cu_stream();
+    cudaError_t e = cudaMemcpyAsync(host, st, sizeof *host, cudaMemcpyDeviceToHost, s);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+    ml_cu_free(st, sizeof *st);
+    if (e != cudaSuccess) return ml_cu_fail(op, e);
+    return 0;
+}
+
+/* The sum over a block (blockDim.x a power of two <= 1024), valid in thread 0. */
+template <class T>
+__device__ __forceinline__ T ml_cu_block_sum(T v) {
+    __shared__ T sh[32];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads(); /* sh may still be read by a previous call */
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    int nw = (blockDim.x + 31) >> 5;
+    v = (int)threadIdx.x < nw ? sh[threadIdx.x] : (T)0;
+    if (warp == 0)
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    return v;
+}
 
 /* --- strided iteration --- */
 

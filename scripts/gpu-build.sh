@@ -11,10 +11,13 @@
 #  - the C code is built for x86-64-v3 (AVX2), not -march=native, so it runs on
 #    that machine's CPU;
 #  - the shared libraries left that are neither glibc's nor the C++ runtime's
-#    (libgomp) are copied into dist/lib, found through RPATH $ORIGIN/lib;
+#    (libgomp, cJSON, cairo and its dependencies) are copied into dist/lib, found
+#    through DT_RPATH $ORIGIN/lib (not RUNPATH, which would not apply to the
+#    copied libraries' own dependencies);
 #    libcublas is not copied (over 500 MB with cublasLt): gpu-check.sh finds the
 #    GPU machine's own.
-# Then carry build-gpu/dist to the GPU machine and run scripts/gpu-check.sh there.
+# Then carry build-gpu/dist.tar.xz (the same, compressed) to the GPU machine and run
+# scripts/gpu-check.sh there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=build-gpu
@@ -33,7 +36,8 @@ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Portable \
   "-Dpkgcfg_lib_OPENBLAS_openblas=$openblas_a" \
   "-DZLIB_LIBRARY=$libdir/libz.a" \
   "-DCMAKE_C_STANDARD_LIBRARIES=$extra_libs" "-DCMAKE_CUDA_STANDARD_LIBRARIES=$extra_libs" \
-  '-DCMAKE_BUILD_RPATH=$ORIGIN/lib' >"$dir.configure.log" 2>&1 ||
+  '-DCMAKE_BUILD_RPATH=$ORIGIN/lib' -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags \
+  >"$dir.configure.log" 2>&1 ||
   { cat "$dir.configure.log"; exit 1; }
 grep -q "CUDA backend ON" "$dir.configure.log" || { echo "gpu-build: CMake did not enable CUDA" >&2; cat "$dir.configure.log"; exit 1; }
 cmake --build "$dir" -j "$(nproc)" --target moonlight
@@ -52,7 +56,23 @@ ldd "$dir/moonlight" | awk '/=> \// {print $1, $3}' | while read -r name path; d
     *) cp -L "$path" "$dist/lib/$name" ;;
   esac
 done
-if ldd "$dir/moonlight" | grep -E "liblua|libopenblas|libz\.so"; then
+# moonlight's own NEEDED entries (libz.so may still come in through libpng, for cairo)
+if readelf -d "$dir/moonlight" | grep NEEDED | grep -E "liblua|libopenblas|libz\.so"; then
   echo "gpu-build: Lua/OpenBLAS/zlib were linked dynamically" >&2; exit 1
 fi
+# DT_RPATH (not RUNPATH): it also finds the copied libraries' own dependencies
+# (cairo's pixman, freetype, ...) in dist/lib
+readelf -d "$dir/moonlight" | grep -q "(RPATH).*\$ORIGIN/lib" ||
+  { echo "gpu-build: no DT_RPATH \$ORIGIN/lib on moonlight" >&2; exit 1; }
 echo "gpu-build: $(du -sh "$dist" | cut -f1) in $dist:"; ls -la "$dist" "$dist/lib"
+# What travels to the GPU machine: the device tool's 64 MiB limit counts the whole
+# working tree (tracked files, data/mnist included) plus the carried paths, and
+# dist itself is ~43 MB (static OpenBLAS has kernels for every x86 CPU), so the
+# carried form is an xz archive (~5 MB) that gpu-check.sh unpacks.
+tar -C "$dir" -cf - dist | xz -T0 -6 >"$dir/dist.tar.xz"
+tracked=$(git ls-files -z | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
+archive=$(stat -c %s "$dir/dist.tar.xz")
+total=$((tracked + archive))
+echo "gpu-build: $dir/dist.tar.xz is $archive bytes; with the tracked files ($tracked bytes)" \
+     "$total of the 67108864 bytes (64 MiB) a device call may carry"
+if [ "$total" -gt 67108864 ]; then echo "gpu-build: too large to carry" >&2; exit 1; fi

@@ -6,11 +6,13 @@
 # Procedure (a machine with an H200, the driver and the CUDA 13 libraries, but no
 # package registry and no Debian -dev packages):
 #   1. HERE: scripts/gpu-build.sh        -> build-gpu/dist (static Lua/OpenBLAS/cudart)
-#   2. copy the repo with build-gpu/dist to the GPU machine (with this project's
-#      device tool: carry ["build-gpu/dist"]), and there, from the repo root:
-#        scripts/gpu-check.sh
-#   3. read $OUT/parity.log (one line per case, FAIL lines first in summary.txt)
-#      and $OUT/bench.log.
+#      and build-gpu/dist.tar.xz (the same, ~5 MB: what fits the device tool's
+#      64 MiB beside the tracked files)
+#   2. copy the repo with build-gpu/dist.tar.xz to the GPU machine (with this
+#      project's device tool: carry ["build-gpu/dist.tar.xz"]), and there, from the
+#      repo root:   bash scripts/gpu-check.sh     (it unpacks the archive)
+#   3. read $OUT/parity.log (one line per case, FAIL lines first in summary.txt),
+#      $OUT/bench.log and $OUT/ratios.txt (moonlight / PyTorch per benchmark).
 # When build-gpu/dist is missing and the machine has the build dependencies
 # (pkg-config finds lua5.4 and openblas), the script builds it first.
 set -uo pipefail
@@ -20,6 +22,11 @@ mkdir -p "$out"
 bin=build-gpu/dist/moonlight
 start=$(date +%s)
 
+if [ ! -x "$bin" ] && [ -f build-gpu/dist.tar.xz ]; then
+  tar -C build-gpu -xJf build-gpu/dist.tar.xz 2>/dev/null ||
+    python3 -c 'import tarfile; tarfile.open("build-gpu/dist.tar.xz").extractall("build-gpu")' ||
+    { echo "gpu-check: cannot unpack build-gpu/dist.tar.xz (no xz, no python3)" >&2; exit 1; }
+fi
 if [ ! -x "$bin" ]; then
   if pkg-config --exists lua5.4 openblas 2>/dev/null; then
     echo "== building build-gpu/dist =="
@@ -49,13 +56,34 @@ timeout 60 "$bin" -e 'print(ml.cuda.is_available(), ml.cuda.is_available() and m
   select(2, pcall(ml.cuda.device_name)))' 2>&1 | tee "$out/device.log" || status=1
 
 echo "== parity (scripts/gpu-parity.lua) =="
-timeout 300 "$bin" scripts/gpu-parity.lua >"$out/parity.log" 2>&1 || status=1
+timeout 240 "$bin" scripts/gpu-parity.lua >"$out/parity.log" 2>&1 || status=1
 { grep -v '^ok ' "$out/parity.log"; } | tee "$out/summary.txt"
 
-echo "== benchmark (scripts/bench/gpu.lua) =="
-left=$((470 - ($(date +%s) - start)))
-if [ -f scripts/bench/gpu.lua ] && [ "$left" -gt 30 ]; then
-  timeout "$left" "$bin" scripts/bench/gpu.lua cuda cpu 2>&1 | tee "$out/bench.log" || status=1
+echo "== benchmark (scripts/bench/gpu.lua, scripts/bench/gpu_torch.py) =="
+: >"$out/bench.log"
+left=$((400 - ($(date +%s) - start)))
+if [ "$left" -gt 30 ]; then
+  timeout "$left" "$bin" scripts/bench/gpu.lua cuda cpu 2>&1 | tee -a "$out/bench.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
+left=$((470 - ($(date +%s) - start)))
+py=$(command -v python3 || true)
+if [ -n "$py" ] && [ "$left" -gt 30 ]; then
+  timeout "$left" "$py" scripts/bench/gpu_torch.py 2>&1 | tee -a "$out/bench.log" || true
+else
+  echo "torch: SKIPPED (no python3 or no time left)" | tee -a "$out/bench.log"
+fi
+# moonlight / PyTorch, from the RESULT lines (below 1: moonlight is faster)
+awk '$1 == "RESULT" { v[$2] = $3 }
+  END {
+    n = split("mlp_epoch_ms large_mlp_step_ms_highest large_mlp_step_ms_high", k, " ")
+    for (i = 1; i <= n; i++) {
+      m = v["cuda_" k[i]]; t = v["torch_" k[i]]
+      if (m != "" && t != "" && t > 0) printf "ratio %s: moonlight %.2f / torch %.2f = %.2f\n", k[i], m, t, m / t
+      else printf "ratio %s: missing (moonlight %s, torch %s)\n", k[i], m, t
+    }
+    printf "memory growth over 10,000 steps: moonlight %s bytes, torch %s bytes\n",
+           v["cuda_memory_growth_bytes"], v["torch_memory_growth_bytes"]
+  }' "$out/bench.log" | tee "$out/ratios.txt"
 echo "gpu-check: $( [ $status = 0 ] && echo passed || echo FAILED ) in $(($(date +%s) - start)) s; logs in $out"
 exit $status

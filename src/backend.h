@@ -41,4 +41,25 @@ const ml_backend *ml_backend_of(const ml_tensor *t);
 const ml_backend *ml_cpu_backend(void);
 const ml_backend *ml_cuda_backend(void);
 
+/* Ops reach a family only through these: ml_need_<family>(t, "op") is t's
+ * backend's family, or NULL with "op: not available on <device>" set when that
+ * backend lacks it (a NULL family is never dereferenced). */
+int ml_backend_missing(const ml_tensor *t, const char *op);
+#define ML_BACKEND_NEED(FAMILY)                                                         \
+    static inline const ml_##FAMILY##_ops *ml_need_##FAMILY(const ml_tensor *t,        \
+                                                            const char *op) {          \
+        const ml_##FAMILY##_ops *ops = ml_backend_of(t)->FAMILY;                        \
+        if (!ops) ml_backend_missing(t, op);                                            \
+        return ops;                                                                     \
+    }
+ML_BACKEND_NEED(elementwise)
+ML_BACKEND_NEED(reduce)
+ML_BACKEND_NEED(matmul)
+ML_BACKEND_NEED(softmax)
+ML_BACKEND_NEED(loss)
+ML_BACKEND_NEED(optim)
+ML_BACKEND_NEED(index)
+ML_BACKEND_NEED(data)
+#undef ML_BACKEND_NEED
+
 #endif

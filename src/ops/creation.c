@@ -11,7 +11,7 @@
 
 ml_tensor *ml_full(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape, double v) {
     ml_tensor *t = ml_tensor_empty(dt, dev, ndim, shape);
-    if (t && ml_backend_of(t)->elementwise->fill(t, v)) {
+    if (t && ml_fill_(t, v)) {
         ml_tensor_release(t);
         return NULL;
     }

@@ -38,10 +38,7 @@ static ml_tensor *prepare(const char *fname, const ml_tensor *src, const ml_tens
 }
 
 static const ml_data_ops *data_ops(const char *fname, const ml_tensor *src) {
-    const ml_backend *be = ml_backend_of(src);
-    if (!be->data)
-        ml_error_set("%s: the %s backend has no data family", fname, be->name);
-    return be->data;
+    return ml_need_data(src, fname);
 }
 
 /* idx may have been made contiguous on the host before moving: do both steps. */

@@ -75,7 +75,8 @@ static ml_tensor *binary_raw(ml_binary_op op, ml_tensor *a, ml_tensor *b, ml_dty
     ml_tensor *out = eb ? ml_tensor_empty(is_compare(op) ? ML_U8 : dt, a->storage->device,
                                           ndim, shape)
                         : NULL;
-    if (out && ml_backend_of(a)->elementwise->binary(op, ea, eb, out)) {
+    const ml_elementwise_ops *ew = out ? ml_need_elementwise(a, name) : NULL;
+    if (out && (!ew || ew->binary(op, ea, eb, out))) {
         ml_tensor_release(out);
         out = NULL;
     }
@@ -273,7 +274,8 @@ ml_tensor *ml_unary(ml_unary_op op, ml_tensor *x) {
                                                                  : ml_tensor_retain(x);
     if (!src) return NULL;
     ml_tensor *out = ml_tensor_empty(src->dtype, src->storage->device, src->ndim, src->shape);
-    if (out && ml_backend_of(src)->elementwise->unary(op, src, out)) {
+    const ml_elementwise_ops *ew = out ? ml_need_elementwise(src, unary_names[op]) : NULL;
+    if (out && (!ew || ew->unary(op, src, out))) {
         ml_tensor_release(out);
         out = NULL;
     }
@@ -302,7 +304,8 @@ static int clamp_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     ml_tensor *out = ml_tensor_empty_like(g);
     if (!out) return -1;
     ml_tensor *ex = ml_expand_raw(x, g->ndim, g->shape);
-    int rc = ml_backend_of(g)->elementwise->clamp_backward(g, ex, n->scalars[0], n->scalars[1], out);
+    const ml_elementwise_ops *ew = ex ? ml_need_elementwise(g, "clamp") : NULL;
+    int rc = ew ? ew->clamp_backward(g, ex, n->scalars[0], n->scalars[1], out) : -1;
     ml_tensor_release(ex);
     if (rc) {
         ml_tensor_release(out);
@@ -316,7 +319,8 @@ ml_tensor *ml_clamp(ml_tensor *x, double lo, double hi) {
     if (!isnan(lo) && !isnan(hi) && lo > hi)
         return ml_error_set("clamp: min %g is greater than max %g", lo, hi), NULL;
     ml_tensor *out = ml_tensor_empty_like(x);
-    if (out && ml_backend_of(x)->elementwise->clamp(x, lo, hi, out)) {
+    const ml_elementwise_ops *ew = out ? ml_need_elementwise(x, "clamp") : NULL;
+    if (out && (!ew || ew->clamp(x, lo, hi, out))) {
         ml_tensor_release(out);
         return NULL;
     }
@@ -332,7 +336,8 @@ ml_tensor *ml_clamp(ml_tensor *x, double lo, double hi) {
 static int pow_scalar_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     ml_tensor *out = ml_tensor_empty_like(g);
     if (!out) return -1;
-    if (ml_backend_of(g)->elementwise->pow_scalar_backward(g, n->saved[0], n->scalars[0], out)) {
+    const ml_elementwise_ops *ew = ml_need_elementwise(g, "pow");
+    if (!ew || ew->pow_scalar_backward(g, n->saved[0], n->scalars[0], out)) {
         ml_tensor_release(out);
         return -1;
     }
@@ -346,7 +351,8 @@ ml_tensor *ml_pow_scalar(ml_tensor *x, double p) {
     ml_tensor *src = need_float ? ml_cast(x, ML_F32) : ml_tensor_retain(x);
     if (!src) return NULL;
     ml_tensor *out = ml_tensor_empty_like(src);
-    if (out && ml_backend_of(src)->elementwise->pow_scalar(src, p, out)) {
+    const ml_elementwise_ops *ew = out ? ml_need_elementwise(src, "pow") : NULL;
+    if (out && (!ew || ew->pow_scalar(src, p, out))) {
         ml_tensor_release(out);
         out = NULL;
     }
@@ -396,7 +402,8 @@ ml_tensor *ml_where(ml_tensor *cond, ml_tensor *a, ml_tensor *b) {
     ml_tensor *ec = ml_expand_raw(cond, nd, shape);
     ml_tensor *ea = operand(a, dt, nd, shape), *eb = operand(b, dt, nd, shape);
     ml_tensor *out = ec && ea && eb ? ml_tensor_empty(dt, a->storage->device, nd, shape) : NULL;
-    if (out && ml_backend_of(a)->elementwise->where(ec, ea, eb, out)) {
+    const ml_elementwise_ops *ew = out ? ml_need_elementwise(a, "where") : NULL;
+    if (out && (!ew || ew->where(ec, ea, eb, out))) {
         ml_tensor_release(out);
         out = NULL;
     }
@@ -427,12 +434,16 @@ int ml_copy_(ml_tensor *dst, const ml_tensor *src) {
     }
     ml_tensor *es = ml_expand_raw(src, dst->ndim, dst->shape);
     if (!es) return -1;
-    int rc = ml_backend_of(dst)->elementwise->copy(es, dst);
+    const ml_elementwise_ops *ew = ml_need_elementwise(dst, "copy_");
+    int rc = ew ? ew->copy(es, dst) : -1;
     ml_tensor_release(es);
     return rc;
 }
 
-int ml_fill_(ml_tensor *dst, double v) { return ml_backend_of(dst)->elementwise->fill(dst, v); }
+int ml_fill_(ml_tensor *dst, double v) {
+    const ml_elementwise_ops *ew = ml_need_elementwise(dst, "fill_");
+    return ew ? ew->fill(dst, v) : -1;
+}
 
 int ml_add_inplace(ml_tensor *dst, ml_tensor *src) {
     if (ml_check_same_device("add_", dst, src)) return -1;
@@ -440,7 +451,8 @@ int ml_add_inplace(ml_tensor *dst, ml_tensor *src) {
     if (!es) return -1;
     int rc;
     if (ml_is_contiguous(dst)) {
-        rc = ml_backend_of(dst)->elementwise->axpy(dst, 1.0, es, dst);
+        const ml_elementwise_ops *ew = ml_need_elementwise(dst, "add_");
+        rc = ew ? ew->axpy(dst, 1.0, es, dst) : -1;
     } else {
         ml_tensor *sum = binary_raw(ML_BIN_ADD, dst, es, dst->dtype);
         rc = sum ? ml_copy_(dst, sum) : -1;
@@ -452,7 +464,8 @@ int ml_add_inplace(ml_tensor *dst, ml_tensor *src) {
 
 ml_tensor *ml_contiguous_copy(const ml_tensor *t) {
     ml_tensor *out = ml_tensor_empty_like(t);
-    if (out && ml_backend_of(t)->elementwise->copy(t, out)) {
+    const ml_elementwise_ops *ew = out ? ml_need_elementwise(t, "contiguous") : NULL;
+    if (out && (!ew || ew->copy(t, out))) {
         ml_tensor_release(out);
         return NULL;
     }
@@ -484,7 +497,8 @@ static int cast_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
 ml_tensor *ml_cast(ml_tensor *t, ml_dtype dt) {
     if (t->dtype == dt) return ml_tensor_retain(t);
     ml_tensor *out = ml_tensor_empty(dt, t->storage->device, t->ndim, t->shape);
-    if (out && ml_backend_of(t)->elementwise->copy(t, out)) {
+    const ml_elementwise_ops *ew = out ? ml_need_elementwise(t, "to") : NULL;
+    if (out && (!ew || ew->copy(t, out))) {
         ml_tensor_release(out);
         return NULL;
     }

@@ -15,10 +15,7 @@
 #define SHAPE(t, buf) ml_shape_str((t)->ndim, (t)->shape, buf, sizeof buf)
 
 static const ml_index_ops *index_ops(const char *fname, const ml_tensor *t) {
-    const ml_index_ops *ops = ml_backend_of(t)->index;
-    if (!ops)
-        ml_error_set("%s: not available on %s", fname, ml_device_name(t->storage->device));
-    return ops;
+    return ml_need_index(t, fname);
 }
 
 static int check_index(const char *fname, const ml_tensor *x, const ml_tensor *index) {

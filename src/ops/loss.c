@@ -270,7 +270,8 @@ ml_tensor *ml_loss(ml_loss_kind kind, ml_tensor *input, ml_tensor *target, ml_te
         p.args.extra = p.extra;
         p.args.aux = p.aux;
         out = ml_tensor_empty(input->dtype, input->storage->device, p.out_ndim, p.out_shape);
-        if (out && ml_backend_of(input)->loss->forward(&p.args, out)) {
+        const ml_loss_ops *lo = out ? ml_need_loss(input, fname) : NULL;
+        if (out && (!lo || lo->forward(&p.args, out))) {
             ml_tensor_release(out);
             out = NULL;
         }
@@ -337,8 +338,8 @@ static int loss_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
     ml_tensor *gx = gc && want_x ? ml_tensor_empty_like(in) : NULL;
     ml_tensor *gv = gc && want_var ? ml_tensor_empty_like(in) : NULL;
     int rc = -1;
-    if (gc && (!want_x || gx) && (!want_var || gv))
-        rc = ml_backend_of(in)->loss->backward(&a, gc, gx, gv);
+    const ml_loss_ops *lo = ml_need_loss(in, ml_loss_name(a.kind));
+    if (lo && gc && (!want_x || gx) && (!want_var || gv)) rc = lo->backward(&a, gc, gx, gv);
     ml_tensor_release(gc);
     if (rc == 0 && node->needs_grad[1] && gx) {
         ml_tensor *neg = ml_neg(gx);

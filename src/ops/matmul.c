@@ -96,7 +96,10 @@ static int gemm_into(const ml_tensor *a, const ml_tensor *b, const ml_tensor *bi
     int rc = 0;
     if (ml_numel(c) > 0) {
         if (g.k == 0) rc = ml_fill_(c, 0.0);
-        else rc = ml_backend_of(c)->matmul->gemm(&g);
+        else {
+            const ml_matmul_ops *mo = ml_need_matmul(c, "matmul");
+            rc = mo ? mo->gemm(&g) : -1;
+        }
     }
     ml_tensor_release(pa.owned);
     ml_tensor_release(pb.owned);

@@ -51,10 +51,7 @@ static ml_tensor *prepare(const char *fname, const ml_tensor *param, ml_tensor *
 }
 
 static const ml_optim_ops *optim_ops(const char *fname, const ml_tensor *param) {
-    const ml_optim_ops *ops = ml_backend_of(param)->optim;
-    if (!ops) ml_error_set("%s: the %s backend has no optimizer kernels", fname,
-                           ml_backend_of(param)->name);
-    return ops;
+    return ml_need_optim(param, fname);
 }
 
 int ml_adam_step(ml_tensor *param, ml_tensor *grad, ml_tensor *exp_avg, ml_tensor *exp_avg_sq,

@@ -84,8 +84,8 @@ static int reduce_raw(ml_reduce_op op, ml_tensor *x, int dim, bool keepdim, ml_t
     *out = ml_tensor_empty(out_dt, x->storage->device, nd, shape);
     if (idx) *idx = *out ? ml_tensor_empty(ML_I64, x->storage->device, nd, shape) : NULL;
     int rc = (*out && (!idx || *idx)) ? 0 : -1;
-    if (rc == 0)
-        rc = ml_backend_of(x)->reduce->reduce(op, src, outer, n, inner, *out, idx ? *idx : NULL);
+    const ml_reduce_ops *ro = rc == 0 ? ml_need_reduce(x, fname) : NULL;
+    if (rc == 0) rc = ro ? ro->reduce(op, src, outer, n, inner, *out, idx ? *idx : NULL) : -1;
     ml_tensor_release(src);
     if (rc) {
         ml_tensor_release(*out);

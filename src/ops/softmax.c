@@ -20,7 +20,8 @@ static int softmax_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
     geometry(y, (int)node->ints[0], &outer, &n, &inner);
     ml_tensor *gc = ml_as_contiguous(g);
     ml_tensor *gx = gc ? ml_tensor_empty_like(y) : NULL;
-    int rc = gx ? ml_backend_of(y)->softmax->backward(y, gc, outer, n, inner, node->ints[1], gx) : -1;
+    const ml_softmax_ops *so = gx ? ml_need_softmax(y, node->ints[1] ? "log_softmax" : "softmax") : NULL;
+    int rc = so ? so->backward(y, gc, outer, n, inner, node->ints[1], gx) : -1;
     ml_tensor_release(gc);
     if (rc) {
         ml_tensor_release(gx);
@@ -43,7 +44,8 @@ static ml_tensor *softmax_impl(ml_tensor *x, int dim, bool log) {
     int64_t outer, n, inner;
     geometry(src, d, &outer, &n, &inner);
     ml_tensor *y = ml_tensor_empty_like(src);
-    if (y && ml_backend_of(src)->softmax->forward(src, outer, n, inner, log, y)) {
+    const ml_softmax_ops *so = y ? ml_need_softmax(src, fname) : NULL;
+    if (y && (!so || so->forward(src, outer, n, inner, log, y))) {
         ml_tensor_release(y);
         y = NULL;
     }

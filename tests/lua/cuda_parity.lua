@@ -11,8 +11,10 @@ local ml = require "moonlight"
 local M = {}
 
 -- An input: shape, kind ("randn", "pos" > 0, "unit" in (-1, 1), "int", "u8",
--- "f64"), grad (a leaf that collects a gradient), view ("t": transposed after
--- moving, so the op sees a strided tensor).
+-- "f64", "class": int64 ids in [0, spec.classes), "prob" in (0.01, 0.99),
+-- "count": small whole numbers as float32), dtype (cast after drawing), grad (a
+-- leaf that collects a gradient), view ("t": transposed after moving, so the op
+-- sees a strided tensor).
 local function make_input(spec, seed, dev)
   ml.manual_seed(seed)
   local shape, kind = spec[1], spec.kind or "randn"
@@ -27,9 +29,16 @@ local function make_input(spec, seed, dev)
     x = ml.rand(shape) * 1.8 - 0.9
   elseif kind == "f64" then
     x = ml.randn(shape):double()
+  elseif kind == "class" then
+    x = (ml.rand(shape) * spec.classes):long()
+  elseif kind == "prob" then
+    x = ml.rand(shape) * 0.98 + 0.01
+  elseif kind == "count" then
+    x = (ml.rand(shape) * 6):long():float()
   else
     x = ml.randn(shape)
   end
+  if spec.dtype then x = x:to({dtype = spec.dtype}) end
   if dev == "cuda" then x = x:cuda() end
   local leaf = x
   if spec.grad then leaf = x:detach():requires_grad_(true) end
@@ -243,10 +252,9 @@ for _, shape in ipairs({{33, 65}, {3, 4, 5}, {1, 300001}, {300001}, {1000, 3}, {
   red("mean", shape, function(x) return x:mean() end)
   red("sum dim 1", shape, function(x) return x:sum(1) end)
   red("mean dim -1 keepdim", shape, function(x) return x:mean(-1, true) end)
-  -- forward only: the backward of max/min with a dim scatters through the index
-  -- family, which has no CUDA kernels yet (ops/reduce.c says so on cuda)
-  red("max dim 1", shape, function(x) return x:max(1) end, nil, false)
-  red("min dim -1", shape, function(x) return x:min(-1) end, nil, false)
+  -- the backward of max/min with a dim scatters through the index family
+  red("max dim 1", shape, function(x) return x:max(1) end)
+  red("min dim -1", shape, function(x) return x:min(-1) end)
   red("argmax dim 1", shape, function(x) return x:argmax(1) end, nil, false)
   red("argmin dim -1", shape, function(x) return x:argmin(-1) end, nil, false)
   red("logsumexp dim -1", shape, function(x) return x:logsumexp(-1) end)
@@ -254,7 +262,7 @@ for _, shape in ipairs({{33, 65}, {3, 4, 5}, {1, 300001}, {300001}, {1000, 3}, {
 end
 red("sum dim 2 {3,4,5}", {3, 4, 5}, function(x) return x:sum(2) end)
 red("logsumexp dim 2", {3, 4, 5}, function(x) return x:logsumexp(2) end)
-red("max dim 2", {3, 4, 5}, function(x) return x:max(2) end, nil, false)
+red("max dim 2", {3, 4, 5}, function(x) return x:max(2) end)
 red("sum int64", {33, 65}, function(x) return x:sum(), x:sum(1), x:max(2) end, "int", false)
 red("sum uint8", {1, 300001}, function(x) return x:sum(), x:sum(2), x:argmax(2) end, "u8", false)
 red("sum float64", {300001}, function(x) return x:sum(), x:mean() end, "f64")
@@ -304,5 +312,268 @@ add("MLP forward/backward", {{{128, 784}}, {{64, 784}, grad = true}, {{64}, grad
       local p = ml.F.softmax(ml.F.linear(h, w2, b2), -1)
       return ((p - 0.1) ^ 2):mean()
     end, mm)
+
+-- losses: every kind x reduction x options, forward and the input's gradient
+-- (and target's / var's where the loss gives one)
+local F = ml.F
+local function loss_case(name, inputs, fname, opts, wrap)
+  for _, red_ in ipairs({"mean", "sum", "none"}) do
+    local o = {reduction = red_}
+    for k, v in pairs(opts or {}) do o[k] = v end
+    add(("%s %s %s"):format(fname, name, red_), inputs, function(...)
+      local args = table.pack(...)
+      if wrap then args = table.pack(wrap(...)) end
+      local n = args.n
+      -- a trailing tensor option (weight, pos_weight) is the last input
+      if o._tensor_opt then
+        o[o._tensor_opt] = args[n]
+        n = n - 1
+      end
+      local oo = {}
+      for k, v in pairs(o) do if k ~= "_tensor_opt" then oo[k] = v end end
+      local call = {}
+      for i = 1, n do call[i] = args[i] end
+      call[n + 1] = oo
+      return F[fname](table.unpack(call, 1, n + 1))
+    end)
+  end
+end
+local X = {33, 65}
+local function xin(kind, grad) return {X, kind = kind or "randn", grad = grad ~= false} end
+loss_case("[33,65]", {xin(), xin()}, "mse_loss")
+loss_case("float64", {xin("f64"), xin("f64")}, "mse_loss")
+loss_case("[100003]", {{{100003}, grad = true}, {{100003}}}, "mse_loss")
+loss_case("[33,65]", {xin(), xin()}, "l1_loss")
+loss_case("beta 1", {xin(), xin()}, "smooth_l1_loss")
+loss_case("beta 0.5", {xin(), xin()}, "smooth_l1_loss", {beta = 0.5})
+loss_case("beta 0", {xin(), xin()}, "smooth_l1_loss", {beta = 0})
+loss_case("[33,65]", {xin("prob"), xin("prob", false)}, "binary_cross_entropy")
+loss_case("weight [65]", {xin("prob"), xin("prob", false), {{65}, kind = "pos"}},
+          "binary_cross_entropy", {_tensor_opt = "weight"})
+loss_case("float64", {xin("prob", true), xin("prob", false)}, "binary_cross_entropy", nil,
+          function(x, t) return x:double(), t:double() end)
+loss_case("[33,65]", {xin(), xin("prob", false)}, "binary_cross_entropy_with_logits")
+loss_case("weight", {xin(), xin("prob", false), {{65}, kind = "pos"}},
+          "binary_cross_entropy_with_logits", {_tensor_opt = "weight"})
+loss_case("pos_weight", {xin(), xin("prob", false), {{65}, kind = "pos"}},
+          "binary_cross_entropy_with_logits", {_tensor_opt = "pos_weight"})
+loss_case("", {xin(), xin("pos", false)}, "kl_div", nil,
+          function(x, t) return F.log_softmax(x, -1), t / t:sum(-1, true) end)
+loss_case("log_target", {xin(), xin(nil, false)}, "kl_div", {log_target = true},
+          function(x, t) return F.log_softmax(x, -1), F.log_softmax(t, -1) end)
+add("kl_div batchmean", {xin(), xin("pos", false)}, function(x, t)
+  return F.kl_div(F.log_softmax(x, -1), t / t:sum(-1, true), {reduction = "batchmean"})
+end)
+loss_case("log_input", {xin(), xin("count", false)}, "poisson_nll_loss")
+loss_case("probabilities", {xin("pos"), xin("count", false)}, "poisson_nll_loss", {log_input = false})
+loss_case("full", {xin(), xin("count", false)}, "poisson_nll_loss", {full = true})
+loss_case("var [33,65]", {xin(), xin(), xin("pos")}, "gaussian_nll_loss")
+loss_case("var [33,1] full", {xin(), xin(), {{33, 1}, kind = "pos", grad = true}}, "gaussian_nll_loss",
+          {full = true})
+loss_case("var [33] eps", {xin(), xin(), {{33}, kind = "pos", grad = true}}, "gaussian_nll_loss",
+          {eps = 0.5})
+local C = 10
+local function logits(shape, kind) return {shape, kind = kind or "randn", grad = true} end
+local function ids(shape, c) return {shape, kind = "class", classes = c or C} end
+local W10 = {{C}, kind = "pos"}
+loss_case("[129,10]", {logits({129, C}), ids({129})}, "nll_loss", nil,
+          function(x, t) return F.log_softmax(x, -1), t end)
+loss_case("weight", {logits({129, C}), ids({129}), W10}, "nll_loss", {_tensor_opt = "weight"},
+          function(x, t, w) return F.log_softmax(x, -1), t, w end)
+loss_case("ignore_index 3", {logits({129, C}), ids({129})}, "nll_loss", {ignore_index = 3},
+          function(x, t) return F.log_softmax(x, -1), t end)
+loss_case("[129,10]", {logits({129, C}), ids({129})}, "cross_entropy")
+loss_case("weight", {logits({129, C}), ids({129}), W10}, "cross_entropy", {_tensor_opt = "weight"})
+loss_case("ignore_index 3", {logits({129, C}), ids({129})}, "cross_entropy", {ignore_index = 3})
+loss_case("label_smoothing 0.1", {logits({129, C}), ids({129})}, "cross_entropy", {label_smoothing = 0.1})
+loss_case("weight + ls + ignore", {logits({129, C}), ids({129}), W10}, "cross_entropy",
+          {_tensor_opt = "weight", label_smoothing = 0.2, ignore_index = 0})
+loss_case("class dim 2 [3,10,7]", {logits({3, C, 7}), ids({3, 7})}, "cross_entropy")
+loss_case("class dim 2 weight + ls", {logits({3, C, 7}), ids({3, 7}), W10}, "cross_entropy",
+          {_tensor_opt = "weight", label_smoothing = 0.1})
+loss_case("1000 classes (warp rows)", {logits({65, 1000}), ids({65}, 1000), {{1000}, kind = "pos"}},
+          "cross_entropy", {_tensor_opt = "weight", label_smoothing = 0.1, ignore_index = 7})
+loss_case("1000 classes nll", {logits({65, 1000}), ids({65}, 1000)}, "nll_loss", nil,
+          function(x, t) return F.log_softmax(x, -1), t end)
+loss_case("float64", {logits({129, C}, "f64"), ids({129})}, "cross_entropy", {label_smoothing = 0.1})
+loss_case("unbatched [10]", {logits({C}), ids({})}, "cross_entropy")
+loss_case("probabilities", {logits({129, C}), {{129, C}, kind = "pos"}}, "cross_entropy", nil,
+          function(x, t) return x, t / t:sum(-1, true) end)
+loss_case("probabilities weight + ls", {logits({129, C}), {{129, C}, kind = "pos"}, W10},
+          "cross_entropy", {_tensor_opt = "weight", label_smoothing = 0.1},
+          function(x, t, w) return x, t / t:sum(-1, true), w end)
+loss_case("probabilities 1000 classes", {logits({33, 1000}), {{33, 1000}, kind = "pos"}},
+          "cross_entropy", nil, function(x, t) return x, t / t:sum(-1, true) end)
+add("cross_entropy all ignored (NaN mean)", {logits({5, C})}, function(x)
+  local t = ml.full({5}, 2, {dtype = "int64", device = x.device})
+  return F.cross_entropy(x, t, {ignore_index = 2})
+end)
+
+-- bad data is an error naming the loss on both devices
+local function raises(pattern, f)
+  return function(x)
+    local ok, err = pcall(f, x)
+    local hit = not ok and tostring(err):find(pattern, 1, true) ~= nil
+    return ml.tensor({hit and 1 or 0, ok and 1 or 0}, {dtype = "int64"})
+  end
+end
+add("cross_entropy class id out of range", {logits({5, C})}, raises(
+  "cross_entropy: target class id 10 is out of range", function(x)
+    return F.cross_entropy(x, ml.tensor({1, 2, 10, 3, 4}, {dtype = "int64", device = x.device}))
+  end))
+add("nll_loss negative class id", {logits({5, C})}, raises(
+  "nll_loss: target class id -3 is out of range", function(x)
+    return F.nll_loss(x, ml.tensor({1, 2, -3, 3, 4}, {dtype = "int64", device = x.device}))
+  end))
+add("binary_cross_entropy input outside [0, 1]", {{{7}}}, raises(
+  "binary_cross_entropy: all elements of input should be between 0 and 1", function(x)
+    return F.binary_cross_entropy(x:abs() + 1, x:abs():clamp(0, 1))
+  end))
+add("gaussian_nll_loss negative var", {{{7}}}, raises(
+  "gaussian_nll_loss: var has negative entries", function(x)
+    return F.gaussian_nll_loss(x, x, -x:abs() - 1)
+  end))
+
+-- optimizers: several steps from the same parameters and gradients
+local function optim_case(name, make, dtype)
+  add("optim " .. name, {{{33, 65}, dtype = dtype}, {{33, 65}, dtype = dtype}, {{33, 65}, dtype = dtype}},
+      function(w, g1, g2)
+        local p = w:clone():requires_grad_(true)
+        local q = w:narrow(2, 1, 7):contiguous():requires_grad_(true)
+        local opt = make({p, q})
+        for s = 1, 6 do
+          local g = s % 2 == 1 and g1 or g2
+          p.grad = g * (1 + 0.25 * s)
+          q.grad = g:narrow(2, 3, 7):contiguous() * -s
+          opt:step()
+        end
+        return p:detach(), q:detach()
+      end)
+end
+local optim = ml.optim
+optim_case("Adam", function(ps) return optim.Adam(ps, {lr = 1e-2}) end)
+optim_case("Adam float64", function(ps) return optim.Adam(ps, {lr = 1e-2}) end, "float64")
+optim_case("Adam weight_decay", function(ps) return optim.Adam(ps, {lr = 1e-2, weight_decay = 0.1}) end)
+optim_case("Adam amsgrad", function(ps) return optim.Adam(ps, {lr = 1e-2, amsgrad = true, betas = {0.8, 0.9}}) end)
+optim_case("Adam maximize", function(ps) return optim.Adam(ps, {lr = 1e-2, maximize = true, eps = 1e-6}) end)
+optim_case("AdamW", function(ps) return optim.AdamW(ps, {lr = 1e-2}) end)
+optim_case("AdamW amsgrad float64", function(ps) return optim.AdamW(ps, {lr = 1e-2, amsgrad = true, weight_decay = 0.5}) end, "float64")
+optim_case("SGD", function(ps) return optim.SGD(ps, {lr = 0.1}) end)
+optim_case("SGD momentum", function(ps) return optim.SGD(ps, {lr = 0.1, momentum = 0.9}) end)
+optim_case("SGD momentum dampening wd", function(ps)
+  return optim.SGD(ps, {lr = 0.1, momentum = 0.9, dampening = 0.3, weight_decay = 0.01}) end)
+optim_case("SGD nesterov maximize", function(ps)
+  return optim.SGD(ps, {lr = 0.05, momentum = 0.8, nesterov = true, maximize = true}) end)
+optim_case("SGD float64", function(ps) return optim.SGD(ps, {lr = 0.1, momentum = 0.5}) end, "float64")
+
+-- index family (gather's backward is scatter_add, index_select's is index_add)
+add("gather dim 2 [33,65] by [33,20]", {{{33, 65}, grad = true}, ids({33, 20}, 65)},
+    function(x, i) return x:gather(2, i) end)
+add("gather dim 1 [33,65] by [7,65]", {{{33, 65}, grad = true}, ids({7, 65}, 33)},
+    function(x, i) return x:gather(1, i) end)
+add("gather dim 2 [3,17,5] by [3,40,4] (repeats)", {{{3, 17, 5}, grad = true}, ids({3, 40, 4}, 17)},
+    function(x, i) return x:gather(2, i) end)
+add("gather int64 and uint8", {{{9, 11}, kind = "int"}, {{9, 11}, kind = "u8"}, ids({9, 5}, 11)},
+    function(a, b, i) return a:gather(2, i), b:gather(2, i) end)
+add("gather float64", {{{9, 11}, kind = "f64", grad = true}, ids({4, 11}, 9)},
+    function(x, i) return x:gather(1, i) end)
+add("scatter_add dim 2 (repeats)", {{{6, 13}, grad = true}, ids({6, 40}, 13), {{6, 40}, grad = true}},
+    function(x, i, src) return x:scatter_add(2, i, src) end)
+add("scatter_add dim 1 int64", {{{6, 13}, kind = "int"}, ids({20, 13}, 6), {{20, 13}, kind = "int"}},
+    function(x, i, src) return x:scatter_add(1, i, src) end)
+add("index_select dim 1", {{{33, 65}, grad = true}, ids({50}, 33)}, function(x, i) return x:index_select(1, i) end)
+add("index_select dim 2 [4,33,5]", {{{4, 33, 5}, grad = true}, ids({70}, 33)},
+    function(x, i) return x:index_select(2, i) end)
+add("index_select last dim uint8", {{{7, 300}, kind = "u8"}, ids({99}, 300)},
+    function(x, i) return x:index_select(2, i) end)
+add("index_add dim 1 (repeats)", {{{9, 65}, grad = true}, ids({40}, 9), {{40, 65}, grad = true}},
+    function(x, i, src) return x:index_add(1, i, src) end)
+add("index_add dim 2 float64", {{{5, 9, 3}, kind = "f64", grad = true}, ids({12}, 9),
+                                {{5, 12, 3}, kind = "f64", grad = true}},
+    function(x, i, src) return x:index_add(2, i, src) end)
+add("one_hot", {ids({129}), ids({3, 7}, 4)}, function(a, b)
+  return F.one_hot(a, 10), F.one_hot(b), F.one_hot(a, 12):float()
+end)
+
+-- data family: batches gathered from a uint8 dataset resident on the device
+local core = require "moonlight.core"
+local function rows(dev)
+  ml.manual_seed(5)
+  local idx = (ml.rand({131}) * 1000):long() -- on the host, as the loader makes them
+  return idx, dev
+end
+add("data gather_scaled (ToTensor, Normalize) and gather_rows", {{{1000, 28, 28}, kind = "u8"}},
+    function(src)
+      local idx = rows()
+      return core._gather_scaled(src, idx, 1 / 255, 0, true),
+             core._gather_scaled(src, idx, 1 / (255 * 0.3081), -0.1307 / 0.3081, false),
+             core._gather_scaled(src, idx, 1 / 255, 0, false, "float64"),
+             core._gather_rows(src, idx)
+    end, {rtol = 0, atol = 0})
+add("data gather_rows float32, int64 and odd rows", {{{1000, 3}}, {{1000, 5}, kind = "int"}, {{1000, 3}, kind = "u8"}},
+    function(a, b, c)
+      local idx = rows()
+      return core._gather_rows(a, idx), core._gather_rows(b, idx), core._gather_rows(c, idx)
+    end, {rtol = 0, atol = 0})
+add("data gather_one_hot and gather_labels", {ids({1000}), {{1000}, kind = "class", classes = 10, dtype = "uint8"}},
+    function(l64, l8)
+      local idx = rows()
+      return core._gather_one_hot(l64, idx, 10), core._gather_one_hot(l8, idx, 10),
+             core._gather_labels(l64, idx), core._gather_labels(l8, idx)
+    end, {rtol = 0, atol = 0})
+add("data gather_one_hot label out of range", {ids({1000})}, raises(
+  "one_hot: class id 10 is out of range for 10 classes", function(l)
+    local idx = rows()
+    return core._gather_one_hot(l, idx, 9 + 1) + core._gather_one_hot(l + 1, idx, 10)
+  end))
+add("data DataLoader batches on the device", {{{300, 28, 28}, kind = "u8"}, ids({300})},
+    function(images, labels)
+      local d = ml.data
+      local T = d.transforms
+      local ds = d.TensorDataset(images:cpu(), labels:cpu())
+      local out = {}
+      local loader = d.DataLoader(ds, {batch_size = 64, shuffle = true, seed = 3, device = images.device})
+      for _, b in loader:iter() do
+        out[#out + 1] = b[1]
+        out[#out + 1] = b[2]
+      end
+      return table.unpack(out)
+    end, {rtol = 0, atol = 0})
+
+-- the reference MLP (784-64-32-10, softmax, MSE on one-hot targets, Adam 1e-3,
+-- batch 128) trained 50 steps on both devices from the same initial weights and
+-- batch order: MNIST when data/mnist is there, else synthetic data of its shape
+local function mnist_or_synthetic()
+  local d, T = ml.data, ml.data.transforms
+  local f = io.open("data/mnist/train-images-idx3-ubyte", "rb")
+  if f then
+    f:close()
+    return d.MNIST("data/mnist", {train = true, transform = T.ToTensor(), target_transform = T.OneHot(10)})
+  end
+  ml.manual_seed(11)
+  local x = (ml.rand({6400, 1, 28, 28}) * 255):byte():float() / 255
+  local y = F.one_hot((ml.rand({6400}) * 10):long(), 10):float()
+  return d.TensorDataset(x, y)
+end
+add("train the reference MLP 50 steps (Adam, DataLoader on the device)", {{{1}}}, function(x)
+  local dev, nn = x.device, ml.nn
+  ml.manual_seed(0)
+  local model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
+                              nn.Linear(32, 10), nn.Softmax(-1))
+  model:to(dev)
+  local opt = optim.Adam(model:parameters(), {lr = 1e-3})
+  local loader = ml.data.DataLoader(mnist_or_synthetic(), {batch_size = 128, shuffle = true, seed = 1, device = dev})
+  local losses = {}
+  for i, b in loader:iter() do
+    if i > 50 then break end
+    opt:zero_grad()
+    local loss = F.mse_loss(model(b[1]), b[2])
+    loss:backward()
+    opt:step()
+    losses[#losses + 1] = loss:detach():view({1})
+  end
+  local w = model:parameters()
+  return ml.cat(losses), w[1]:detach(), w[#w]:detach()
+end, {rtol = 1e-3, atol = 1e-5})
 
 return M
