@@ -1,7 +1,7 @@
 # The CUDA backend: every kernels/*.cu compiled for Hopper (sm_90 machine code plus
-# compute_90 PTX, so a newer GPU can JIT it), into the object library ml_cuda whose
-# objects go into libmoonlight (static and shared) and moonlight.so, so an installed
-# libmoonlight.a is complete. Included from CMakeLists.txt when
+# compute_90 PTX, so a newer GPU can JIT it), into the plugin libmoonlight_cuda.so
+# that the core loads on first use (src/cuda_loader.c, src/cuda_plugin.h): a CPU run
+# never maps cudart or cuBLAS. Included from CMakeLists.txt when
 # ML_CUDA is ON and CMake finds nvcc and the toolkit; the C sources then see
 # ML_HAVE_CUDA (src/backend.c and src/cuda.c keep their fallbacks otherwise).
 #
@@ -24,11 +24,16 @@ set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 
 file(GLOB ML_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/*.cu)
-add_library(ml_cuda OBJECT ${ML_CUDA_SOURCES})
+add_library(ml_cuda SHARED ${ML_CUDA_SOURCES})
 target_include_directories(ml_cuda PRIVATE ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/kernels)
 set_target_properties(ml_cuda PROPERTIES
-  POSITION_INDEPENDENT_CODE ON          # it goes into moonlight.so and libmoonlight.so
-  CUDA_RUNTIME_LIBRARY Static)
+  OUTPUT_NAME moonlight_cuda
+  LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}   # beside the CLI and moonlight.so, where the loader looks
+  POSITION_INDEPENDENT_CODE ON
+  CUDA_RUNTIME_LIBRARY Static
+  CUDA_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden C_VISIBILITY_PRESET hidden)
+# only ml_cuda_plugin_entry is exported; cudart's own symbols stay inside
+target_link_options(ml_cuda PRIVATE -Wl,--exclude-libs,ALL -Wl,-z,nodelete)
 target_compile_options(ml_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra --expt-relaxed-constexpr -lineinfo>
   $<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<NOT:$<CONFIG:Debug>>>:-O3>)
@@ -42,13 +47,6 @@ else()
 endif()
 # the kernels' host code is C++: its runtime comes with them
 target_link_libraries(ml_cuda PUBLIC CUDA::cudart_static ${ML_CUBLAS} stdc++)
-target_compile_definitions(ml_objects PUBLIC ML_HAVE_CUDA)
+target_compile_definitions(ml_objects PRIVATE ML_CUDA_PLUGIN_BUILT)
 message(STATUS "moonlight: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, "
                "architectures ${CMAKE_CUDA_ARCHITECTURES}, cuBLAS ${ML_CUBLAS_KIND})")
-
-# what a program linking the installed static libmoonlight.a needs besides it
-if(ML_CUBLAS_KIND STREQUAL "static")
-  set(ML_PC_CUDA_LIBS "-L${CUDAToolkit_LIBRARY_DIR} -lcublas_static -lcublasLt_static -lculibos -lcudart_static -lrt -ldl -lstdc++")
-else()
-  set(ML_PC_CUDA_LIBS "-L${CUDAToolkit_LIBRARY_DIR} -lcublas -lcudart_static -lrt -ldl -lstdc++")
-endif()

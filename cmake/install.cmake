@@ -9,6 +9,9 @@ install(TARGETS moonlight_static moonlight_shared
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(TARGETS moonlight RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+if(TARGET ml_cuda) # the CUDA plugin, loaded on first use from the libdir
+  install(TARGETS ml_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
 install(TARGETS moonlight_lua LIBRARY DESTINATION lib/lua/5.4)
 install(FILES ${CMAKE_SOURCE_DIR}/include/moonlight.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/lua/moonlight DESTINATION share/lua/5.4

@@ -12,11 +12,3 @@ const ml_backend *ml_backend_of(const ml_tensor *t) { return ml_backend_get(t->s
 int ml_backend_missing(const ml_tensor *t, const char *op) {
     return ml_error_set("%s: not available on %s", op, ml_device_name(t->storage->device));
 }
-
-#ifndef ML_HAVE_CUDA
-const ml_backend *ml_cuda_backend(void) {
-    ml_error_set("cuda: this build of moonlight has no CUDA backend (the CUDA toolkit was "
-                 "not found when it was built)");
-    return NULL;
-}
-#endif

@@ -1,5 +1,5 @@
-/* The float32 matmul precision (every build), and the CUDA entry points of a build
- * without the CUDA backend: each fails with the reason ml_cuda_backend() gives. */
+/* The float32 matmul precision, in every build (the CPU ignores it, as PyTorch's
+ * CPU does; the CUDA plugin reads it). The CUDA entry points are in cuda_loader.c. */
 #include "cuda_api.h"
 
 #include <stdatomic.h>
@@ -13,26 +13,3 @@ void ml_set_float32_matmul_precision(ml_matmul_precision p) { atomic_store(&matm
 ml_matmul_precision ml_get_float32_matmul_precision(void) {
     return (ml_matmul_precision)atomic_load(&matmul_precision);
 }
-
-#ifndef ML_HAVE_CUDA
-const char *ml_cuda_device_name(void) {
-    ml_cuda_backend(); /* sets the reason */
-    return NULL;
-}
-
-int ml_cuda_memory_stats(size_t *allocated, size_t *reserved) {
-    *allocated = *reserved = 0;
-    ml_cuda_backend();
-    return -1;
-}
-
-int ml_cuda_empty_cache(void) {
-    ml_cuda_backend();
-    return -1;
-}
-
-int ml_cuda_synchronize(void) {
-    ml_cuda_backend();
-    return -1;
-}
-#endif

@@ -10,7 +10,7 @@ src=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 P=$tmp/prefix
-cmake --install "$build" --prefix "$P" >"$tmp/install.log"
+cmake --install "$build" --prefix "$P" >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; exit 1; }
 
 for f in include/moonlight.h lib/libmoonlight.a lib/libmoonlight.so bin/moonlight \
          lib/lua/5.4/moonlight.so share/lua/5.4/moonlight/init.lua \

@@ -112,3 +112,25 @@ print("png", ml._sys.kind(tr.logger.log_dir .. "/curves.png"))
   end)
 end)
 
+
+describe("the CUDA plugin", function()
+  it("is loaded only on demand, and reports why CUDA is unavailable", function()
+    local plugin = (os.getenv("MOONLIGHT_BUILD_DIR") or "build") .. "/libmoonlight_cuda.so"
+    local f = io.open(plugin, "rb")
+    local code = "local ok, err = pcall(ml.cuda.device_name); print(ml.cuda.is_available(), err)"
+    local out, rc = run("MOONLIGHT_CUDA_FORCE_LOAD=1 " .. bin .. " -e '" .. code .. "'")
+    assert.are.equal(0, rc, out)
+    if not f then
+      assert.matches("has no CUDA backend", out)
+      return
+    end
+    f:close()
+    if out:match("^true") then return end -- a machine with a GPU
+    -- the plugin was found, loaded and asked: the reason comes from the CUDA runtime
+    assert.matches("cudaGetDeviceCount", out)
+    -- without the forcing variable and without a driver, nothing is loaded at all
+    local maps = run(bin .. " -e 'ml.cuda.is_available(); for l in io.lines(\"/proc/self/maps\") do if l:find(\"cuda\") then print(l) end end'")
+    local has_driver = io.open("/proc/driver/nvidia/version") or io.open("/dev/nvidiactl")
+    if not has_driver then assert.are.equal("", maps) end
+  end)
+end)
