@@ -40,15 +40,18 @@ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Portable \
   >"$dir.configure.log" 2>&1 ||
   { cat "$dir.configure.log"; exit 1; }
 grep -q "CUDA backend ON" "$dir.configure.log" || { echo "gpu-build: CMake did not enable CUDA" >&2; cat "$dir.configure.log"; exit 1; }
-cmake --build "$dir" -j "$(nproc)" --target moonlight
+cmake --build "$dir" -j "$(nproc)" --target moonlight ml_cuda
 
 dist=$dir/dist
 rm -rf "$dist"
 mkdir -p "$dist/lib"
 cp "$dir/moonlight" "$dist/moonlight"
 strip "$dist/moonlight"
+# the CUDA backend is a plugin the CLI loads from beside itself on first use
+cp "$dir/libmoonlight_cuda.so" "$dist/libmoonlight_cuda.so"
+strip --strip-unneeded "$dist/libmoonlight_cuda.so"
 # copy what the loader needs beyond glibc and the CUDA libraries of the GPU machine
-ldd "$dir/moonlight" | awk '/=> \// {print $1, $3}' | while read -r name path; do
+{ ldd "$dir/moonlight"; ldd "$dir/libmoonlight_cuda.so"; } | sort -u | awk '/=> \// {print $1, $3}' | while read -r name path; do
   case "$name" in
     # glibc, the C++ runtime every Linux with a compiler has (a newer one serves an
     # older build; an older copy could break the GPU machine's libcublas), cuBLAS
