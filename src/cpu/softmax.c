@@ -57,9 +57,43 @@
                 });                                                            \
     } while (0)
 
+/* float32 over the last dim (inner = 1, the common case): each row's three passes
+ * are unit-stride loops the compiler vectorises, ml_expf included. */
+static void softmax_rows_f32(const float *restrict xp, float *restrict yp, int64_t rows,
+                             int64_t n, bool is_log) {
+    ML_PARALLEL_FOR_IF(rows * n > 32768,
+        for (int64_t o = 0; o < rows; o++) {
+            const float *restrict p = xp + o * n;
+            float *restrict q = yp + o * n;
+            float m = -INFINITY;
+            _Pragma("omp simd reduction(max : m)")
+            for (int64_t i = 0; i < n; i++) m = p[i] > m ? p[i] : m;
+            for (int64_t i = 0; i < n; i++) /* a NaN anywhere makes the row NaN, as torch */
+                if (p[i] != p[i]) m = p[i];
+            if (m == -INFINITY) m = 0;
+            float s = 0;
+            _Pragma("omp simd reduction(+ : s)")
+            for (int64_t i = 0; i < n; i++) {
+                float e = ml_expf(p[i] - m);
+                q[i] = e;
+                s += e;
+            }
+            if (is_log) {
+                float lse = m + logf(s);
+                _Pragma("omp simd")
+                for (int64_t i = 0; i < n; i++) q[i] = p[i] - lse;
+            } else {
+                float r = 1.0f / s;
+                _Pragma("omp simd")
+                for (int64_t i = 0; i < n; i++) q[i] *= r;
+            }
+        });
+}
+
 static int cpu_softmax_forward(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
                                bool is_log, ml_tensor *y) {
-    if (x->dtype == ML_F32) SOFTMAX_FWD(float, ml_expf, logf);
+    if (x->dtype == ML_F32 && inner == 1) softmax_rows_f32(ml_data(x), ml_data(y), outer, n, is_log);
+    else if (x->dtype == ML_F32) SOFTMAX_FWD(float, ml_expf, logf);
     else if (x->dtype == ML_F64) SOFTMAX_FWD(double, exp, log);
     else return ml_error_set("softmax: needs a floating point tensor, got %s", ml_dtype_name(x->dtype));
     return 0;
