@@ -45,11 +45,15 @@ end
 
 -- metrics: an ordered list of {name, value}
 function Bar:set_postfix(pairs_list) self.postfix = pairs_list end
+-- fn() -> the postfix list, called only when the bar is drawn (drawing is rare;
+-- training steps are not)
+function Bar:set_postfix_fn(fn) self.postfix_fn = fn end
 
 function Bar:line()
   local elapsed = sys.clock() - self.start
   local rate = self.n > 0 and elapsed > 0 and self.n / elapsed or 0
   local parts = {}
+  if self.postfix_fn then self.postfix = self.postfix_fn() end
   for _, kv in ipairs(self.postfix) do parts[#parts + 1] = kv[1] .. "=" .. fmt_metric(kv[2]) end
   local postfix = #parts > 0 and (", " .. table.concat(parts, ", ")) or ""
   local rate_s = rate >= 1 and string.format("%.2fit/s", rate) or

@@ -486,6 +486,9 @@ function Trainer:_log_row(metrics, step)
 end
 
 function Trainer:_update_callback_metrics(metrics, prog_bar_from)
+  for k, v in pairs(self.callback_metrics) do
+    if type(v) ~= "number" then self.callback_metrics[k] = to_number(v) end
+  end
   for k, v in pairs(metrics) do self.callback_metrics[k] = v end
   if prog_bar_from then
     for _, name in ipairs(prog_bar_from.order) do
@@ -572,6 +575,10 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
   model:train()
   self:_hook(model, "on_train_epoch_start")
   local bar = progress.new("Epoch " .. epoch, n_train, {enabled = self.enable_progress_bar})
+  bar:set_postfix_fn(function()
+    self:_update_callback_metrics({}, results)
+    return self:_postfix()
+  end)
   local training_step = model.training_step
   local n = 0
   local epoch_start = sys.clock()
@@ -602,11 +609,17 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
       if self.device ~= "cpu" then check_finite(loss, where) end
       self:_log_row(results:step_metrics(true), self._global_step - 1)
     end
-    for _, item in pairs(results.items) do item.fresh = false end
-    self:_update_callback_metrics(results:step_metrics(true), results)
-    bar:set_postfix(self:_postfix())
+    -- the latest step values, as they are (a tensor stays a tensor until a number is
+    -- needed: on a GPU, item() waits for the device)
+    for name, item in pairs(results.items) do
+      if item.fresh then
+        if item.on_step then self.callback_metrics[item.on_epoch and (name .. "_step") or name] = item.last end
+        item.fresh = false
+      end
+    end
     bar:update(1)
   end
+  self:_update_callback_metrics({}, results)
   self._train_epoch_time = sys.clock() - epoch_start
 
   -- validation at the end of the epoch, inside the training epoch as in Lightning
