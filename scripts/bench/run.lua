@@ -142,6 +142,8 @@ local impls = {
   {id = "moonlight", label = "Moonlight", cmd = q(bin) .. " scripts/bench/mnist_moonlight.lua" .. common},
   {id = "moonlight_1t", label = "Moonlight, OMP/OPENBLAS_NUM_THREADS=1", diag = true,
    cmd = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 " .. q(bin) .. " scripts/bench/mnist_moonlight.lua" .. common},
+  {id = "moonlight_passive", label = "Moonlight, OMP_WAIT_POLICY=passive", diag = true,
+   cmd = "OMP_WAIT_POLICY=passive " .. q(bin) .. " scripts/bench/mnist_moonlight.lua" .. common},
 }
 if torch_ok then
   for _, kind in ipairs({"best", "tutorial"}) do
@@ -277,8 +279,9 @@ for _, im in ipairs(impls) do
 end
 p()
 p("Times are medians over repeats (epochs pooled for the per-epoch columns). \"× Moonlight\" is the peer's " ..
-  "time over Moonlight's: above 1, Moonlight is faster. The `THREADS=1` Moonlight row is a diagnostic, " ..
-  "not a peer.")
+  "time over Moonlight's: above 1, Moonlight is faster. The two Moonlight rows with an environment " ..
+  "setting are diagnostics (the same binary with OpenMP/OpenBLAS on one thread, and with libgomp's idle " ..
+  "workers sleeping instead of spinning), not peers: ratios and targets use the default row.")
 p()
 
 -- start-up
