@@ -8,6 +8,7 @@ epoch, a CSV log and a checkpoint per epoch; then the test accuracy. Prints a BE
   /usr/bin/python3 scripts/bench/torch_tutorial.py [--threads 1] [--epochs 3] [--data DIR]
 """
 import os
+import shutil
 import tempfile
 import time
 
@@ -101,6 +102,7 @@ def main():
             correct += (model(x).argmax(1) == y.argmax(1)).sum().item()
             total += x.shape[0]
     t_acc = time.perf_counter() - t_acc
+    shutil.rmtree(root)
     report("torch_tutorial", a, train_s, val_s, val_losses, correct / total, t_load, t_fit, t_acc,
            log.file)
 
