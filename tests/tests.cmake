@@ -47,6 +47,7 @@ foreach(spec ${ML_LUA_SPECS})
                        ENVIRONMENT "${ML_LUA_TEST_ENV}")
 endforeach()
 include(${CMAKE_SOURCE_DIR}/tests/embed.cmake)
+include(${CMAKE_SOURCE_DIR}/tests/bench.cmake)
 
 # `ctest -L cuda` runs the CUDA backend's tests (they report pending without a GPU)
 if(TEST lua.cuda_parity_spec)

@@ -1,5 +1,7 @@
 -- Op benchmark: moonlight's matmul and elementwise ops next to their peers.
---   build/moonlight scripts/bench/ops.lua [runs]
+--   build/moonlight scripts/bench/ops.lua [runs] [--rows]
+-- --rows also prints each figure as a tab-separated line "ROW key value unit" (for
+-- scripts/bench/run, which puts them next to PyTorch's from torch_ops.py).
 -- matmul: GFLOP/s at the reference MLP's shapes (784-64-32-10, batch 128), as
 -- ml.linear runs the forward and as the backward runs grad_input / grad_weight,
 -- next to a direct OpenBLAS cblas_sgemm on the same shapes and transposes.
@@ -8,7 +10,11 @@
 local ml = require "moonlight"
 local core = ml -- the private _bench_* peers live in the core table
 
-local runs = tonumber(arg and arg[1]) or 7
+local runs, emit_rows = 7, false
+for _, a in ipairs(arg or {}) do
+  if a == "--rows" then emit_rows = true else runs = tonumber(a) or runs end
+end
+local machine = {}
 local now = core._bench_now
 
 local function median(xs)
@@ -37,7 +43,12 @@ local function sgemm_peer(m, n, k, ta, tb)
 end
 
 local rows = {}
-local function row(name, ours, peer, unit)
+local function row(name, ours, peer, unit, key, peer_name)
+  if key then
+    local mu = key:match("^matmul") and "GFLOP/s" or "GB/s"
+    machine[#machine + 1] = string.format("ROW\t%s\t%.6g\t%s", key, ours, mu)
+    machine[#machine + 1] = string.format("ROW\t%s.%s\t%.6g\t%s", key, peer_name, peer, mu)
+  end
   rows[#rows + 1] = string.format("%-44s %10.2f %10.2f %8.1f%%", name, ours, peer, 100 * ours / peer)
   if unit then rows[#rows] = rows[#rows] .. "  " .. unit end
 end
@@ -56,20 +67,22 @@ ml.no_grad(function()
     local peer = sgemm_peer(B, fout, fin, false, true)
     local ours, theirs = compare(function() return ml.linear(x, w, b) end, peer, reps)
     row(string.format("linear fwd [%d,%d]@[%d,%d]^T + b", B, fin, fout, fin), flops / ours / 1e9,
-        flops / theirs / 1e9)
+        flops / theirs / 1e9, nil, string.format("matmul.linear_bias.%dx%d", fin, fout), "openblas")
     ours, theirs = compare(function() return ml.linear(x, w) end, peer, reps)
     row(string.format("linear fwd [%d,%d]@[%d,%d]^T", B, fin, fout, fin), flops / ours / 1e9,
-        flops / theirs / 1e9)
+        flops / theirs / 1e9, nil, string.format("matmul.linear.%dx%d", fin, fout), "openblas")
   end
   -- backward of the first layer: grad_input = g @ W, grad_weight = g^T @ x
   local g, w, x = ml.randn({B, 64}), ml.randn({64, 784}), ml.randn({B, 784})
   local flops = 2 * B * 64 * 784
   local reps = math.max(1, math.floor(2e8 / flops))
   local ours, theirs = compare(function() return g:matmul(w) end, sgemm_peer(B, 784, 64, false, false), reps)
-  row("grad_input  [128,64]@[64,784]", flops / ours / 1e9, flops / theirs / 1e9)
+  row("grad_input  [128,64]@[64,784]", flops / ours / 1e9, flops / theirs / 1e9, nil,
+      "matmul.grad_input.784x64", "openblas")
   local gt = g:t()
   ours, theirs = compare(function() return gt:matmul(x) end, sgemm_peer(64, 784, B, true, false), reps)
-  row("grad_weight [64,128]@[128,784] (g:t() view)", flops / ours / 1e9, flops / theirs / 1e9)
+  row("grad_weight [64,128]@[128,784] (g:t() view)", flops / ours / 1e9, flops / theirs / 1e9, nil,
+      "matmul.grad_weight.784x64", "openblas")
   for _, r in ipairs(rows) do print(r) end
   rows = {}
 
@@ -80,14 +93,16 @@ ml.no_grad(function()
   local a, c = ml.randn({n}), ml.randn({n})
   local memcpy_peer = function(reps) return core._bench_memcpy(bytes, reps) end
   local cases = {
-    {"add  (a + b)", 3, function() return a + c end},
-    {"mul  (a * b)", 3, function() return a * c end},
-    {"relu", 2, function() return a:relu() end},
-    {"exp", 2, function() return a:exp() end},
+    {"add  (a + b)", 3, function() return a + c end, "add"},
+    {"mul  (a * b)", 3, function() return a * c end, "mul"},
+    {"relu", 2, function() return a:relu() end, "relu"},
+    {"exp", 2, function() return a:exp() end, "exp"},
   }
   for _, cs in ipairs(cases) do
     local t, tm = compare(cs[3], memcpy_peer, 3)
-    row(cs[1], cs[2] * bytes / t / 1e9, 2 * bytes / tm / 1e9) -- memcpy reads and writes
+    row(cs[1], cs[2] * bytes / t / 1e9, 2 * bytes / tm / 1e9, -- memcpy reads and writes
+        nil, "elementwise." .. cs[4], "memcpy")
   end
   for _, r in ipairs(rows) do print(r) end
 end)
+if emit_rows then for _, r in ipairs(machine) do print(r) end end

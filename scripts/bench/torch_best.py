@@ -1,0 +1,105 @@
+"""The reference experiment in PyTorch at its best on a CPU: the IDX files read with
+numpy, the whole dataset preloaded as float32 tensors (x / 255, one-hot targets as
+float32), batches taken by index from a randperm, the 784-64-32-10 MLP, the user's MSE,
+Adam 1e-3 with zero_grad(set_to_none=True), two sanity-check validation batches,
+validation on the test set after every epoch, a CSV log and a checkpoint per epoch
+(the same work as the Lightning loop); then the test accuracy. Prints a BENCH line.
+
+  /usr/bin/python3 scripts/bench/torch_best.py [--threads 1] [--epochs 3] [--data DIR]
+"""
+import os
+import time
+
+from torch_common import Log, Model, custom_error, custom_loss, parse_args, report
+
+import numpy as np
+import torch
+
+LOG_EVERY_N_STEPS = 50
+BATCH = 128
+
+
+def read_idx(path, offset):
+    with open(path, "rb") as f:
+        return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
+
+
+def load(data, prefix):
+    x = read_idx(os.path.join(data, prefix + "-images-idx3-ubyte"), 16)
+    y = read_idx(os.path.join(data, prefix + "-labels-idx1-ubyte"), 8)
+    x = torch.from_numpy(x.copy()).view(-1, 1, 28, 28).float().div_(255)
+    y = torch.eye(10)[torch.from_numpy(y.astype(np.int64))]
+    return x, y
+
+
+def main():
+    a = parse_args(__doc__)
+    t_load = time.perf_counter()
+    xtr, ytr = load(a.data, "train")
+    xte, yte = load(a.data, "t10k")
+    t_load = time.perf_counter() - t_load
+    n_train, n_test = xtr.shape[0], xte.shape[0]
+
+    model = Model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    log = Log(a.logs, "torch_best")
+
+    def validate(max_batches):
+        model.eval()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        err_sum = torch.zeros((), dtype=torch.float64)
+        with torch.no_grad():
+            for i, s in enumerate(range(0, n_test, BATCH)):
+                if max_batches is not None and i >= max_batches:
+                    break
+                x, y = xte[s:s + BATCH], yte[s:s + BATCH]
+                y_pred = model(x)
+                loss_sum += custom_loss(y_pred, y) * x.shape[0]
+                err_sum += custom_error(y_pred, y) * x.shape[0]
+                n = s + x.shape[0]
+        model.train()
+        return loss_sum.item() / n, err_sum.item() / n
+
+    t_fit = time.perf_counter()
+    validate(2)  # Lightning's sanity check
+    train_s, val_s, val_losses = [], [], []
+    step = 0
+    for epoch in range(a.epochs):
+        model.train()
+        t = time.perf_counter()
+        perm = torch.randperm(n_train)
+        for batch_idx, s in enumerate(range(0, n_train, BATCH)):
+            if a.limit_train_batches is not None and batch_idx >= a.limit_train_batches:
+                break
+            idx = perm[s:s + BATCH]
+            x, y = xtr[idx], ytr[idx]
+            y_pred = model(x)
+            loss = custom_loss(y_pred, y)
+            error = custom_error(y_pred, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % LOG_EVERY_N_STEPS == 0:
+                log.row(epoch=epoch, step=step - 1, loss=loss.item(), error=error.item())
+        train_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        vl, ve = validate(a.limit_val_batches)
+        val_s.append(time.perf_counter() - t)
+        val_losses.append(vl)
+        log.row(epoch=epoch, step=step - 1, val_loss=vl, val_error=ve)
+        log.checkpoint(model, opt, epoch, step)
+    log.finalize()
+    t_fit = time.perf_counter() - t_fit
+
+    t_acc = time.perf_counter()
+    model.eval()
+    with torch.no_grad():
+        correct = sum((model(xte[s:s + BATCH]).argmax(1) == yte[s:s + BATCH].argmax(1)).sum().item()
+                      for s in range(0, n_test, BATCH))
+    t_acc = time.perf_counter() - t_acc
+    report("torch_best", a, train_s, val_s, val_losses, correct / n_test, t_load, t_fit, t_acc, log.file)
+
+
+if __name__ == "__main__":
+    main()
