@@ -88,13 +88,26 @@ static int prepare_elementwise(prepared *p, ml_loss_kind kind, ml_tensor *input,
                                ml_tensor *target, ml_tensor *var, const ml_loss_options *o) {
     const char *fname = ml_loss_name(kind);
     char a[ML_SHAPE_STR_MAX], b[ML_SHAPE_STR_MAX];
-    if (!ml_same_shape(input, target))
-        return ml_error_set("%s: input %s and target %s must have the same shape (no "
-                            "broadcasting)", fname, SHAPE(input, a), SHAPE(target, b));
+    /* torch broadcasts input against target for these (mse/l1/smooth_l1 with a
+     * warning); bce, bce_with_logits and gaussian_nll want the same shape */
+    bool broadcasts = kind == ML_LOSS_MSE || kind == ML_LOSS_L1 || kind == ML_LOSS_SMOOTH_L1 ||
+                      kind == ML_LOSS_KL_DIV || kind == ML_LOSS_POISSON_NLL;
+    int nd = input->ndim;
+    int64_t shape[ML_MAX_DIMS];
+    memcpy(shape, input->shape, sizeof(int64_t) * (size_t)nd);
+    if (!ml_same_shape(input, target)) {
+        if (!broadcasts)
+            return ml_error_set("%s: input %s and target %s must have the same shape", fname,
+                                SHAPE(input, a), SHAPE(target, b));
+        if (ml_broadcast_shapes(fname, input->ndim, input->shape, target->ndim, target->shape,
+                                &nd, shape))
+            return -1;
+    }
     ml_dtype dt = input->dtype;
-    p->input = operand(input, dt, input->ndim, input->shape);
-    p->target = p->input ? operand(target, dt, input->ndim, input->shape) : NULL;
+    p->input = operand(input, dt, nd, shape);
+    p->target = p->input ? operand(target, dt, nd, shape) : NULL;
     if (!p->target) return -1;
+    input = p->input; /* the broadcast shape from here on */
     if (kind == ML_LOSS_BCE || kind == ML_LOSS_BCE_LOGITS) {
         const ml_tensor *ws[2] = {o->weight, kind == ML_LOSS_BCE_LOGITS ? o->pos_weight : NULL};
         const char *wn[2] = {"weight", "pos_weight"};
@@ -343,8 +356,10 @@ static int loss_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
     ml_tensor_release(gc);
     if (rc == 0 && node->needs_grad[1] && gx) {
         ml_tensor *neg = ml_neg(gx);
-        gin[1] = neg ? ml_cast(neg, node->in_dtype[1]) : NULL;
+        ml_tensor *sum = neg ? ml_sum_to_shape(neg, node->in_ndim[1], node->in_shape[1]) : NULL;
+        gin[1] = sum ? ml_cast(sum, node->in_dtype[1]) : NULL;
         ml_tensor_release(neg);
+        ml_tensor_release(sum);
         if (!gin[1]) rc = -1;
     }
     if (rc == 0 && gv) {
@@ -360,7 +375,11 @@ static int loss_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
         ml_tensor_release(r);
         if (!gin[2]) rc = -1;
     }
-    if (rc == 0 && node->needs_grad[0]) gin[0] = ml_tensor_retain(gx);
+    /* an input broadcast against its target gets the gradient summed back */
+    if (rc == 0 && node->needs_grad[0]) {
+        gin[0] = ml_sum_to_shape(gx, node->in_ndim[0], node->in_shape[0]);
+        if (!gin[0]) rc = -1;
+    }
     ml_tensor_release(gx);
     ml_tensor_release(gv);
     return rc;

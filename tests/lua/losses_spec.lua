@@ -107,6 +107,36 @@ describe("losses edge cases", function()
   end)
 end)
 
+describe("losses broadcast input and target where torch does", function()
+  -- torch.nn.functional broadcasts mse/l1/smooth_l1 (with a warning), kl_div and
+  -- poisson_nll_loss: the same numbers as the loss written with broadcasting ops
+  local cases = {
+    {"mse_loss", function(d) return d:square() end},
+    {"l1_loss", function(d) return d:abs() end},
+  }
+  for _, c in ipairs(cases) do
+    it(c[1], function()
+      local x = ml.randn({4, 3}, {dtype = "float64", requires_grad = true})
+      local t = ml.randn({3}, {dtype = "float64", requires_grad = true})
+      for _, red in ipairs({"mean", "sum"}) do
+        x.grad, t.grad = nil, nil
+        local l = F[c[1]](x, t, {reduction = red})
+        l:backward()
+        local gx, gt = x.grad, t.grad
+        x.grad, t.grad = nil, nil
+        local d = c[2](x - t)
+        local ref = red == "mean" and d:mean() or d:sum()
+        ref:backward()
+        assert.is_true(math.abs(l:item() - ref:item()) < 1e-12)
+        ml.testing.assert_close(gx, x.grad)
+        ml.testing.assert_close(gt, t.grad)
+      end
+      assert.are.same({4, 3}, F[c[1]](x, t, {reduction = "none"}):shape())
+      assert.are.same({4, 3}, F[c[1]](t, x, {reduction = "none"}):shape())
+    end)
+  end
+end)
+
 describe("losses reject bad input", function()
   local function fails(pattern, f, ...)
     local ok, err = pcall(f, ...)
@@ -116,8 +146,8 @@ describe("losses reject bad input", function()
   local x = ml.randn({4, 3})
 
   it("with mismatched shapes", function()
-    fails("mse_loss: input %[4, 3%] and target %[3%] must have the same shape", F.mse_loss, x, ml.randn({3}))
-    fails("l1_loss: input %[4, 3%] and target %[4, 1%] must have the same shape", F.l1_loss, x, ml.randn({4, 1}))
+    fails("mse_loss: shapes %[4, 3%] and %[2%] cannot be broadcast", F.mse_loss, x, ml.randn({2}))
+    fails("l1_loss: shapes %[4, 3%] and %[5, 1%] cannot be broadcast", F.l1_loss, x, ml.randn({5, 1}))
     fails("binary_cross_entropy: input %[4, 3%] and target %[4%]", F.binary_cross_entropy,
           x:sigmoid(), ml.rand({4}))
     fails("cross_entropy: expected target of shape %[4%] %(the input %[4, 3%] without its class dim%), got %[2%]",
