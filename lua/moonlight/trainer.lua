@@ -564,7 +564,8 @@ function Trainer:_attach(model)
 end
 
 local function print_gpu_line(self)
-  print(string.format("GPU available: %s (cuda), used: %s", self._gpu_available and "True" or "False",
+  -- Lightning names the GPU type only when there is one
+  print(string.format("GPU available: %s, used: %s", self._gpu_available and "True (cuda)" or "False",
     self.device == "cuda" and "True" or "False"))
 end
 

@@ -178,4 +178,53 @@ describe("Trainer", function()
       "3         Modules in train mode",
       "0         Modules in eval mode"}, "\n"), s)
   end)
+
+  it("honours max_steps, check_val_every_n_epoch and limit_train_batches", function()
+    ml.manual_seed(3)
+    local model = Net()
+    local train = data.DataLoader(make_data(64, 3), {batch_size = 8})
+    local val = data.DataLoader(make_data(16, 4), {batch_size = 8})
+    local logger = ml.loggers.CSVLogger(tmpdir(), {name = "exp"})
+    local tr = ml.Trainer({max_epochs = 10, max_steps = 10, logger = logger, log_every_n_steps = 1,
+                           check_val_every_n_epoch = 2, enable_progress_bar = false,
+                           enable_model_summary = false, enable_checkpointing = false})
+    tr:fit(model, train, val)
+    assert.are.equal(10, tr.global_step)
+    local h = history.read(logger.log_dir .. "/metrics.csv")
+    local val_rows = 0
+    for _, r in ipairs(h.rows) do if r.val_loss then val_rows = val_rows + 1 end end
+    assert.are.equal(1, val_rows) -- epoch 1 only (the 2nd), not epoch 0
+    local tr2 = ml.Trainer({max_epochs = 2, limit_train_batches = 3, logger = false,
+                            enable_progress_bar = false, enable_model_summary = false,
+                            enable_checkpointing = false})
+    tr2:fit(Net(), train)
+    assert.are.equal(6, tr2.global_step)
+  end)
+
+  it("clips gradients by norm and steps LR schedulers", function()
+    local Clip = nn.Module:extend("Clip")
+    function Clip:init() self.w = nn.Parameter(ml.tensor({3.0, 4.0})) end
+    function Clip:training_step(batch)
+      return (self.w * batch[1]:sum()):sum() -- grad = batch sum, times 1 for each element
+    end
+    local seen = {}
+    function Clip:on_train_batch_end() seen[#seen + 1] = self.w.grad:totable() end
+    function Clip:configure_optimizers()
+      local opt = optim.SGD(self:parameters(), {lr = 0.1})
+      return {{opt}, {optim.lr_scheduler.StepLR(opt, {step_size = 1, gamma = 0.5})}}
+    end
+    local x = ml.full({4, 1}, 10.0)
+    local loader = data.DataLoader(data.TensorDataset(x, x), {batch_size = 4})
+    local m = Clip()
+    local tr = ml.Trainer({max_epochs = 2, gradient_clip_val = 1.0, logger = false,
+                           enable_progress_bar = false, enable_model_summary = false,
+                           enable_checkpointing = false})
+    tr:fit(m, loader)
+    -- the gradient (40, 40) has norm 56.6: clipped to norm 1
+    local g = seen[1]
+    assert.is_true(math.abs(math.sqrt(g[1] ^ 2 + g[2] ^ 2) - 1) < 1e-4)
+    -- two epochs: lr 0.1 then 0.05 after the scheduler's step
+    assert.is_true(math.abs(tr.optimizers[1].param_groups[1].lr - 0.025) < 1e-12)
+  end)
 end)
+
