@@ -66,9 +66,11 @@ static void draw_panel(cairo_t *cr, double ox, double oy, const char *title, ser
     if (!isfinite(xmin)) xmin = 0, xmax = 1, ymin = 0, ymax = 1;
     if (xmax == xmin) xmax = xmin + 1;
     if (ymax == ymin) ymax = ymin + fabs(ymin) * 0.1 + 1e-9;
-    double pad = (ymax - ymin) * 0.05;
+    double pad = (ymax - ymin) * 0.05, xpad = (xmax - xmin) * 0.02; /* keep end points inside */
     ymin -= pad;
     ymax += pad;
+    xmin -= xpad;
+    xmax += xpad;
 #define PX(v) (x0 + ((v) - xmin) / (xmax - xmin) * w)
 #define PY(v) (y0 + h - ((v) - ymin) / (ymax - ymin) * h)
     /* title */
