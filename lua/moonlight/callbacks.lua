@@ -61,6 +61,10 @@ local function serialize(v, out)
   end
 end
 
+-- the generator state is raw bytes; the header is JSON and must stay UTF-8
+local function to_hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
+local function from_hex(h) return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) end
+
 local function to_literal(v)
   local out = {}
   serialize(v, out)
@@ -116,7 +120,7 @@ function callbacks.save_checkpoint(trainer, model, path)
   end
   local state = {
     epoch = trainer.current_epoch, global_step = trainer.global_step,
-    rng_state = core.get_rng_state(), optimizer_states = opt_states,
+    rng_state = to_hex(core.get_rng_state()), optimizer_states = opt_states,
     lr_schedulers = sched_states, callbacks = cb_states,
     hparams = rawget(model, "hparams"),
   }
@@ -172,7 +176,7 @@ function callbacks._restore(trainer, model, ckpt_path)
   -- the checkpoint was taken at the end of its epoch: go on with the next one
   trainer._epoch = state.epoch + 1
   trainer._global_step = state.global_step
-  core.set_rng_state(state.rng_state)
+  core.set_rng_state(from_hex(state.rng_state))
 end
 
 ------------------------------------------------------------------------------

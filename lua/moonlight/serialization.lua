@@ -11,6 +11,15 @@ function M.save(tensors, path, metadata)
   if type(path) ~= "string" then
     error("save: path must be a string, got " .. type(path), 2)
   end
+  -- the header is JSON: readers (PyTorch's safetensors, Hugging Face) need UTF-8
+  for k, v in pairs(metadata or {}) do
+    if type(k) == "string" and not utf8.len(k) then
+      error("save: a metadata key is not valid UTF-8 (encode binary data, e.g. as hex)", 2)
+    end
+    if type(v) == "string" and not utf8.len(v) then
+      error(("save: metadata '%s' is not valid UTF-8 (encode binary data, e.g. as hex)"):format(tostring(k)), 2)
+    end
+  end
   core._safetensors_save(tensors, path, metadata)
 end
 

@@ -87,6 +87,14 @@ describe("Trainer", function()
     assert.are.equal("{}\n", read_file(logger.log_dir .. "/hparams.yaml"))
     -- a checkpoint of the last epoch, as Lightning's default ModelCheckpoint
     assert.are.equal("file", ml._sys.kind(logger.log_dir .. "/checkpoints/epoch=2-step=24.safetensors"))
+    -- the checkpoint's header is JSON in UTF-8, as safetensors readers need
+    local f = assert(io.open(logger.log_dir .. "/checkpoints/epoch=2-step=24.safetensors", "rb"))
+    local n = string.unpack("<I8", f:read(8))
+    local header = f:read(n)
+    f:close()
+    assert.is_not_nil(utf8.len(header))
+    assert.matches('"moonlight.trainer_state"', header)
+    assert.has_error(function() ml.save({}, os.tmpname(), {bad = "\255\254"}) end)
     -- the next logger in the same place takes the next version
     assert.are.equal(1, ml.loggers.CSVLogger(dir, {name = "exp"}).version)
   end)
