@@ -75,7 +75,8 @@ static int prepare(const ml_tensor *t, gemm_operand *op) {
 }
 
 /* c = a @ b for a [B.., m, k], b [B.., k, n] already broadcast to common batch dims. */
-static int gemm_into(const ml_tensor *a, const ml_tensor *b, const ml_tensor *bias, ml_tensor *c) {
+static int gemm_into_beta(const ml_tensor *a, const ml_tensor *b, const ml_tensor *bias,
+                          ml_tensor *c, double beta) {
     gemm_operand pa, pb;
     if (prepare(a, &pa)) return -1;
     if (prepare(b, &pb)) {
@@ -85,7 +86,7 @@ static int gemm_into(const ml_tensor *a, const ml_tensor *b, const ml_tensor *bi
     ml_gemm_args g = {
         .trans_a = pa.trans, .trans_b = pb.trans,
         .m = a->shape[a->ndim - 2], .n = b->shape[b->ndim - 1], .k = a->shape[a->ndim - 1],
-        .alpha = 1.0, .beta = 0.0,
+        .alpha = 1.0, .beta = beta,
         .a = pa.t, .b = pb.t, .c = c,
         .lda = pa.ld, .ldb = pb.ld, .ldc = c->shape[c->ndim - 1] > 1 ? c->shape[c->ndim - 1] : 1,
         .batch = ml_shape_numel(c->ndim - 2, c->shape),
@@ -104,6 +105,10 @@ static int gemm_into(const ml_tensor *a, const ml_tensor *b, const ml_tensor *bi
     ml_tensor_release(pa.owned);
     ml_tensor_release(pb.owned);
     return rc;
+}
+
+static int gemm_into(const ml_tensor *a, const ml_tensor *b, const ml_tensor *bias, ml_tensor *c) {
+    return gemm_into_beta(a, b, bias, c, 0.0);
 }
 
 static int mm_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
@@ -233,6 +238,21 @@ static ml_tensor frame_view(const ml_tensor *t, int64_t r, int64_t c, int64_t sr
     return v;
 }
 
+/* Every row of the contiguous [rows, n] out set to bias [n]: one row copied, then
+ * the filled rows doubled (log2(rows) device copies). */
+static int fill_rows(ml_tensor *out, const ml_tensor *bias, int64_t rows, int64_t n) {
+    const ml_memory_ops *mem = ml_backend_of(out)->memory;
+    const size_t rb = (size_t)n * ml_dtype_size(out->dtype);
+    char *o = ml_data(out);
+    if (rows == 0 || rb == 0) return 0;
+    if (mem->copy(o, ml_data(bias), rb)) return -1;
+    for (int64_t done = 1; done < rows; done *= 2) {
+        const int64_t k = done < rows - done ? done : rows - done;
+        if (mem->copy(o + (size_t)done * rb, o, (size_t)k * rb)) return -1;
+    }
+    return 0;
+}
+
 static int linear_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     ml_tensor *x2 = n->saved[0], *w = n->saved[1];
     int64_t rows = x2->shape[0], out_f = w->shape[0];
@@ -300,7 +320,13 @@ ml_tensor *ml_linear(ml_tensor *x, ml_tensor *w, ml_tensor *b) {
     int rc = -1;
     if (out && (!b || bc)) {
         ml_tensor y2 = frame_view(out, rows, out_f, out_f, 1, 0);
-        rc = gemm_into(&x2, &wt, bc, &y2);
+        /* with a bias: rows pre-filled with it, then the product added (beta = 1),
+         * rather than a beta = 0 product and a pass adding the bias: at the MLP's
+         * small layers that pass over short rows (and OpenBLAS zeroing C first)
+         * cost ~0.4 us of a 2 us product; at [128, 784] x [64, 784] it is alike */
+        if (!bc) rc = gemm_into(&x2, &wt, NULL, &y2);
+        else if ((rc = fill_rows(out, bc, rows, out_f)) == 0 && in_f > 0)
+            rc = gemm_into_beta(&x2, &wt, NULL, &y2, 1.0);
     }
     ml_tensor_release(bc);
     if (rc) {
