@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "error.h"
 #include "ops.h"
 
@@ -19,10 +20,18 @@ bool ml_needs_graph(int n, ml_tensor *const *inputs) {
     return false;
 }
 
+/* Nodes come from the CPU allocator's free lists, as tensor structs do (see
+ * tensor.c): the collector frees them in bursts. */
+static ml_node *node_alloc(void) {
+    ml_node *n = ml_cpu_backend()->memory->alloc(sizeof *n);
+    if (n) memset(n, 0, sizeof *n);
+    return n;
+}
+
 ml_node *ml_node_attach(ml_tensor *out, const char *name, ml_backward_fn fn, int n,
                         ml_tensor *const *inputs) {
     if (!ml_needs_graph(n, inputs)) return NULL;
-    ml_node *node = calloc(1, sizeof *node);
+    ml_node *node = node_alloc();
     if (!node) return NULL; /* no graph is better than a crash; backward will say so */
     node->refcount = 1;
     node->name = name;
@@ -89,7 +98,7 @@ void ml_node_release(ml_node *node) {
         }
         node_free_graph(node);
         ml_tensor_release(node->grad_accum);
-        free(node);
+        ml_cpu_backend()->memory->free(node, sizeof *node);
         node = only_next;
     }
 }

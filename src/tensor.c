@@ -80,6 +80,20 @@ int ml_wrap_dim(int dim, int ndim) {
     return (d < 0 || d >= ndim) ? -1 : d;
 }
 
+/* Tensor and storage structs come from the CPU allocator's free lists (as small
+ * tensors' data does): the Lua collector frees them in bursts of thousands, after
+ * which glibc's malloc took its slow paths (consolidating, unlinking chunks) for
+ * every struct of the next ops. */
+static void *struct_alloc(size_t n) {
+    void *p = ml_cpu_backend()->memory->alloc(n);
+    if (p) memset(p, 0, n);
+    return p;
+}
+
+static void struct_free(void *p, size_t n) {
+    if (p) ml_cpu_backend()->memory->free(p, n);
+}
+
 static ml_tensor *tensor_struct(ml_dtype dt, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > ML_MAX_DIMS) {
         ml_error_set("tensor: %d dims requested, at most %d are supported", ndim, ML_MAX_DIMS);
@@ -91,11 +105,8 @@ static ml_tensor *tensor_struct(ml_dtype dt, int ndim, const int64_t *shape) {
             return NULL;
         }
     }
-    ml_tensor *t = calloc(1, sizeof *t);
-    if (!t) {
-        ml_error_set("tensor: out of host memory");
-        return NULL;
-    }
+    ml_tensor *t = struct_alloc(sizeof *t);
+    if (!t) return NULL; /* the allocator set the error */
     t->refcount = 1;
     t->dtype = dt;
     t->ndim = ndim;
@@ -109,10 +120,9 @@ ml_tensor *ml_tensor_empty(ml_dtype dt, ml_device dev, int ndim, const int64_t *
     if (!be) return NULL;
     ml_tensor *t = tensor_struct(dt, ndim, shape);
     if (!t) return NULL;
-    ml_storage *s = calloc(1, sizeof *s);
+    ml_storage *s = struct_alloc(sizeof *s);
     if (!s) {
-        free(t);
-        ml_error_set("tensor: out of host memory");
+        struct_free(t, sizeof *t);
         return NULL;
     }
     s->refcount = 1;
@@ -121,8 +131,8 @@ ml_tensor *ml_tensor_empty(ml_dtype dt, ml_device dev, int ndim, const int64_t *
     /* Never a zero-byte allocation, so data is always a valid pointer. */
     s->data = be->memory->alloc(s->nbytes ? s->nbytes : 1);
     if (!s->data) {
-        free(s);
-        free(t);
+        struct_free(s, sizeof *s);
+        struct_free(t, sizeof *t);
         return NULL;
     }
     t->storage = s;
@@ -138,10 +148,9 @@ ml_tensor *ml_tensor_from_blob(void *data, ml_dtype dt, ml_device dev, int ndim,
                                void *ctx) {
     ml_tensor *t = tensor_struct(dt, ndim, shape);
     if (!t) return NULL;
-    ml_storage *s = calloc(1, sizeof *s);
+    ml_storage *s = struct_alloc(sizeof *s);
     if (!s) {
-        free(t);
-        ml_error_set("tensor: out of host memory");
+        struct_free(t, sizeof *t);
         return NULL;
     }
     s->refcount = 1;
@@ -162,7 +171,7 @@ static void storage_release(ml_storage *s) {
         const ml_backend *be = ml_backend_get(s->device);
         if (be) be->memory->free(s->data, s->nbytes ? s->nbytes : 1);
     }
-    free(s);
+    struct_free(s, sizeof *s);
 }
 
 ml_tensor *ml_tensor_retain(ml_tensor *t) {
@@ -175,7 +184,7 @@ void ml_tensor_release(ml_tensor *t) {
     ml_tensor_release(t->grad);
     if (t->grad_fn) ml_node_release(t->grad_fn);
     storage_release(t->storage);
-    free(t);
+    struct_free(t, sizeof *t);
 }
 
 ml_tensor *ml_view_raw(const ml_tensor *t, int ndim, const int64_t *shape,

@@ -4,6 +4,9 @@
  * temporaries. The formulas follow PyTorch 1.13's (aten/src/ATen/native/Loss*.cpp)
  * so values and gradients agree with it, edge cases included. */
 #include <math.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <stdint.h>
 #include <string.h>
 
@@ -11,6 +14,19 @@
 #include "../error.h"
 
 #define PAR_MIN 32768
+
+/* The `for` loop given as the variadic argument runs across OpenMP threads (with
+ * the clauses in the pragma string) when cond holds, else plainly: even an
+ * `omp parallel ... if (0)` region goes through libgomp (a futex wake per call),
+ * which cost more than a whole loss on the MLP's [128, 10]. */
+#define PAR_FOR_IF(cond, pragma, ...)                                                   \
+    do {                                                                               \
+        if (cond) {                                                                    \
+            _Pragma(pragma) __VA_ARGS__                                                \
+        } else {                                                                       \
+            __VA_ARGS__                                                                \
+        }                                                                              \
+    } while (0)
 
 static inline double sign_of(double d) { return (d > 0) - (d < 0); }
 
@@ -21,6 +37,7 @@ static inline float vexpf(float x) {
     const float hi = 88.3762626647949f, lo = -87.3365478515625f;
     float xc = x > hi ? hi : x;
     xc = xc < lo ? lo : xc;
+    xc = x != x ? 0.0f : xc; /* a NaN must not reach the int conversion (UB) */
     /* round to nearest by the 1.5 * 2^23 trick (floorf does not vectorise) */
     float k = xc * 1.44269504088896341f + 12582912.0f;
     k -= 12582912.0f;
@@ -41,6 +58,93 @@ static inline float vexpf(float x) {
     return x != x ? x : y;
 }
 
+/* vexpf for x <= 0 (or NaN), what softmax's x - max and x - logsumexp are: without
+ * the overflow clamp and the selects for inf and NaN (NaN propagates through the
+ * arithmetic), three operations fewer on the exp that dominates small rows. */
+static inline float vexpf_nonpos(float x) {
+    const float lo = -87.3365478515625f;
+    float xc = x < lo ? lo : x;
+    xc = x != x ? 0.0f : xc; /* a NaN must not reach the int conversion (UB) */
+    float k = xc * 1.44269504088896341f + 12582912.0f;
+    k -= 12582912.0f;
+    const float r = xc - k * 0.693359375f + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t e = ((int32_t)k + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    /* below lo: 0, NaN: x (a product and bit masks, not `?:`s, which kept gcc
+     * from vectorising) */
+    float y = p * scale * (float)(x >= lo);
+    int32_t yb, xb;
+    memcpy(&yb, &y, sizeof yb);
+    memcpy(&xb, &x, sizeof xb);
+    const int32_t nan = -(int32_t)(x != x);
+    yb = (yb & ~nan) | (xb & nan);
+    memcpy(&y, &yb, sizeof y);
+    return y;
+}
+
+#if defined(__AVX512F__)
+/* vexpf_nonpos on 16 lanes in AVX-512's own terms: the rounding by vrndscaleps and
+ * 2^k by vscalefps (which also takes care of underflow), the same polynomial:
+ * about half the operations gcc makes of vexpf. Below -104 it gives 0; NaN stays
+ * NaN (vmaxps returns its second operand when that is NaN). */
+static inline __m512 vexp16_nonpos(__m512 x) {
+    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(k, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, k);
+}
+#endif
+
+/* log for float32 that vectorises: Cephes' logf (x = m 2^e, m in [sqrt(1/2), sqrt(2)),
+ * a degree-9 polynomial in m - 1), about 1 ulp from logf, for finite x > 0 (the
+ * callers pass row sums of exps, >= 1); NaN stays NaN. Selects are written as
+ * arithmetic: a `?:` here kept gcc from vectorising the loops that call it. */
+static inline float vlogf(float x) {
+    int32_t ix;
+    memcpy(&ix, &x, sizeof ix);
+    int32_t e = ((ix >> 23) & 0xff) - 126;
+    int32_t im = (ix & 0x007fffff) | 0x3f000000; /* m in [0.5, 1) */
+    float m;
+    memcpy(&m, &im, sizeof m);
+    /* below sqrt(1/2): m -> 2m, e -> e - 1 (written as arithmetic so it vectorises) */
+    const float lo = (float)(m < 0.707106781186547524f);
+    m = m + m * lo - 1.0f;
+    const float fe = (float)e - lo;
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y += -2.12194440e-4f * fe;
+    y += -0.5f * z;
+    float r = m + y;
+    r += 0.693359375f * fe;
+    return r + (x - x); /* NaN stays NaN */
+}
+
 /* --- elementwise losses ---------------------------------------------------
  * Each kind is an expression of x (input), t (target), w (weight or 1), e (extra:
  * pos_weight / var) giving the loss `l`, and one giving `gx` (dl/dx) and, for
@@ -55,24 +159,24 @@ static inline float vexpf(float x) {
         (void)E;                                                                       \
         T *O = (T *)ml_data(out);                                                      \
         if (a->reduction == ML_REDUCTION_NONE) {                                       \
-            _Pragma("omp parallel for reduction(|:bad) if (n > PAR_MIN)")              \
+            PAR_FOR_IF(n > PAR_MIN, "omp parallel for reduction(|:bad)",               \
             for (int64_t i = 0; i < n; i++) {                                          \
                 T x = X[i], t = TG[i], l;                                              \
                 (void)t;                                                               \
                 __VA_ARGS__;                                                           \
                 if (W) l *= W[i];                                                      \
                 O[i] = l;                                                              \
-            }                                                                          \
+            });                                                                        \
         } else {                                                                       \
             double acc = 0;                                                            \
-            _Pragma("omp parallel for reduction(+:acc) reduction(|:bad) if (n > PAR_MIN)") \
+            PAR_FOR_IF(n > PAR_MIN, "omp parallel for reduction(+:acc) reduction(|:bad)", \
             for (int64_t i = 0; i < n; i++) {                                          \
                 T x = X[i], t = TG[i], l;                                              \
                 (void)t;                                                               \
                 __VA_ARGS__;                                                           \
                 if (W) l *= W[i];                                                      \
                 acc += (double)l;                                                      \
-            }                                                                          \
+            });                                                                        \
             O[0] = (T)(a->reduction == ML_REDUCTION_MEAN ? acc / a->norm : acc);        \
         }                                                                              \
     } while (0)
@@ -91,7 +195,7 @@ static inline float vexpf(float x) {
         T s = none ? (T)0                                                              \
                    : (T)(a->reduction == ML_REDUCTION_MEAN ? (double)G[0] / a->norm    \
                                                            : (double)G[0]);           \
-        _Pragma("omp parallel for if (n > PAR_MIN)")                                   \
+        PAR_FOR_IF(n > PAR_MIN, "omp parallel for",                                    \
         for (int64_t i = 0; i < n; i++) {                                              \
             T x = X[i], t = TG[i], gx, ge = 0;                                         \
             (void)x;                                                                   \
@@ -101,7 +205,7 @@ static inline float vexpf(float x) {
             if (W) sc *= W[i];                                                         \
             if (GX) GX[i] = sc * gx;                                                   \
             if (GE) GE[i] = sc * ge;                                                   \
-        }                                                                              \
+        });                                                                            \
     } while (0)
 
 #define LN_2PI 1.8378770664093454835606594728112
@@ -247,6 +351,22 @@ DEFINE_ROW(float, f_s, vexpf, "omp simd reduction(+:s) simdlen(8)", "omp simd si
 DEFINE_ROW(double, d, exp, "omp simd reduction(+:s)", "omp simd")
 DEFINE_ROW(double, d_s, exp, "omp simd reduction(+:s)", "omp simd")
 
+/* The error for a class id outside [0, c) that is not ignore_index: the first one
+ * in row order (found again here, off the hot loop). */
+static int bad_class_id(const ml_loss_args *a) {
+    const int64_t *TI = (const int64_t *)ml_data(a->target), rows = a->n * a->inner;
+    int64_t id = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        if (TI[r] != a->ignore_index && (TI[r] < 0 || TI[r] >= a->c)) {
+            id = TI[r];
+            break;
+        }
+    }
+    return ml_error_set("%s: target class id %lld is out of range: expected 0 <= id < %lld "
+                        "(the number of classes) or ignore_index (%lld)", ml_loss_name(a->kind),
+                        (long long)id, (long long)a->c, (long long)a->ignore_index);
+}
+
 /* --- losses over a class dim ----------------------------------------------
  * The input is [n, c, inner]; row r = (i, j) has its c classes at
  * base + k * inner, base = i * c * inner + j. */
@@ -266,8 +386,8 @@ DEFINE_ROW(double, d_s, exp, "omp simd reduction(+:s)", "omp simd")
         const ml_loss_kind kind = a->kind;                                             \
         double acc = 0, wsum = 0;                                                      \
         int bad = 0;                                                                   \
-        int64_t bad_id = 0;                                                            \
-        _Pragma("omp parallel for reduction(+:acc, wsum) reduction(|:bad) if (rows * C > PAR_MIN)") \
+        PAR_FOR_IF(rows * C > PAR_MIN,                                                 \
+                   "omp parallel for reduction(+:acc) reduction(+:wsum) reduction(|:bad)", \
         for (int64_t r = 0; r < rows; r++) {                                           \
             const int64_t i = r / IN, j = r % IN;                                      \
             const T *x = X + i * C * IN + j;                                           \
@@ -291,8 +411,6 @@ DEFINE_ROW(double, d_s, exp, "omp simd reduction(+:s)", "omp simd")
                 if (t != ign) {                                                        \
                     if (t < 0 || t >= C) {                                             \
                         bad = 1;                                                       \
-                        _Pragma("omp atomic write")                                    \
-                        bad_id = t;                                                    \
                     } else {                                                           \
                         double wt = W ? (double)W[t] : 1.0;                            \
                         wsum += wt;                                                    \
@@ -311,12 +429,8 @@ DEFINE_ROW(double, d_s, exp, "omp simd reduction(+:s)", "omp simd")
             }                                                                          \
             if (none) O[r] = (T)l;                                                     \
             else acc += l;                                                             \
-        }                                                                              \
-        if (bad)                                                                       \
-            return ml_error_set("%s: target class id %lld is out of range: expected "  \
-                                "0 <= id < %lld (the number of classes) or ignore_index " \
-                                "(%lld)", ml_loss_name(kind), (long long)bad_id,       \
-                                (long long)C, (long long)ign);                         \
+        });                                                                            \
+        if (bad) return bad_class_id(a);                                               \
         if (kind != ML_LOSS_CROSS_ENTROPY_PROBS) a->norm = wsum;                       \
         if (!none) O[0] = (T)(a->reduction == ML_REDUCTION_MEAN ? acc / a->norm : acc); \
         return 0;                                                                      \
@@ -340,7 +454,7 @@ DEFINE_ROW(double, d_s, exp, "omp simd reduction(+:s)", "omp simd")
         double wtot = 0;                                                               \
         if (W) for (int64_t k = 0; k < C; k++) wtot += (double)W[k];                   \
         else wtot = (double)C;                                                         \
-        _Pragma("omp parallel for if (rows * C > PAR_MIN)")                            \
+        PAR_FOR_IF(rows * C > PAR_MIN, "omp parallel for",                             \
         for (int64_t r = 0; r < rows; r++) {                                           \
             const int64_t i = r / IN, j = r % IN;                                      \
             const T *x = X + i * C * IN + j;                                           \
@@ -379,12 +493,261 @@ DEFINE_ROW(double, d_s, exp, "omp simd reduction(+:s)", "omp simd")
             else if (IN == 1) row_grad_##SUF(x, C, 1, lse, pa, sub, wl, gx);           \
             else row_grad_##SUF(x, C, IN, lse, pa, sub, wl, gx);                       \
             gx[t * IN] -= a1;                                                          \
-        }                                                                              \
+        });                                                                            \
         return 0;                                                                      \
     }
 
 DEFINE_CLASS(float, f)
 DEFINE_CLASS(double, d)
+
+/* --- float32 cross_entropy with few classes (the MLP's [128, 10]) ----------
+ * With c < 32 a row is shorter than a vector, and the per-row code above spent
+ * ~40 ns a row in its short loops and its scalar log. Here rows go 16 at a time:
+ *  - forward: the 16 rows are the 16 lanes of a vector; row maxima, the exps, a
+ *    vectorised log and the loss terms (class ids, weights, ignore_index) go down
+ *    the classes of 16 rows at once. The exps are summed in float: fewer than 32
+ *    terms in [0, 1], one of them 1, so the sum is within 31 ulp (2e-6) of exact at
+ *    worst and far closer in practice; the losses are still summed in double, and
+ *    tests/lua/loss_small_classes_spec.lua checks them against float64 at 1e-6
+ *    (a double sum here cost 15 % more time);
+ *  - backward: one long loop over the block's contiguous elements, each 16 of them
+ *    getting their rows' coefficients by one permute of a 16-row table (AVX-512),
+ *    or from per-element copies made by table lookups elsewhere.
+ * With AVX-512 the exps are written with its intrinsics (vexp16_nonpos): what gcc
+ * made of vexpf took twice the operations, and the exps are most of the time.
+ * Label smoothing (forward) and smoothing with weights (backward) take the general
+ * code. */
+#define CE_LANES 16
+#define CE_SMALL_C 32
+
+static inline bool ce_small(const ml_loss_args *a) {
+    return a->input->dtype == ML_F32 && a->kind == ML_LOSS_CROSS_ENTROPY && a->inner == 1 &&
+           a->c >= 1 && a->c < CE_SMALL_C;
+}
+
+static const float ce_ones[CE_SMALL_C] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+/* v when ok, else +0.0, by masking the bits (a `?:` on doubles kept gcc from
+ * vectorising the loop below). */
+static inline double keep_if(double v, int ok) {
+    int64_t b;
+    memcpy(&b, &v, sizeof b);
+    b &= -(int64_t)ok;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+/* The loss terms of rows r0 .. r0 + nb - 1 (nb <= 16): logsumexp into LSE (when
+ * not NULL), "none" values into O, and the block's sums. */
+static void ce_fwd_block(const ml_loss_args *a, int64_t r0, int nb, double *LSE, float *O,
+                         double *acc_out, double *wsum_out, int *bad_out) {
+    const int32_t C = (int32_t)a->c;
+    const int64_t ign = a->ignore_index;
+    const float *xb = (const float *)ml_data(a->input) + r0 * C;
+    const int64_t *tb = (const int64_t *)ml_data(a->target) + r0;
+    const float *W = a->weight ? (const float *)ml_data(a->weight) : ce_ones;
+    int32_t off[CE_LANES]; /* lane -> its row's offset (lanes past nb repeat row 0) */
+    int64_t t[CE_LANES];
+    float m[CE_LANES], lg[CE_LANES], xt[CE_SMALL_C][CE_LANES]; /* xt: the block transposed */
+    float s[CE_LANES]; double lse[CE_LANES], l[CE_LANES];
+    for (int j = 0; j < CE_LANES; j++) {
+        off[j] = j < nb ? j * C : 0;
+        t[j] = tb[j < nb ? j : 0];
+        m[j] = -INFINITY;
+        s[j] = 0;
+    }
+    for (int32_t k = 0; k < C; k++) {
+        const float *xk = xb + k;
+        _Pragma("omp simd")
+        for (int j = 0; j < CE_LANES; j++) {
+            const float v = xk[off[j]];
+            xt[k][j] = v;
+            m[j] = v > m[j] ? v : m[j];
+        }
+    }
+#if defined(__AVX512F__)
+    {
+        const __m512 mv = _mm512_loadu_ps(m);
+        __m512 sv = _mm512_setzero_ps();
+        for (int32_t k = 0; k < C; k++)
+            sv = _mm512_add_ps(sv, vexp16_nonpos(_mm512_sub_ps(_mm512_loadu_ps(xt[k]), mv)));
+        _mm512_storeu_ps(s, sv);
+    }
+#else
+    for (int32_t k = 0; k < C; k++) {
+        _Pragma("omp simd")
+        for (int j = 0; j < CE_LANES; j++) s[j] += vexpf_nonpos(xt[k][j] - m[j]);
+    }
+#endif
+    _Pragma("omp simd")
+    for (int j = 0; j < CE_LANES; j++) lg[j] = vlogf((float)s[j]);
+    double acc = 0, wsum = 0;
+    int bad = 0;
+    _Pragma("omp simd reduction(+:acc) reduction(+:wsum) reduction(|:bad)")
+    for (int j = 0; j < CE_LANES; j++) {
+        const int64_t tj = t[j];
+        const int use = (j < nb) & (tj != ign);
+        const int oob = use & ((tj < 0) | (tj >= C));
+        const int ok = use & !oob;
+        const int32_t tc = ok ? (int32_t)tj : 0;
+        /* loads outside the selects (tc is in range either way), so gcc can
+         * vectorise: a load under a condition is control flow to it */
+        const double wt = (double)W[tc], xv = (double)xb[off[j] + tc];
+        lse[j] = (double)m[j] + (double)lg[j];
+        l[j] = keep_if(-wt * (xv - lse[j]), ok); /* ignored rows add 0, NaN or not */
+        acc += l[j];
+        wsum += keep_if(wt, ok);
+        bad |= oob;
+    }
+    if (LSE) memcpy(LSE + r0, lse, sizeof(double) * (size_t)nb);
+    if (a->reduction == ML_REDUCTION_NONE)
+        for (int j = 0; j < nb; j++) O[r0 + j] = (float)l[j];
+    *acc_out = acc;
+    *wsum_out = wsum;
+    *bad_out = bad;
+}
+
+static int ce_forward_small(ml_loss_args *a, ml_tensor *out) {
+    const int64_t rows = a->n, nblk = (rows + CE_LANES - 1) / CE_LANES;
+    double *LSE = a->aux ? (double *)ml_data(a->aux) : NULL;
+    float *O = (float *)ml_data(out);
+    double acc = 0, wsum = 0;
+    int bad = 0;
+    PAR_FOR_IF(rows * a->c > PAR_MIN,
+               "omp parallel for reduction(+:acc) reduction(+:wsum) reduction(|:bad)",
+    for (int64_t b = 0; b < nblk; b++) {
+        const int64_t r0 = b * CE_LANES;
+        const int nb = rows - r0 < CE_LANES ? (int)(rows - r0) : CE_LANES;
+        double ab, wb;
+        int bb;
+        ce_fwd_block(a, r0, nb, LSE, O, &ab, &wb, &bb);
+        acc += ab;
+        wsum += wb;
+        bad |= bb;
+    });
+    if (bad) return bad_class_id(a);
+    a->norm = wsum;
+    if (a->reduction != ML_REDUCTION_NONE)
+        O[0] = (float)(a->reduction == ML_REDUCTION_MEAN ? acc / a->norm : acc);
+    return 0;
+}
+
+/* The element -> row table of a block of 16 rows of c classes, per thread, made
+ * again only when c changes. */
+static const int32_t *ce_row_of(int32_t C) {
+    static _Thread_local int32_t row[CE_LANES * CE_SMALL_C];
+    static _Thread_local int32_t made_for;
+    if (made_for != C) {
+        for (int32_t j = 0; j < CE_LANES; j++)
+            for (int32_t k = 0; k < C; k++) row[j * C + k] = j;
+        made_for = C;
+    }
+    return row;
+}
+
+#if !defined(__AVX512F__)
+/* out[e] = coef[row[e]] for e < ne: each element gets its row's coefficient. */
+static inline void ce_expand(const float *coef, const int32_t *row, int32_t ne, float *out) {
+    for (int32_t e = 0; e < ne; e++) out[e] = coef[row[e]];
+}
+#endif
+
+static void ce_bwd_block(const ml_loss_args *a, int64_t r0, int nb, const float *G,
+                         int64_t gstride, double s, double wtot, float *GX) {
+    const int32_t C = (int32_t)a->c;
+    const int64_t ign = a->ignore_index;
+    const float *xb = (const float *)ml_data(a->input) + r0 * C;
+    const int64_t *tb = (const int64_t *)ml_data(a->target) + r0;
+    const float *W = a->weight ? (const float *)ml_data(a->weight) : ce_ones;
+    const double *LSE = (const double *)ml_data(a->aux) + r0;
+    const double ls = a->label_smoothing, lsc = ls / (double)C;
+    float *gb = GX + r0 * C;
+    /* per row, as row_grad: g[k] = pa * softmax(x)[k] - sub, then g[t] -= a1;
+     * rows that are ignored (or past nb) get keep = 0 and zero gradients */
+    float lse[CE_LANES], pa[CE_LANES], sub[CE_LANES], a1[CE_LANES], keep[CE_LANES];
+    int32_t tt[CE_LANES];
+    int64_t t[CE_LANES];
+    double sc[CE_LANES], lsed[CE_LANES];
+    for (int j = 0; j < CE_LANES; j++) {
+        const int jj = j < nb ? j : 0;
+        t[j] = tb[jj];
+        sc[j] = gstride ? (double)G[(r0 + jj) * gstride] : s;
+        lsed[j] = LSE[jj];
+    }
+    _Pragma("omp simd")
+    for (int j = 0; j < CE_LANES; j++) {
+        const int64_t tj = t[j];
+        const int ok = (j < nb) & (tj != ign) & (tj >= 0) & (tj < C);
+        const int32_t tc = ok ? (int32_t)tj : 0;
+        const double wt = (double)W[tc]; /* an unconditional load (see ce_fwd_block) */
+        const float a1j = (float)(sc[j] * (1 - ls) * wt), a2j = (float)(sc[j] * lsc * wtot);
+        lse[j] = (float)lsed[j];
+        pa[j] = a1j + a2j;
+        sub[j] = (float)(sc[j] * lsc);
+        keep[j] = ok ? 1.0f : 0.0f;
+        a1[j] = ok ? a1j : 0.0f;
+        tt[j] = ok ? tc : -1;
+    }
+    const int32_t ne = nb * C;
+    const int32_t *row = ce_row_of(C);
+#if defined(__AVX512F__)
+    /* each 16 elements' row coefficients: one permute of the 16-row table each */
+    const __m512 lv = _mm512_loadu_ps(lse), pv = _mm512_loadu_ps(pa), sv = _mm512_loadu_ps(sub);
+    const __m512 kv = _mm512_loadu_ps(keep);
+    for (int32_t e = 0; e < ne; e += 16) {
+        const __mmask16 mk = ne - e >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (ne - e)) - 1);
+        const __m512i idx = _mm512_maskz_loadu_epi32(mk, row + e);
+        const __m512 x = _mm512_maskz_loadu_ps(mk, xb + e);
+        const __m512 ex = vexp16_nonpos(_mm512_sub_ps(x, _mm512_permutexvar_ps(idx, lv)));
+        const __m512 p = _mm512_fmsub_ps(_mm512_permutexvar_ps(idx, pv), ex,
+                                         _mm512_permutexvar_ps(idx, sv));
+        /* ignored rows: 0, even for NaN logits */
+        const __mmask16 kept = _mm512_cmp_ps_mask(_mm512_permutexvar_ps(idx, kv),
+                                                  _mm512_setzero_ps(), _CMP_NEQ_OQ);
+        _mm512_mask_storeu_ps(gb + e, mk, _mm512_maskz_mov_ps(kept, p));
+    }
+#else
+    float e_lse[CE_LANES * CE_SMALL_C], e_pa[CE_LANES * CE_SMALL_C];
+    float e_sub[CE_LANES * CE_SMALL_C], e_keep[CE_LANES * CE_SMALL_C];
+    ce_expand(lse, row, ne, e_lse);
+    ce_expand(pa, row, ne, e_pa);
+    ce_expand(sub, row, ne, e_sub);
+    ce_expand(keep, row, ne, e_keep);
+    _Pragma("omp simd")
+    for (int32_t e = 0; e < ne; e++) {
+        const float p = e_pa[e] * vexpf_nonpos(xb[e] - e_lse[e]) - e_sub[e];
+        gb[e] = e_keep[e] != 0.0f ? p : 0.0f; /* ignored rows: 0, even for NaN logits */
+    }
+#endif
+    for (int j = 0; j < nb; j++)
+        if (tt[j] >= 0) gb[j * C + tt[j]] -= a1[j];
+}
+
+static int ce_backward_small(const ml_loss_args *a, const ml_tensor *grad_out,
+                             ml_tensor *grad_input) {
+    const int64_t rows = a->n, nblk = (rows + CE_LANES - 1) / CE_LANES;
+    const float *G = (const float *)ml_data(grad_out);
+    float *GX = (float *)ml_data(grad_input);
+    const bool none = a->reduction == ML_REDUCTION_NONE;
+    const double s = none ? 0 : a->reduction == ML_REDUCTION_MEAN ? (double)G[0] / a->norm
+                                                                  : (double)G[0];
+    double wtot = 0;
+    if (a->weight) {
+        const float *W = (const float *)ml_data(a->weight);
+        for (int64_t k = 0; k < a->c; k++) wtot += (double)W[k];
+    } else {
+        wtot = (double)a->c;
+    }
+    PAR_FOR_IF(rows * a->c > PAR_MIN, "omp parallel for",
+    for (int64_t b = 0; b < nblk; b++) {
+        const int64_t r0 = b * CE_LANES;
+        const int nb = rows - r0 < CE_LANES ? (int)(rows - r0) : CE_LANES;
+        ce_bwd_block(a, r0, nb, G, none ? 1 : 0, s, wtot, GX);
+    });
+    return 0;
+}
 
 static bool is_class_kind(ml_loss_kind k) { return k >= ML_LOSS_NLL && k < ML_LOSS_COUNT; }
 
@@ -393,6 +756,7 @@ static int cpu_loss_forward(ml_loss_args *a, ml_tensor *out) {
     if (!f32 && a->input->dtype != ML_F64)
         return ml_error_set("%s: needs a floating point input, got %s", ml_loss_name(a->kind),
                             ml_dtype_name(a->input->dtype));
+    if (ce_small(a) && a->label_smoothing == 0) return ce_forward_small(a, out);
     if (is_class_kind(a->kind)) return f32 ? class_forward_f(a, out) : class_forward_d(a, out);
     return f32 ? ew_forward_f(a, out) : ew_forward_d(a, out);
 }
@@ -405,6 +769,8 @@ static int cpu_loss_backward(const ml_loss_args *a, const ml_tensor *grad_out,
                             ml_dtype_name(a->input->dtype));
     if (is_class_kind(a->kind)) {
         if (!grad_input) return 0;
+        if (ce_small(a) && !(a->label_smoothing > 0 && a->weight))
+            return ce_backward_small(a, grad_out, grad_input);
         return f32 ? class_backward_f(a, grad_out, grad_input) : class_backward_d(a, grad_out, grad_input);
     }
     return f32 ? ew_backward_f(a, grad_out, grad_input, grad_extra)

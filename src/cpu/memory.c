@@ -1,13 +1,20 @@
 /* CPU memory: 64-byte aligned blocks (a cache line; what AVX-512 loads like), with
- * a small cache of large blocks.
+ * a cache of large blocks and free lists of small ones.
  *
  * A training loop allocates the same large sizes again and again (activations,
  * gradients); glibc serves blocks above its mmap threshold with fresh mappings, so
  * every such tensor would pay page faults and the kernel's zeroing before its first
  * write. Freed blocks of ML_CACHE_MIN bytes and more are kept (up to
  * ML_CACHE_MAX_BYTES in all) and handed out again, most recently freed first, to an
- * allocation of the same rounded size. Sanitizer builds bypass the cache so that
- * AddressSanitizer still sees every use after free. */
+ * allocation of the same rounded size.
+ *
+ * Small blocks (below ML_CACHE_MIN) go on one free list per 64-byte size class (the
+ * link lives in the freed block itself), up to ML_SMALL_MAX_BYTES in all: a tensor
+ * of a few KiB then costs a list pop instead of glibc's aligned_alloc, whose
+ * memalign path (and the consolidation after the Lua collector frees thousands of
+ * small tensors at once) cost more than the product itself at the MLP's small shapes.
+ * Sanitizer builds bypass both caches so that AddressSanitizer still sees every use
+ * after free. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +36,8 @@
 #define ML_CACHE_MIN ((size_t)64 << 10)
 #define ML_CACHE_MAX_BYTES ((size_t)512 << 20)
 #define ML_CACHE_SLOTS 64
+#define ML_SMALL_CLASSES (ML_CACHE_MIN / 64)
+#define ML_SMALL_MAX_BYTES ((size_t)16 << 20)
 
 static struct {
     pthread_mutex_t lock;
@@ -37,6 +46,12 @@ static struct {
     int n;
     size_t bytes;
 } cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static struct {
+    pthread_mutex_t lock;
+    void *head[ML_SMALL_CLASSES]; /* class r / 64: blocks of r bytes, linked through their first word */
+    size_t bytes;
+} small = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* Sizes round up to 64 bytes, and large ones to 4 KiB pages, so that nearby sizes
  * share blocks. */
@@ -85,21 +100,56 @@ static void cache_put(void *p, size_t r) {
     free(p);
 }
 
+static void *small_take(size_t r) {
+    size_t c = r / 64;
+    pthread_mutex_lock(&small.lock);
+    void *p = small.head[c];
+    if (p) {
+        small.head[c] = *(void **)p;
+        small.bytes -= r;
+    }
+    pthread_mutex_unlock(&small.lock);
+    return p;
+}
+
+static void small_put(void *p, size_t r) {
+    size_t c = r / 64;
+    pthread_mutex_lock(&small.lock);
+    if (small.bytes + r <= ML_SMALL_MAX_BYTES) {
+        *(void **)p = small.head[c];
+        small.head[c] = p;
+        small.bytes += r;
+        p = NULL;
+    }
+    pthread_mutex_unlock(&small.lock);
+    free(p);
+}
+
 static void cache_clear(void) {
     pthread_mutex_lock(&cache.lock);
     for (int i = 0; i < cache.n; i++) free(cache.ptr[i]);
     cache.n = 0;
     cache.bytes = 0;
     pthread_mutex_unlock(&cache.lock);
+    pthread_mutex_lock(&small.lock);
+    for (int c = 0; c < ML_SMALL_CLASSES; c++) {
+        while (small.head[c]) {
+            void *p = small.head[c];
+            small.head[c] = *(void **)p;
+            free(p);
+        }
+    }
+    small.bytes = 0;
+    pthread_mutex_unlock(&small.lock);
 }
 
 static void *cpu_alloc(size_t nbytes) {
     size_t r = rounded(nbytes);
-    bool cached = ML_CACHE_ENABLED && r >= ML_CACHE_MIN;
-    void *p = cached ? cache_take(r) : NULL;
+    void *p = NULL;
+    if (ML_CACHE_ENABLED) p = r >= ML_CACHE_MIN ? cache_take(r) : small_take(r);
     if (p) return p;
     p = aligned_alloc(64, r);
-    if (!p && cached) { /* what the cache holds may be what is missing */
+    if (!p && ML_CACHE_ENABLED) { /* what the caches hold may be what is missing */
         cache_clear();
         p = aligned_alloc(64, r);
     }
@@ -112,8 +162,9 @@ static void *cpu_alloc(size_t nbytes) {
 
 static void cpu_free(void *p, size_t nbytes) {
     size_t r = rounded(nbytes);
-    if (ML_CACHE_ENABLED && r >= ML_CACHE_MIN && p) cache_put(p, r);
-    else free(p);
+    if (!ML_CACHE_ENABLED || !p) free(p);
+    else if (r >= ML_CACHE_MIN) cache_put(p, r);
+    else small_put(p, r);
 }
 
 static int cpu_copy_bytes(void *dst, const void *src, size_t n) {

@@ -30,16 +30,18 @@ static int loss_call(lua_State *L, ml_loss_kind kind, const char *const *allowed
     ml_lua_check_options(L, opts, fname, allowed);
     ml_loss_options o;
     ml_loss_options_init(&o, kind);
-    o.reduction = check_reduction(L, opts, fname, kind == ML_LOSS_KL_DIV ? &o.batchmean : NULL);
-    o.weight = ml_lua_opt_tensor(L, opts, "weight", fname);
-    o.pos_weight = ml_lua_opt_tensor(L, opts, "pos_weight", fname);
-    o.beta = ml_lua_opt_number(L, opts, "beta", o.beta);
-    o.eps = ml_lua_opt_number(L, opts, "eps", o.eps);
-    o.label_smoothing = ml_lua_opt_number(L, opts, "label_smoothing", o.label_smoothing);
-    o.ignore_index = ml_lua_opt_integer(L, opts, "ignore_index", (int)o.ignore_index);
-    o.log_input = ml_lua_opt_bool(L, opts, "log_input", o.log_input);
-    o.full = ml_lua_opt_bool(L, opts, "full", o.full);
-    o.log_target = ml_lua_opt_bool(L, opts, "log_target", o.log_target);
+    if (!lua_isnoneornil(L, opts)) { /* no table: the defaults, without ten lookups */
+        o.reduction = check_reduction(L, opts, fname, kind == ML_LOSS_KL_DIV ? &o.batchmean : NULL);
+        o.weight = ml_lua_opt_tensor(L, opts, "weight", fname);
+        o.pos_weight = ml_lua_opt_tensor(L, opts, "pos_weight", fname);
+        o.beta = ml_lua_opt_number(L, opts, "beta", o.beta);
+        o.eps = ml_lua_opt_number(L, opts, "eps", o.eps);
+        o.label_smoothing = ml_lua_opt_number(L, opts, "label_smoothing", o.label_smoothing);
+        o.ignore_index = ml_lua_opt_integer(L, opts, "ignore_index", (int)o.ignore_index);
+        o.log_input = ml_lua_opt_bool(L, opts, "log_input", o.log_input);
+        o.full = ml_lua_opt_bool(L, opts, "full", o.full);
+        o.log_target = ml_lua_opt_bool(L, opts, "log_target", o.log_target);
+    }
     ml_tensor *var = NULL;
     if (has_var) {
         if (lua_isnoneornil(L, 3))

@@ -9,10 +9,14 @@
 
 /* Lua does not see the memory behind a tensor; without a hint its collector would
  * let thousands of dead activations pile up between cycles. Each new tensor's bytes
- * are counted, and every so many bytes the collector is asked for a step worth
- * them, which keeps memory flat over a training loop with no collectgarbage(). */
+ * (its data and its structs) are counted, and every so many bytes the collector is
+ * asked for a step worth them, which keeps memory flat over a training loop with no
+ * collectgarbage(). 4 MiB: dead small outputs come back (through the allocator's
+ * free lists) while still in cache, which made a [128, 32] x [32, 10] linear 15 %
+ * faster than 16 MiB did; the MNIST epoch is as fast, with 8 MB less peak RSS;
+ * 1 MiB made the epoch 10 % slower (collector work). */
 static _Thread_local size_t bytes_since_step;
-#define ML_GC_STEP_BYTES (16u << 20)
+#define ML_GC_STEP_BYTES (4u << 20)
 
 int ml_lua_error(lua_State *L) {
     const char *msg = ml_error();
@@ -36,7 +40,7 @@ int ml_lua_push_tensor(lua_State *L, ml_tensor *t) {
     ml_tensor **ud = lua_newuserdatauv(L, sizeof *ud, 0);
     *ud = t;
     luaL_setmetatable(L, ML_TENSOR_MT);
-    bytes_since_step += t->storage->nbytes;
+    bytes_since_step += t->storage->nbytes + sizeof(ml_tensor) + sizeof(ml_storage);
     if (bytes_since_step > ML_GC_STEP_BYTES) {
         int kb = (int)(bytes_since_step >> 10);
         bytes_since_step = 0;
