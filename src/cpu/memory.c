@@ -132,7 +132,7 @@ static void cache_clear(void) {
     cache.bytes = 0;
     pthread_mutex_unlock(&cache.lock);
     pthread_mutex_lock(&small.lock);
-    for (int c = 0; c < ML_SMALL_CLASSES; c++) {
+    for (size_t c = 0; c < ML_SMALL_CLASSES; c++) {
         while (small.head[c]) {
             void *p = small.head[c];
             small.head[c] = *(void **)p;
