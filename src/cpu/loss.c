@@ -195,7 +195,7 @@ static inline float vlogf(float x) {
         T s = none ? (T)0                                                              \
                    : (T)(a->reduction == ML_REDUCTION_MEAN ? (double)G[0] / a->norm    \
                                                            : (double)G[0]);           \
-        PAR_FOR_IF(n > PAR_MIN, "omp parallel for",                                    \
+        _Pragma("omp parallel for if (n > PAR_MIN)")                                    \
         for (int64_t i = 0; i < n; i++) {                                              \
             T x = X[i], t = TG[i], gx, ge = 0;                                         \
             (void)x;                                                                   \
@@ -205,7 +205,7 @@ static inline float vlogf(float x) {
             if (W) sc *= W[i];                                                         \
             if (GX) GX[i] = sc * gx;                                                   \
             if (GE) GE[i] = sc * ge;                                                   \
-        });                                                                            \
+        }                                                                            \
     } while (0)
 
 #define LN_2PI 1.8378770664093454835606594728112
