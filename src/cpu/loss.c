@@ -146,6 +146,13 @@ static inline float vlogf(float x) {
 }
 
 /* --- elementwise losses ---------------------------------------------------
+ * These keep `omp parallel for if (...)` (a trip through libgomp even when small):
+ * written as plain loops for small n, gcc vectorised them with masked loads and
+ * stores through the pointers that are NULL when an option is absent (W, E, GE),
+ * and AVX-512 masked accesses to an unmapped page take a microcode assist on this
+ * CPU: mse_loss forward+backward on [128, 10] went from 3.7 to 7 us. Versioning
+ * the loops per option would lift both.
+ *
  * Each kind is an expression of x (input), t (target), w (weight or 1), e (extra:
  * pos_weight / var) giving the loss `l`, and one giving `gx` (dl/dx) and, for
  * gaussian_nll, `ge` (dl/dvar). `bad` flags invalid data. */
@@ -159,24 +166,24 @@ static inline float vlogf(float x) {
         (void)E;                                                                       \
         T *O = (T *)ml_data(out);                                                      \
         if (a->reduction == ML_REDUCTION_NONE) {                                       \
-            PAR_FOR_IF(n > PAR_MIN, "omp parallel for reduction(|:bad)",               \
+            _Pragma("omp parallel for reduction(|:bad) if (n > PAR_MIN)")              \
             for (int64_t i = 0; i < n; i++) {                                          \
                 T x = X[i], t = TG[i], l;                                              \
                 (void)t;                                                               \
                 __VA_ARGS__;                                                           \
                 if (W) l *= W[i];                                                      \
                 O[i] = l;                                                              \
-            });                                                                        \
+            }                                                                          \
         } else {                                                                       \
             double acc = 0;                                                            \
-            PAR_FOR_IF(n > PAR_MIN, "omp parallel for reduction(+:acc) reduction(|:bad)", \
+            _Pragma("omp parallel for reduction(+:acc) reduction(|:bad) if (n > PAR_MIN)") \
             for (int64_t i = 0; i < n; i++) {                                          \
                 T x = X[i], t = TG[i], l;                                              \
                 (void)t;                                                               \
                 __VA_ARGS__;                                                           \
                 if (W) l *= W[i];                                                      \
                 acc += (double)l;                                                      \
-            });                                                                        \
+            }                                                                          \
             O[0] = (T)(a->reduction == ML_REDUCTION_MEAN ? acc / a->norm : acc);        \
         }                                                                              \
     } while (0)
@@ -195,7 +202,7 @@ static inline float vlogf(float x) {
         T s = none ? (T)0                                                              \
                    : (T)(a->reduction == ML_REDUCTION_MEAN ? (double)G[0] / a->norm    \
                                                            : (double)G[0]);           \
-        _Pragma("omp parallel for if (n > PAR_MIN)")                                    \
+        _Pragma("omp parallel for if (n > PAR_MIN)")                                   \
         for (int64_t i = 0; i < n; i++) {                                              \
             T x = X[i], t = TG[i], gx, ge = 0;                                         \
             (void)x;                                                                   \
@@ -205,7 +212,7 @@ static inline float vlogf(float x) {
             if (W) sc *= W[i];                                                         \
             if (GX) GX[i] = sc * gx;                                                   \
             if (GE) GE[i] = sc * ge;                                                   \
-        }                                                                            \
+        }                                                                              \
     } while (0)
 
 #define LN_2PI 1.8378770664093454835606594728112

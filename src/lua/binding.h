@@ -18,6 +18,7 @@
 int ml_lua_push_tensor(lua_State *L, ml_tensor *t);
 ml_tensor *ml_lua_check_tensor(lua_State *L, int idx);
 ml_tensor *ml_lua_test_tensor(lua_State *L, int idx);   /* NULL when not a tensor */
+void ml_lua_cache_tensor_metatable(lua_State *L, int mt); /* once, when it is made */
 /* A tensor, or a number turned into a 0-dim tensor of like's dtype and device
  * (float32 when like is an integer tensor and the number is fractional). Returns a
  * new reference: release it. */

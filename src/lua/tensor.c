@@ -726,6 +726,7 @@ void ml_lua_tensor_metatable(lua_State *L, int methods);
 void ml_lua_tensor_metatable(lua_State *L, int methods) {
     luaL_newmetatable(L, ML_TENSOR_MT);
     int mt = lua_gettop(L);
+    ml_lua_cache_tensor_metatable(L, mt);
     lua_pushvalue(L, methods);
     lua_pushcclosure(L, l_index, 1);
     lua_setfield(L, mt, "__index");

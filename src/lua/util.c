@@ -35,11 +35,29 @@ int ml_lua_errorf(lua_State *L, const char *fmt, ...) {
     return lua_error(L);
 }
 
+/* The tensor metatable is also kept in the registry under this address: a light
+ * userdata key, where luaL_testudata/luaL_setmetatable look the name string up
+ * (hashing and comparing it) for every tensor argument and result. */
+static const char tensor_mt_key;
+
+void ml_lua_cache_tensor_metatable(lua_State *L, int mt) {
+    lua_pushvalue(L, mt);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &tensor_mt_key);
+}
+
+static void push_tensor_metatable(lua_State *L) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &tensor_mt_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        luaL_getmetatable(L, ML_TENSOR_MT);
+    }
+}
+
 int ml_lua_push_tensor(lua_State *L, ml_tensor *t) {
     if (!t) return ml_lua_error(L);
     ml_tensor **ud = lua_newuserdatauv(L, sizeof *ud, 0);
     *ud = t;
-    luaL_setmetatable(L, ML_TENSOR_MT);
+    push_tensor_metatable(L);
+    lua_setmetatable(L, -2);
     bytes_since_step += t->storage->nbytes + sizeof(ml_tensor) + sizeof(ml_storage);
     if (bytes_since_step > ML_GC_STEP_BYTES) {
         int kb = (int)(bytes_since_step >> 10);
@@ -50,8 +68,12 @@ int ml_lua_push_tensor(lua_State *L, ml_tensor *t) {
 }
 
 ml_tensor *ml_lua_test_tensor(lua_State *L, int idx) {
-    ml_tensor **ud = luaL_testudata(L, idx, ML_TENSOR_MT);
-    return ud ? *ud : NULL;
+    ml_tensor **ud = lua_touserdata(L, idx);
+    if (!ud || !lua_getmetatable(L, idx)) return NULL;
+    push_tensor_metatable(L);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same ? *ud : NULL;
 }
 
 ml_tensor *ml_lua_check_tensor(lua_State *L, int idx) {
