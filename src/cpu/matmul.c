@@ -48,7 +48,13 @@ static int gemm_threads(const ml_gemm_args *g) {
         int64_t len = split_m ? g->m : g->n;                                           \
         /* slices of whole 16-element runs, so each starts aligned to a vector */      \
         int64_t chunk = ((len + nt - 1) / nt + 15) / 16 * 16;                          \
-        _Pragma("omp parallel for num_threads(nt) if (nt > 1)")                        \
+        if (nt == 1) { /* no libgomp at all: even an if(0) region costs a futex call */ \
+            CBLAS_GEMM(CblasRowMajor, ta, tb, (blasint)g->m, (blasint)g->n, (blasint)g->k, \
+                       (T)g->alpha, A, (blasint)g->lda, B, (blasint)g->ldb, (T)beta, C,  \
+                       (blasint)g->ldc);                                               \
+            break;                                                                     \
+        }                                                                              \
+        _Pragma("omp parallel for num_threads(nt)")                                    \
         for (int t = 0; t < nt; t++) {                                                 \
             int64_t lo = t * chunk, hi = lo + chunk < len ? lo + chunk : len;           \
             if (lo < hi) {                                                             \
