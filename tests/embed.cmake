@@ -12,7 +12,10 @@ set_tests_properties(embed.regress PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_D
 if(NOT ML_SANITIZE)
   add_test(NAME embed.install
            COMMAND ${CMAKE_SOURCE_DIR}/tests/install/test_install.sh ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
-  set_tests_properties(embed.install PROPERTIES LABELS "install" ENVIRONMENT "OMP_NUM_THREADS=1")
+  # alone: it failed twice beside other tests under ctest -j (cause not found; its
+  # script now prints the install log when it fails)
+  set_tests_properties(embed.install PROPERTIES LABELS "install" ENVIRONMENT "OMP_NUM_THREADS=1"
+                       RUN_SERIAL TRUE)
 endif()
 
 # valgrind: ml_open / run / ml_close 100 times, no leak. Valgrind cannot run
