@@ -115,9 +115,8 @@ static ml_tensor *tensor_struct(ml_dtype dt, int ndim, const int64_t *shape) {
     return t;
 }
 
-ml_tensor *ml_tensor_empty(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape) {
-    const ml_backend *be = ml_backend_get(dev);
-    if (!be) return NULL;
+/* A contiguous tensor of a fresh storage of its size on dev, data not set yet. */
+static ml_tensor *tensor_with_storage(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape) {
     ml_tensor *t = tensor_struct(dt, ndim, shape);
     if (!t) return NULL;
     ml_storage *s = struct_alloc(sizeof *s);
@@ -128,6 +127,16 @@ ml_tensor *ml_tensor_empty(ml_dtype dt, ml_device dev, int ndim, const int64_t *
     s->refcount = 1;
     s->device = dev;
     s->nbytes = (size_t)ml_numel(t) * ml_dtype_size(dt);
+    t->storage = s;
+    return t;
+}
+
+ml_tensor *ml_tensor_empty(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape) {
+    const ml_backend *be = ml_backend_get(dev);
+    if (!be) return NULL;
+    ml_tensor *t = tensor_with_storage(dt, dev, ndim, shape);
+    if (!t) return NULL;
+    ml_storage *s = t->storage;
     /* Never a zero-byte allocation, so data is always a valid pointer. */
     s->data = be->memory->alloc(s->nbytes ? s->nbytes : 1);
     if (!s->data) {
@@ -135,7 +144,6 @@ ml_tensor *ml_tensor_empty(ml_dtype dt, ml_device dev, int ndim, const int64_t *
         struct_free(t, sizeof *t);
         return NULL;
     }
-    t->storage = s;
     return t;
 }
 
@@ -146,20 +154,11 @@ ml_tensor *ml_tensor_empty_like(const ml_tensor *t) {
 ml_tensor *ml_tensor_from_blob(void *data, ml_dtype dt, ml_device dev, int ndim,
                                const int64_t *shape, void (*release)(void *, void *),
                                void *ctx) {
-    ml_tensor *t = tensor_struct(dt, ndim, shape);
+    ml_tensor *t = tensor_with_storage(dt, dev, ndim, shape);
     if (!t) return NULL;
-    ml_storage *s = struct_alloc(sizeof *s);
-    if (!s) {
-        struct_free(t, sizeof *t);
-        return NULL;
-    }
-    s->refcount = 1;
-    s->device = dev;
-    s->data = data;
-    s->nbytes = (size_t)ml_numel(t) * ml_dtype_size(dt);
-    s->release = release;
-    s->release_ctx = ctx;
-    t->storage = s;
+    t->storage->data = data;
+    t->storage->release = release;
+    t->storage->release_ctx = ctx;
     return t;
 }
 

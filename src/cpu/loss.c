@@ -12,6 +12,7 @@
 
 #include "../backend.h"
 #include "../error.h"
+#include "vmath.h"
 
 #define PAR_MIN 32768
 
@@ -42,13 +43,7 @@ static inline float vexpf(float x) {
     float k = xc * 1.44269504088896341f + 12582912.0f;
     k -= 12582912.0f;
     float r = xc - k * 0.693359375f + k * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    float p = ml_exp_poly(r);
     int32_t e = ((int32_t)k + 127) << 23;
     float scale;
     memcpy(&scale, &e, sizeof scale);
@@ -68,13 +63,7 @@ static inline float vexpf_nonpos(float x) {
     float k = xc * 1.44269504088896341f + 12582912.0f;
     k -= 12582912.0f;
     const float r = xc - k * 0.693359375f + k * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    float p = ml_exp_poly(r);
     const int32_t e = ((int32_t)k + 127) << 23;
     float scale;
     memcpy(&scale, &e, sizeof scale);

@@ -11,6 +11,18 @@
  * after the reduction x = n ln2 + r, |r| <= ln2 / 2); overflows to inf above
  * ~88.72, gives subnormals and 0 below -87.3 as expf does, and keeps NaN. Written
  * without calls or branches so that a loop over it vectorises. */
+/* Cephes' polynomial for e^r on |r| <= ln2 / 2: the one every float exp of the CPU
+ * kernels shares (ml_expf here, loss.c's variants). */
+static inline float ml_exp_poly(float r) {
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    return p * r * r + r + 1.0f;
+}
+
 static inline float ml_expf(float x) {
     float xc = x < -104.0f ? -104.0f : x;
     xc = xc > 89.0f ? 89.0f : xc;
@@ -19,13 +31,7 @@ static inline float ml_expf(float x) {
     float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    float p = ml_exp_poly(r);
     /* 2^n as two factors, so that n down to -150 (subnormal results) and up to 128
      * (overflow to inf) need no special case */
     int32_t ni = (int32_t)n;
