@@ -7,20 +7,8 @@ local function err(f, ...)
   return tostring(e)
 end
 
-local Model = nn.Module:extend("Model")
-function Model:init()
-  self.flatten = nn.Flatten(); self.linear1 = nn.Linear(784, 64); self.relu1 = nn.ReLU()
-  self.linear2 = nn.Linear(64, 32); self.relu2 = nn.ReLU(); self.linear3 = nn.Linear(32, 10)
-  self.softmax = nn.Softmax(2)
-end
-function Model:forward(x)
-  x = self.relu1(self.linear1(self.flatten(x)))
-  x = self.relu2(self.linear2(x))
-  return self.softmax(self.linear3(x))
-end
-local myModel = nn.Module:extend("myModel")
-function myModel:init() self.layers = Model() end
-function myModel:forward(x) return self.layers(x) end
+local reference = require "reference_model"
+local Model, myModel = reference.Model, reference.myModel
 
 describe("nn.Module registration", function()
   it("registers parameters and children in assignment order, nested", function()
