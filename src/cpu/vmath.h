@@ -44,4 +44,33 @@ static inline float ml_expf(float x) {
     return x != x ? x : y;
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+/* e^x on 16 float lanes for x <= 0 (or NaN): what softmax's x - max gives. The
+ * reduction and polynomial of ml_expf in AVX-512's own terms (vrndscaleps rounds,
+ * vscalefps applies 2^n, so no integer tricks): about half the operations gcc makes
+ * of ml_expf. Below -104 it gives 0; NaN stays NaN. */
+static inline __m512 ml_exp16_nonpos(__m512 x) {
+    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x); /* maxps keeps a NaN in x */
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(k, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, k);
+}
+
+/* The lanes of the first n (<= 16) elements. */
+static inline __mmask16 ml_mask16(int64_t n) {
+    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+}
+#endif
+
 #endif
