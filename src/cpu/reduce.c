@@ -7,24 +7,44 @@
 #include "../error.h"
 #include "iter.h"
 
-/* acc_T accumulates values of T; out_T is what is stored. */
+/* acc_T accumulates values of T; out_T is what is stored. With inner > 1 (a sum
+ * over a leading dim: the bias gradient's sum over the batch) the n rows of each
+ * [n, inner] slab are added row by row into a block of accumulators, so the loads
+ * are unit-stride and the adds vectorise; a column at a time (stride inner) was
+ * ~10x slower at [128, 64]. */
+#define SUM_COLS_BLOCK 256
 #define SUM_LOOP(T, ACC_T, OUT_T, divide)                                             \
     do {                                                                              \
         const T *xp = (const T *)ml_data(x);                                          \
         OUT_T *op = (OUT_T *)ml_data(out);                                            \
-        ML_PARALLEL_FOR_IF(outer * n * inner > 32768 && outer * inner > 1,     \
-            for (int64_t o = 0; o < outer; o++)                                \
-                for (int64_t j = 0; j < inner; j++) {                          \
-                    ACC_T acc = 0;                                             \
-                    const T *p = xp + o * n * inner + j;                       \
-                    if (inner == 1) {                                          \
-                        _Pragma("omp simd reduction(+ : acc)")                 \
-                        for (int64_t i = 0; i < n; i++) acc += (ACC_T)p[i];    \
-                    } else {                                                   \
-                        for (int64_t i = 0; i < n; i++) acc += (ACC_T)p[i * inner]; \
-                    }                                                          \
-                    op[o * inner + j] = (OUT_T)((divide) ? acc / (ACC_T)n : acc); \
-                });                                                            \
+        if (inner == 1) {                                                             \
+            ML_PARALLEL_FOR_IF(outer * n > 32768 && outer > 1,                        \
+                for (int64_t o = 0; o < outer; o++) {                                 \
+                    ACC_T acc = 0;                                                    \
+                    const T *p = xp + o * n;                                          \
+                    _Pragma("omp simd reduction(+ : acc)")                            \
+                    for (int64_t i = 0; i < n; i++) acc += (ACC_T)p[i];               \
+                    op[o] = (OUT_T)((divide) ? acc / (ACC_T)n : acc);                 \
+                });                                                                   \
+            break;                                                                    \
+        }                                                                             \
+        const int64_t nblk = (inner + SUM_COLS_BLOCK - 1) / SUM_COLS_BLOCK;           \
+        ML_PARALLEL_FOR_IF(outer * n * inner > 32768 && outer * nblk > 1,             \
+            for (int64_t ob = 0; ob < outer * nblk; ob++) {                           \
+                const int64_t o = ob / nblk, j0 = ob % nblk * SUM_COLS_BLOCK;         \
+                const int64_t w = inner - j0 < SUM_COLS_BLOCK ? inner - j0 : SUM_COLS_BLOCK; \
+                ACC_T acc[SUM_COLS_BLOCK];                                            \
+                for (int64_t j = 0; j < w; j++) acc[j] = 0;                           \
+                const T *p = xp + o * n * inner + j0;                                 \
+                for (int64_t i = 0; i < n; i++) {                                     \
+                    const T *restrict row = p + i * inner;                            \
+                    _Pragma("omp simd")                                               \
+                    for (int64_t j = 0; j < w; j++) acc[j] += (ACC_T)row[j];          \
+                }                                                                     \
+                OUT_T *restrict q = op + o * inner + j0;                              \
+                for (int64_t j = 0; j < w; j++)                                       \
+                    q[j] = (OUT_T)((divide) ? acc[j] / (ACC_T)n : acc[j]);            \
+            });                                                                       \
     } while (0)
 
 /* The whole-tensor sum of a long vector, split across threads. */
