@@ -29,7 +29,7 @@
             vm[i] = mx;                                                                \
             vi = mx;                                                                   \
         }                                                                              \
-        T denom = SQRT(vi) / bc2s + eps;                                               \
+        T denom = SQRT(vi) * inv_bc2s + eps;                                           \
         p[i] = pi - step_size * (mi / denom);                                          \
     }
 
@@ -42,7 +42,10 @@
         const T b1 = (T)a->beta1, b2 = (T)a->beta2, omb1 = (T)(1 - a->beta1);          \
         const T omb2 = (T)(1 - a->beta2), wd = (T)a->weight_decay, eps = (T)a->eps;    \
         const T decay = (T)(1 - a->lr * a->weight_decay);                              \
-        const T bc2s = (T)sqrt(1 - pow(a->beta2, (double)a->step));                    \
+        /* torch divides sqrt(v) by sqrt(1 - beta2^t); a multiply by its reciprocal     \
+         * (within an ulp of it) spares one of the loop's two vector divisions, which \
+         * with the sqrt bound the loop */                                            \
+        const T inv_bc2s = (T)(1 / sqrt(1 - pow(a->beta2, (double)a->step)));          \
         const T step_size = (T)(a->lr / (1 - pow(a->beta1, (double)a->step)));         \
         const bool decoupled = a->decoupled, l2 = !a->decoupled && a->weight_decay != 0; \
         (void)wd; (void)decay; (void)vm;                                               \
