@@ -10,7 +10,7 @@
 
 template <class T>
 struct adam_scalars {
-    T b1, b2, omb1, omb2, wd, eps, decay, bc2s, step_size;
+    T b1, b2, omb1, omb2, wd, eps, decay, inv_bc2s, step_size;
     bool decoupled, l2, maximize, ams;
 };
 
@@ -32,7 +32,7 @@ __global__ void k_adam(T *__restrict__ p, const T *__restrict__ gr, T *__restric
             vm[i] = mx;
             vi = mx;
         }
-        T denom = cu_sqrt(vi) / s.bc2s + s.eps;
+        T denom = cu_sqrt(vi) * s.inv_bc2s + s.eps; /* as the CPU kernel: a multiply by 1 / sqrt(1 - beta2^t) */
         p[i] = pi - s.step_size * (mi / denom);
     }
 }
@@ -49,7 +49,7 @@ static void adam_launch(ml_tensor *param, const ml_tensor *grad, ml_tensor *exp_
     s.wd = (T)a->weight_decay;
     s.eps = (T)a->eps;
     s.decay = (T)(1 - a->lr * a->weight_decay);
-    s.bc2s = (T)sqrt(1 - pow(a->beta2, (double)a->step));
+    s.inv_bc2s = (T)(1 / sqrt(1 - pow(a->beta2, (double)a->step)));
     s.step_size = (T)(a->lr / (1 - pow(a->beta1, (double)a->step)));
     s.decoupled = a->decoupled;
     s.l2 = !a->decoupled && a->weight_decay != 0;
@@ -130,4 +130,5 @@ static int cu_sgd_step(ml_tensor *param, const ml_tensor *grad, ml_tensor *momen
 const ml_optim_ops ml_cuda_optim = {
     /* adam_step */ cu_adam_step,
     /* sgd_step */ cu_sgd_step,
+    /* adam_step_multi */ NULL, /* one launch per parameter */
 };

@@ -1,5 +1,6 @@
 -- ml.optim: torch.optim. The optimizers keep their state and param groups here;
--- each step is one fused C pass per parameter (core._adam_step, core._sgd_step),
+-- each step is one fused C pass per parameter group (core._adam_step_multi) or per
+-- parameter (core._sgd_step),
 -- with PyTorch 1.13's update rules and defaults.
 local core = require "moonlight.core"
 
@@ -232,11 +233,15 @@ local function adam_validate(fname, g)
   check_number(fname, "beta parameter at index 2", g.betas[2], function(v) return v >= 0 and v < 1 end)
 end
 
+-- One C call per parameter group: the kernel takes the group's parameters as one
+-- range split across threads (one fork/join a step, the biases included).
 local function adam_step(self, decoupled)
-  local adam = core._adam_step
+  local adam = core._adam_step_multi
   for _, g in ipairs(self.param_groups) do
     local lr, b1, b2, eps, wd = g.lr, g.betas[1], g.betas[2], g.eps, g.weight_decay
     local ams, maximize = g.amsgrad and true or false, g.maximize and true or false
+    local ps, grads, ms, vs, vmaxs, steps = {}, {}, {}, {}, ams and {} or nil, {}
+    local n = 0
     for _, p in ipairs(g.params) do
       local grad = p.grad
       if grad then
@@ -248,10 +253,12 @@ local function adam_step(self, decoupled)
         end
         if ams and not s.max_exp_avg_sq then s.max_exp_avg_sq = zeros_like(p) end
         s.step = s.step + 1
-        adam(p, grad, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq, lr, b1, b2, eps, wd, ams,
-             decoupled, s.step, maximize)
+        n = n + 1
+        ps[n], grads[n], ms[n], vs[n], steps[n] = p, grad, s.exp_avg, s.exp_avg_sq, s.step
+        if ams then vmaxs[n] = s.max_exp_avg_sq end
       end
     end
+    if n > 0 then adam(ps, grads, ms, vs, vmaxs, lr, b1, b2, eps, wd, ams, decoupled, steps, maximize) end
   end
 end
 

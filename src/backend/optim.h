@@ -24,6 +24,12 @@ typedef struct ml_optim_ops {
     /* momentum_buf NULL when momentum is 0 */
     int (*sgd_step)(ml_tensor *param, const ml_tensor *grad, ml_tensor *momentum_buf,
                     const ml_sgd_args *a);
+    /* Optional (NULL: one adam_step per parameter): the updates of n parameters in
+     * one pass split across threads, args[i] for params[i]; each set checked as for
+     * adam_step, max_exp_avg_sqs[i] NULL without amsgrad. */
+    int (*adam_step_multi)(int n, ml_tensor *const *params, ml_tensor *const *grads,
+                           ml_tensor *const *exp_avgs, ml_tensor *const *exp_avg_sqs,
+                           ml_tensor *const *max_exp_avg_sqs, const ml_adam_args *args);
 } ml_optim_ops;
 
 #endif

@@ -4,18 +4,21 @@
  * updates, in the parameter's dtype with the scalars rounded to it first, so the
  * trajectories match PyTorch's to rounding. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "../backend.h"
 #include "../error.h"
 
+#include <omp.h>
+
 #define ML_OMP_MIN 32768
 
-/* One Adam/AdamW update of n elements. The flags are compile-time constants at each
- * expansion (see ADAM_VARIANT), so every variant is a branch-free loop over
+/* One Adam/AdamW update of elements [lo, hi). The flags are compile-time constants
+ * at each expansion (see ADAM_LOOP), so every variant is a branch-free loop over
  * non-aliasing arrays that the compiler vectorises. */
 #define ADAM_BODY(T, SQRT, DECOUPLED, L2, MAXIMIZE, AMS)                               \
-    _Pragma("omp parallel for simd if (n > ML_OMP_MIN)")                               \
-    for (int64_t i = 0; i < n; i++) {                                                  \
+    _Pragma("omp simd")                                                                \
+    for (int64_t i = lo; i < hi; i++) {                                                \
         T g = (MAXIMIZE) ? -gr[i] : gr[i];                                             \
         T pi = p[i];                                                                   \
         if (DECOUPLED) pi = pi * decay;                                                \
@@ -35,10 +38,10 @@
 
 #define ADAM_LOOP(T, SQRT)                                                             \
     do {                                                                               \
-        T *restrict p = (T *)ml_data(param), *restrict m = (T *)ml_data(exp_avg);      \
-        T *restrict v = (T *)ml_data(exp_avg_sq);                                      \
-        const T *restrict gr = (const T *)ml_data(grad);                               \
-        T *restrict vm = a->amsgrad ? (T *)ml_data(max_exp_avg_sq) : NULL;             \
+        T *restrict p = (T *)ml_data(s->param), *restrict m = (T *)ml_data(s->exp_avg); \
+        T *restrict v = (T *)ml_data(s->exp_avg_sq);                                   \
+        const T *restrict gr = (const T *)ml_data(s->grad);                            \
+        T *restrict vm = a->amsgrad ? (T *)ml_data(s->max_exp_avg_sq) : NULL;          \
         const T b1 = (T)a->beta1, b2 = (T)a->beta2, omb1 = (T)(1 - a->beta1);          \
         const T omb2 = (T)(1 - a->beta2), wd = (T)a->weight_decay, eps = (T)a->eps;    \
         const T decay = (T)(1 - a->lr * a->weight_decay);                              \
@@ -59,15 +62,75 @@
         }                                                                              \
     } while (0)
 
+/* One parameter's tensors. */
+typedef struct {
+    ml_tensor *param, *exp_avg, *exp_avg_sq, *max_exp_avg_sq;
+    const ml_tensor *grad;
+} adam_set;
+
+/* The update of elements [lo, hi) of one parameter (dtypes checked by the caller). */
+static void adam_range(const adam_set *s, const ml_adam_args *a, int64_t lo, int64_t hi) {
+    if (s->param->dtype == ML_F32) ADAM_LOOP(float, sqrtf);
+    else ADAM_LOOP(double, sqrt);
+}
+
+static int check_float(const ml_tensor *param) {
+    if (param->dtype == ML_F32 || param->dtype == ML_F64) return 0;
+    return ml_error_set("adam_step: parameters must be float32 or float64, got %s",
+                        ml_dtype_name(param->dtype));
+}
+
+/* Parameters laid end to end as one range of `total` elements, which the threads
+ * split evenly: each walks the parameters its share covers. One fork/join for the
+ * whole model, and the small parameters (biases) no longer run on one thread after
+ * the big ones. */
+static void adam_sets(int n, const adam_set *sets, const ml_adam_args *args, int64_t total) {
+    if (total <= ML_OMP_MIN || omp_in_parallel() || omp_get_max_threads() < 2) {
+        for (int i = 0; i < n; i++) adam_range(&sets[i], &args[i], 0, ml_numel(sets[i].param));
+        return;
+    }
+#pragma omp parallel
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        /* shares end on 16-element boundaries, so no two threads write one cache line
+         * of a parameter (each parameter's storage starts on one) */
+        int64_t lo = (total * t / nt + 15) / 16 * 16, hi = (total * (t + 1) / nt + 15) / 16 * 16;
+        if (t == nt - 1) hi = total;
+        int64_t base = 0;
+        for (int i = 0; i < n && base < hi; i++) {
+            const int64_t len = ml_numel(sets[i].param);
+            const int64_t a = lo > base ? lo - base : 0, b = hi - base < len ? hi - base : len;
+            if (a < b) adam_range(&sets[i], &args[i], a, b);
+            base += len;
+        }
+    }
+}
+
 static int cpu_adam_step(ml_tensor *param, const ml_tensor *grad, ml_tensor *exp_avg,
                          ml_tensor *exp_avg_sq, ml_tensor *max_exp_avg_sq, const ml_adam_args *a) {
-    int64_t n = ml_numel(param);
-    switch (param->dtype) {
-    case ML_F32: ADAM_LOOP(float, sqrtf); return 0;
-    case ML_F64: ADAM_LOOP(double, sqrt); return 0;
-    default: return ml_error_set("adam_step: parameters must be float32 or float64, got %s",
-                                 ml_dtype_name(param->dtype));
+    if (check_float(param)) return -1;
+    const adam_set s = {param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad};
+    adam_sets(1, &s, a, ml_numel(param));
+    return 0;
+}
+
+static int cpu_adam_step_multi(int n, ml_tensor *const *params, ml_tensor *const *grads,
+                               ml_tensor *const *exp_avgs, ml_tensor *const *exp_avg_sqs,
+                               ml_tensor *const *max_exp_avg_sqs, const ml_adam_args *args) {
+    adam_set *sets = malloc(sizeof *sets * (size_t)(n > 0 ? n : 1));
+    if (!sets) return ml_error_set("adam_step: out of memory for %d parameters", n);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (check_float(params[i])) {
+            free(sets);
+            return -1;
+        }
+        sets[i] = (adam_set){params[i], exp_avgs[i], exp_avg_sqs[i], max_exp_avg_sqs[i], grads[i]};
+        total += ml_numel(params[i]);
     }
+    adam_sets(n, sets, args, total);
+    free(sets);
+    return 0;
 }
 
 #define SGD_LOOP(T)                                                                    \
@@ -107,4 +170,5 @@ static int cpu_sgd_step(ml_tensor *param, const ml_tensor *grad, ml_tensor *mome
 const ml_optim_ops ml_cpu_optim = {
     .adam_step = cpu_adam_step,
     .sgd_step = cpu_sgd_step,
+    .adam_step_multi = cpu_adam_step_multi,
 };
