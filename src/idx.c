@@ -1,8 +1,15 @@
 /* The IDX reader: plain files and gzip streams both through zlib (gzread reads a
- * plain file as it is), validated against the header's dims. */
+ * plain file as it is), validated against the header's dims. A plain uint8 file
+ * whose size matches its header (MNIST's images and labels) is mapped instead of
+ * read (see map_plain_u8). */
+#define _DEFAULT_SOURCE /* mmap's MAP_* flags and madvise outside strict C11 */
 #include "idx.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,7 +192,72 @@ static ml_tensor *load(gzFile f, const char *path) {
     return t;
 }
 
+/* --- the mapped fast path ---------------------------------------------------
+ * Reading MNIST's 47 MB of images cost ~35 ms of a 0.6 s training run: a copy out
+ * of the page cache into fresh memory, whose ~11,500 page faults and zeroing were
+ * most of it. A private mapping of the file gives the same bytes with neither: the
+ * pages already in the page cache are mapped as they are touched. Private and
+ * writable, so writing into the tensor copies the page (the file never changes);
+ * the mapping goes when the last tensor using it does. As with any mapped file
+ * (numpy.memmap), truncating the file while a tensor still uses it is not allowed. */
+typedef struct {
+    void *base;
+    size_t len;
+} idx_mapping;
+
+static void unmap_idx(void *data, void *ctx) {
+    (void)data;
+    idx_mapping *m = ctx;
+    munmap(m->base, m->len);
+    free(m);
+}
+
+/* The tensor of a plain uint8 IDX file of exactly its header's size, mapped; NULL
+ * (and no error) when the file is anything else or cannot be mapped, for the
+ * reader, which handles every other case and names every problem. */
+static ml_tensor *map_plain_u8(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    ml_tensor *t = NULL;
+    struct stat st;
+    unsigned char head[4 + 4 * ML_MAX_DIMS];
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || pread(fd, head, 4, 0) != 4 ||
+        head[0] != 0 || head[1] != 0 || head[2] != 0x08 || head[3] == 0 || head[3] > ML_MAX_DIMS)
+        goto done;
+    int ndim = head[3];
+    int64_t header = 4 + 4 * (int64_t)ndim, numel = 1, dims[ML_MAX_DIMS];
+    if (pread(fd, head + 4, (size_t)(4 * ndim), 4) != 4 * ndim) goto done;
+    for (int i = 0; i < ndim; i++) {
+        const unsigned char *p = head + 4 + 4 * i;
+        uint32_t u = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+        if (u > INT32_MAX || (u && numel > (INT64_MAX / 16) / (int64_t)u)) goto done;
+        dims[i] = u;
+        numel *= dims[i];
+    }
+    if (numel == 0 || (int64_t)st.st_size != header + numel) goto done;
+    idx_mapping *m = malloc(sizeof *m);
+    if (!m) goto done;
+    m->len = (size_t)st.st_size;
+    m->base = mmap(NULL, m->len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (m->base == MAP_FAILED) {
+        free(m);
+        goto done;
+    }
+    /* read ahead what is not cached yet; pages are mapped as they are touched
+     * (prefaulting them all with MADV_POPULATE_READ measured no faster in all) */
+    (void)madvise(m->base, m->len, MADV_WILLNEED);
+    t = ml_tensor_from_blob((unsigned char *)m->base + header, ML_U8, ML_CPU, ndim, dims,
+                            unmap_idx, m);
+    if (!t) unmap_idx(NULL, m);
+done:
+    close(fd);
+    return t;
+}
+
 ml_tensor *ml_idx_load(const char *path) {
+    ml_tensor *mapped = map_plain_u8(path);
+    if (mapped) return mapped;
+    ml_error_clear();
     errno = 0;
     gzFile f = gzopen(path, "rb");
     if (!f) {

@@ -62,6 +62,30 @@ describe("read_idx and MNIST", function()
     assert.are.same({10, 3, 2}, shape(data.read_idx(root .. "/train-images-idx3-ubyte")))
   end)
 
+  it("maps a plain uint8 file: writes stay in memory, the file outlives nothing", function()
+    local path = root .. "/train-images-idx3-ubyte"
+    local f = io.open(path, "rb")
+    local before = f:read("a")
+    f:close()
+    local x = data.read_idx(path)
+    local y = data.read_idx(path)
+    assert.are.same({{6, 46}, {86, 126}, {166, 206}}, x[2]:totable())
+    x[2]:fill_(7) -- a private mapping: the page is copied, the file and y unchanged
+    assert.are.same({{7, 7}, {7, 7}, {7, 7}}, x[2]:totable())
+    assert.are.same({{6, 46}, {86, 126}, {166, 206}}, y[2]:totable())
+    f = io.open(path, "rb")
+    assert.are.equal(before, f:read("a"))
+    f:close()
+    -- the mapping keeps the data after the file is gone (until the tensors go)
+    local copy = root .. "/copy-idx3-ubyte"
+    f = io.open(copy, "wb"); f:write(before); f:close()
+    local z = data.read_idx(copy)
+    os.remove(copy)
+    collectgarbage()
+    assert.are.same({{6, 46}, {86, 126}, {166, 206}}, z[2]:totable())
+    assert.are.same(x:shape(), z:shape())
+  end)
+
   it("finds torchvision's raw/ layout", function()
     local r = root .. "/tv"
     tiny_mnist(r .. "/MNIST/raw", 3, {1, 2, 3})
