@@ -1,13 +1,15 @@
-/* CPU kernel of the matmul family: OpenBLAS sgemm/dgemm, one call per batch item.
- * nn.Linear's bias is added to C in one pass after a beta = 0 product: OpenBLAS's
- * small-matrix kernels (the MLP's shapes) serve only beta = 0, and a pass over C
- * (M x N) is cheap beside the product's reads (M x K + K x N). */
+/* CPU kernel of the matmul family, one call per batch item: float32 products of at
+ * most ML_SMALL_GEMM_MNK multiply-adds (the MLP's small layers) by our own kernel
+ * (small_gemm.c, bias fused), everything else by OpenBLAS sgemm/dgemm. There
+ * nn.Linear's bias is added to C in one pass after a beta = 0 product: a pass over
+ * C (M x N) is cheap beside the product's reads (M x K + K x N). */
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
 
 #include "../backend.h"
 #include "../error.h"
+#include "small_gemm.h"
 
 #define ADD_BIAS(T)                                                                    \
     do {                                                                               \
@@ -83,8 +85,17 @@ static int cpu_gemm(const ml_gemm_args *g) {
                             ml_dtype_name(g->b->dtype));
     CBLAS_TRANSPOSE ta = g->trans_a ? CblasTrans : CblasNoTrans;
     CBLAS_TRANSPOSE tb = g->trans_b ? CblasTrans : CblasNoTrans;
+    const bool small = g->c->dtype == ML_F32 && ml_small_sgemm_fits(g->m, g->n, g->k);
     for (int64_t b = 0; b < g->batch; b++) {
         double beta = g->bias ? 0.0 : g->beta;
+        if (small) {
+            ml_small_sgemm(g->trans_a, g->trans_b, g->m, g->n, g->k, (float)g->alpha,
+                           (const float *)ml_data(g->a) + b * g->stride_a, g->lda,
+                           (const float *)ml_data(g->b) + b * g->stride_b, g->ldb, (float)beta,
+                           (float *)ml_data(g->c) + b * g->stride_c, g->ldc,
+                           g->bias ? (const float *)ml_data(g->bias) : NULL);
+            continue;
+        }
         if (g->c->dtype == ML_F32) {
             SLICED_GEMM(float, cblas_sgemm);
         } else if (g->c->dtype == ML_F64) {

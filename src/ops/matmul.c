@@ -75,8 +75,7 @@ static int prepare(const ml_tensor *t, gemm_operand *op) {
 }
 
 /* c = a @ b for a [B.., m, k], b [B.., k, n] already broadcast to common batch dims. */
-static int gemm_into_beta(const ml_tensor *a, const ml_tensor *b, const ml_tensor *bias,
-                          ml_tensor *c, double beta) {
+static int gemm_into(const ml_tensor *a, const ml_tensor *b, const ml_tensor *bias, ml_tensor *c) {
     gemm_operand pa, pb;
     if (prepare(a, &pa)) return -1;
     if (prepare(b, &pb)) {
@@ -86,7 +85,7 @@ static int gemm_into_beta(const ml_tensor *a, const ml_tensor *b, const ml_tenso
     ml_gemm_args g = {
         .trans_a = pa.trans, .trans_b = pb.trans,
         .m = a->shape[a->ndim - 2], .n = b->shape[b->ndim - 1], .k = a->shape[a->ndim - 1],
-        .alpha = 1.0, .beta = beta,
+        .alpha = 1.0, .beta = 0.0,
         .a = pa.t, .b = pb.t, .c = c,
         .lda = pa.ld, .ldb = pb.ld, .ldc = c->shape[c->ndim - 1] > 1 ? c->shape[c->ndim - 1] : 1,
         .batch = ml_shape_numel(c->ndim - 2, c->shape),
@@ -105,10 +104,6 @@ static int gemm_into_beta(const ml_tensor *a, const ml_tensor *b, const ml_tenso
     ml_tensor_release(pa.owned);
     ml_tensor_release(pb.owned);
     return rc;
-}
-
-static int gemm_into(const ml_tensor *a, const ml_tensor *b, const ml_tensor *bias, ml_tensor *c) {
-    return gemm_into_beta(a, b, bias, c, 0.0);
 }
 
 static int mm_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
@@ -320,13 +315,10 @@ ml_tensor *ml_linear(ml_tensor *x, ml_tensor *w, ml_tensor *b) {
     int rc = -1;
     if (out && (!b || bc)) {
         ml_tensor y2 = frame_view(out, rows, out_f, out_f, 1, 0);
-        /* with a bias: rows pre-filled with it, then the product added (beta = 1),
-         * rather than a beta = 0 product and a pass adding the bias: at the MLP's
-         * small layers that pass over short rows (and OpenBLAS zeroing C first)
-         * cost ~0.4 us of a 2 us product; at [128, 784] x [64, 784] it is alike */
-        if (!bc) rc = gemm_into(&x2, &wt, NULL, &y2);
-        else if ((rc = fill_rows(out, bc, rows, out_f)) == 0 && in_f > 0)
-            rc = gemm_into_beta(&x2, &wt, NULL, &y2, 1.0);
+        /* the bias goes to the backend with the product: the CPU's small-product
+         * kernel adds it as it stores C (no pre-filled rows, no second pass) */
+        if (bc && in_f == 0) rc = fill_rows(out, bc, rows, out_f); /* the bias alone */
+        else rc = gemm_into(&x2, &wt, bc, &y2);
     }
     ml_tensor_release(bc);
     if (rc) {
