@@ -187,7 +187,7 @@ INLINE void tile(const int R, const int V, int64_t k, const float *a, int64_t sa
 #define CASES6 T(1) T(2) T(3) T(4) T(5) T(6)
 #define CASES8 CASES6 T(7) T(8)
 #define CASES12 CASES8 T(9) T(10) T(11) T(12)
-PANEL_FN(1, 12, CASES12)
+PANEL_FN(1, 8, CASES8)
 PANEL_FN(2, 12, CASES12)
 PANEL_FN(3, 8, CASES8)
 PANEL_FN(4, 6, CASES6)

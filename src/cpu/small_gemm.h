@@ -21,6 +21,16 @@ static inline bool ml_small_sgemm_fits(int64_t m, int64_t n, int64_t k) {
            (double)m * (double)n * (double)k <= (double)ML_SMALL_GEMM_MNK;
 }
 
+/* Where the kernel beats OpenBLAS (single-threaded, Zen 4, B transposed as
+ * nn.Linear's weight is): enough rows to pay for transposing B (m >= 32), short
+ * sums (k <= 128; beyond, OpenBLAS's kernels win at small n), and a last vector of
+ * C at least 9 of 16 wide (n = 1..8 or 20 wastes lanes that OpenBLAS does not).
+ * E.g. [128, 32] x [10, 32]^T 1.35 vs 1.96 us, [128, 64] x [32, 64]^T 5.0 vs 6.3 us.
+ * For the nn and tn layouts OpenBLAS's small-matrix kernels are as fast. */
+static inline bool ml_small_sgemm_pays(int64_t m, int64_t n, int64_t k) {
+    return ml_small_sgemm_fits(m, n, k) && m >= 32 && k <= 128 && (n % 16 == 0 || n % 16 > 8);
+}
+
 /* Both need ml_small_sgemm_fits(m, n, k). ml_small_sgemm takes the best path for
  * this CPU; the two below are that choice made by hand (for the tests). */
 void ml_small_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
