@@ -12,9 +12,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* the largest m * n * k and k the small kernel takes */
+/* the largest m * n * k and k the small kernel takes (k bounds its stack buffer:
+ * k x 64 floats, 32 KiB) */
 #define ML_SMALL_GEMM_MNK (320 * 1024)
-#define ML_SMALL_GEMM_KMAX 256
+#define ML_SMALL_GEMM_KMAX 128
 
 static inline bool ml_small_sgemm_fits(int64_t m, int64_t n, int64_t k) {
     return m > 0 && n > 0 && k > 0 && k <= ML_SMALL_GEMM_KMAX &&
@@ -23,12 +24,13 @@ static inline bool ml_small_sgemm_fits(int64_t m, int64_t n, int64_t k) {
 
 /* Where the kernel beats OpenBLAS (single-threaded, Zen 4, B transposed as
  * nn.Linear's weight is): enough rows to pay for transposing B (m >= 32), short
- * sums (k <= 128; beyond, OpenBLAS's kernels win at small n), and a last vector of
- * C at least 9 of 16 wide (n = 1..8 or 20 wastes lanes that OpenBLAS does not).
+ * sums (k <= ML_SMALL_GEMM_KMAX = 128; beyond, OpenBLAS's kernels win at small n),
+ * and a last vector of C at least 9 of 16 wide (n = 1..8 or 20 wastes lanes that
+ * OpenBLAS does not).
  * E.g. [128, 32] x [10, 32]^T 1.35 vs 1.96 us, [128, 64] x [32, 64]^T 5.0 vs 6.3 us.
  * For the nn and tn layouts OpenBLAS's small-matrix kernels are as fast. */
 static inline bool ml_small_sgemm_pays(int64_t m, int64_t n, int64_t k) {
-    return ml_small_sgemm_fits(m, n, k) && m >= 32 && k <= 128 && (n % 16 == 0 || n % 16 > 8);
+    return ml_small_sgemm_fits(m, n, k) && m >= 32 && (n % 16 == 0 || n % 16 > 8);
 }
 
 /* Both need ml_small_sgemm_fits(m, n, k). ml_small_sgemm takes the best path for

@@ -119,6 +119,11 @@ static void sweep(gemm_fn fn) {
     assert_true(ml_small_sgemm_fits(120, 10, ML_SMALL_GEMM_KMAX));
     assert_false(ml_small_sgemm_fits(2, 2, ML_SMALL_GEMM_KMAX + 1));
     assert_false(ml_small_sgemm_fits(128, 64, 64));
+    /* and where cpu_gemm takes it: the MLP's two small layers, not n = 8 or m = 16 */
+    assert_true(ml_small_sgemm_pays(128, 10, 32));
+    assert_true(ml_small_sgemm_pays(128, 32, 64));
+    assert_false(ml_small_sgemm_pays(128, 8, 32));
+    assert_false(ml_small_sgemm_pays(16, 32, 64));
     for (int layout = 0; layout < 4; layout++) {
         check_one(fn, layout & 1, layout & 2, 120, 10, ML_SMALL_GEMM_KMAX, 3, layout % 3);
         check_one(fn, layout & 1, layout & 2, 5, 250, ML_SMALL_GEMM_KMAX, 0, 1);
