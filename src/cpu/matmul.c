@@ -1,28 +1,24 @@
-/* CPU kernel of the matmul family: OpenBLAS sgemm/dgemm, one call per batch item.
- * nn.Linear's bias is added to C in one pass after a beta = 0 product: OpenBLAS's
- * small-matrix kernels (the MLP's shapes) serve only beta = 0, and a pass over C
- * (M x N) is cheap beside the product's reads (M x K + K x N). */
+/* CPU kernel of the matmul family, one call per batch item: small float32 products
+ * with B transposed (nn.Linear's forward at the MLP's small layers, where
+ * ml_small_sgemm_pays) by our own kernel (small_gemm.c, bias fused), everything
+ * else by OpenBLAS sgemm/dgemm. There
+ * nn.Linear's bias is copied into C's rows first and the product added onto them
+ * (beta = 1): at small shapes OpenBLAS zeroing C and a second pass adding the bias
+ * cost more, at [128, 784] x [64, 784]^T it is alike. */
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
 
 #include "../backend.h"
 #include "../error.h"
+#include "small_gemm.h"
 
-#define ADD_BIAS(T)                                                                    \
-    do {                                                                               \
-        T *c = (T *)ml_data(g->c) + batch_index * g->stride_c;                         \
-        const T *restrict bias = (const T *)ml_data(g->bias);                          \
-        for (int64_t i = 0; i < g->m; i++) {                                           \
-            T *restrict row = c + i * g->ldc;                                          \
-            _Pragma("omp simd")                                                        \
-            for (int64_t j = 0; j < g->n; j++) row[j] += bias[j];                      \
-        }                                                                              \
-    } while (0)
-
-static void add_bias(const ml_gemm_args *g, int64_t batch_index) {
-    if (g->c->dtype == ML_F32) ADD_BIAS(float);
-    else ADD_BIAS(double);
+/* Every row of C[batch_index] set to the bias, for a beta = 1 product onto it. */
+static void fill_bias_rows(const ml_gemm_args *g, int64_t batch_index) {
+    const size_t es = ml_dtype_size(g->c->dtype), rb = (size_t)g->n * es;
+    char *c = (char *)ml_data(g->c) + (size_t)(batch_index * g->stride_c) * es;
+    const char *bias = ml_data(g->bias);
+    for (int64_t i = 0; i < g->m; i++) memcpy(c + (size_t)(i * g->ldc) * es, bias, rb);
 }
 
 /* One product split across threads by hand: the larger of M and N is cut into one
@@ -83,8 +79,23 @@ static int cpu_gemm(const ml_gemm_args *g) {
                             ml_dtype_name(g->b->dtype));
     CBLAS_TRANSPOSE ta = g->trans_a ? CblasTrans : CblasNoTrans;
     CBLAS_TRANSPOSE tb = g->trans_b ? CblasTrans : CblasNoTrans;
+    /* ours where it pays: B transposed (nn.Linear's weight) at the small shapes
+     * small_gemm.h names, the bias then added as C is stored */
+    const bool small = g->c->dtype == ML_F32 && g->trans_b && ml_small_sgemm_pays(g->m, g->n, g->k);
     for (int64_t b = 0; b < g->batch; b++) {
-        double beta = g->bias ? 0.0 : g->beta;
+        double beta = g->beta;
+        if (small) {
+            ml_small_sgemm(g->trans_a, g->trans_b, g->m, g->n, g->k, (float)g->alpha,
+                           (const float *)ml_data(g->a) + b * g->stride_a, g->lda,
+                           (const float *)ml_data(g->b) + b * g->stride_b, g->ldb, (float)beta,
+                           (float *)ml_data(g->c) + b * g->stride_c, g->ldc,
+                           g->bias ? (const float *)ml_data(g->bias) : NULL);
+            continue;
+        }
+        if (g->bias) { /* bias rows, the product added onto them */
+            fill_bias_rows(g, b);
+            beta = 1.0;
+        }
         if (g->c->dtype == ML_F32) {
             SLICED_GEMM(float, cblas_sgemm);
         } else if (g->c->dtype == ML_F64) {
@@ -93,7 +104,6 @@ static int cpu_gemm(const ml_gemm_args *g) {
             return ml_error_set("matmul: needs float32 or float64 tensors, got %s",
                                 ml_dtype_name(g->c->dtype));
         }
-        if (g->bias) add_bias(g, b);
     }
     return 0;
 }

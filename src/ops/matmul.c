@@ -75,8 +75,7 @@ static int prepare(const ml_tensor *t, gemm_operand *op) {
 }
 
 /* c = a @ b for a [B.., m, k], b [B.., k, n] already broadcast to common batch dims. */
-static int gemm_into_beta(const ml_tensor *a, const ml_tensor *b, const ml_tensor *bias,
-                          ml_tensor *c, double beta) {
+static int gemm_into(const ml_tensor *a, const ml_tensor *b, const ml_tensor *bias, ml_tensor *c) {
     gemm_operand pa, pb;
     if (prepare(a, &pa)) return -1;
     if (prepare(b, &pb)) {
@@ -86,7 +85,7 @@ static int gemm_into_beta(const ml_tensor *a, const ml_tensor *b, const ml_tenso
     ml_gemm_args g = {
         .trans_a = pa.trans, .trans_b = pb.trans,
         .m = a->shape[a->ndim - 2], .n = b->shape[b->ndim - 1], .k = a->shape[a->ndim - 1],
-        .alpha = 1.0, .beta = beta,
+        .alpha = 1.0, .beta = 0.0,
         .a = pa.t, .b = pb.t, .c = c,
         .lda = pa.ld, .ldb = pb.ld, .ldc = c->shape[c->ndim - 1] > 1 ? c->shape[c->ndim - 1] : 1,
         .batch = ml_shape_numel(c->ndim - 2, c->shape),
@@ -105,10 +104,6 @@ static int gemm_into_beta(const ml_tensor *a, const ml_tensor *b, const ml_tenso
     ml_tensor_release(pa.owned);
     ml_tensor_release(pb.owned);
     return rc;
-}
-
-static int gemm_into(const ml_tensor *a, const ml_tensor *b, const ml_tensor *bias, ml_tensor *c) {
-    return gemm_into_beta(a, b, bias, c, 0.0);
 }
 
 static int mm_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
@@ -222,20 +217,23 @@ ml_tensor *ml_matmul(ml_tensor *a, ml_tensor *b) {
  * without allocating a tensor struct per operand. It shares t's storage without a
  * reference, so it must never outlive the call it is made for, nor be retained,
  * saved (ml_node_save makes a real alias of it) or returned. */
-static ml_tensor frame_view(const ml_tensor *t, int64_t r, int64_t c, int64_t sr, int64_t sc,
-                            int64_t offset) {
-    ml_tensor v;
-    memset(&v, 0, sizeof v);
-    v.refcount = 1;
-    v.dtype = t->dtype;
-    v.ndim = 2;
-    v.shape[0] = r;
-    v.shape[1] = c;
-    v.strides[0] = sr;
-    v.strides[1] = sc;
-    v.offset = offset;
-    v.storage = t->storage;
-    return v;
+static void frame_view(ml_tensor *v, const ml_tensor *t, int64_t r, int64_t c, int64_t sr,
+                       int64_t sc, int64_t offset) {
+    /* written in place, field by field: a struct built on the stack and returned
+     * by value was copied with wide loads over its narrow stores, store-forwarding
+     * stalls that were most of ml_linear's own time in perf */
+    v->refcount = 1;
+    v->dtype = t->dtype;
+    v->ndim = 2;
+    v->shape[0] = r;
+    v->shape[1] = c;
+    v->strides[0] = sr;
+    v->strides[1] = sc;
+    v->offset = offset;
+    v->storage = t->storage;
+    v->requires_grad = false;
+    v->grad = NULL;
+    v->grad_fn = NULL;
 }
 
 /* Every row of the contiguous [rows, n] out set to bias [n]: one row copied, then
@@ -258,17 +256,20 @@ static int linear_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     int64_t rows = x2->shape[0], out_f = w->shape[0];
     ml_tensor *gc = ml_as_contiguous(g);
     if (!gc) return -1;
-    ml_tensor g2 = frame_view(gc, rows, out_f, out_f, 1, gc->offset);
+    ml_tensor g2;
+    frame_view(&g2, gc, rows, out_f, out_f, 1, gc->offset);
     int rc = 0;
     if (n->needs_grad[0]) { /* gx = g @ w, written straight into the input's shape */
         ml_tensor *gx = ml_tensor_empty(g->dtype, g->storage->device, n->in_ndim[0], n->in_shape[0]);
-        ml_tensor gx2 = gx ? frame_view(gx, rows, x2->shape[1], x2->shape[1], 1, 0) : g2;
+        ml_tensor gx2;
+        if (gx) frame_view(&gx2, gx, rows, x2->shape[1], x2->shape[1], 1, 0);
         if (!gx || gemm_into(&g2, w, NULL, &gx2)) rc = -1;
         if (rc == 0) gin[0] = gx;
         else ml_tensor_release(gx);
     }
     if (rc == 0 && n->needs_grad[1]) { /* gw = g^T @ x */
-        ml_tensor gt = frame_view(gc, out_f, rows, 1, out_f, gc->offset);
+        ml_tensor gt;
+        frame_view(&gt, gc, out_f, rows, 1, out_f, gc->offset);
         ml_tensor *gw = ml_tensor_empty(g->dtype, g->storage->device, 2, w->shape);
         if (!gw || gemm_into(&gt, x2, NULL, gw)) rc = -1;
         if (rc == 0) gin[1] = gw;
@@ -310,8 +311,9 @@ ml_tensor *ml_linear(ml_tensor *x, ml_tensor *w, ml_tensor *b) {
     if (!xc) return NULL;
     /* the operands as gemm reads them: x as [rows, in], w^T as a transposed view,
      * the output [.., out] as [rows, out]; none of them allocated */
-    ml_tensor x2 = frame_view(xc, rows, in_f, in_f, 1, xc->offset);
-    ml_tensor wt = frame_view(w, in_f, out_f, w->strides[1], w->strides[0], w->offset);
+    ml_tensor x2, wt;
+    frame_view(&x2, xc, rows, in_f, in_f, 1, xc->offset);
+    frame_view(&wt, w, in_f, out_f, w->strides[1], w->strides[0], w->offset);
     int64_t oshape[ML_MAX_DIMS];
     memcpy(oshape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     oshape[x->ndim - 1] = out_f;
@@ -319,14 +321,12 @@ ml_tensor *ml_linear(ml_tensor *x, ml_tensor *w, ml_tensor *b) {
     ml_tensor *bc = out && b ? ml_as_contiguous(b) : NULL;
     int rc = -1;
     if (out && (!b || bc)) {
-        ml_tensor y2 = frame_view(out, rows, out_f, out_f, 1, 0);
-        /* with a bias: rows pre-filled with it, then the product added (beta = 1),
-         * rather than a beta = 0 product and a pass adding the bias: at the MLP's
-         * small layers that pass over short rows (and OpenBLAS zeroing C first)
-         * cost ~0.4 us of a 2 us product; at [128, 784] x [64, 784] it is alike */
-        if (!bc) rc = gemm_into(&x2, &wt, NULL, &y2);
-        else if ((rc = fill_rows(out, bc, rows, out_f)) == 0 && in_f > 0)
-            rc = gemm_into_beta(&x2, &wt, NULL, &y2, 1.0);
+        ml_tensor y2;
+        frame_view(&y2, out, rows, out_f, out_f, 1, 0);
+        /* the bias goes to the backend with the product: the CPU's small-product
+         * kernel adds it as it stores C (no pre-filled rows, no second pass) */
+        if (bc && in_f == 0) rc = fill_rows(out, bc, rows, out_f); /* the bias alone */
+        else rc = gemm_into(&x2, &wt, bc, &y2);
     }
     ml_tensor_release(bc);
     if (rc) {
