@@ -934,6 +934,93 @@ static int ce_backward_small(const ml_loss_args *a, const ml_tensor *grad_out,
     return 0;
 }
 
+#if defined(__AVX512F__)
+/* --- float32 cross_entropy with class ids, class dim last, gradient wanted ---
+ * One pass per row while it is in L1: its max, its exps stored into the gradient
+ * (summed in double), the logsumexp, then the exps scaled into the gradient in
+ * place: one exp per element, the input read once and the gradient written once
+ * (the forward and backward kernels above take an exp each and read the input
+ * twice). */
+static inline __mmask16 tail_mask(int64_t left) {
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+}
+
+static inline float row_max16(const float *x, int64_t C) {
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    for (int64_t k = 0; k < C; k += 16) {
+        const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(C - k), x + k);
+        mv = _mm512_max_ps(v, mv); /* NaN logits are not the max (as row_max) */
+    }
+    return _mm512_reduce_max_ps(mv);
+}
+
+static inline double row_exp_store16(const float *x, int64_t C, float m, float *g) {
+    const __m512 mv = _mm512_set1_ps(m);
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int64_t k = 0; k < C; k += 16) {
+        const __mmask16 mk = tail_mask(C - k);
+        const __m512 e = _mm512_maskz_mov_ps(
+            mk, vexp16_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
+        _mm512_mask_storeu_ps(g + k, mk, e);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
+static int ce_rows_grad_f(ml_loss_args *a, ml_tensor *out) {
+    const int64_t N = a->n, C = a->c, ign = a->ignore_index;
+    const float *X = (const float *)ml_data(a->input);
+    const float *W = a->weight ? (const float *)ml_data(a->weight) : NULL;
+    const int64_t *TI = (const int64_t *)ml_data(a->target);
+    float *O = (float *)ml_data(out), *GC = (float *)ml_data(a->grad_cache);
+    if (class_norm_f(a, &a->norm)) return bad_class_id(a);
+    const bool none = a->reduction == ML_REDUCTION_NONE, mean = a->reduction == ML_REDUCTION_MEAN;
+    const double gsc = mean ? 1.0 / a->norm : 1.0;
+    const double ls = a->label_smoothing, lsc = ls / (double)C;
+    double wtot = 0;
+    if (W) for (int64_t k = 0; k < C; k++) wtot += (double)W[k];
+    else wtot = (double)C;
+    double acc = 0;
+    PAR_FOR_IF(N * C > PAR_MIN, "omp parallel for reduction(+:acc)",
+    for (int64_t r = 0; r < N; r++) {
+        const float *x = X + r * C;
+        float *g = GC + r * C;
+        const int64_t t = TI[r];
+        double l = 0;
+        if (t == ign) { /* class_norm let only ignore_index and ids in [0, C) through */
+            memset(g, 0, sizeof(float) * (size_t)C);
+        } else {
+            const float m = row_max16(x, C);
+            const double s = row_exp_store16(x, C, m, g);
+            const double lse = (double)m + log(s);
+            const double wt = W ? (double)W[t] : 1.0;
+            l = -(1 - ls) * wt * ((double)x[t] - lse);
+            if (ls > 0) {
+                double sm = 0;
+                for (int64_t k = 0; k < C; k++) sm += (W ? (double)W[k] : 1.0) * ((double)x[k] - lse);
+                l -= lsc * sm;
+            }
+            /* as row_grad: g = pa * softmax(x) - sub (* w[k] with weights), g[t] -= a1 */
+            const float a1 = (float)(gsc * (1 - ls) * wt), a2 = (float)(gsc * lsc * wtot);
+            const __m512 q = _mm512_set1_ps((float)((double)(a1 + a2) / s));
+            const __m512 sub = _mm512_set1_ps((float)(gsc * lsc));
+            for (int64_t k = 0; k < C; k += 16) {
+                const __mmask16 mk = tail_mask(C - k);
+                const __m512 e = _mm512_maskz_loadu_ps(mk, g + k);
+                const __m512 wk = ls > 0 && W ? _mm512_maskz_loadu_ps(mk, W + k) : _mm512_set1_ps(1.0f);
+                _mm512_mask_storeu_ps(g + k, mk, _mm512_fnmadd_ps(sub, wk, _mm512_mul_ps(e, q)));
+            }
+            g[t] -= a1;
+        }
+        if (none) O[r] = (float)l;
+        else acc += l;
+    });
+    if (!none) O[0] = (float)(mean ? acc / a->norm : acc);
+    return 0;
+}
+#endif
+
 static bool is_class_kind(ml_loss_kind k) { return k >= ML_LOSS_NLL && k < ML_LOSS_COUNT; }
 
 /* mse_loss with its gradient (for a grad_out of 1) in the same pass. */
@@ -1007,6 +1094,8 @@ static int cpu_loss_forward(ml_loss_args *a, ml_tensor *out) {
         return f32 ? mse_forward_grad_f(a, out) : mse_forward_grad_d(a, out);
 #if defined(__AVX512F__)
     if (ce_small(a) && a->label_smoothing == 0) return ce_forward_small(a, out);
+    if (a->grad_cache && f32 && a->kind == ML_LOSS_CROSS_ENTROPY && a->inner == 1)
+        return ce_rows_grad_f(a, out);
 #else
     if (ce_small(a) && a->label_smoothing == 0 && !a->grad_cache) return ce_forward_small(a, out);
 #endif
