@@ -661,6 +661,9 @@ static int class_norm_f(const ml_loss_args *a, double *norm);
 #if defined(__AVX512F__)
 static void ce_block16(const ml_loss_args *a, int64_t r0, int nb, double *LSE, float *O,
                        float *GC, double gsc, double *acc_out, double *wsum_out, int *bad_out);
+static void ce_block16t(const ml_loss_args *a, int64_t r0, int nb, double *LSE, float *O,
+                        float *GC, double gsc, double *acc_out, double *wsum_out, int *bad_out);
+static int ce_norm16(const ml_loss_args *a, double *norm);
 #endif
 
 static int ce_forward_small(ml_loss_args *a, ml_tensor *out) {
@@ -670,7 +673,11 @@ static int ce_forward_small(ml_loss_args *a, ml_tensor *out) {
     float *GC = a->grad_cache ? (float *)ml_data(a->grad_cache) : NULL;
     double gsc = 1;
     /* the gradient's divisor is wanted before the pass */
+#if defined(__AVX512F__)
+    if (GC && ce_norm16(a, &a->norm)) return bad_class_id(a);
+#else
     if (GC && class_norm_f(a, &a->norm)) return bad_class_id(a);
+#endif
     if (GC && a->reduction == ML_REDUCTION_MEAN) gsc = 1.0 / a->norm;
     double acc = 0, wsum = 0;
     int bad = 0;
@@ -682,7 +689,8 @@ static int ce_forward_small(ml_loss_args *a, ml_tensor *out) {
         double ab, wb;
         int bb;
 #if defined(__AVX512F__)
-        ce_block16(a, r0, nb, LSE, O, GC, gsc, &ab, &wb, &bb);
+        if (a->c <= 16) ce_block16t(a, r0, nb, LSE, O, GC, gsc, &ab, &wb, &bb);
+        else ce_block16(a, r0, nb, LSE, O, GC, gsc, &ab, &wb, &bb);
 #else
         (void)gsc; /* GC is NULL here: cpu_loss_forward sends the gradient elsewhere */
         ce_fwd_block(a, r0, nb, LSE, O, &ab, &wb, &bb);
@@ -820,22 +828,151 @@ static void ce_block16(const ml_loss_args *a, int64_t r0, int nb, double *LSE, f
     const __m512 pav = _mm512_mul_ps(wt, _mm512_set1_ps((float)gsc));
     /* each row's target as an element of the block (-1: none) */
     const __m512i tpos = _mm512_mask_add_epi32(_mm512_set1_epi32(-1), ok, off, tc);
-    const __m512i okv = _mm512_maskz_mov_epi32(ok, _mm512_set1_epi32(-1));
     const int32_t *row = ce_row_of(C);
     float *gb = GC + r0 * C;
     const int32_t ne = nb * C;
+    __m512i ev = iota; /* the elements' positions in the block */
     for (int32_t e = 0; e < ne; e += 16) {
         const __mmask16 mk = ne - e >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (ne - e)) - 1);
         const __m512i idx = _mm512_maskz_loadu_epi32(mk, row + e);
         const __m512 x = _mm512_maskz_loadu_ps(mk, xb + e);
         const __m512 pe = _mm512_permutexvar_ps(idx, pav);
+        const __m512i te = _mm512_permutexvar_epi32(idx, tpos);
         __m512 g = _mm512_mul_ps(pe, vexp16_nonpos(_mm512_sub_ps(x, _mm512_permutexvar_ps(idx, lsev))));
-        const __mmask16 at_t = _mm512_cmpeq_epi32_mask(_mm512_permutexvar_epi32(idx, tpos),
-                                                       _mm512_add_epi32(iota, _mm512_set1_epi32(e)));
-        g = _mm512_mask_sub_ps(g, at_t, g, pe);
-        const __mmask16 kept = _mm512_test_epi32_mask(_mm512_permutexvar_epi32(idx, okv), _mm512_set1_epi32(-1));
-        _mm512_mask_storeu_ps(gb + e, mk, _mm512_maskz_mov_ps(kept, g));
+        g = _mm512_mask_sub_ps(g, _mm512_cmpeq_epi32_mask(te, ev), g, pe);
+        /* rows ignored (tpos -1): 0, even for NaN logits */
+        g = _mm512_maskz_mov_ps(_mm512_cmpge_epi32_mask(te, _mm512_setzero_si512()), g);
+        _mm512_mask_storeu_ps(gb + e, mk, g);
+        ev = _mm512_add_epi32(ev, _mm512_set1_epi32(16));
     }
+}
+
+/* r[j] (16 vectors) transposed in place: r[k] lane j = old r[j] lane k. */
+static inline void tr16x16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4; i++) {
+            t[8 * h + i] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + i + 4], 0x88);
+            t[8 * h + i + 4] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* ce_block16 for c <= 16 without gathers: the 16 rows loaded as vectors (masked to
+ * c lanes) and transposed by shuffles, so lane j holds row j; each exp is taken
+ * once and kept for the gradient, which is transposed back and stored by row. */
+static void ce_block16t(const ml_loss_args *a, int64_t r0, int nb, double *LSE, float *O,
+                        float *GC, double gsc, double *acc_out, double *wsum_out, int *bad_out) {
+    const int32_t C = (int32_t)a->c;
+    const float *xb = (const float *)ml_data(a->input) + r0 * C;
+    const int64_t *tb = (const int64_t *)ml_data(a->target) + r0;
+    const __mmask16 lanes = nb >= CE_LANES ? (__mmask16)0xffff : (__mmask16)((1u << nb) - 1);
+    const __mmask16 cm = (__mmask16)((1u << C) - 1);
+    __m512 v[16];
+    for (int j = 0; j < 16; j++) v[j] = _mm512_maskz_loadu_ps(j < nb ? cm : 0, xb + j * C);
+    tr16x16(v);
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    for (int32_t k = 0; k < C; k++) m = _mm512_max_ps(v[k], m); /* NaN logits are not the max */
+    /* class ids: ignored, out of range, or used */
+    const __m512i t_lo = _mm512_maskz_loadu_epi64((__mmask8)lanes, tb);
+    const __m512i t_hi = _mm512_maskz_loadu_epi64((__mmask8)(lanes >> 8), tb + 8);
+    const __m512i ignv = _mm512_set1_epi64(a->ignore_index), cv = _mm512_set1_epi64(C);
+    const __m512i zero = _mm512_setzero_si512();
+    const __mmask16 is_ign = (__mmask16)(_mm512_cmpeq_epi64_mask(t_lo, ignv) |
+                                         (unsigned)_mm512_cmpeq_epi64_mask(t_hi, ignv) << 8);
+    const __mmask16 oob = (__mmask16)((_mm512_cmplt_epi64_mask(t_lo, zero) |
+                                       _mm512_cmpge_epi64_mask(t_lo, cv)) |
+                                      (unsigned)(_mm512_cmplt_epi64_mask(t_hi, zero) |
+                                                 _mm512_cmpge_epi64_mask(t_hi, cv)) << 8);
+    const __mmask16 use = lanes & (__mmask16)~is_ign;
+    const __mmask16 ok = use & (__mmask16)~oob;
+    const __m512i t32 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(t_lo)),
+                                           _mm512_cvtepi64_epi32(t_hi), 1);
+    const __m512i tc = _mm512_maskz_mov_epi32(ok, t32);
+    __m512 s = _mm512_setzero_ps(), xv = _mm512_setzero_ps();
+    for (int32_t k = 0; k < C; k++) {
+        xv = _mm512_mask_mov_ps(xv, _mm512_cmpeq_epi32_mask(tc, _mm512_set1_epi32(k)), v[k]);
+        v[k] = vexp16_nonpos(_mm512_sub_ps(v[k], m));
+        s = _mm512_add_ps(s, v[k]);
+    }
+    const __m512 lg = vlog16(s);
+    const __m512 wt = a->weight
+        ? _mm512_maskz_permutexvar_ps(ok, tc, _mm512_maskz_loadu_ps(cm, ml_data(a->weight)))
+        : _mm512_maskz_mov_ps(ok, _mm512_set1_ps(1.0f));
+#define CE_HALF(v, h) _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), h)))
+    const __m512d lse_lo = _mm512_add_pd(CE_HALF(m, 0), CE_HALF(lg, 0));
+    const __m512d lse_hi = _mm512_add_pd(CE_HALF(m, 1), CE_HALF(lg, 1));
+    const __m512d l_lo = _mm512_maskz_mul_pd((__mmask8)ok, CE_HALF(wt, 0),
+                                             _mm512_sub_pd(lse_lo, CE_HALF(xv, 0)));
+    const __m512d l_hi = _mm512_maskz_mul_pd((__mmask8)(ok >> 8), CE_HALF(wt, 1),
+                                             _mm512_sub_pd(lse_hi, CE_HALF(xv, 1)));
+    *acc_out = hsum_pd(l_lo, l_hi);
+    *wsum_out = hsum_pd(CE_HALF(wt, 0), CE_HALF(wt, 1));
+#undef CE_HALF
+    *bad_out = (use & oob) != 0;
+    if (LSE) {
+        _mm512_mask_storeu_pd(LSE + r0, (__mmask8)lanes, lse_lo);
+        _mm512_mask_storeu_pd(LSE + r0 + 8, (__mmask8)(lanes >> 8), lse_hi);
+    }
+    if (a->reduction == ML_REDUCTION_NONE) {
+        const __m512 l = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(l_lo)),
+                                            _mm512_cvtpd_ps(l_hi), 1);
+        _mm512_mask_storeu_ps(O + r0, lanes, l);
+    }
+    if (!GC) return;
+    /* g[k] = pa * exp(x[k] - m) / s with pa = gsc * w[t], g[t] -= pa; rows not used:
+     * 0, even for NaN logits */
+    const __m512 pa = _mm512_mul_ps(wt, _mm512_set1_ps((float)gsc));
+    const __m512 q = _mm512_div_ps(pa, s);
+    for (int32_t k = 0; k < C; k++) {
+        const __mmask16 at_t = ok & _mm512_cmpeq_epi32_mask(tc, _mm512_set1_epi32(k));
+        const __m512 g = _mm512_maskz_mul_ps(ok, v[k], q);
+        v[k] = _mm512_mask_sub_ps(g, at_t, g, pa);
+    }
+    for (int32_t k = C; k < 16; k++) v[k] = _mm512_setzero_ps();
+    tr16x16(v);
+    float *gb = GC + r0 * C;
+    for (int j = 0; j < nb; j++) _mm512_mask_storeu_ps(gb + j * C, cm, v[j]);
+}
+
+/* class_norm_f for the blocks' class ids, 16 rows at a time */
+static int ce_norm16(const ml_loss_args *a, double *norm) {
+    const int64_t rows = a->n, *TI = (const int64_t *)ml_data(a->target);
+    const float *W = a->weight ? (const float *)ml_data(a->weight) : NULL;
+    const __m512i ignv = _mm512_set1_epi64(a->ignore_index), cv = _mm512_set1_epi64(a->c);
+    const __m512i zero = _mm512_setzero_si512();
+    __m512d ws = _mm512_setzero_pd();
+    __mmask8 bad = 0;
+    for (int64_t r = 0; r < rows; r += 8) {
+        const __mmask8 lanes = rows - r >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (rows - r)) - 1);
+        const __m512i t = _mm512_maskz_loadu_epi64(lanes, TI + r);
+        const __mmask8 use = lanes & (__mmask8)~_mm512_cmpeq_epi64_mask(t, ignv);
+        const __mmask8 oob = _mm512_cmplt_epi64_mask(t, zero) | _mm512_cmpge_epi64_mask(t, cv);
+        const __mmask8 ok = use & (__mmask8)~oob;
+        bad |= use & oob;
+        if (W) {
+            const __m256 w = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), ok,
+                                                      _mm512_maskz_mov_epi64(ok, t), W, 4);
+            ws = _mm512_add_pd(ws, _mm512_cvtps_pd(w));
+        } else {
+            ws = _mm512_add_pd(ws, _mm512_maskz_mov_pd(ok, _mm512_set1_pd(1.0)));
+        }
+    }
+    *norm = _mm512_reduce_add_pd(ws);
+    return bad ? -1 : 0;
 }
 #endif
 
@@ -1041,12 +1178,22 @@ static bool is_class_kind(ml_loss_kind k) { return k >= ML_LOSS_NLL && k < ML_LO
             return 0;                                                                  \
         }                                                                              \
         double acc = 0;                                                                \
-        PAR_FOR_IF(n > PAR_MIN, "omp parallel for reduction(+:acc)",                   \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            const T d = X[i] - TG[i];                                                  \
-            acc += (double)(d * d);                                                    \
-            GC[i] = two_s * d;                                                         \
-        });                                                                            \
+        /* simd: a plain loop would add into acc one element at a time */             \
+        if (n > PAR_MIN) {                                                             \
+            _Pragma("omp parallel for simd reduction(+:acc)")                          \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T d = X[i] - TG[i];                                              \
+                acc += (double)(d * d);                                                \
+                GC[i] = two_s * d;                                                     \
+            }                                                                          \
+        } else {                                                                       \
+            _Pragma("omp simd reduction(+:acc)")                                       \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T d = X[i] - TG[i];                                              \
+                acc += (double)(d * d);                                                \
+                GC[i] = two_s * d;                                                     \
+            }                                                                          \
+        }                                                                              \
         O[0] = (T)(mean ? acc / a->norm : acc);                                        \
         return 0;                                                                      \
     }                                                                                  \
