@@ -661,8 +661,8 @@ static int class_norm_f(const ml_loss_args *a, double *norm);
 #if defined(__AVX512F__)
 static void ce_block16(const ml_loss_args *a, int64_t r0, int nb, double *LSE, float *O,
                        float *GC, double gsc, double *acc_out, double *wsum_out, int *bad_out);
-static void ce_block16t(const ml_loss_args *a, int64_t r0, int nb, double *LSE, float *O,
-                        float *GC, double gsc, double *acc_out, double *wsum_out, int *bad_out);
+static void ce_forward16(ml_loss_args *a, double *LSE, float *O, float *GC, double gsc,
+                         double *acc_out, double *wsum_out, int *bad_out);
 static int ce_norm16(const ml_loss_args *a, double *norm);
 #endif
 
@@ -681,6 +681,10 @@ static int ce_forward_small(ml_loss_args *a, ml_tensor *out) {
     if (GC && a->reduction == ML_REDUCTION_MEAN) gsc = 1.0 / a->norm;
     double acc = 0, wsum = 0;
     int bad = 0;
+#if defined(__AVX512F__)
+    if (a->c <= 16) ce_forward16(a, LSE, O, GC, gsc, &acc, &wsum, &bad);
+    else
+#endif
     PAR_FOR_IF(rows * a->c > PAR_MIN,
                "omp parallel for reduction(+:acc) reduction(+:wsum) reduction(|:bad)",
     for (int64_t b = 0; b < nblk; b++) {
@@ -689,8 +693,7 @@ static int ce_forward_small(ml_loss_args *a, ml_tensor *out) {
         double ab, wb;
         int bb;
 #if defined(__AVX512F__)
-        if (a->c <= 16) ce_block16t(a, r0, nb, LSE, O, GC, gsc, &ab, &wb, &bb);
-        else ce_block16(a, r0, nb, LSE, O, GC, gsc, &ab, &wb, &bb);
+        ce_block16(a, r0, nb, LSE, O, GC, gsc, &ab, &wb, &bb);
 #else
         (void)gsc; /* GC is NULL here: cpu_loss_forward sends the gradient elsewhere */
         ce_fwd_block(a, r0, nb, LSE, O, &ab, &wb, &bb);
@@ -871,11 +874,19 @@ static inline void tr16x16(__m512 r[16]) {
     }
 }
 
+/* What a block of 16 rows leaves for the loss terms, which are taken for many
+ * blocks at once (their logs then overlap instead of each block waiting on its own). */
+typedef struct {
+    __m512 m, s, xv, wt; /* row max, sum of exp(x - max), x[t], w[t] (0 unless ok) */
+    __mmask16 ok;        /* rows whose class id counts */
+} ce_stats;
+
 /* ce_block16 for c <= 16 without gathers: the 16 rows loaded as vectors (masked to
  * c lanes) and transposed by shuffles, so lane j holds row j; each exp is taken
- * once and kept for the gradient, which is transposed back and stored by row. */
-static void ce_block16t(const ml_loss_args *a, int64_t r0, int nb, double *LSE, float *O,
-                        float *GC, double gsc, double *acc_out, double *wsum_out, int *bad_out) {
+ * once and kept for the gradient, which is transposed back and stored by row.
+ * Returns whether a class id was out of range. */
+static int ce_block16t(const ml_loss_args *a, int64_t r0, int nb, float *GC, double gsc,
+                       ce_stats *st) {
     const int32_t C = (int32_t)a->c;
     const float *xb = (const float *)ml_data(a->input) + r0 * C;
     const int64_t *tb = (const int64_t *)ml_data(a->target) + r0;
@@ -908,44 +919,95 @@ static void ce_block16t(const ml_loss_args *a, int64_t r0, int nb, double *LSE, 
         v[k] = vexp16_nonpos(_mm512_sub_ps(v[k], m));
         s = _mm512_add_ps(s, v[k]);
     }
-    const __m512 lg = vlog16(s);
     const __m512 wt = a->weight
         ? _mm512_maskz_permutexvar_ps(ok, tc, _mm512_maskz_loadu_ps(cm, ml_data(a->weight)))
         : _mm512_maskz_mov_ps(ok, _mm512_set1_ps(1.0f));
+    st->m = m;
+    st->s = s;
+    st->xv = xv;
+    st->wt = wt;
+    st->ok = ok;
+    if (GC) {
+        /* g[k] = pa * exp(x[k] - m) / s with pa = gsc * w[t], g[t] -= pa; rows not
+         * used: 0, even for NaN logits */
+        const __m512 pa = _mm512_mul_ps(wt, _mm512_set1_ps((float)gsc));
+        const __m512 q = _mm512_div_ps(pa, s);
+        for (int32_t k = 0; k < C; k++) {
+            const __mmask16 at_t = ok & _mm512_cmpeq_epi32_mask(tc, _mm512_set1_epi32(k));
+            const __m512 g = _mm512_maskz_mul_ps(ok, v[k], q);
+            v[k] = _mm512_mask_sub_ps(g, at_t, g, pa);
+        }
+        for (int32_t k = C; k < 16; k++) v[k] = _mm512_setzero_ps();
+        tr16x16(v);
+        float *gb = GC + r0 * C;
+        for (int j = 0; j < nb; j++) _mm512_mask_storeu_ps(gb + j * C, cm, v[j]);
+    }
+    return (use & oob) != 0;
+}
+
+/* The loss terms of nblk blocks from row r0 (as ce_block16's): -w[t] (x[t] - lse)
+ * in double, lse = max + log(sum); "none" values into O, logsumexps into LSE. */
+static void ce_terms16(const ce_stats *st, int nblk, int64_t r0, int64_t rows, double *LSE,
+                       float *O, double *acc_out, double *wsum_out) {
+    __m512d acc = _mm512_setzero_pd(), wsum = _mm512_setzero_pd();
+    for (int b = 0; b < nblk; b++, r0 += CE_LANES) {
+        const int64_t left = rows - r0;
+        const __mmask16 lanes = left >= CE_LANES ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        const __m512 lg = vlog16(st[b].s);
 #define CE_HALF(v, h) _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), h)))
-    const __m512d lse_lo = _mm512_add_pd(CE_HALF(m, 0), CE_HALF(lg, 0));
-    const __m512d lse_hi = _mm512_add_pd(CE_HALF(m, 1), CE_HALF(lg, 1));
-    const __m512d l_lo = _mm512_maskz_mul_pd((__mmask8)ok, CE_HALF(wt, 0),
-                                             _mm512_sub_pd(lse_lo, CE_HALF(xv, 0)));
-    const __m512d l_hi = _mm512_maskz_mul_pd((__mmask8)(ok >> 8), CE_HALF(wt, 1),
-                                             _mm512_sub_pd(lse_hi, CE_HALF(xv, 1)));
-    *acc_out = hsum_pd(l_lo, l_hi);
-    *wsum_out = hsum_pd(CE_HALF(wt, 0), CE_HALF(wt, 1));
+        const __m512d lse_lo = _mm512_add_pd(CE_HALF(st[b].m, 0), CE_HALF(lg, 0));
+        const __m512d lse_hi = _mm512_add_pd(CE_HALF(st[b].m, 1), CE_HALF(lg, 1));
+        const __mmask16 ok = st[b].ok;
+        const __m512d l_lo = _mm512_maskz_mul_pd((__mmask8)ok, CE_HALF(st[b].wt, 0),
+                                                 _mm512_sub_pd(lse_lo, CE_HALF(st[b].xv, 0)));
+        const __m512d l_hi = _mm512_maskz_mul_pd((__mmask8)(ok >> 8), CE_HALF(st[b].wt, 1),
+                                                 _mm512_sub_pd(lse_hi, CE_HALF(st[b].xv, 1)));
+        acc = _mm512_add_pd(acc, _mm512_add_pd(l_lo, l_hi));
+        wsum = _mm512_add_pd(wsum, _mm512_add_pd(CE_HALF(st[b].wt, 0), CE_HALF(st[b].wt, 1)));
 #undef CE_HALF
-    *bad_out = (use & oob) != 0;
-    if (LSE) {
-        _mm512_mask_storeu_pd(LSE + r0, (__mmask8)lanes, lse_lo);
-        _mm512_mask_storeu_pd(LSE + r0 + 8, (__mmask8)(lanes >> 8), lse_hi);
+        if (LSE) {
+            _mm512_mask_storeu_pd(LSE + r0, (__mmask8)lanes, lse_lo);
+            _mm512_mask_storeu_pd(LSE + r0 + 8, (__mmask8)(lanes >> 8), lse_hi);
+        }
+        if (O) {
+            const __m512 l = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(l_lo)),
+                                                _mm512_cvtpd_ps(l_hi), 1);
+            _mm512_mask_storeu_ps(O + r0, lanes, l);
+        }
     }
-    if (a->reduction == ML_REDUCTION_NONE) {
-        const __m512 l = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(l_lo)),
-                                            _mm512_cvtpd_ps(l_hi), 1);
-        _mm512_mask_storeu_ps(O + r0, lanes, l);
-    }
-    if (!GC) return;
-    /* g[k] = pa * exp(x[k] - m) / s with pa = gsc * w[t], g[t] -= pa; rows not used:
-     * 0, even for NaN logits */
-    const __m512 pa = _mm512_mul_ps(wt, _mm512_set1_ps((float)gsc));
-    const __m512 q = _mm512_div_ps(pa, s);
-    for (int32_t k = 0; k < C; k++) {
-        const __mmask16 at_t = ok & _mm512_cmpeq_epi32_mask(tc, _mm512_set1_epi32(k));
-        const __m512 g = _mm512_maskz_mul_ps(ok, v[k], q);
-        v[k] = _mm512_mask_sub_ps(g, at_t, g, pa);
-    }
-    for (int32_t k = C; k < 16; k++) v[k] = _mm512_setzero_ps();
-    tr16x16(v);
-    float *gb = GC + r0 * C;
-    for (int j = 0; j < nb; j++) _mm512_mask_storeu_ps(gb + j * C, cm, v[j]);
+    *acc_out = _mm512_reduce_add_pd(acc);
+    *wsum_out = _mm512_reduce_add_pd(wsum);
+}
+
+#define CE_CHUNK 16 /* blocks whose loss terms are taken together */
+
+/* ce_forward_small's loop for c <= 16 */
+static void ce_forward16(ml_loss_args *a, double *LSE, float *O, float *GC, double gsc,
+                         double *acc_out, double *wsum_out, int *bad_out) {
+    const int64_t rows = a->n, nblk = (rows + CE_LANES - 1) / CE_LANES;
+    const int64_t nch = (nblk + CE_CHUNK - 1) / CE_CHUNK;
+    float *ON = a->reduction == ML_REDUCTION_NONE ? O : NULL;
+    double acc = 0, wsum = 0;
+    int bad = 0;
+    PAR_FOR_IF(rows * a->c > PAR_MIN,
+               "omp parallel for reduction(+:acc) reduction(+:wsum) reduction(|:bad)",
+    for (int64_t ch = 0; ch < nch; ch++) {
+        ce_stats st[CE_CHUNK];
+        const int64_t b0 = ch * CE_CHUNK;
+        const int nb_ch = nblk - b0 < CE_CHUNK ? (int)(nblk - b0) : CE_CHUNK;
+        for (int b = 0; b < nb_ch; b++) {
+            const int64_t r0 = (b0 + b) * CE_LANES;
+            const int nb = rows - r0 < CE_LANES ? (int)(rows - r0) : CE_LANES;
+            bad |= ce_block16t(a, r0, nb, GC, gsc, &st[b]);
+        }
+        double ab, wb;
+        ce_terms16(st, nb_ch, b0 * CE_LANES, rows, LSE, ON, &ab, &wb);
+        acc += ab;
+        wsum += wb;
+    });
+    *acc_out = acc;
+    *wsum_out = wsum;
+    *bad_out = bad;
 }
 
 /* class_norm_f for the blocks' class ids, 16 rows at a time */
