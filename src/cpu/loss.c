@@ -885,9 +885,9 @@ typedef struct {
  * c lanes) and transposed by shuffles, so lane j holds row j; each exp is taken
  * once and kept for the gradient, which is transposed back and stored by row.
  * Returns whether a class id was out of range. */
-static int ce_block16t(const ml_loss_args *a, int64_t r0, int nb, float *GC, double gsc,
-                       ce_stats *st) {
-    const int32_t C = (int32_t)a->c;
+static inline __attribute__((always_inline)) int
+ce_block16t(const ml_loss_args *a, int64_t r0, int nb, float *GC, double gsc, ce_stats *st,
+            const int32_t C) {
     const float *xb = (const float *)ml_data(a->input) + r0 * C;
     const int64_t *tb = (const int64_t *)ml_data(a->target) + r0;
     const __mmask16 lanes = nb >= CE_LANES ? (__mmask16)0xffff : (__mmask16)((1u << nb) - 1);
@@ -945,6 +945,24 @@ static int ce_block16t(const ml_loss_args *a, int64_t r0, int nb, float *GC, dou
     return (use & oob) != 0;
 }
 
+/* ce_block16t made for each c: with c a constant the loops over the classes unroll,
+ * the 16 vectors stay in registers and the transposes lose the shuffles of zeros */
+typedef int (*ce_block16t_fn)(const ml_loss_args *, int64_t, int, float *, double, ce_stats *);
+#define CE_BLOCK16T_FOR(N)                                                             \
+    static int ce_block16t_##N(const ml_loss_args *a, int64_t r0, int nb, float *GC,   \
+                               double gsc, ce_stats *st) {                             \
+        return ce_block16t(a, r0, nb, GC, gsc, st, N);                                 \
+    }
+CE_BLOCK16T_FOR(1) CE_BLOCK16T_FOR(2) CE_BLOCK16T_FOR(3) CE_BLOCK16T_FOR(4)
+CE_BLOCK16T_FOR(5) CE_BLOCK16T_FOR(6) CE_BLOCK16T_FOR(7) CE_BLOCK16T_FOR(8)
+CE_BLOCK16T_FOR(9) CE_BLOCK16T_FOR(10) CE_BLOCK16T_FOR(11) CE_BLOCK16T_FOR(12)
+CE_BLOCK16T_FOR(13) CE_BLOCK16T_FOR(14) CE_BLOCK16T_FOR(15) CE_BLOCK16T_FOR(16)
+static const ce_block16t_fn ce_block16t_of[17] = {
+    NULL, ce_block16t_1, ce_block16t_2, ce_block16t_3, ce_block16t_4, ce_block16t_5,
+    ce_block16t_6, ce_block16t_7, ce_block16t_8, ce_block16t_9, ce_block16t_10,
+    ce_block16t_11, ce_block16t_12, ce_block16t_13, ce_block16t_14, ce_block16t_15,
+    ce_block16t_16};
+
 /* The loss terms of nblk blocks from row r0 (as ce_block16's): -w[t] (x[t] - lse)
  * in double, lse = max + log(sum); "none" values into O, logsumexps into LSE. */
 static void ce_terms16(const ce_stats *st, int nblk, int64_t r0, int64_t rows, double *LSE,
@@ -987,6 +1005,7 @@ static void ce_forward16(ml_loss_args *a, double *LSE, float *O, float *GC, doub
     const int64_t rows = a->n, nblk = (rows + CE_LANES - 1) / CE_LANES;
     const int64_t nch = (nblk + CE_CHUNK - 1) / CE_CHUNK;
     float *ON = a->reduction == ML_REDUCTION_NONE ? O : NULL;
+    const ce_block16t_fn block = ce_block16t_of[a->c];
     double acc = 0, wsum = 0;
     int bad = 0;
     PAR_FOR_IF(rows * a->c > PAR_MIN,
@@ -998,7 +1017,7 @@ static void ce_forward16(ml_loss_args *a, double *LSE, float *O, float *GC, doub
         for (int b = 0; b < nb_ch; b++) {
             const int64_t r0 = (b0 + b) * CE_LANES;
             const int nb = rows - r0 < CE_LANES ? (int)(rows - r0) : CE_LANES;
-            bad |= ce_block16t(a, r0, nb, GC, gsc, &st[b]);
+            bad |= block(a, r0, nb, GC, gsc, &st[b]);
         }
         double ab, wb;
         ce_terms16(st, nb_ch, b0 * CE_LANES, rows, LSE, ON, &ab, &wb);
