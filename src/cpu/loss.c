@@ -1186,12 +1186,28 @@ static inline double row_exp_store16(const float *x, int64_t C, float m, float *
     return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
 
-static int ce_rows_grad_f(ml_loss_args *a, ml_tensor *out) {
+static inline double row_sumexp16(const float *x, int64_t C, float m) {
+    const __m512 mv = _mm512_set1_ps(m);
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int64_t k = 0; k < C; k += 16) {
+        const __mmask16 mk = tail_mask(C - k);
+        const __m512 e = _mm512_maskz_mov_ps(
+            mk, vexp16_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
+/* also without GC (no gradient wanted): the loss alone, the same arithmetic */
+static int ce_rows_f(ml_loss_args *a, ml_tensor *out) {
     const int64_t N = a->n, C = a->c, ign = a->ignore_index;
     const float *X = (const float *)ml_data(a->input);
     const float *W = a->weight ? (const float *)ml_data(a->weight) : NULL;
     const int64_t *TI = (const int64_t *)ml_data(a->target);
-    float *O = (float *)ml_data(out), *GC = (float *)ml_data(a->grad_cache);
+    float *O = (float *)ml_data(out);
+    float *GC = a->grad_cache ? (float *)ml_data(a->grad_cache) : NULL;
+    double *LSE = a->aux ? (double *)ml_data(a->aux) : NULL;
     if (class_norm_f(a, &a->norm)) return bad_class_id(a);
     const bool none = a->reduction == ML_REDUCTION_NONE, mean = a->reduction == ML_REDUCTION_MEAN;
     const double gsc = mean ? 1.0 / a->norm : 1.0;
@@ -1203,15 +1219,17 @@ static int ce_rows_grad_f(ml_loss_args *a, ml_tensor *out) {
     PAR_FOR_IF(N * C > PAR_MIN, "omp parallel for reduction(+:acc)",
     for (int64_t r = 0; r < N; r++) {
         const float *x = X + r * C;
-        float *g = GC + r * C;
+        float *g = GC ? GC + r * C : NULL;
         const int64_t t = TI[r];
         double l = 0;
         if (t == ign) { /* class_norm let only ignore_index and ids in [0, C) through */
-            memset(g, 0, sizeof(float) * (size_t)C);
+            if (GC) memset(g, 0, sizeof(float) * (size_t)C);
+            if (LSE) LSE[r] = 0; /* not read: backward gives an ignored row 0 */
         } else {
             const float m = row_max16(x, C);
-            const double s = row_exp_store16(x, C, m, g);
+            const double s = GC ? row_exp_store16(x, C, m, g) : row_sumexp16(x, C, m);
             const double lse = (double)m + log(s);
+            if (LSE) LSE[r] = lse;
             const double wt = W ? (double)W[t] : 1.0;
             l = -(1 - ls) * wt * ((double)x[t] - lse);
             if (ls > 0) {
@@ -1219,17 +1237,19 @@ static int ce_rows_grad_f(ml_loss_args *a, ml_tensor *out) {
                 for (int64_t k = 0; k < C; k++) sm += (W ? (double)W[k] : 1.0) * ((double)x[k] - lse);
                 l -= lsc * sm;
             }
-            /* as row_grad: g = pa * softmax(x) - sub (* w[k] with weights), g[t] -= a1 */
-            const float a1 = (float)(gsc * (1 - ls) * wt), a2 = (float)(gsc * lsc * wtot);
-            const __m512 q = _mm512_set1_ps((float)((double)(a1 + a2) / s));
-            const __m512 sub = _mm512_set1_ps((float)(gsc * lsc));
-            for (int64_t k = 0; k < C; k += 16) {
-                const __mmask16 mk = tail_mask(C - k);
-                const __m512 e = _mm512_maskz_loadu_ps(mk, g + k);
-                const __m512 wk = ls > 0 && W ? _mm512_maskz_loadu_ps(mk, W + k) : _mm512_set1_ps(1.0f);
-                _mm512_mask_storeu_ps(g + k, mk, _mm512_fnmadd_ps(sub, wk, _mm512_mul_ps(e, q)));
+            if (GC) {
+                /* as row_grad: g = pa * softmax(x) - sub (* w[k] with weights), g[t] -= a1 */
+                const float a1 = (float)(gsc * (1 - ls) * wt), a2 = (float)(gsc * lsc * wtot);
+                const __m512 q = _mm512_set1_ps((float)((double)(a1 + a2) / s));
+                const __m512 sub = _mm512_set1_ps((float)(gsc * lsc));
+                for (int64_t k = 0; k < C; k += 16) {
+                    const __mmask16 mk = tail_mask(C - k);
+                    const __m512 e = _mm512_maskz_loadu_ps(mk, g + k);
+                    const __m512 wk = ls > 0 && W ? _mm512_maskz_loadu_ps(mk, W + k) : _mm512_set1_ps(1.0f);
+                    _mm512_mask_storeu_ps(g + k, mk, _mm512_fnmadd_ps(sub, wk, _mm512_mul_ps(e, q)));
+                }
+                g[t] -= a1;
             }
-            g[t] -= a1;
         }
         if (none) O[r] = (float)l;
         else acc += l;
@@ -1241,40 +1261,48 @@ static int ce_rows_grad_f(ml_loss_args *a, ml_tensor *out) {
 
 static bool is_class_kind(ml_loss_kind k) { return k >= ML_LOSS_NLL && k < ML_LOSS_COUNT; }
 
-/* mse_loss with its gradient (for a grad_out of 1) in the same pass. */
-#define DEFINE_MSE_GRAD(T, SUF)                                                        \
-    static int mse_forward_grad_##SUF(ml_loss_args *a, ml_tensor *out) {              \
-        const int64_t n = ml_numel(a->input);                                          \
-        const T *X = (const T *)ml_data(a->input), *TG = (const T *)ml_data(a->target); \
-        T *O = (T *)ml_data(out), *GC = (T *)ml_data(a->grad_cache);                   \
-        const bool mean = a->reduction == ML_REDUCTION_MEAN;                           \
-        const T two_s = (T)(mean ? 2.0 / a->norm : 2.0);                               \
+/* mse_loss, and its gradient (for a grad_out of 1) in the same pass when GC is
+ * given; threads only for large n (an `omp parallel ... if` region is a libgomp
+ * trip even when small), simd for the sum (a plain loop adds one element at a time) */
+#define MSE_LOOP(T, STORE_G)                                                           \
+    do {                                                                               \
         if (a->reduction == ML_REDUCTION_NONE) {                                       \
             PAR_FOR_IF(n > PAR_MIN, "omp parallel for",                                \
             for (int64_t i = 0; i < n; i++) {                                          \
                 const T d = X[i] - TG[i];                                              \
                 O[i] = d * d;                                                          \
-                GC[i] = two_s * d;                                                     \
+                if (STORE_G) GC[i] = two_s * d;                                        \
             });                                                                        \
             return 0;                                                                  \
         }                                                                              \
-        double acc = 0;                                                                \
-        /* simd: a plain loop would add into acc one element at a time */             \
         if (n > PAR_MIN) {                                                             \
             _Pragma("omp parallel for simd reduction(+:acc)")                          \
             for (int64_t i = 0; i < n; i++) {                                          \
                 const T d = X[i] - TG[i];                                              \
                 acc += (double)(d * d);                                                \
-                GC[i] = two_s * d;                                                     \
+                if (STORE_G) GC[i] = two_s * d;                                        \
             }                                                                          \
         } else {                                                                       \
             _Pragma("omp simd reduction(+:acc)")                                       \
             for (int64_t i = 0; i < n; i++) {                                          \
                 const T d = X[i] - TG[i];                                              \
                 acc += (double)(d * d);                                                \
-                GC[i] = two_s * d;                                                     \
+                if (STORE_G) GC[i] = two_s * d;                                        \
             }                                                                          \
         }                                                                              \
+    } while (0)
+
+#define DEFINE_MSE_GRAD(T, SUF)                                                        \
+    static int mse_forward_##SUF(ml_loss_args *a, ml_tensor *out) {                   \
+        const int64_t n = ml_numel(a->input);                                          \
+        const T *X = (const T *)ml_data(a->input), *TG = (const T *)ml_data(a->target); \
+        T *O = (T *)ml_data(out);                                                      \
+        T *GC = a->grad_cache ? (T *)ml_data(a->grad_cache) : NULL;                    \
+        const bool mean = a->reduction == ML_REDUCTION_MEAN;                           \
+        const T two_s = (T)(mean ? 2.0 / a->norm : 2.0);                               \
+        double acc = 0;                                                                \
+        if (GC) MSE_LOOP(T, 1);                                                        \
+        else MSE_LOOP(T, 0);                                                           \
         O[0] = (T)(mean ? acc / a->norm : acc);                                        \
         return 0;                                                                      \
     }                                                                                  \
@@ -1318,12 +1346,10 @@ static int cpu_loss_forward(ml_loss_args *a, ml_tensor *out) {
     if (!f32 && a->input->dtype != ML_F64)
         return ml_error_set("%s: needs a floating point input, got %s", ml_loss_name(a->kind),
                             ml_dtype_name(a->input->dtype));
-    if (a->grad_cache && a->kind == ML_LOSS_MSE)
-        return f32 ? mse_forward_grad_f(a, out) : mse_forward_grad_d(a, out);
+    if (a->kind == ML_LOSS_MSE) return f32 ? mse_forward_f(a, out) : mse_forward_d(a, out);
 #if defined(__AVX512F__)
     if (ce_small(a) && a->label_smoothing == 0) return ce_forward_small(a, out);
-    if (a->grad_cache && f32 && a->kind == ML_LOSS_CROSS_ENTROPY && a->inner == 1)
-        return ce_rows_grad_f(a, out);
+    if (f32 && a->kind == ML_LOSS_CROSS_ENTROPY && a->inner == 1) return ce_rows_f(a, out);
 #else
     if (ce_small(a) && a->label_smoothing == 0 && !a->grad_cache) return ce_forward_small(a, out);
 #endif
