@@ -105,16 +105,32 @@ void ml_node_release(ml_node *node) {
 
 /* --- backward --- */
 
+/* A list with room for a small graph inside it (a loss on a leaf is one node): no
+ * heap allocation per backward until that is full. Initialise with list_init. */
+#define NODE_LIST_SMALL 32
 typedef struct {
     ml_node **items;
     size_t n, cap;
+    ml_node *small[NODE_LIST_SMALL];
 } node_list;
+
+static void list_init(node_list *l) {
+    l->items = l->small;
+    l->n = 0;
+    l->cap = NODE_LIST_SMALL;
+}
+
+static void list_free(node_list *l) {
+    if (l->items != l->small) free(l->items);
+}
 
 static int list_push(node_list *l, ml_node *n) {
     if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        ml_node **items = realloc(l->items, cap * sizeof *items);
+        size_t cap = l->cap * 2;
+        ml_node **items = l->items == l->small ? malloc(cap * sizeof *items)
+                                               : realloc(l->items, cap * sizeof *items);
         if (!items) return ml_error_set("backward: out of host memory");
+        if (l->items == l->small) memcpy(items, l->small, l->n * sizeof *items);
         l->items = items;
         l->cap = cap;
     }
@@ -126,7 +142,8 @@ static int list_push(node_list *l, ml_node *n) {
  * afterwards drops edges, and a node whose output is gone must outlive that. The
  * top bit of seq marks a node as visited while collecting. */
 static int collect(ml_node *root, node_list *out) {
-    node_list stack = {0};
+    node_list stack;
+    list_init(&stack);
     int rc = list_push(&stack, root);
     root->seq |= (uint64_t)1 << 63; /* visited mark, cleared below */
     while (rc == 0 && stack.n) {
@@ -141,7 +158,7 @@ static int collect(ml_node *root, node_list *out) {
             }
         }
     }
-    free(stack.items);
+    list_free(&stack);
     for (size_t i = 0; i < out->n; i++) out->items[i]->seq &= ~((uint64_t)1 << 63);
     return rc;
 }
@@ -227,9 +244,10 @@ int ml_backward(ml_tensor *root, ml_tensor *grad) {
         return ml_error_set("backward: trying to backward through the graph a second time; "
                             "its saved tensors were freed after the first backward");
     }
-    node_list nodes = {0};
+    node_list nodes;
+    list_init(&nodes);
     rc = collect(root->grad_fn, &nodes);
-    if (rc == 0) qsort(nodes.items, nodes.n, sizeof *nodes.items, by_seq_desc);
+    if (rc == 0 && nodes.n > 1) qsort(nodes.items, nodes.n, sizeof *nodes.items, by_seq_desc);
     root->grad_fn->grad_accum = g0;
     for (size_t i = 0; rc == 0 && i < nodes.n; i++) {
         ml_node *n = nodes.items[i];
@@ -264,7 +282,7 @@ int ml_backward(ml_tensor *root, ml_tensor *grad) {
         node_free_graph(nodes.items[i]);
     }
     for (size_t i = 0; i < nodes.n; i++) ml_node_release(nodes.items[i]);
-    free(nodes.items);
+    list_free(&nodes);
     ml_set_grad_enabled(was_enabled);
     return rc;
 }

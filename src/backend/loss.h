@@ -50,7 +50,14 @@ typedef struct ml_loss_args {
     const ml_tensor *input, *target;
     const ml_tensor *weight;  /* elementwise weight (input's shape) or class weights [c]; or NULL */
     const ml_tensor *extra;   /* pos_weight or var (input's shape); or NULL */
-    ml_tensor *aux;           /* cross_entropy: logsumexp per row, float64 [n*inner] */
+    ml_tensor *aux;           /* cross_entropy: logsumexp per row, float64 [n*inner]; or NULL
+                               * when grad_cache is given */
+    ml_tensor *grad_cache;    /* forward: when not NULL (mse_loss, cross_entropy*, backends
+                               * with grad_in_forward), the gradient w.r.t. input for a
+                               * grad_out of 1 (for "none": of 1 per output element), input's
+                               * shape and dtype, written by the forward pass */
+    bool grad_cached;         /* backward: grad_input already holds that gradient; scale it
+                               * by grad_out in place */
     double beta, eps, label_smoothing;
     double norm;              /* the divisor of "mean" (see above) */
     int64_t ignore_index;
@@ -66,6 +73,10 @@ typedef struct ml_loss_ops {
      * when not NULL. */
     int (*backward)(const ml_loss_args *args, const ml_tensor *grad_out, ml_tensor *grad_input,
                     ml_tensor *grad_extra);
+    /* true when forward honours args->grad_cache (and backward args->grad_cached):
+     * the gradient is made in the pass that reads the input, and backward is at
+     * most one scaling pass in place (none when grad_out is 1) */
+    bool grad_in_forward;
 } ml_loss_ops;
 
 #endif

@@ -368,6 +368,87 @@ static int bad_class_id(const ml_loss_args *a) {
  * base + k * inner, base = i * c * inner + j. */
 
 #define DEFINE_CLASS(T, SUF)                                                           \
+    typedef struct {                                                                   \
+        const T *X, *W, *TP;                                                           \
+        const int64_t *TI;                                                             \
+        int64_t C, IN, ign;                                                            \
+        double ls, lsc, wtot;                                                          \
+        ml_loss_kind kind;                                                             \
+    } class_ctx_##SUF;                                                                 \
+    static void class_ctx_##SUF##_init(class_ctx_##SUF *cx, const ml_loss_args *a) {   \
+        cx->X = (const T *)ml_data(a->input);                                          \
+        cx->W = a->weight ? (const T *)ml_data(a->weight) : NULL;                      \
+        cx->kind = a->kind;                                                            \
+        cx->TI = a->kind != ML_LOSS_CROSS_ENTROPY_PROBS ? (const int64_t *)ml_data(a->target) : NULL; \
+        cx->TP = a->kind == ML_LOSS_CROSS_ENTROPY_PROBS ? (const T *)ml_data(a->target) : NULL; \
+        cx->C = a->c;                                                                  \
+        cx->IN = a->inner;                                                             \
+        cx->ign = a->ignore_index;                                                     \
+        cx->ls = a->label_smoothing;                                                   \
+        cx->lsc = a->label_smoothing / (double)a->c;                                   \
+        double wtot = 0;                                                               \
+        if (cx->W) for (int64_t k = 0; k < a->c; k++) wtot += (double)cx->W[k];        \
+        else wtot = (double)a->c;                                                      \
+        cx->wtot = wtot;                                                               \
+    }                                                                                  \
+    /* row r's gradient for a grad_out of sc (times 1/norm for "mean"); lse: the    \
+     * row's logsumexp */                                                              \
+    static inline void class_row_grad_##SUF(const class_ctx_##SUF *cx, int64_t r, double sc, \
+                                            double lse_d, T *GX) {                     \
+        const int64_t C = cx->C, IN = cx->IN, i = r / IN, j = r % IN;                  \
+        const T *x = cx->X + i * C * IN + j, *W = cx->W;                               \
+        T *gx = GX + i * C * IN + j;                                                   \
+        const double ls = cx->ls, lsc = cx->lsc;                                       \
+        if (cx->kind == ML_LOSS_CROSS_ENTROPY_PROBS) {                                 \
+            const T *t = cx->TP + i * C * IN + j;                                      \
+            double swt = 0;                                                            \
+            for (int64_t k = 0; k < C; k++)                                            \
+                swt += (W ? (double)W[k] : 1.0) * ((double)t[k * IN] * (1 - ls) + lsc); \
+            for (int64_t k = 0; k < C; k++) {                                          \
+                double p = exp((double)x[k * IN] - lse_d);                             \
+                double wk = (W ? (double)W[k] : 1.0) * ((double)t[k * IN] * (1 - ls) + lsc); \
+                gx[k * IN] = (T)(sc * (p * swt - wk));                                 \
+            }                                                                          \
+            return;                                                                    \
+        }                                                                              \
+        const int64_t t = cx->TI[r];                                                   \
+        if (t == cx->ign || t < 0 || t >= C) {                                         \
+            for (int64_t k = 0; k < C; k++) gx[k * IN] = 0;                            \
+            return;                                                                    \
+        }                                                                              \
+        const double wt = W ? (double)W[t] : 1.0;                                      \
+        if (cx->kind == ML_LOSS_NLL) {                                                 \
+            for (int64_t k = 0; k < C; k++) gx[k * IN] = 0;                            \
+            gx[t * IN] = (T)(-sc * wt);                                                \
+            return;                                                                    \
+        }                                                                              \
+        const T lse = (T)lse_d;                                                        \
+        const T a1 = (T)(sc * (1 - ls) * wt), a2 = (T)(sc * lsc * cx->wtot);           \
+        const T pa = a1 + a2;                                                          \
+        const T sub = (T)(sc * lsc);                                                   \
+        const T *wl = ls > 0 ? W : NULL;                                               \
+        if (IN == 1 && C < 32) row_grad_##SUF##_s(x, C, 1, lse, pa, sub, wl, gx);      \
+        else if (IN == 1) row_grad_##SUF(x, C, 1, lse, pa, sub, wl, gx);               \
+        else row_grad_##SUF(x, C, IN, lse, pa, sub, wl, gx);                           \
+        gx[t * IN] -= a1;                                                              \
+    }                                                                                  \
+    /* mean's divisor before the pass that needs it: the summed weight of the rows    \
+     * whose class ids count; -1 for a bad class id */                                 \
+    static int class_norm_##SUF(const ml_loss_args *a, double *norm) {                 \
+        const int64_t rows = a->n * a->inner, C = a->c, ign = a->ignore_index;         \
+        const int64_t *TI = (const int64_t *)ml_data(a->target);                       \
+        const T *W = a->weight ? (const T *)ml_data(a->weight) : NULL;                 \
+        double wsum = 0;                                                               \
+        int bad = 0;                                                                   \
+        for (int64_t r = 0; r < rows; r++) {                                           \
+            const int64_t t = TI[r];                                                   \
+            if (t == ign) continue;                                                    \
+            if (t < 0 || t >= C) bad = 1;                                              \
+            else wsum += W ? (double)W[t] : 1.0;                                       \
+        }                                                                              \
+        *norm = wsum;                                                                  \
+        return bad ? -1 : 0;                                                           \
+    }                                                                                  \
     static int class_forward_##SUF(ml_loss_args *a, ml_tensor *out) {                 \
         const int64_t N = a->n, C = a->c, IN = a->inner, rows = N * IN;                \
         const T *X = (const T *)ml_data(a->input);                                     \
@@ -375,11 +456,20 @@ static int bad_class_id(const ml_loss_args *a) {
         const int64_t *TI = a->kind != ML_LOSS_CROSS_ENTROPY_PROBS ? (const int64_t *)ml_data(a->target) : NULL; \
         const T *TP = a->kind == ML_LOSS_CROSS_ENTROPY_PROBS ? (const T *)ml_data(a->target) : NULL; \
         double *LSE = a->aux ? (double *)ml_data(a->aux) : NULL;                       \
+        T *GC = a->grad_cache ? (T *)ml_data(a->grad_cache) : NULL;                    \
         T *O = (T *)ml_data(out);                                                      \
         const bool none = a->reduction == ML_REDUCTION_NONE;                           \
         const double ls = a->label_smoothing, lsc = ls / (double)C;                    \
         const int64_t ign = a->ignore_index;                                           \
         const ml_loss_kind kind = a->kind;                                             \
+        class_ctx_##SUF cx;                                                            \
+        double gsc = 1;                                                                \
+        if (GC) {                                                                      \
+            if (kind != ML_LOSS_CROSS_ENTROPY_PROBS && class_norm_##SUF(a, &a->norm))  \
+                return bad_class_id(a);                                                \
+            gsc = a->reduction == ML_REDUCTION_MEAN ? 1.0 / a->norm : 1.0;             \
+            class_ctx_##SUF##_init(&cx, a);                                            \
+        }                                                                              \
         double acc = 0, wsum = 0;                                                      \
         int bad = 0;                                                                   \
         PAR_FOR_IF(rows * C > PAR_MIN,                                                 \
@@ -394,7 +484,8 @@ static int bad_class_id(const ml_loss_args *a) {
                            : C < 32 ? row_sumexp_##SUF##_s(x, C, 1, m)                 \
                                     : row_sumexp_##SUF(x, C, 1, m);                    \
                 lse = (double)m + log(s);                                              \
-                LSE[r] = lse;                                                          \
+                if (LSE) LSE[r] = lse;                                                 \
+                if (GC) class_row_grad_##SUF(&cx, r, gsc, lse, GC);                    \
             }                                                                          \
             if (kind == ML_LOSS_CROSS_ENTROPY_PROBS) {                                 \
                 const T *t = TP + i * C * IN + j;                                      \
@@ -427,68 +518,25 @@ static int bad_class_id(const ml_loss_args *a) {
             else acc += l;                                                             \
         });                                                                            \
         if (bad) return bad_class_id(a);                                               \
-        if (kind != ML_LOSS_CROSS_ENTROPY_PROBS) a->norm = wsum;                       \
+        /* with GC the divisor came from class_norm (the one the gradient used) */    \
+        if (kind != ML_LOSS_CROSS_ENTROPY_PROBS && !GC) a->norm = wsum;                \
         if (!none) O[0] = (T)(a->reduction == ML_REDUCTION_MEAN ? acc / a->norm : acc); \
         return 0;                                                                      \
     }                                                                                  \
     static int class_backward_##SUF(const ml_loss_args *a, const ml_tensor *grad_out,  \
                                     ml_tensor *grad_input) {                           \
-        const int64_t N = a->n, C = a->c, IN = a->inner, rows = N * IN;                \
-        const T *X = (const T *)ml_data(a->input);                                     \
-        const T *W = a->weight ? (const T *)ml_data(a->weight) : NULL;                 \
-        const int64_t *TI = a->kind != ML_LOSS_CROSS_ENTROPY_PROBS ? (const int64_t *)ml_data(a->target) : NULL; \
-        const T *TP = a->kind == ML_LOSS_CROSS_ENTROPY_PROBS ? (const T *)ml_data(a->target) : NULL; \
+        const int64_t rows = a->n * a->inner;                                          \
         const double *LSE = a->aux ? (const double *)ml_data(a->aux) : NULL;           \
         const T *G = (const T *)ml_data(grad_out);                                     \
         T *GX = (T *)ml_data(grad_input);                                              \
         const bool none = a->reduction == ML_REDUCTION_NONE;                           \
         const double s = none ? 0 : a->reduction == ML_REDUCTION_MEAN ? (double)G[0] / a->norm \
                                                                       : (double)G[0];  \
-        const double ls = a->label_smoothing, lsc = ls / (double)C;                    \
-        const int64_t ign = a->ignore_index;                                           \
-        const ml_loss_kind kind = a->kind;                                             \
-        double wtot = 0;                                                               \
-        if (W) for (int64_t k = 0; k < C; k++) wtot += (double)W[k];                   \
-        else wtot = (double)C;                                                         \
-        PAR_FOR_IF(rows * C > PAR_MIN, "omp parallel for",                             \
+        class_ctx_##SUF cx;                                                            \
+        class_ctx_##SUF##_init(&cx, a);                                                \
+        PAR_FOR_IF(rows * a->c > PAR_MIN, "omp parallel for",                          \
         for (int64_t r = 0; r < rows; r++) {                                           \
-            const int64_t i = r / IN, j = r % IN;                                      \
-            const T *x = X + i * C * IN + j;                                           \
-            T *gx = GX + i * C * IN + j;                                               \
-            const double sc = none ? (double)G[r] : s;                                 \
-            if (kind == ML_LOSS_CROSS_ENTROPY_PROBS) {                                 \
-                const T *t = TP + i * C * IN + j;                                      \
-                const double lse = LSE[r];                                             \
-                double swt = 0;                                                        \
-                for (int64_t k = 0; k < C; k++)                                        \
-                    swt += (W ? (double)W[k] : 1.0) * ((double)t[k * IN] * (1 - ls) + lsc); \
-                for (int64_t k = 0; k < C; k++) {                                      \
-                    double p = exp((double)x[k * IN] - lse);                           \
-                    double wk = (W ? (double)W[k] : 1.0) * ((double)t[k * IN] * (1 - ls) + lsc); \
-                    gx[k * IN] = (T)(sc * (p * swt - wk));                             \
-                }                                                                      \
-                continue;                                                              \
-            }                                                                          \
-            const int64_t t = TI[r];                                                   \
-            if (t == ign || t < 0 || t >= C) {                                         \
-                for (int64_t k = 0; k < C; k++) gx[k * IN] = 0;                        \
-                continue;                                                              \
-            }                                                                          \
-            const double wt = W ? (double)W[t] : 1.0;                                  \
-            if (kind == ML_LOSS_NLL) {                                                 \
-                for (int64_t k = 0; k < C; k++) gx[k * IN] = 0;                        \
-                gx[t * IN] = (T)(-sc * wt);                                            \
-                continue;                                                              \
-            }                                                                          \
-            const T lse = (T)LSE[r];                                                   \
-            const T a1 = (T)(sc * (1 - ls) * wt), a2 = (T)(sc * lsc * wtot);           \
-            const T pa = a1 + a2;                                                      \
-            const T sub = (T)(sc * lsc);                                               \
-            const T *wl = ls > 0 ? W : NULL;                                           \
-            if (IN == 1 && C < 32) row_grad_##SUF##_s(x, C, 1, lse, pa, sub, wl, gx);  \
-            else if (IN == 1) row_grad_##SUF(x, C, 1, lse, pa, sub, wl, gx);           \
-            else row_grad_##SUF(x, C, IN, lse, pa, sub, wl, gx);                       \
-            gx[t * IN] -= a1;                                                          \
+            class_row_grad_##SUF(&cx, r, none ? (double)G[r] : s, LSE ? LSE[r] : 0, GX); \
         });                                                                            \
         return 0;                                                                      \
     }
@@ -535,6 +583,7 @@ static inline double keep_if(double v, int ok) {
     return v;
 }
 
+#if !defined(__AVX512F__)
 /* The loss terms of rows r0 .. r0 + nb - 1 (nb <= 16): logsumexp into LSE (when
  * not NULL), "none" values into O, and the block's sums. */
 static void ce_fwd_block(const ml_loss_args *a, int64_t r0, int nb, double *LSE, float *O,
@@ -605,12 +654,37 @@ static void ce_fwd_block(const ml_loss_args *a, int64_t r0, int nb, double *LSE,
     *bad_out = bad;
 }
 
+#endif
+
+static const int32_t *ce_row_of(int32_t C);
+static int class_norm_f(const ml_loss_args *a, double *norm);
+#if defined(__AVX512F__)
+static void ce_block16(const ml_loss_args *a, int64_t r0, int nb, double *LSE, float *O,
+                       float *GC, double gsc, double *acc_out, double *wsum_out, int *bad_out);
+static void ce_forward16(ml_loss_args *a, double *LSE, float *O, float *GC, double gsc,
+                         double *acc_out, double *wsum_out, int *bad_out);
+static int ce_norm16(const ml_loss_args *a, double *norm);
+#endif
+
 static int ce_forward_small(ml_loss_args *a, ml_tensor *out) {
     const int64_t rows = a->n, nblk = (rows + CE_LANES - 1) / CE_LANES;
     double *LSE = a->aux ? (double *)ml_data(a->aux) : NULL;
     float *O = (float *)ml_data(out);
+    float *GC = a->grad_cache ? (float *)ml_data(a->grad_cache) : NULL;
+    double gsc = 1;
+    /* the gradient's divisor is wanted before the pass */
+#if defined(__AVX512F__)
+    if (GC && ce_norm16(a, &a->norm)) return bad_class_id(a);
+#else
+    if (GC && class_norm_f(a, &a->norm)) return bad_class_id(a);
+#endif
+    if (GC && a->reduction == ML_REDUCTION_MEAN) gsc = 1.0 / a->norm;
     double acc = 0, wsum = 0;
     int bad = 0;
+#if defined(__AVX512F__)
+    if (a->c <= 16) ce_forward16(a, LSE, O, GC, gsc, &acc, &wsum, &bad);
+    else
+#endif
     PAR_FOR_IF(rows * a->c > PAR_MIN,
                "omp parallel for reduction(+:acc) reduction(+:wsum) reduction(|:bad)",
     for (int64_t b = 0; b < nblk; b++) {
@@ -618,13 +692,18 @@ static int ce_forward_small(ml_loss_args *a, ml_tensor *out) {
         const int nb = rows - r0 < CE_LANES ? (int)(rows - r0) : CE_LANES;
         double ab, wb;
         int bb;
+#if defined(__AVX512F__)
+        ce_block16(a, r0, nb, LSE, O, GC, gsc, &ab, &wb, &bb);
+#else
+        (void)gsc; /* GC is NULL here: cpu_loss_forward sends the gradient elsewhere */
         ce_fwd_block(a, r0, nb, LSE, O, &ab, &wb, &bb);
+#endif
         acc += ab;
         wsum += wb;
         bad |= bb;
     });
     if (bad) return bad_class_id(a);
-    a->norm = wsum;
+    if (!GC) a->norm = wsum;
     if (a->reduction != ML_REDUCTION_NONE)
         O[0] = (float)(a->reduction == ML_REDUCTION_MEAN ? acc / a->norm : acc);
     return 0;
@@ -647,6 +726,334 @@ static const int32_t *ce_row_of(int32_t C) {
 /* out[e] = coef[row[e]] for e < ne: each element gets its row's coefficient. */
 static inline void ce_expand(const float *coef, const int32_t *row, int32_t ne, float *out) {
     for (int32_t e = 0; e < ne; e++) out[e] = coef[row[e]];
+}
+#endif
+
+#if defined(__AVX512F__)
+/* vlogf on 16 lanes (getexp / getmant for the split, the same polynomial), for
+ * finite x > 0; NaN stays NaN. */
+static inline __m512 vlog16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 e = _mm512_add_ps(_mm512_getexp_ps(x), one);
+    __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_p5_1, _MM_MANT_SIGN_src); /* [0.5, 1) */
+    const __mmask16 lo = _mm512_cmp_ps_mask(m, _mm512_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+    m = _mm512_mask_add_ps(m, lo, m, m);
+    e = _mm512_mask_sub_ps(e, lo, e, one);
+    m = _mm512_sub_ps(m, one);
+    const __m512 z = _mm512_mul_ps(m, m);
+    __m512 y = _mm512_set1_ps(7.0376836292e-2f);
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.1514610310e-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.1676998740e-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.2420140846e-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.4249322787e-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.6668057665e-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(2.0000714765e-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-2.4999993993e-1f));
+    y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(3.3333331174e-1f));
+    y = _mm512_mul_ps(_mm512_mul_ps(y, m), z);
+    y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
+    y = _mm512_fmadd_ps(z, _mm512_set1_ps(-0.5f), y);
+    __m512 r = _mm512_add_ps(m, y);
+    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), r);
+}
+
+static inline double hsum_pd(__m512d lo, __m512d hi) { return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi)); }
+
+/* ce_fwd_block in AVX-512 terms, and when GC is not NULL the rows' gradient for a
+ * grad_out of 1 (times gsc, 1/norm for "mean") written into GC in the same pass:
+ * the 16 rows are the lanes (the block transposed by gathers) for the maxima, the
+ * exps' sums, the logs and the loss terms; the gradient goes along the block's
+ * contiguous elements, each 16 of them getting their rows' coefficients by
+ * permutes (as ce_bwd_block). Label smoothing is not handled here. */
+static void ce_block16(const ml_loss_args *a, int64_t r0, int nb, double *LSE, float *O,
+                       float *GC, double gsc, double *acc_out, double *wsum_out, int *bad_out) {
+    const int32_t C = (int32_t)a->c;
+    const float *xb = (const float *)ml_data(a->input) + r0 * C;
+    const int64_t *tb = (const int64_t *)ml_data(a->target) + r0;
+    const float *W = a->weight ? (const float *)ml_data(a->weight) : NULL;
+    const __mmask16 lanes = nb >= CE_LANES ? (__mmask16)0xffff : (__mmask16)((1u << nb) - 1);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    /* lane j -> its row's offset; lanes past nb read row 0 */
+    const __m512i off = _mm512_maskz_mullo_epi32(lanes, iota, _mm512_set1_epi32(C));
+    __m512 xt[CE_SMALL_C];
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    for (int32_t k = 0; k < C; k++) {
+        xt[k] = _mm512_i32gather_ps(off, xb + k, 4);
+        m = _mm512_max_ps(xt[k], m); /* a NaN logit does not become the max */
+    }
+    __m512 s = _mm512_setzero_ps();
+    for (int32_t k = 0; k < C; k++) s = _mm512_add_ps(s, vexp16_nonpos(_mm512_sub_ps(xt[k], m)));
+    const __m512 lg = vlog16(s);
+    /* class ids: ignored, out of range, or used */
+    const __m512i t_lo = _mm512_maskz_loadu_epi64((__mmask8)lanes, tb);
+    const __m512i t_hi = _mm512_maskz_loadu_epi64((__mmask8)(lanes >> 8), tb + 8);
+    const __m512i ignv = _mm512_set1_epi64(a->ignore_index), cv = _mm512_set1_epi64(C);
+    const __m512i zero = _mm512_setzero_si512();
+    const __mmask16 is_ign = (__mmask16)(_mm512_cmpeq_epi64_mask(t_lo, ignv) |
+                                         (unsigned)_mm512_cmpeq_epi64_mask(t_hi, ignv) << 8);
+    const __mmask16 oob = (__mmask16)((_mm512_cmplt_epi64_mask(t_lo, zero) |
+                                       _mm512_cmpge_epi64_mask(t_lo, cv)) |
+                                      (unsigned)(_mm512_cmplt_epi64_mask(t_hi, zero) |
+                                                 _mm512_cmpge_epi64_mask(t_hi, cv)) << 8);
+    const __mmask16 use = lanes & (__mmask16)~is_ign;
+    const __mmask16 ok = use & (__mmask16)~oob;
+    const __m512i t32 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(t_lo)),
+                                           _mm512_cvtepi64_epi32(t_hi), 1);
+    const __m512i tc = _mm512_maskz_mov_epi32(ok, t32);
+    const __m512 xv = _mm512_i32gather_ps(_mm512_add_epi32(off, tc), xb, 4);
+    const __m512 wt = W ? _mm512_maskz_mov_ps(ok, _mm512_i32gather_ps(tc, W, 4))
+                        : _mm512_maskz_mov_ps(ok, _mm512_set1_ps(1.0f));
+    /* the loss terms in double: -wt * (x[t] - (max + log(sum))) */
+#define CE_HALF(v, h) _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), h)))
+    const __m512d lse_lo = _mm512_add_pd(CE_HALF(m, 0), CE_HALF(lg, 0));
+    const __m512d lse_hi = _mm512_add_pd(CE_HALF(m, 1), CE_HALF(lg, 1));
+    const __m512d l_lo = _mm512_maskz_mul_pd((__mmask8)ok, CE_HALF(wt, 0),
+                                             _mm512_sub_pd(lse_lo, CE_HALF(xv, 0)));
+    const __m512d l_hi = _mm512_maskz_mul_pd((__mmask8)(ok >> 8), CE_HALF(wt, 1),
+                                             _mm512_sub_pd(lse_hi, CE_HALF(xv, 1)));
+#undef CE_HALF
+    *acc_out = hsum_pd(l_lo, l_hi);
+    *wsum_out = hsum_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(wt)),
+                        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(wt), 1))));
+    *bad_out = (use & oob) != 0;
+    if (LSE) {
+        _mm512_mask_storeu_pd(LSE + r0, (__mmask8)lanes, lse_lo);
+        _mm512_mask_storeu_pd(LSE + r0 + 8, (__mmask8)(lanes >> 8), lse_hi);
+    }
+    if (a->reduction == ML_REDUCTION_NONE) {
+        const __m512 l = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(l_lo)),
+                                            _mm512_cvtpd_ps(l_hi), 1);
+        _mm512_mask_storeu_ps(O + r0, lanes, l);
+    }
+    if (!GC) return;
+    /* g[k] = pa * exp(x[k] - lse) with pa = gsc * w[t], and g[t] -= pa; ignored rows 0 */
+    const __m512 lsev = _mm512_add_ps(m, lg);
+    const __m512 pav = _mm512_mul_ps(wt, _mm512_set1_ps((float)gsc));
+    /* each row's target as an element of the block (-1: none) */
+    const __m512i tpos = _mm512_mask_add_epi32(_mm512_set1_epi32(-1), ok, off, tc);
+    const int32_t *row = ce_row_of(C);
+    float *gb = GC + r0 * C;
+    const int32_t ne = nb * C;
+    __m512i ev = iota; /* the elements' positions in the block */
+    for (int32_t e = 0; e < ne; e += 16) {
+        const __mmask16 mk = ne - e >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (ne - e)) - 1);
+        const __m512i idx = _mm512_maskz_loadu_epi32(mk, row + e);
+        const __m512 x = _mm512_maskz_loadu_ps(mk, xb + e);
+        const __m512 pe = _mm512_permutexvar_ps(idx, pav);
+        const __m512i te = _mm512_permutexvar_epi32(idx, tpos);
+        __m512 g = _mm512_mul_ps(pe, vexp16_nonpos(_mm512_sub_ps(x, _mm512_permutexvar_ps(idx, lsev))));
+        g = _mm512_mask_sub_ps(g, _mm512_cmpeq_epi32_mask(te, ev), g, pe);
+        /* rows ignored (tpos -1): 0, even for NaN logits */
+        g = _mm512_maskz_mov_ps(_mm512_cmpge_epi32_mask(te, _mm512_setzero_si512()), g);
+        _mm512_mask_storeu_ps(gb + e, mk, g);
+        ev = _mm512_add_epi32(ev, _mm512_set1_epi32(16));
+    }
+}
+
+/* r[j] (16 vectors) transposed in place: r[k] lane j = old r[j] lane k. */
+static inline void tr16x16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4; i++) {
+            t[8 * h + i] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + i + 4], 0x88);
+            t[8 * h + i + 4] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* What a block of 16 rows leaves for the loss terms, which are taken for many
+ * blocks at once (their logs then overlap instead of each block waiting on its own). */
+typedef struct {
+    __m512 m, s, xv, wt; /* row max, sum of exp(x - max), x[t], w[t] (0 unless ok) */
+    __mmask16 ok;        /* rows whose class id counts */
+} ce_stats;
+
+/* ce_block16 for c <= 16 without gathers: the 16 rows loaded as vectors (masked to
+ * c lanes) and transposed by shuffles, so lane j holds row j; each exp is taken
+ * once and kept for the gradient, which is transposed back and stored by row.
+ * Returns whether a class id was out of range. */
+static inline __attribute__((always_inline)) int
+ce_block16t(const ml_loss_args *a, int64_t r0, int nb, float *GC, double gsc, ce_stats *st,
+            const int32_t C) {
+    const float *xb = (const float *)ml_data(a->input) + r0 * C;
+    const int64_t *tb = (const int64_t *)ml_data(a->target) + r0;
+    const __mmask16 lanes = nb >= CE_LANES ? (__mmask16)0xffff : (__mmask16)((1u << nb) - 1);
+    const __mmask16 cm = (__mmask16)((1u << C) - 1);
+    __m512 v[16];
+    for (int j = 0; j < 16; j++) v[j] = _mm512_maskz_loadu_ps(j < nb ? cm : 0, xb + j * C);
+    tr16x16(v);
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    for (int32_t k = 0; k < C; k++) m = _mm512_max_ps(v[k], m); /* NaN logits are not the max */
+    /* class ids: ignored, out of range, or used */
+    const __m512i t_lo = _mm512_maskz_loadu_epi64((__mmask8)lanes, tb);
+    const __m512i t_hi = _mm512_maskz_loadu_epi64((__mmask8)(lanes >> 8), tb + 8);
+    const __m512i ignv = _mm512_set1_epi64(a->ignore_index), cv = _mm512_set1_epi64(C);
+    const __m512i zero = _mm512_setzero_si512();
+    const __mmask16 is_ign = (__mmask16)(_mm512_cmpeq_epi64_mask(t_lo, ignv) |
+                                         (unsigned)_mm512_cmpeq_epi64_mask(t_hi, ignv) << 8);
+    const __mmask16 oob = (__mmask16)((_mm512_cmplt_epi64_mask(t_lo, zero) |
+                                       _mm512_cmpge_epi64_mask(t_lo, cv)) |
+                                      (unsigned)(_mm512_cmplt_epi64_mask(t_hi, zero) |
+                                                 _mm512_cmpge_epi64_mask(t_hi, cv)) << 8);
+    const __mmask16 use = lanes & (__mmask16)~is_ign;
+    const __mmask16 ok = use & (__mmask16)~oob;
+    const __m512i t32 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(t_lo)),
+                                           _mm512_cvtepi64_epi32(t_hi), 1);
+    const __m512i tc = _mm512_maskz_mov_epi32(ok, t32);
+    __m512 s = _mm512_setzero_ps(), xv = _mm512_setzero_ps();
+    for (int32_t k = 0; k < C; k++) {
+        xv = _mm512_mask_mov_ps(xv, _mm512_cmpeq_epi32_mask(tc, _mm512_set1_epi32(k)), v[k]);
+        v[k] = vexp16_nonpos(_mm512_sub_ps(v[k], m));
+        s = _mm512_add_ps(s, v[k]);
+    }
+    const __m512 wt = a->weight
+        ? _mm512_maskz_permutexvar_ps(ok, tc, _mm512_maskz_loadu_ps(cm, ml_data(a->weight)))
+        : _mm512_maskz_mov_ps(ok, _mm512_set1_ps(1.0f));
+    st->m = m;
+    st->s = s;
+    st->xv = xv;
+    st->wt = wt;
+    st->ok = ok;
+    if (GC) {
+        /* g[k] = pa * exp(x[k] - m) / s with pa = gsc * w[t], g[t] -= pa; rows not
+         * used: 0, even for NaN logits */
+        const __m512 pa = _mm512_mul_ps(wt, _mm512_set1_ps((float)gsc));
+        const __m512 q = _mm512_div_ps(pa, s);
+        for (int32_t k = 0; k < C; k++) {
+            const __mmask16 at_t = ok & _mm512_cmpeq_epi32_mask(tc, _mm512_set1_epi32(k));
+            const __m512 g = _mm512_maskz_mul_ps(ok, v[k], q);
+            v[k] = _mm512_mask_sub_ps(g, at_t, g, pa);
+        }
+        for (int32_t k = C; k < 16; k++) v[k] = _mm512_setzero_ps();
+        tr16x16(v);
+        float *gb = GC + r0 * C;
+        for (int j = 0; j < nb; j++) _mm512_mask_storeu_ps(gb + j * C, cm, v[j]);
+    }
+    return (use & oob) != 0;
+}
+
+/* ce_block16t made for each c: with c a constant the loops over the classes unroll,
+ * the 16 vectors stay in registers and the transposes lose the shuffles of zeros */
+typedef int (*ce_block16t_fn)(const ml_loss_args *, int64_t, int, float *, double, ce_stats *);
+#define CE_BLOCK16T_FOR(N)                                                             \
+    static int ce_block16t_##N(const ml_loss_args *a, int64_t r0, int nb, float *GC,   \
+                               double gsc, ce_stats *st) {                             \
+        return ce_block16t(a, r0, nb, GC, gsc, st, N);                                 \
+    }
+CE_BLOCK16T_FOR(1) CE_BLOCK16T_FOR(2) CE_BLOCK16T_FOR(3) CE_BLOCK16T_FOR(4)
+CE_BLOCK16T_FOR(5) CE_BLOCK16T_FOR(6) CE_BLOCK16T_FOR(7) CE_BLOCK16T_FOR(8)
+CE_BLOCK16T_FOR(9) CE_BLOCK16T_FOR(10) CE_BLOCK16T_FOR(11) CE_BLOCK16T_FOR(12)
+CE_BLOCK16T_FOR(13) CE_BLOCK16T_FOR(14) CE_BLOCK16T_FOR(15) CE_BLOCK16T_FOR(16)
+static const ce_block16t_fn ce_block16t_of[17] = {
+    NULL, ce_block16t_1, ce_block16t_2, ce_block16t_3, ce_block16t_4, ce_block16t_5,
+    ce_block16t_6, ce_block16t_7, ce_block16t_8, ce_block16t_9, ce_block16t_10,
+    ce_block16t_11, ce_block16t_12, ce_block16t_13, ce_block16t_14, ce_block16t_15,
+    ce_block16t_16};
+
+/* The loss terms of nblk blocks from row r0 (as ce_block16's): -w[t] (x[t] - lse)
+ * in double, lse = max + log(sum); "none" values into O, logsumexps into LSE. */
+static void ce_terms16(const ce_stats *st, int nblk, int64_t r0, int64_t rows, double *LSE,
+                       float *O, double *acc_out, double *wsum_out) {
+    __m512d acc = _mm512_setzero_pd(), wsum = _mm512_setzero_pd();
+    for (int b = 0; b < nblk; b++, r0 += CE_LANES) {
+        const int64_t left = rows - r0;
+        const __mmask16 lanes = left >= CE_LANES ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        const __m512 lg = vlog16(st[b].s);
+#define CE_HALF(v, h) _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), h)))
+        const __m512d lse_lo = _mm512_add_pd(CE_HALF(st[b].m, 0), CE_HALF(lg, 0));
+        const __m512d lse_hi = _mm512_add_pd(CE_HALF(st[b].m, 1), CE_HALF(lg, 1));
+        const __mmask16 ok = st[b].ok;
+        const __m512d l_lo = _mm512_maskz_mul_pd((__mmask8)ok, CE_HALF(st[b].wt, 0),
+                                                 _mm512_sub_pd(lse_lo, CE_HALF(st[b].xv, 0)));
+        const __m512d l_hi = _mm512_maskz_mul_pd((__mmask8)(ok >> 8), CE_HALF(st[b].wt, 1),
+                                                 _mm512_sub_pd(lse_hi, CE_HALF(st[b].xv, 1)));
+        acc = _mm512_add_pd(acc, _mm512_add_pd(l_lo, l_hi));
+        wsum = _mm512_add_pd(wsum, _mm512_add_pd(CE_HALF(st[b].wt, 0), CE_HALF(st[b].wt, 1)));
+#undef CE_HALF
+        if (LSE) {
+            _mm512_mask_storeu_pd(LSE + r0, (__mmask8)lanes, lse_lo);
+            _mm512_mask_storeu_pd(LSE + r0 + 8, (__mmask8)(lanes >> 8), lse_hi);
+        }
+        if (O) {
+            const __m512 l = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(l_lo)),
+                                                _mm512_cvtpd_ps(l_hi), 1);
+            _mm512_mask_storeu_ps(O + r0, lanes, l);
+        }
+    }
+    *acc_out = _mm512_reduce_add_pd(acc);
+    *wsum_out = _mm512_reduce_add_pd(wsum);
+}
+
+#define CE_CHUNK 16 /* blocks whose loss terms are taken together */
+
+/* ce_forward_small's loop for c <= 16 */
+static void ce_forward16(ml_loss_args *a, double *LSE, float *O, float *GC, double gsc,
+                         double *acc_out, double *wsum_out, int *bad_out) {
+    const int64_t rows = a->n, nblk = (rows + CE_LANES - 1) / CE_LANES;
+    const int64_t nch = (nblk + CE_CHUNK - 1) / CE_CHUNK;
+    float *ON = a->reduction == ML_REDUCTION_NONE ? O : NULL;
+    const ce_block16t_fn block = ce_block16t_of[a->c];
+    double acc = 0, wsum = 0;
+    int bad = 0;
+    PAR_FOR_IF(rows * a->c > PAR_MIN,
+               "omp parallel for reduction(+:acc) reduction(+:wsum) reduction(|:bad)",
+    for (int64_t ch = 0; ch < nch; ch++) {
+        ce_stats st[CE_CHUNK];
+        const int64_t b0 = ch * CE_CHUNK;
+        const int nb_ch = nblk - b0 < CE_CHUNK ? (int)(nblk - b0) : CE_CHUNK;
+        for (int b = 0; b < nb_ch; b++) {
+            const int64_t r0 = (b0 + b) * CE_LANES;
+            const int nb = rows - r0 < CE_LANES ? (int)(rows - r0) : CE_LANES;
+            bad |= block(a, r0, nb, GC, gsc, &st[b]);
+        }
+        double ab, wb;
+        ce_terms16(st, nb_ch, b0 * CE_LANES, rows, LSE, ON, &ab, &wb);
+        acc += ab;
+        wsum += wb;
+    });
+    *acc_out = acc;
+    *wsum_out = wsum;
+    *bad_out = bad;
+}
+
+/* class_norm_f for the blocks' class ids, 16 rows at a time */
+static int ce_norm16(const ml_loss_args *a, double *norm) {
+    const int64_t rows = a->n, *TI = (const int64_t *)ml_data(a->target);
+    const float *W = a->weight ? (const float *)ml_data(a->weight) : NULL;
+    const __m512i ignv = _mm512_set1_epi64(a->ignore_index), cv = _mm512_set1_epi64(a->c);
+    const __m512i zero = _mm512_setzero_si512();
+    __m512d ws = _mm512_setzero_pd();
+    __mmask8 bad = 0;
+    for (int64_t r = 0; r < rows; r += 8) {
+        const __mmask8 lanes = rows - r >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (rows - r)) - 1);
+        const __m512i t = _mm512_maskz_loadu_epi64(lanes, TI + r);
+        const __mmask8 use = lanes & (__mmask8)~_mm512_cmpeq_epi64_mask(t, ignv);
+        const __mmask8 oob = _mm512_cmplt_epi64_mask(t, zero) | _mm512_cmpge_epi64_mask(t, cv);
+        const __mmask8 ok = use & (__mmask8)~oob;
+        bad |= use & oob;
+        if (W) {
+            const __m256 w = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), ok,
+                                                      _mm512_maskz_mov_epi64(ok, t), W, 4);
+            ws = _mm512_add_pd(ws, _mm512_cvtps_pd(w));
+        } else {
+            ws = _mm512_add_pd(ws, _mm512_maskz_mov_pd(ok, _mm512_set1_pd(1.0)));
+        }
+    }
+    *norm = _mm512_reduce_add_pd(ws);
+    return bad ? -1 : 0;
 }
 #endif
 
@@ -745,14 +1152,207 @@ static int ce_backward_small(const ml_loss_args *a, const ml_tensor *grad_out,
     return 0;
 }
 
+#if defined(__AVX512F__)
+/* --- float32 cross_entropy with class ids, class dim last, gradient wanted ---
+ * One pass per row while it is in L1: its max, its exps stored into the gradient
+ * (summed in double), the logsumexp, then the exps scaled into the gradient in
+ * place: one exp per element, the input read once and the gradient written once
+ * (the forward and backward kernels above take an exp each and read the input
+ * twice). */
+static inline __mmask16 tail_mask(int64_t left) {
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+}
+
+static inline float row_max16(const float *x, int64_t C) {
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    for (int64_t k = 0; k < C; k += 16) {
+        const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(C - k), x + k);
+        mv = _mm512_max_ps(v, mv); /* NaN logits are not the max (as row_max) */
+    }
+    return _mm512_reduce_max_ps(mv);
+}
+
+static inline double row_exp_store16(const float *x, int64_t C, float m, float *g) {
+    const __m512 mv = _mm512_set1_ps(m);
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int64_t k = 0; k < C; k += 16) {
+        const __mmask16 mk = tail_mask(C - k);
+        const __m512 e = _mm512_maskz_mov_ps(
+            mk, vexp16_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
+        _mm512_mask_storeu_ps(g + k, mk, e);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
+static inline double row_sumexp16(const float *x, int64_t C, float m) {
+    const __m512 mv = _mm512_set1_ps(m);
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int64_t k = 0; k < C; k += 16) {
+        const __mmask16 mk = tail_mask(C - k);
+        const __m512 e = _mm512_maskz_mov_ps(
+            mk, vexp16_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
+/* also without GC (no gradient wanted): the loss alone, the same arithmetic */
+static int ce_rows_f(ml_loss_args *a, ml_tensor *out) {
+    const int64_t N = a->n, C = a->c, ign = a->ignore_index;
+    const float *X = (const float *)ml_data(a->input);
+    const float *W = a->weight ? (const float *)ml_data(a->weight) : NULL;
+    const int64_t *TI = (const int64_t *)ml_data(a->target);
+    float *O = (float *)ml_data(out);
+    float *GC = a->grad_cache ? (float *)ml_data(a->grad_cache) : NULL;
+    double *LSE = a->aux ? (double *)ml_data(a->aux) : NULL;
+    if (class_norm_f(a, &a->norm)) return bad_class_id(a);
+    const bool none = a->reduction == ML_REDUCTION_NONE, mean = a->reduction == ML_REDUCTION_MEAN;
+    const double gsc = mean ? 1.0 / a->norm : 1.0;
+    const double ls = a->label_smoothing, lsc = ls / (double)C;
+    double wtot = 0;
+    if (W) for (int64_t k = 0; k < C; k++) wtot += (double)W[k];
+    else wtot = (double)C;
+    double acc = 0;
+    PAR_FOR_IF(N * C > PAR_MIN, "omp parallel for reduction(+:acc)",
+    for (int64_t r = 0; r < N; r++) {
+        const float *x = X + r * C;
+        float *g = GC ? GC + r * C : NULL;
+        const int64_t t = TI[r];
+        double l = 0;
+        if (t == ign) { /* class_norm let only ignore_index and ids in [0, C) through */
+            if (GC) memset(g, 0, sizeof(float) * (size_t)C);
+            if (LSE) LSE[r] = 0; /* not read: backward gives an ignored row 0 */
+        } else {
+            const float m = row_max16(x, C);
+            const double s = GC ? row_exp_store16(x, C, m, g) : row_sumexp16(x, C, m);
+            const double lse = (double)m + log(s);
+            if (LSE) LSE[r] = lse;
+            const double wt = W ? (double)W[t] : 1.0;
+            l = -(1 - ls) * wt * ((double)x[t] - lse);
+            if (ls > 0) {
+                double sm = 0;
+                for (int64_t k = 0; k < C; k++) sm += (W ? (double)W[k] : 1.0) * ((double)x[k] - lse);
+                l -= lsc * sm;
+            }
+            if (GC) {
+                /* as row_grad: g = pa * softmax(x) - sub (* w[k] with weights), g[t] -= a1 */
+                const float a1 = (float)(gsc * (1 - ls) * wt), a2 = (float)(gsc * lsc * wtot);
+                const __m512 q = _mm512_set1_ps((float)((double)(a1 + a2) / s));
+                const __m512 sub = _mm512_set1_ps((float)(gsc * lsc));
+                for (int64_t k = 0; k < C; k += 16) {
+                    const __mmask16 mk = tail_mask(C - k);
+                    const __m512 e = _mm512_maskz_loadu_ps(mk, g + k);
+                    const __m512 wk = ls > 0 && W ? _mm512_maskz_loadu_ps(mk, W + k) : _mm512_set1_ps(1.0f);
+                    _mm512_mask_storeu_ps(g + k, mk, _mm512_fnmadd_ps(sub, wk, _mm512_mul_ps(e, q)));
+                }
+                g[t] -= a1;
+            }
+        }
+        if (none) O[r] = (float)l;
+        else acc += l;
+    });
+    if (!none) O[0] = (float)(mean ? acc / a->norm : acc);
+    return 0;
+}
+#endif
+
 static bool is_class_kind(ml_loss_kind k) { return k >= ML_LOSS_NLL && k < ML_LOSS_COUNT; }
+
+/* mse_loss, and its gradient (for a grad_out of 1) in the same pass when GC is
+ * given; threads only for large n (an `omp parallel ... if` region is a libgomp
+ * trip even when small), simd for the sum (a plain loop adds one element at a time) */
+#define MSE_LOOP(T, STORE_G)                                                           \
+    do {                                                                               \
+        if (a->reduction == ML_REDUCTION_NONE) {                                       \
+            PAR_FOR_IF(n > PAR_MIN, "omp parallel for",                                \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T d = X[i] - TG[i];                                              \
+                O[i] = d * d;                                                          \
+                if (STORE_G) GC[i] = two_s * d;                                        \
+            });                                                                        \
+            return 0;                                                                  \
+        }                                                                              \
+        if (n > PAR_MIN) {                                                             \
+            _Pragma("omp parallel for simd reduction(+:acc)")                          \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T d = X[i] - TG[i];                                              \
+                acc += (double)(d * d);                                                \
+                if (STORE_G) GC[i] = two_s * d;                                        \
+            }                                                                          \
+        } else {                                                                       \
+            _Pragma("omp simd reduction(+:acc)")                                       \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T d = X[i] - TG[i];                                              \
+                acc += (double)(d * d);                                                \
+                if (STORE_G) GC[i] = two_s * d;                                        \
+            }                                                                          \
+        }                                                                              \
+    } while (0)
+
+#define DEFINE_MSE_GRAD(T, SUF)                                                        \
+    static int mse_forward_##SUF(ml_loss_args *a, ml_tensor *out) {                   \
+        const int64_t n = ml_numel(a->input);                                          \
+        const T *X = (const T *)ml_data(a->input), *TG = (const T *)ml_data(a->target); \
+        T *O = (T *)ml_data(out);                                                      \
+        T *GC = a->grad_cache ? (T *)ml_data(a->grad_cache) : NULL;                    \
+        const bool mean = a->reduction == ML_REDUCTION_MEAN;                           \
+        const T two_s = (T)(mean ? 2.0 / a->norm : 2.0);                               \
+        double acc = 0;                                                                \
+        if (GC) MSE_LOOP(T, 1);                                                        \
+        else MSE_LOOP(T, 0);                                                           \
+        O[0] = (T)(mean ? acc / a->norm : acc);                                        \
+        return 0;                                                                      \
+    }                                                                                  \
+    /* grad_input holds the forward's gradient for a grad_out of 1: times grad_out;  \
+     * for a class loss's "none", row r's classes times G[r], rows that were zero      \
+     * (ignored) staying zero */                                                       \
+    static int scale_cached_##SUF(const ml_loss_args *a, const ml_tensor *grad_out,    \
+                                  ml_tensor *grad_input) {                             \
+        const T *G = (const T *)ml_data(grad_out);                                     \
+        T *GX = (T *)ml_data(grad_input);                                              \
+        const int64_t n = ml_numel(grad_input);                                        \
+        if (a->reduction != ML_REDUCTION_NONE) {                                       \
+            const T g = G[0];                                                          \
+            if (g == (T)1) return 0;                                                   \
+            PAR_FOR_IF(n > PAR_MIN, "omp parallel for",                                \
+            for (int64_t i = 0; i < n; i++) GX[i] *= g;);                              \
+            return 0;                                                                  \
+        }                                                                              \
+        if (!is_class_kind(a->kind)) {                                                 \
+            PAR_FOR_IF(n > PAR_MIN, "omp parallel for",                                \
+            for (int64_t i = 0; i < n; i++) GX[i] *= G[i];);                           \
+            return 0;                                                                  \
+        }                                                                              \
+        const int64_t N = a->n, C = a->c, IN = a->inner;                               \
+        PAR_FOR_IF(n > PAR_MIN, "omp parallel for",                                    \
+        for (int64_t i = 0; i < N; i++) {                                              \
+            for (int64_t k = 0; k < C; k++) {                                          \
+                T *gx = GX + (i * C + k) * IN;                                         \
+                const T *g = G + i * IN;                                               \
+                for (int64_t j = 0; j < IN; j++) gx[j] = gx[j] != 0 ? gx[j] * g[j] : gx[j]; \
+            }                                                                          \
+        });                                                                            \
+        return 0;                                                                      \
+    }
+
+DEFINE_MSE_GRAD(float, f)
+DEFINE_MSE_GRAD(double, d)
 
 static int cpu_loss_forward(ml_loss_args *a, ml_tensor *out) {
     bool f32 = a->input->dtype == ML_F32;
     if (!f32 && a->input->dtype != ML_F64)
         return ml_error_set("%s: needs a floating point input, got %s", ml_loss_name(a->kind),
                             ml_dtype_name(a->input->dtype));
+    if (a->kind == ML_LOSS_MSE) return f32 ? mse_forward_f(a, out) : mse_forward_d(a, out);
+#if defined(__AVX512F__)
     if (ce_small(a) && a->label_smoothing == 0) return ce_forward_small(a, out);
+    if (f32 && a->kind == ML_LOSS_CROSS_ENTROPY && a->inner == 1) return ce_rows_f(a, out);
+#else
+    if (ce_small(a) && a->label_smoothing == 0 && !a->grad_cache) return ce_forward_small(a, out);
+#endif
     if (is_class_kind(a->kind)) return f32 ? class_forward_f(a, out) : class_forward_d(a, out);
     return f32 ? ew_forward_f(a, out) : ew_forward_d(a, out);
 }
@@ -763,6 +1363,8 @@ static int cpu_loss_backward(const ml_loss_args *a, const ml_tensor *grad_out,
     if (!f32 && a->input->dtype != ML_F64)
         return ml_error_set("%s: needs a floating point input, got %s", ml_loss_name(a->kind),
                             ml_dtype_name(a->input->dtype));
+    if (a->grad_cached)
+        return f32 ? scale_cached_f(a, grad_out, grad_input) : scale_cached_d(a, grad_out, grad_input);
     if (is_class_kind(a->kind)) {
         if (!grad_input) return 0;
         if (ce_small(a) && !(a->label_smoothing > 0 && a->weight))
@@ -773,4 +1375,5 @@ static int cpu_loss_backward(const ml_loss_args *a, const ml_tensor *grad_out,
                : ew_backward_d(a, grad_out, grad_input, grad_extra);
 }
 
-const ml_loss_ops ml_cpu_loss = {.forward = cpu_loss_forward, .backward = cpu_loss_backward};
+const ml_loss_ops ml_cpu_loss = {.forward = cpu_loss_forward, .backward = cpu_loss_backward,
+                                 .grad_in_forward = true};

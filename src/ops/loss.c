@@ -64,7 +64,7 @@ static bool broadcasts_to(const ml_tensor *t, int ndim, const int64_t *shape) {
 
 typedef struct prepared {
     ml_loss_args args;
-    ml_tensor *input, *target, *weight, *extra, *aux;  /* owned */
+    ml_tensor *input, *target, *weight, *extra, *aux, *cache;  /* owned */
     int out_ndim;
     int64_t out_shape[ML_MAX_DIMS];
     bool var_unsqueezed;
@@ -76,6 +76,7 @@ static void prepared_release(prepared *p) {
     ml_tensor_release(p->weight);
     ml_tensor_release(p->extra);
     ml_tensor_release(p->aux);
+    ml_tensor_release(p->cache);
 }
 
 #define SHAPE(t, buf) ml_shape_str((t)->ndim, (t)->shape, buf, sizeof buf)
@@ -221,11 +222,6 @@ static int prepare_class(prepared *p, ml_loss_kind kind, ml_tensor *input, ml_te
         p->weight = operand(o->weight, dt, 1, o->weight->shape);
         if (!p->weight) return -1;
     }
-    if (kind != ML_LOSS_NLL) {
-        int64_t rows = N * inner;
-        p->aux = ml_tensor_empty(ML_F64, input->storage->device, 1, &rows);
-        if (!p->aux) return -1;
-    }
     p->args.n = N;
     p->args.c = C;
     p->args.inner = inner;
@@ -276,15 +272,31 @@ ml_tensor *ml_loss(ml_loss_kind kind, ml_tensor *input, ml_tensor *target, ml_te
                      "target:detach())", fname);
         rc = -1;
     }
+    const ml_loss_ops *lo = rc == 0 ? ml_need_loss(input, fname) : NULL;
+    if (rc == 0 && !lo) rc = -1;
+    /* mse_loss and cross_entropy make the input's gradient in the forward pass when
+     * it will be wanted (the backend can): the pass over the input is the only one,
+     * and backward is at most a scaling in place */
+    bool cache = rc == 0 && lo->grad_in_forward && input->requires_grad && ml_grad_enabled() &&
+                 (kind == ML_LOSS_MSE || kind == ML_LOSS_CROSS_ENTROPY ||
+                  kind == ML_LOSS_CROSS_ENTROPY_PROBS);
+    if (rc == 0 && cache) {
+        p.cache = ml_tensor_empty_like(p.input);
+        if (!p.cache) rc = -1;
+    } else if (rc == 0 && is_class_kind(kind) && kind != ML_LOSS_NLL) {
+        int64_t rows = p.args.n * p.args.inner;
+        p.aux = ml_tensor_empty(ML_F64, input->storage->device, 1, &rows);
+        if (!p.aux) rc = -1;
+    }
     if (rc == 0) {
         p.args.input = p.input;
         p.args.target = p.target;
         p.args.weight = p.weight;
         p.args.extra = p.extra;
         p.args.aux = p.aux;
+        p.args.grad_cache = p.cache;
         out = ml_tensor_empty(input->dtype, input->storage->device, p.out_ndim, p.out_shape);
-        const ml_loss_ops *lo = out ? ml_need_loss(input, fname) : NULL;
-        if (out && (!lo || lo->forward(&p.args, out))) {
+        if (out && lo->forward(&p.args, out)) {
             ml_tensor_release(out);
             out = NULL;
         }
@@ -308,16 +320,54 @@ ml_tensor *ml_loss(ml_loss_kind kind, ml_tensor *input, ml_tensor *target, ml_te
         node->scalars[1] = p.args.eps;
         node->scalars[2] = p.args.label_smoothing;
         node->scalars[3] = p.args.norm;
-        ml_node_save(node, p.input);
-        ml_node_save(node, p.target);
-        node->ints[7] = p.weight ? node->n_saved : -1;
-        if (p.weight) ml_node_save(node, p.weight);
-        ml_tensor *x = p.extra ? p.extra : p.aux;
-        node->ints[8] = x ? node->n_saved : -1;
-        if (x) ml_node_save(node, x);
+        if (p.cache) {
+            /* the gradient is all backward needs; the node takes the reference */
+            node->saved[0] = p.cache;
+            node->n_saved = 1;
+            p.cache = NULL;
+            node->ints[7] = node->ints[8] = -1;
+            node->ints[9] = 1;
+        } else {
+            ml_node_save(node, p.input);
+            ml_node_save(node, p.target);
+            node->ints[7] = p.weight ? node->n_saved : -1;
+            if (p.weight) ml_node_save(node, p.weight);
+            ml_tensor *x = p.extra ? p.extra : p.aux;
+            node->ints[8] = x ? node->n_saved : -1;
+            if (x) ml_node_save(node, x);
+            node->ints[9] = 0;
+        }
     }
     prepared_release(&p);
     return out;
+}
+
+/* The gradient the forward made: scaled by g in place (nothing to do for a g of
+ * 1), then handed on as the input's gradient (the node owned the only reference,
+ * so a leaf takes it as its grad without a copy), and negated for mse's target. */
+static int cached_backward(ml_node *node, ml_loss_args *a, ml_tensor *g, ml_tensor **gin) {
+    ml_tensor *gx = node->saved[0];
+    node->saved[0] = NULL;
+    a->input = gx;
+    a->grad_cached = true;
+    ml_tensor *gc = operand(g, gx->dtype, g->ndim, g->shape);
+    const ml_loss_ops *lo = gc ? ml_need_loss(gx, ml_loss_name(a->kind)) : NULL;
+    int rc = lo ? lo->backward(a, gc, gx, NULL) : -1;
+    ml_tensor_release(gc);
+    if (rc == 0 && node->needs_grad[1]) {
+        ml_tensor *neg = ml_neg(gx);
+        ml_tensor *sum = neg ? ml_sum_to_shape(neg, node->in_ndim[1], node->in_shape[1]) : NULL;
+        gin[1] = sum ? ml_cast(sum, node->in_dtype[1]) : NULL;
+        ml_tensor_release(neg);
+        ml_tensor_release(sum);
+        if (!gin[1]) rc = -1;
+    }
+    if (rc == 0 && node->needs_grad[0]) {
+        gin[0] = ml_sum_to_shape(gx, node->in_ndim[0], node->in_shape[0]);
+        if (!gin[0]) rc = -1;
+    }
+    ml_tensor_release(gx);
+    return rc;
 }
 
 static int loss_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
@@ -337,6 +387,7 @@ static int loss_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
     a.eps = node->scalars[1];
     a.label_smoothing = node->scalars[2];
     a.norm = node->scalars[3];
+    if (node->ints[9]) return cached_backward(node, &a, g, gin);
     a.input = node->saved[0];
     a.target = node->saved[1];
     a.weight = node->ints[7] >= 0 ? node->saved[node->ints[7]] : NULL;
