@@ -487,4 +487,5 @@ static int cu_loss_backward(const ml_loss_args *a, const ml_tensor *grad_out,
 const ml_loss_ops ml_cuda_loss = {
     /* forward */ cu_loss_forward,
     /* backward */ cu_loss_backward,
+    /* grad_in_forward */ false, /* the gradient is made in the backward pass */
 };
