@@ -216,7 +216,7 @@ static inline float vlogf(float x) {
         (void)beta;                                                                    \
         (void)eps;                                                                     \
         switch (a->kind) {                                                             \
-        case ML_LOSS_MSE: EW_LOSS_FWD(T, T d = x - t; l = d * d); break;               \
+        /* mse has its own forward (mse_forward_*, with the gradient when wanted) */   \
         case ML_LOSS_L1: EW_LOSS_FWD(T, l = fabs##SUF(x - t)); break;                  \
         case ML_LOSS_SMOOTH_L1:                                                        \
             EW_LOSS_FWD(T, T z = fabs##SUF(x - t);                                     \
