@@ -88,16 +88,22 @@ end
 
 local function class_name(self) return getmetatable(self).__name end
 
--- attribute lookup: parameters, buffers, children, then the class
+-- attribute lookup for what is not a plain field: the class first (methods), then
+-- parameters, buffers, children. That is Python's order for an nn.Module (a class
+-- attribute is found before Module.__getattr__ looks in _parameters, _buffers,
+-- _modules), and it makes the most frequent lookups, methods (self:forward on
+-- every call), one step. _params, _buffers and _modules are plain fields of every
+-- instance, so reading them triggers no metamethod.
 local function make_index(C)
   return function(self, k)
-    local v = rawget(self, "_params").map[k]
+    local v = C[k]
     if v ~= nil then return v end
-    v = rawget(self, "_buffers").map[k]
+    v = self._params.map[k]
     if v ~= nil then return v end
-    v = rawget(self, "_modules").map[k]
+    v = self._buffers.map[k]
     if v ~= nil then return v end
-    return C[k]
+    v = self._modules.map[k]
+    return v
   end
 end
 
@@ -188,9 +194,8 @@ end
 
 -- m(x): forward, with the forward hooks when any is registered
 local function module_call(self, ...)
-  local pre, post = rawget(self, "_forward_pre_hooks"), rawget(self, "_forward_hooks")
-  if pre == nil and post == nil then return self:forward(...) end
-  return run_hooks_call(self, pre, post, ...)
+  if not self._has_hooks then return self:forward(...) end -- a plain field, no lookup
+  return run_hooks_call(self, rawget(self, "_forward_pre_hooks"), rawget(self, "_forward_hooks"), ...)
 end
 
 local METAMETHODS = {"__newindex", "__call", "__tostring", "__len"}
@@ -198,7 +203,7 @@ local METAMETHODS = {"__newindex", "__call", "__tostring", "__len"}
 local function construct(C, ...)
   local self = setmetatable({
     _params = registry(), _buffers = registry(), _modules = registry(),
-    _nonpersistent = {}, training = true,
+    _nonpersistent = {}, training = true, _has_hooks = false,
   }, C)
   self:init(...)
   return self
@@ -433,11 +438,14 @@ local function add_hook(self, field, fn, fname)
   if not list then list = {}; rawset(self, field, list) end
   local h = {fn = fn}
   list[#list + 1] = h
+  rawset(self, "_has_hooks", true)
   return {remove = function()
     local l = rawget(self, field)
     if not l then return end
     for i, x in ipairs(l) do if x == h then table.remove(l, i) break end end
     if #l == 0 then rawset(self, field, nil) end
+    rawset(self, "_has_hooks", rawget(self, "_forward_pre_hooks") ~= nil or
+                               rawget(self, "_forward_hooks") ~= nil)
   end}
 end
 
