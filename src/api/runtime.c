@@ -351,6 +351,7 @@ static int f_open(lua_State *L) {
     call *c = call_of(L);
     struct open_data *o = c->data;
     unsigned libs = o->libs | ML_LIB_BASE | ML_LIB_PACKAGE;
+    ml_lua_use_generational_gc(L); /* tensors die young: see src/lua/util.c */
     for (size_t i = 0; i < sizeof std_libs / sizeof std_libs[0]; i++) {
         if (!(libs & std_libs[i].flag)) continue;
         luaL_requiref(L, std_libs[i].name, std_libs[i].open, 1);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../lua/binding.h"
 #include "../version.h"
 
 int luaopen_moonlight(lua_State *L);
@@ -100,6 +101,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "moonlight: cannot create a Lua state (out of memory)\n");
         return 1;
     }
+    ml_lua_use_generational_gc(L); /* tensors die young: see src/lua/util.c */
     luaL_openlibs(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_moonlight);
