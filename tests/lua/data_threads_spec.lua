@@ -8,6 +8,13 @@ describe("batch gather split across threads", function()
   before_each(function() saved = ml.get_num_threads() end)
   after_each(function() ml.set_num_threads(saved) end)
 
+  it("gives torchvision's v / 255 exactly for every byte", function()
+    local bytes = ml.arange(0, 256):to("uint8"):view(1, 16, 16)
+    local got = ml._gather_scaled(bytes, ml.tensor({0}, {dtype = "int64"}), 1 / 255, 0, true)
+    local want = ml.arange(0, 256):float() / 255 -- float32 division, as torch's ToTensor
+    assert.are.equal(0, (got:view(256) - want):abs():max():item())
+  end)
+
   it("gives the same batch on 1, 2 and 3 threads", function()
     ml.manual_seed(3)
     local src = (ml.rand({500, 28, 28}) * 255):to("uint8")
