@@ -416,11 +416,17 @@ local function parse_optimizers(ret)
   return opts, scheds
 end
 
+-- "(epoch E, step S)" for a message; made only when one is raised.
+local function where_of(self, step_delta)
+  return string.format("(epoch %d, step %d)", self._epoch, self._global_step + (step_delta or 0))
+end
+
 -- The loss a training_step returned: a scalar tensor, or a table with .loss.
 function Trainer:_check_loss(out)
   local loss = out
   if type(out) == "table" and not core.is_tensor(out) then loss = out.loss end
-  local where = string.format("(epoch %d, step %d)", self._epoch, self._global_step)
+  if core.is_tensor(loss) and loss.requires_grad and loss:numel() == 1 then return loss end
+  local where = where_of(self)
   if loss == nil then
     error("training_step returned nothing " .. where .. ": return the loss tensor (or a table with a 'loss' field)", 0)
   end
@@ -438,11 +444,13 @@ function Trainer:_check_loss(out)
   return loss
 end
 
-local function check_finite(loss, where)
+-- step_delta: -1 once the step counter has moved past the step checked
+local function check_finite(loss, trainer, step_delta)
   local v = loss:item()
   if v ~= v or v == math.huge or v == -math.huge then
     error(string.format("training_step returned a non-finite loss (%s) %s: training stopped " ..
-      "(rows logged so far are kept)", v ~= v and "nan" or tostring(v), where), 0)
+      "(rows logged so far are kept)", v ~= v and "nan" or tostring(v),
+      where_of(trainer, step_delta)), 0)
   end
 end
 
@@ -593,10 +601,9 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
     local out = training_step(model, batch, batch_idx)
     self._current_batch = nil
     local loss = self:_check_loss(out)
-    local where = string.format("(epoch %d, step %d)", epoch, self._global_step)
     -- on the CPU the check is free; on a GPU it would wait for the device every
     -- step, so it happens when metrics are logged
-    if self.device == "cpu" then check_finite(loss, where) end
+    if self.device == "cpu" then check_finite(loss, self) end
     for _, opt in ipairs(optimizers) do opt:zero_grad() end
     loss:backward()
     self:_clip_gradients(model)
@@ -607,7 +614,7 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
     self._global_step = self._global_step + 1
     self:_hook(model, "on_train_batch_end", out, batch, batch_idx)
     if self._global_step % self.log_every_n_steps == 0 then
-      if self.device ~= "cpu" then check_finite(loss, where) end
+      if self.device ~= "cpu" then check_finite(loss, self, -1) end
       self:_log_row(results:step_metrics(true), self._global_step - 1)
     end
     -- the latest step values, as they are (a tensor stays a tensor until a number is
