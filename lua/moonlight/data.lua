@@ -529,6 +529,9 @@ function DataLoader:iter()
     return p
   end
   local b = 0
+  -- which columns are gathered in C, decided once an epoch rather than every batch
+  local builtin = {}
+  if cols then for c, col in ipairs(cols) do builtin[c] = all_builtin(col.chain) end end
   return function()
     if b >= nb then return nil end
     b = b + 1
@@ -539,7 +542,7 @@ function DataLoader:iter()
       local idx = order:narrow(1, start + 1, len)
       local pos
       for c, col in ipairs(cols) do
-        if all_builtin(col.chain) then
+        if builtin[c] then
           batch[c] = gather_column(col, self._device_columns[c] or col.data, idx)
         else
           pos = pos or positions(start, len)

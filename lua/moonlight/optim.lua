@@ -235,12 +235,25 @@ end
 
 -- One C call per parameter group: the kernel takes the group's parameters as one
 -- range split across threads (one fork/join a step, the biases included).
+-- The lists handed to C, kept per group from step to step (refilled, not remade).
+local scratch = setmetatable({}, {__mode = "k"})
+
+local function group_lists(g)
+  local l = scratch[g]
+  if not l then
+    l = {ps = {}, grads = {}, ms = {}, vs = {}, vmaxs = {}, steps = {}, n = 0}
+    scratch[g] = l
+  end
+  return l
+end
+
 local function adam_step(self, decoupled)
   local adam = core._adam_step_multi
   for _, g in ipairs(self.param_groups) do
     local lr, b1, b2, eps, wd = g.lr, g.betas[1], g.betas[2], g.eps, g.weight_decay
     local ams, maximize = g.amsgrad and true or false, g.maximize and true or false
-    local ps, grads, ms, vs, vmaxs, steps = {}, {}, {}, {}, ams and {} or nil, {}
+    local l = group_lists(g)
+    local ps, grads, ms, vs, vmaxs, steps = l.ps, l.grads, l.ms, l.vs, l.vmaxs, l.steps
     local n = 0
     for _, p in ipairs(g.params) do
       local grad = p.grad
@@ -255,10 +268,15 @@ local function adam_step(self, decoupled)
         s.step = s.step + 1
         n = n + 1
         ps[n], grads[n], ms[n], vs[n], steps[n] = p, grad, s.exp_avg, s.exp_avg_sq, s.step
-        if ams then vmaxs[n] = s.max_exp_avg_sq end
+        vmaxs[n] = ams and s.max_exp_avg_sq or false
       end
     end
-    if n > 0 then adam(ps, grads, ms, vs, vmaxs, lr, b1, b2, eps, wd, ams, decoupled, steps, maximize) end
+    for i = n + 1, l.n do ps[i], grads[i], ms[i], vs[i], vmaxs[i], steps[i] = nil, nil, nil, nil, nil, nil end
+    l.n = n
+    if n > 0 then
+      adam(ps, grads, ms, vs, ams and vmaxs or nil, lr, b1, b2, eps, wd, ams, decoupled, steps, maximize)
+    end
+    for i = 1, n do grads[i] = nil end -- the gradients are not kept alive by the lists
   end
 end
 
