@@ -59,9 +59,10 @@ local log_options = {on_step = true, on_epoch = true, prog_bar = true, logger = 
                      reduce_fx = true, batch_size = true, sync_dist = true, enable_graph = true,
                      add_dataloader_idx = true}
 
+local no_options = setmetatable({}, {__newindex = function() error("no_options is read-only", 2) end})
+
 function Results:log(name, value, opts, batch)
-  opts = opts or {}
-  check_options("log", opts, log_options)
+  if opts == nil then opts = no_options else check_options("log", opts, log_options) end
   if type(name) ~= "string" then error("log: the name must be a string, got " .. type(name), 3) end
   local training = self.stage == "train"
   local on_step = opts.on_step
