@@ -5,7 +5,8 @@
 -- [--rows] [--quick]: --rows also prints "ROW key seconds s" lines (for
 -- scripts/bench/run, next to torch_ops.py's), --quick runs a tenth of the iterations.
 -- Times are wall-clock per iteration (ml._sys.clock when the build has it, else
--- os.clock: CPU time, honest only with OMP_NUM_THREADS=1).
+-- os.clock: CPU time, honest only with OMP_NUM_THREADS=1): the median of 7 rounds,
+-- the six loops interleaved within each round.
 local ml = require "moonlight"
 local F = ml.F
 
@@ -21,19 +22,42 @@ end
 local machine = {}
 local function out(key, s) machine[#machine + 1] = string.format("ROW\tloss.%s\t%.6g\ts", key, s) end
 
-local function bench(iters, fn)
-  fn() -- warm up
+local ROUNDS = 7
+
+local function median(xs)
+  table.sort(xs)
+  return xs[(#xs + 1) // 2]
+end
+
+-- Seconds per call of each fn in fns: ROUNDS rounds, each timing every fn for
+-- iters / ROUNDS calls in turn (the machine may be shared: interleaving keeps all of
+-- them under the same load), then each fn's median round.
+local function bench_all(iters, fns)
+  local per = math.max(1, iters // ROUNDS)
+  local times = {}
+  for k, fn in pairs(fns) do fn(); times[k] = {} end -- warm up
   collectgarbage()
-  local t0 = clock()
-  for _ = 1, iters do fn() end
-  return (clock() - t0) / iters
+  local keys = {}
+  for k in pairs(fns) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for r = 1, ROUNDS do
+    for _, k in ipairs(keys) do
+      local fn = fns[k]
+      local t0 = clock()
+      for _ = 1, per do fn() end
+      times[k][r] = (clock() - t0) / per
+    end
+  end
+  local out = {}
+  for k, ts in pairs(times) do out[k] = median(ts) end
+  return out
 end
 
 local function ms(s) return string.format("%9.4f ms", s * 1e3) end
 
 for _, shape in ipairs({{128, 10}, {4096, 1000}}) do
   local n, c = shape[1], shape[2]
-  local iters = n * c > 100000 and 30 or 3000
+  local iters = n * c > 100000 and 35 or 7000
   if quick then iters = iters // 10 end
   ml.manual_seed(0)
   local x = ml.randn(shape, {requires_grad = true})
@@ -43,26 +67,29 @@ for _, shape in ipairs({{128, 10}, {4096, 1000}}) do
   local target_ce = ml.tensor(labels, {dtype = "int64"})
   local xd = x:detach()
 
-  local t_ce = bench(iters, function()
-    x.grad = nil
-    F.cross_entropy(x, target_ce):backward()
-  end)
-  local t_mse = bench(iters, function()
-    x.grad = nil
-    F.mse_loss(x, target_mse):backward()
-  end)
-  local t_ce_f = bench(iters, function() ml.no_grad(function() return F.cross_entropy(xd, target_ce) end) end)
-  local t_mse_f = bench(iters, function() ml.no_grad(function() return F.mse_loss(xd, target_mse) end) end)
-  local t_custom = bench(iters, function()
-    x.grad = nil
-    ml.mean(ml.square(x - target_mse)):backward()
-  end)
-  local t_ew = bench(iters, function()
-    local a = xd:exp()
-    local b = xd * 2
-    local d = xd + xd
-    return a, b, d
-  end)
+  local t = bench_all(iters, {
+    ce = function()
+      x.grad = nil
+      F.cross_entropy(x, target_ce):backward()
+    end,
+    mse = function()
+      x.grad = nil
+      F.mse_loss(x, target_mse):backward()
+    end,
+    ce_f = function() ml.no_grad(function() return F.cross_entropy(xd, target_ce) end) end,
+    mse_f = function() ml.no_grad(function() return F.mse_loss(xd, target_mse) end) end,
+    custom = function()
+      x.grad = nil
+      ml.mean(ml.square(x - target_mse)):backward()
+    end,
+    ew = function()
+      local a = xd:exp()
+      local b = xd * 2
+      local d = xd + xd
+      return a, b, d
+    end,
+  })
+  local t_ce, t_mse, t_ce_f, t_mse_f, t_custom, t_ew = t.ce, t.mse, t.ce_f, t.mse_f, t.custom, t.ew
   print(string.format("[%d, %d]  (%d iterations)", n, c, iters))
   print("  cross_entropy forward          " .. ms(t_ce_f))
   print("  cross_entropy forward+backward " .. ms(t_ce))
