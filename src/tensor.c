@@ -1,3 +1,4 @@
+#include <stdatomic.h>
 #include "tensor.h"
 
 #include <stdio.h>
@@ -131,6 +132,15 @@ static ml_tensor *tensor_with_storage(ml_dtype dt, ml_device dev, int ndim, cons
     return t;
 }
 
+/* Bytes of tensor data the backends hold for live storages (what from_blob wraps is
+ * the caller's and not counted): the Lua binding watches it to time full
+ * collections (src/lua/util.c). */
+static _Atomic int64_t live_storage_bytes;
+
+int64_t ml_storage_live_bytes(void) {
+    return atomic_load_explicit(&live_storage_bytes, memory_order_relaxed);
+}
+
 ml_tensor *ml_tensor_empty(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape) {
     const ml_backend *be = ml_backend_get(dev);
     if (!be) return NULL;
@@ -144,6 +154,7 @@ ml_tensor *ml_tensor_empty(ml_dtype dt, ml_device dev, int ndim, const int64_t *
         struct_free(t, sizeof *t);
         return NULL;
     }
+    atomic_fetch_add_explicit(&live_storage_bytes, (int64_t)s->nbytes, memory_order_relaxed);
     return t;
 }
 
@@ -169,6 +180,7 @@ static void storage_release(ml_storage *s) {
     } else {
         const ml_backend *be = ml_backend_get(s->device);
         if (be) be->memory->free(s->data, s->nbytes ? s->nbytes : 1);
+        atomic_fetch_sub_explicit(&live_storage_bytes, (int64_t)s->nbytes, memory_order_relaxed);
     }
     struct_free(s, sizeof *s);
 }

@@ -64,6 +64,9 @@ void ml_tensor_release(ml_tensor *t);
 ml_tensor *ml_tensor_from_blob(void *data, ml_dtype dt, ml_device dev, int ndim,
                                const int64_t *shape, void (*release)(void *, void *),
                                void *ctx);
+/* Bytes of tensor data held by the backends for all live tensors (all threads;
+ * memory wrapped by ml_tensor_from_blob is the caller's and not counted). */
+int64_t ml_storage_live_bytes(void);
 /* A new tensor struct over the same data, without autograd history: what autograd
  * saves for backward (saving the output itself would make a refcount cycle). */
 ml_tensor *ml_tensor_alias(const ml_tensor *t);
