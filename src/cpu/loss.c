@@ -80,25 +80,9 @@ static inline float vexpf_nonpos(float x) {
 }
 
 #if defined(__AVX512F__)
-/* vexpf_nonpos on 16 lanes in AVX-512's own terms: the rounding by vrndscaleps and
- * 2^k by vscalefps (which also takes care of underflow), the same polynomial:
- * about half the operations gcc makes of vexpf. Below -104 it gives 0; NaN stays
- * NaN (vmaxps returns its second operand when that is NaN). */
-static inline __m512 vexp16_nonpos(__m512 x) {
-    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
-    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fmadd_ps(k, _mm512_set1_ps(2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, k);
-}
+/* vexpf_nonpos on 16 lanes: vmath.h's ml_exp16_nonpos (the same polynomial, the
+ * rounding by vrndscaleps and 2^k by vscalefps; 0 below -104, NaN kept). */
+#define vexp16_nonpos ml_exp16_nonpos
 #endif
 
 /* log for float32 that vectorises: Cephes' logf (x = m 2^e, m in [sqrt(1/2), sqrt(2)),
@@ -759,6 +743,36 @@ static inline __m512 vlog16(__m512 x) {
 
 static inline double hsum_pd(__m512d lo, __m512d hi) { return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi)); }
 
+/* The class ids of a 16-row block (lanes: the rows there are): which rows are used
+ * (not ignore_index), which of those are out of [0, C), and the ids of the rows
+ * that are fine (0 elsewhere), as 32-bit lanes. */
+typedef struct {
+    __mmask16 use, oob, ok;
+    __m512i tc;
+} ce_ids;
+
+static inline ce_ids ce_class_ids(const int64_t *tb, __mmask16 lanes, int64_t ignore_index,
+                                  int32_t C) {
+    const __m512i t_lo = _mm512_maskz_loadu_epi64((__mmask8)lanes, tb);
+    const __m512i t_hi = _mm512_maskz_loadu_epi64((__mmask8)(lanes >> 8), tb + 8);
+    const __m512i ignv = _mm512_set1_epi64(ignore_index), cv = _mm512_set1_epi64(C);
+    const __m512i zero = _mm512_setzero_si512();
+    const __mmask16 is_ign = (__mmask16)(_mm512_cmpeq_epi64_mask(t_lo, ignv) |
+                                         (unsigned)_mm512_cmpeq_epi64_mask(t_hi, ignv) << 8);
+    const __mmask16 oob = (__mmask16)((_mm512_cmplt_epi64_mask(t_lo, zero) |
+                                       _mm512_cmpge_epi64_mask(t_lo, cv)) |
+                                      (unsigned)(_mm512_cmplt_epi64_mask(t_hi, zero) |
+                                                 _mm512_cmpge_epi64_mask(t_hi, cv)) << 8);
+    ce_ids r;
+    r.use = lanes & (__mmask16)~is_ign;
+    r.oob = oob;
+    r.ok = r.use & (__mmask16)~oob;
+    const __m512i t32 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(t_lo)),
+                                           _mm512_cvtepi64_epi32(t_hi), 1);
+    r.tc = _mm512_maskz_mov_epi32(r.ok, t32);
+    return r;
+}
+
 /* ce_fwd_block in AVX-512 terms, and when GC is not NULL the rows' gradient for a
  * grad_out of 1 (times gsc, 1/norm for "mean") written into GC in the same pass:
  * the 16 rows are the lanes (the block transposed by gathers) for the maxima, the
@@ -784,22 +798,9 @@ static void ce_block16(const ml_loss_args *a, int64_t r0, int nb, double *LSE, f
     __m512 s = _mm512_setzero_ps();
     for (int32_t k = 0; k < C; k++) s = _mm512_add_ps(s, vexp16_nonpos(_mm512_sub_ps(xt[k], m)));
     const __m512 lg = vlog16(s);
-    /* class ids: ignored, out of range, or used */
-    const __m512i t_lo = _mm512_maskz_loadu_epi64((__mmask8)lanes, tb);
-    const __m512i t_hi = _mm512_maskz_loadu_epi64((__mmask8)(lanes >> 8), tb + 8);
-    const __m512i ignv = _mm512_set1_epi64(a->ignore_index), cv = _mm512_set1_epi64(C);
-    const __m512i zero = _mm512_setzero_si512();
-    const __mmask16 is_ign = (__mmask16)(_mm512_cmpeq_epi64_mask(t_lo, ignv) |
-                                         (unsigned)_mm512_cmpeq_epi64_mask(t_hi, ignv) << 8);
-    const __mmask16 oob = (__mmask16)((_mm512_cmplt_epi64_mask(t_lo, zero) |
-                                       _mm512_cmpge_epi64_mask(t_lo, cv)) |
-                                      (unsigned)(_mm512_cmplt_epi64_mask(t_hi, zero) |
-                                                 _mm512_cmpge_epi64_mask(t_hi, cv)) << 8);
-    const __mmask16 use = lanes & (__mmask16)~is_ign;
-    const __mmask16 ok = use & (__mmask16)~oob;
-    const __m512i t32 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(t_lo)),
-                                           _mm512_cvtepi64_epi32(t_hi), 1);
-    const __m512i tc = _mm512_maskz_mov_epi32(ok, t32);
+    const ce_ids ids = ce_class_ids(tb, lanes, a->ignore_index, C);
+    const __mmask16 use = ids.use, oob = ids.oob, ok = ids.ok;
+    const __m512i tc = ids.tc;
     const __m512 xv = _mm512_i32gather_ps(_mm512_add_epi32(off, tc), xb, 4);
     const __m512 wt = W ? _mm512_maskz_mov_ps(ok, _mm512_i32gather_ps(tc, W, 4))
                         : _mm512_maskz_mov_ps(ok, _mm512_set1_ps(1.0f));
@@ -897,22 +898,9 @@ ce_block16t(const ml_loss_args *a, int64_t r0, int nb, float *GC, double gsc, ce
     tr16x16(v);
     __m512 m = _mm512_set1_ps(-INFINITY);
     for (int32_t k = 0; k < C; k++) m = _mm512_max_ps(v[k], m); /* NaN logits are not the max */
-    /* class ids: ignored, out of range, or used */
-    const __m512i t_lo = _mm512_maskz_loadu_epi64((__mmask8)lanes, tb);
-    const __m512i t_hi = _mm512_maskz_loadu_epi64((__mmask8)(lanes >> 8), tb + 8);
-    const __m512i ignv = _mm512_set1_epi64(a->ignore_index), cv = _mm512_set1_epi64(C);
-    const __m512i zero = _mm512_setzero_si512();
-    const __mmask16 is_ign = (__mmask16)(_mm512_cmpeq_epi64_mask(t_lo, ignv) |
-                                         (unsigned)_mm512_cmpeq_epi64_mask(t_hi, ignv) << 8);
-    const __mmask16 oob = (__mmask16)((_mm512_cmplt_epi64_mask(t_lo, zero) |
-                                       _mm512_cmpge_epi64_mask(t_lo, cv)) |
-                                      (unsigned)(_mm512_cmplt_epi64_mask(t_hi, zero) |
-                                                 _mm512_cmpge_epi64_mask(t_hi, cv)) << 8);
-    const __mmask16 use = lanes & (__mmask16)~is_ign;
-    const __mmask16 ok = use & (__mmask16)~oob;
-    const __m512i t32 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(t_lo)),
-                                           _mm512_cvtepi64_epi32(t_hi), 1);
-    const __m512i tc = _mm512_maskz_mov_epi32(ok, t32);
+    const ce_ids ids = ce_class_ids(tb, lanes, a->ignore_index, C);
+    const __mmask16 use = ids.use, oob = ids.oob, ok = ids.ok;
+    const __m512i tc = ids.tc;
     __m512 s = _mm512_setzero_ps(), xv = _mm512_setzero_ps();
     for (int32_t k = 0; k < C; k++) {
         xv = _mm512_mask_mov_ps(xv, _mm512_cmpeq_epi32_mask(tc, _mm512_set1_epi32(k)), v[k]);
