@@ -12,6 +12,7 @@
 #include "elementwise.h"
 #include "reduce.h"
 #include "shape.h"
+#include "softmax.h"
 
 static const char *const loss_names[ML_LOSS_COUNT] = {
     "mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy",
@@ -267,11 +268,6 @@ ml_tensor *ml_loss(ml_loss_kind kind, ml_tensor *input, ml_tensor *target, ml_te
                                  : prepare_elementwise(&p, kind, input, target, var, o);
     kind = p.args.kind;
     ml_tensor *out = NULL;
-    if (rc == 0 && target->requires_grad && !target_grad_is_neg(kind) && ml_grad_enabled()) {
-        ml_error_set("%s: the gradient with respect to target is not implemented (pass "
-                     "target:detach())", fname);
-        rc = -1;
-    }
     const ml_loss_ops *lo = rc == 0 ? ml_need_loss(input, fname) : NULL;
     if (rc == 0 && !lo) rc = -1;
     /* mse_loss and cross_entropy make the input's gradient in the forward pass when
@@ -280,6 +276,9 @@ ml_tensor *ml_loss(ml_loss_kind kind, ml_tensor *input, ml_tensor *target, ml_te
     bool cache = rc == 0 && lo->grad_in_forward && input->requires_grad && ml_grad_enabled() &&
                  (kind == ML_LOSS_MSE || kind == ML_LOSS_CROSS_ENTROPY ||
                   kind == ML_LOSS_CROSS_ENTROPY_PROBS);
+    /* probabilities that require grad want log_softmax(input) in backward, which
+     * the cached gradient does not give: the saved operands then */
+    if (kind == ML_LOSS_CROSS_ENTROPY_PROBS && target->requires_grad) cache = false;
     if (rc == 0 && cache) {
         p.cache = ml_tensor_empty_like(p.input);
         if (!p.cache) rc = -1;
@@ -370,6 +369,108 @@ static int cached_backward(ml_node *node, ml_loss_args *a, ml_tensor *g, ml_tens
     return rc;
 }
 
+/* The gradient w.r.t. target of the losses whose is not minus the input's, written
+ * with ops (an edge case: perf is not the point), as torch 1.13 gives it:
+ *   bce                 -logit(x) * w                      (+-inf at x = 0, 1)
+ *   bce_with_logits     -x * w, or (log_sigmoid(-x) - pw * log_sigmoid(x)) * w
+ *   kl_div              log(t) + 1 - x, NaN at t = 0 (torch's autograd through
+ *                       xlogy(t, t) makes t/t there); log_target: exp(t) (t + 1 - x)
+ *   poisson_nll         -x, or -log(x + eps); full adds (t > 1) * (log(t) + 1/(2t)),
+ *                       NaN at t = 0 as torch's masked_fill of the Stirling term
+ *   cross_entropy probs -(1 - ls) * w_k * log_softmax(x)_k
+ * times grad_out (over the class dim for cross_entropy's "none"), divided by the
+ * mean's norm. x, t, w, pw are the saved operands (of the broadcast shape); the
+ * result is summed back to the target's shape and cast to its dtype. */
+typedef struct scratch {
+    ml_tensor *t[32];
+    int n;
+} scratch;
+
+/* Keeps t for release at the end; a NULL (an op failed, ml_error set) passes on. */
+static ml_tensor *keep(scratch *s, ml_tensor *t) {
+    if (t) s->t[s->n++] = t;
+    return t;
+}
+static ml_tensor *un(scratch *s, ml_unary_op op, ml_tensor *x) {
+    return keep(s, x ? ml_unary(op, x) : NULL);
+}
+static ml_tensor *bin(scratch *s, ml_binary_op op, ml_tensor *a, ml_tensor *b) {
+    return keep(s, a && b ? ml_binary(op, a, b) : NULL);
+}
+static ml_tensor *affine(scratch *s, ml_tensor *x, double mul, double add) {
+    ml_tensor *y = x && mul != 1.0 ? keep(s, ml_mul_scalar(x, mul)) : x;
+    return y && add != 0.0 ? keep(s, ml_add_scalar(y, add)) : y;
+}
+
+/* log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|)) */
+static ml_tensor *log_sigmoid(scratch *s, ml_tensor *x) {
+    ml_tensor *zero = keep(s, ml_scalar(0.0, x->dtype, x->storage->device));
+    ml_tensor *l = un(s, ML_UN_LOG1P, un(s, ML_UN_EXP, un(s, ML_UN_NEG, un(s, ML_UN_ABS, x))));
+    return bin(s, ML_BIN_SUB, bin(s, ML_BIN_MINIMUM, x, zero), l);
+}
+
+static ml_tensor *target_grad(ml_node *node, const ml_loss_args *a, ml_tensor *g) {
+    scratch s = {.n = 0};
+    ml_tensor *x = (ml_tensor *)a->input, *t = (ml_tensor *)a->target;
+    ml_tensor *w = (ml_tensor *)a->weight, *d = NULL;
+    ml_tensor *gs = a->reduction == ML_REDUCTION_MEAN ? affine(&s, g, 1.0 / a->norm, 0.0) : g;
+    switch (a->kind) {
+    case ML_LOSS_BCE:
+        d = bin(&s, ML_BIN_SUB, un(&s, ML_UN_LOG1P, un(&s, ML_UN_NEG, x)), un(&s, ML_UN_LOG, x));
+        break;
+    case ML_LOSS_BCE_LOGITS:
+        if (a->extra) {
+            ml_tensor *pl = bin(&s, ML_BIN_MUL, (ml_tensor *)a->extra, log_sigmoid(&s, x));
+            d = bin(&s, ML_BIN_SUB, log_sigmoid(&s, un(&s, ML_UN_NEG, x)), pl);
+        } else {
+            d = un(&s, ML_UN_NEG, x);
+        }
+        break;
+    case ML_LOSS_KL_DIV:
+        if (a->log_target) {
+            d = bin(&s, ML_BIN_MUL, un(&s, ML_UN_EXP, t),
+                    affine(&s, bin(&s, ML_BIN_SUB, t, x), 1.0, 1.0));
+        } else {
+            ml_tensor *one = bin(&s, ML_BIN_DIV, t, t);
+            d = bin(&s, ML_BIN_SUB, bin(&s, ML_BIN_ADD, un(&s, ML_UN_LOG, t), one), x);
+        }
+        break;
+    case ML_LOSS_POISSON_NLL:
+        d = a->log_input ? un(&s, ML_UN_NEG, x)
+                         : un(&s, ML_UN_NEG, un(&s, ML_UN_LOG, affine(&s, x, 1.0, a->eps)));
+        if (a->full) {
+            ml_tensor *one = keep(&s, ml_scalar(1.0, t->dtype, t->storage->device));
+            ml_tensor *gt1 = one ? bin(&s, ML_BIN_GT, t, one) : NULL;
+            ml_tensor *m = gt1 ? keep(&s, ml_cast(gt1, x->dtype)) : NULL;
+            ml_tensor *st = bin(&s, ML_BIN_ADD, un(&s, ML_UN_LOG, t),
+                                affine(&s, un(&s, ML_UN_RECIPROCAL, t), 0.5, 0.0));
+            d = bin(&s, ML_BIN_ADD, d, bin(&s, ML_BIN_MUL, m, st));
+        }
+        break;
+    case ML_LOSS_CROSS_ENTROPY_PROBS: {
+        int cd = x->ndim == 1 ? 0 : 1;
+        d = affine(&s, keep(&s, ml_log_softmax(x, cd)), -(1.0 - a->label_smoothing), 0.0);
+        if (w && x->ndim > 1) {
+            int64_t ws[ML_MAX_DIMS];
+            ws[0] = a->c;
+            for (int i = 1; i < x->ndim - 1; i++) ws[i] = 1;
+            w = keep(&s, ml_reshape(w, x->ndim - 1, ws));
+        }
+        if (gs && a->reduction == ML_REDUCTION_NONE) gs = keep(&s, ml_unsqueeze(gs, cd));
+        break;
+    }
+    default:
+        ml_error_set("%s: no gradient rule for target", ml_loss_name(a->kind));
+        break;
+    }
+    if (w) d = bin(&s, ML_BIN_MUL, d, w);
+    d = bin(&s, ML_BIN_MUL, d, gs);
+    ml_tensor *sum = d ? keep(&s, ml_sum_to_shape(d, node->in_ndim[1], node->in_shape[1])) : NULL;
+    ml_tensor *out = sum ? ml_cast(sum, node->in_dtype[1]) : NULL;
+    for (int i = 0; i < s.n; i++) ml_tensor_release(s.t[i]);
+    return out;
+}
+
 static int loss_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
     ml_loss_args a;
     memset(&a, 0, sizeof a);
@@ -396,16 +497,22 @@ static int loss_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
     else a.extra = x;
 
     const ml_tensor *in = a.input;
-    bool want_x = node->needs_grad[0] || node->needs_grad[1];
+    bool neg_target = target_grad_is_neg(a.kind);
+    bool want_x = node->needs_grad[0] || (node->needs_grad[1] && neg_target);
     bool want_var = node->needs_grad[2];
     ml_tensor *gc = operand(g, in->dtype, g->ndim, g->shape);
     ml_tensor *gx = gc && want_x ? ml_tensor_empty_like(in) : NULL;
     ml_tensor *gv = gc && want_var ? ml_tensor_empty_like(in) : NULL;
     int rc = -1;
     const ml_loss_ops *lo = ml_need_loss(in, ml_loss_name(a.kind));
-    if (lo && gc && (!want_x || gx) && (!want_var || gv)) rc = lo->backward(&a, gc, gx, gv);
+    if (lo && gc && (!want_x || gx) && (!want_var || gv))
+        rc = want_x || want_var ? lo->backward(&a, gc, gx, gv) : 0;
+    if (rc == 0 && node->needs_grad[1] && !neg_target) {
+        gin[1] = target_grad(node, &a, gc);
+        if (!gin[1]) rc = -1;
+    }
     ml_tensor_release(gc);
-    if (rc == 0 && node->needs_grad[1] && gx) {
+    if (rc == 0 && node->needs_grad[1] && neg_target) {
         ml_tensor *neg = ml_neg(gx);
         ml_tensor *sum = neg ? ml_sum_to_shape(neg, node->in_ndim[1], node->in_shape[1]) : NULL;
         gin[1] = sum ? ml_cast(sum, node->in_dtype[1]) : NULL;
