@@ -8,6 +8,7 @@
 
 #include "../backend.h"
 #include "../error.h"
+#include "iter.h"
 
 #define PAR_MIN (1 << 16)
 
@@ -58,14 +59,14 @@ static int float_path(double scale, double shift, float *div, float *rcp, float 
 #define GATHER_SCALED(T, EXPR)                                                   \
     do {                                                                         \
         T *op = (T *)ml_data(out);                                               \
-        _Pragma("omp parallel for if (b_n * row > PAR_MIN)")                     \
+        ML_PARALLEL_FOR_IF(b_n * row > PAR_MIN,                                  \
         for (int64_t b = 0; b < b_n; b++) {                                      \
             if (b + PREFETCH_AHEAD < b_n)                                        \
                 prefetch_row(sp + idx[b + PREFETCH_AHEAD] * row, (size_t)row);   \
             const uint8_t *restrict s = sp + idx[b] * row;                       \
             T *restrict o = op + b * row;                                        \
             for (int64_t j = 0; j < row; j++) o[j] = (EXPR);                     \
-        }                                                                        \
+        });                                                                      \
     } while (0)
 
 static int cpu_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,

@@ -4,7 +4,10 @@
 #ifndef ML_CPU_ITER_H
 #define ML_CPU_ITER_H
 
+#include <omp.h>
+
 #include "../tensor.h"
+#include "../threads.h"
 
 #define ML_ITER_MAX 3
 
@@ -47,19 +50,32 @@ void ml_iter_init(ml_iter *it, int n, const ml_tensor *const *t);
 
 /* `for` loops (given as the variadic argument) run across OpenMP threads when cond
  * holds, else plainly: an `omp parallel ... if (0)` region still costs a trip
- * through libgomp, which dominated ops on small tensors. */
-#define ML_PARALLEL_FOR_IF(cond, ...)                                                 \
+ * through libgomp, which dominated ops on small tensors. The team comes from
+ * ml_team_threads (one thread while the machine's other cores are taken) and the
+ * region reports how long the calling thread waited for it (threads.h); the loop
+ * is split statically, thread 0 taking the first share. */
+#define ML_PARALLEL_REGION_(FOR_PRAGMA, cond, ...)                                   \
     do {                                                                             \
-        if (cond) {                                                                  \
-            _Pragma("omp parallel for") __VA_ARGS__                                  \
+        const int team_ = (cond) ? ml_team_threads() : 1;                            \
+        if (team_ > 1) {                                                             \
+            const double t0_ = ml_team_clock();                                      \
+            double own_ = 0;                                                         \
+            _Pragma("omp parallel num_threads(team_)")                               \
+            {                                                                        \
+                _Pragma(FOR_PRAGMA) __VA_ARGS__                                      \
+                if (omp_get_thread_num() == 0) own_ = ml_team_clock() - t0_;         \
+            }                                                                        \
+            ml_team_report(ml_team_clock() - t0_, own_);                             \
         } else {                                                                     \
             __VA_ARGS__                                                              \
         }                                                                            \
     } while (0)
+#define ML_PARALLEL_FOR_IF(cond, ...)                                                 \
+    ML_PARALLEL_REGION_("omp for schedule(static) nowait", cond, __VA_ARGS__)
 #define ML_PARALLEL_FOR_SIMD_IF(cond, ...)                                            \
     do {                                                                             \
         if (cond) {                                                                  \
-            _Pragma("omp parallel for simd") __VA_ARGS__                             \
+            ML_PARALLEL_REGION_("omp for simd schedule(static) nowait", 1, __VA_ARGS__); \
         } else {                                                                     \
             _Pragma("omp simd") __VA_ARGS__                                          \
         }                                                                            \

@@ -11,6 +11,7 @@
 
 #include "../backend.h"
 #include "../error.h"
+#include "../threads.h"
 #include "small_gemm.h"
 
 /* Every row of C[batch_index] set to the bias, for a beta = 1 product onto it. */
@@ -28,7 +29,7 @@ static void fill_bias_rows(const ml_gemm_args *g, int64_t batch_index) {
  * poorly. Below ~4 MFLOP one call on one thread is faster. */
 static int gemm_threads(const ml_gemm_args *g) {
     if (omp_in_parallel()) return 1;
-    int nt = omp_get_max_threads();
+    int nt = ml_team_threads(); /* 1 while the other cores are taken (threads.h) */
     double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k;
     if (nt < 2 || flops < 4e6) return 1;
     return nt;
@@ -54,7 +55,9 @@ static int gemm_threads(const ml_gemm_args *g) {
                        (blasint)g->ldc);                                               \
             break;                                                                     \
         }                                                                              \
-        _Pragma("omp parallel for num_threads(nt)")                                    \
+        const double t0 = ml_team_clock();                                             \
+        double own = 0;                                                                \
+        _Pragma("omp parallel for num_threads(nt) schedule(static)")                   \
         for (int t = 0; t < nt; t++) {                                                 \
             int64_t lo = t * chunk, hi = lo + chunk < len ? lo + chunk : len;           \
             if (lo < hi) {                                                             \
@@ -74,7 +77,9 @@ static int gemm_threads(const ml_gemm_args *g) {
                            (T)g->alpha, a, (blasint)g->lda, bb, (blasint)g->ldb,       \
                            (T)beta, c, (blasint)g->ldc);                               \
             }                                                                          \
+            if (t == 0) own = ml_team_clock() - t0; /* static: slice 0 is thread 0's */ \
         }                                                                              \
+        ml_team_report(ml_team_clock() - t0, own);                                     \
     } while (0)
 
 static int cpu_gemm(const ml_gemm_args *g) {

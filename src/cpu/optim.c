@@ -8,6 +8,7 @@
 
 #include "../backend.h"
 #include "../error.h"
+#include "../threads.h"
 
 #include <omp.h>
 
@@ -85,11 +86,14 @@ static int check_float(const ml_tensor *param) {
  * whole model, and the small parameters (biases) no longer run on one thread after
  * the big ones. */
 static void adam_sets(int n, const adam_set *sets, const ml_adam_args *args, int64_t total) {
-    if (total <= ML_OMP_MIN || omp_in_parallel() || omp_get_max_threads() < 2) {
+    const int team = total > ML_OMP_MIN && !omp_in_parallel() ? ml_team_threads() : 1;
+    if (team < 2) {
         for (int i = 0; i < n; i++) adam_range(&sets[i], &args[i], 0, ml_numel(sets[i].param));
         return;
     }
-#pragma omp parallel
+    const double t0 = ml_team_clock();
+    double own = 0;
+#pragma omp parallel num_threads(team)
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
         /* shares end on 16-element boundaries, so no two threads write one cache line
@@ -103,7 +107,9 @@ static void adam_sets(int n, const adam_set *sets, const ml_adam_args *args, int
             if (a < b) adam_range(&sets[i], &args[i], a, b);
             base += len;
         }
+        if (t == 0) own = ml_team_clock() - t0;
     }
+    ml_team_report(ml_team_clock() - t0, own);
 }
 
 static int cpu_adam_step(ml_tensor *param, const ml_tensor *grad, ml_tensor *exp_avg,
