@@ -35,7 +35,7 @@ int ml_set_num_threads(int n) {
 
 #define TEAM_WAIT_MIN 100e-6  /* a wait shorter than this is the team's normal cost */
 #define TEAM_BACKOFF_MIN 0.05
-#define TEAM_BACKOFF_MAX 2.0
+#define TEAM_BACKOFF_MAX 0.5
 
 double ml_team_clock(void) {
     struct timespec ts;

@@ -9,11 +9,11 @@ int ml_set_num_threads(int n);
  * On a machine whose cores another process also wants, a region of two threads
  * waits at its end for the thread the scheduler put aside, often for a whole
  * time slice (milliseconds for microseconds of work): the MNIST epoch went from
- * 0.15 s to 1-14 s beside one busy process. So each region reports how long the
- * calling thread waited for the others after its own share; two regions in a row
- * that waited longer than 100 us and longer than that share mean the cores are
- * taken, and regions run on the calling thread alone for a while (10 ms, doubling
- * to 0.5 s while it lasts), then try the team again.
+ * 0.15 s to 1-14 s beside a busy test run. So each region reports how long the
+ * calling thread waited for the others after its own share; two regions within
+ * about the last 50 that waited longer than 100 us and longer than that share
+ * mean the cores are taken, and regions run on the calling thread alone for a
+ * while (50 ms, doubling to 0.5 s while it lasts), then try the team again.
  *
  *   int nt = ml_team_threads();            // 1 while backing off
  *   double t0 = ml_team_clock(), own = 0;
