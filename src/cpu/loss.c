@@ -1147,40 +1147,25 @@ static int ce_backward_small(const ml_loss_args *a, const ml_tensor *grad_out,
  * place: one exp per element, the input read once and the gradient written once
  * (the forward and backward kernels above take an exp each and read the input
  * twice). */
-static inline __mmask16 tail_mask(int64_t left) {
-    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-}
-
 static inline float row_max16(const float *x, int64_t C) {
     __m512 mv = _mm512_set1_ps(-INFINITY);
     for (int64_t k = 0; k < C; k += 16) {
-        const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(C - k), x + k);
+        const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), ml_mask16(C - k), x + k);
         mv = _mm512_max_ps(v, mv); /* NaN logits are not the max (as row_max) */
     }
     return _mm512_reduce_max_ps(mv);
 }
 
-static inline double row_exp_store16(const float *x, int64_t C, float m, float *g) {
+/* The sum of exp(x - m) over a row, in double; the exps stored into g when g is not
+ * NULL (the gradient's first pass). */
+static inline double row_sumexp16(const float *x, int64_t C, float m, float *g) {
     const __m512 mv = _mm512_set1_ps(m);
     __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
     for (int64_t k = 0; k < C; k += 16) {
-        const __mmask16 mk = tail_mask(C - k);
+        const __mmask16 mk = ml_mask16(C - k);
         const __m512 e = _mm512_maskz_mov_ps(
             mk, vexp16_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
-        _mm512_mask_storeu_ps(g + k, mk, e);
-        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
-    }
-    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
-}
-
-static inline double row_sumexp16(const float *x, int64_t C, float m) {
-    const __m512 mv = _mm512_set1_ps(m);
-    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-    for (int64_t k = 0; k < C; k += 16) {
-        const __mmask16 mk = tail_mask(C - k);
-        const __m512 e = _mm512_maskz_mov_ps(
-            mk, vexp16_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
+        if (g) _mm512_mask_storeu_ps(g + k, mk, e);
         s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
         s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
     }
@@ -1215,7 +1200,7 @@ static int ce_rows_f(ml_loss_args *a, ml_tensor *out) {
             if (LSE) LSE[r] = 0; /* not read: backward gives an ignored row 0 */
         } else {
             const float m = row_max16(x, C);
-            const double s = GC ? row_exp_store16(x, C, m, g) : row_sumexp16(x, C, m);
+            const double s = row_sumexp16(x, C, m, g);
             const double lse = (double)m + log(s);
             if (LSE) LSE[r] = lse;
             const double wt = W ? (double)W[t] : 1.0;
@@ -1231,7 +1216,7 @@ static int ce_rows_f(ml_loss_args *a, ml_tensor *out) {
                 const __m512 q = _mm512_set1_ps((float)((double)(a1 + a2) / s));
                 const __m512 sub = _mm512_set1_ps((float)(gsc * lsc));
                 for (int64_t k = 0; k < C; k += 16) {
-                    const __mmask16 mk = tail_mask(C - k);
+                    const __mmask16 mk = ml_mask16(C - k);
                     const __m512 e = _mm512_maskz_loadu_ps(mk, g + k);
                     const __m512 wk = ls > 0 && W ? _mm512_maskz_loadu_ps(mk, W + k) : _mm512_set1_ps(1.0f);
                     _mm512_mask_storeu_ps(g + k, mk, _mm512_fnmadd_ps(sub, wk, _mm512_mul_ps(e, q)));
