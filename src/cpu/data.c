@@ -41,11 +41,15 @@ static inline float div_by_rcp(float v, float d, float r) {
     return fmaf(fmaf(-q, d, v), r, q);
 }
 
+/* The check of all 256 bytes, made again only when scale or shift change (a
+ * DataLoader asks with the same two for every batch). */
 static int float_path(double scale, double shift, float *div, float *rcp, float *a, float *c) {
+    static _Thread_local struct { double scale, shift; int path; bool valid; } last;
     *div = (float)(1.0 / scale);
     *rcp = 1.0f / *div;
     *a = (float)scale;
     *c = (float)shift;
+    if (last.valid && last.scale == scale && last.shift == shift) return last.path;
     bool div_ok = shift == 0 && *div == (float)(int32_t)*div, rcp_ok = div_ok, fma_ok = true;
     for (int v = 0; v < 256; v++) {
         float want = (float)((double)v * scale + shift);
@@ -53,7 +57,12 @@ static int float_path(double scale, double shift, float *div, float *rcp, float 
         if (rcp_ok && div_by_rcp((float)v, *div, *rcp) != (float)v / *div) rcp_ok = false;
         if (fma_ok && fmaf((float)v, *a, *c) != want) fma_ok = false;
     }
-    return div_ok ? (rcp_ok ? PATH_RCP : PATH_DIV) : fma_ok ? PATH_FMA : PATH_DOUBLE;
+    const int path = div_ok ? (rcp_ok ? PATH_RCP : PATH_DIV) : fma_ok ? PATH_FMA : PATH_DOUBLE;
+    last.scale = scale;
+    last.shift = shift;
+    last.path = path;
+    last.valid = true;
+    return path;
 }
 
 #define GATHER_SCALED(T, EXPR)                                                   \
