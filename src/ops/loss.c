@@ -341,6 +341,23 @@ ml_tensor *ml_loss(ml_loss_kind kind, ml_tensor *input, ml_tensor *target, ml_te
     return out;
 }
 
+/* g summed back to input i's shape (broadcast inputs) in input i's dtype: a new
+ * reference, or NULL with ml_error set. */
+static ml_tensor *to_input(const ml_node *node, int i, ml_tensor *g) {
+    ml_tensor *sum = ml_sum_to_shape(g, node->in_ndim[i], node->in_shape[i]);
+    ml_tensor *out = sum ? ml_cast(sum, node->in_dtype[i]) : NULL;
+    ml_tensor_release(sum);
+    return out;
+}
+
+/* The target's gradient of the losses where it is minus the input's (mse, l1, ...). */
+static ml_tensor *neg_to_target(const ml_node *node, ml_tensor *gx) {
+    ml_tensor *neg = ml_neg(gx);
+    ml_tensor *out = neg ? to_input(node, 1, neg) : NULL;
+    ml_tensor_release(neg);
+    return out;
+}
+
 /* The gradient the forward made: scaled by g in place (nothing to do for a g of
  * 1), then handed on as the input's gradient (the node owned the only reference,
  * so a leaf takes it as its grad without a copy), and negated for mse's target. */
@@ -354,11 +371,7 @@ static int cached_backward(ml_node *node, ml_loss_args *a, ml_tensor *g, ml_tens
     int rc = lo ? lo->backward(a, gc, gx, NULL) : -1;
     ml_tensor_release(gc);
     if (rc == 0 && node->needs_grad[1]) {
-        ml_tensor *neg = ml_neg(gx);
-        ml_tensor *sum = neg ? ml_sum_to_shape(neg, node->in_ndim[1], node->in_shape[1]) : NULL;
-        gin[1] = sum ? ml_cast(sum, node->in_dtype[1]) : NULL;
-        ml_tensor_release(neg);
-        ml_tensor_release(sum);
+        gin[1] = neg_to_target(node, gx);
         if (!gin[1]) rc = -1;
     }
     if (rc == 0 && node->needs_grad[0]) {
@@ -465,8 +478,7 @@ static ml_tensor *target_grad(ml_node *node, const ml_loss_args *a, ml_tensor *g
     }
     if (w) d = bin(&s, ML_BIN_MUL, d, w);
     d = bin(&s, ML_BIN_MUL, d, gs);
-    ml_tensor *sum = d ? keep(&s, ml_sum_to_shape(d, node->in_ndim[1], node->in_shape[1])) : NULL;
-    ml_tensor *out = sum ? ml_cast(sum, node->in_dtype[1]) : NULL;
+    ml_tensor *out = d ? to_input(node, 1, d) : NULL;
     for (int i = 0; i < s.n; i++) ml_tensor_release(s.t[i]);
     return out;
 }
@@ -513,11 +525,7 @@ static int loss_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
     }
     ml_tensor_release(gc);
     if (rc == 0 && node->needs_grad[1] && neg_target) {
-        ml_tensor *neg = ml_neg(gx);
-        ml_tensor *sum = neg ? ml_sum_to_shape(neg, node->in_ndim[1], node->in_shape[1]) : NULL;
-        gin[1] = sum ? ml_cast(sum, node->in_dtype[1]) : NULL;
-        ml_tensor_release(neg);
-        ml_tensor_release(sum);
+        gin[1] = neg_to_target(node, gx);
         if (!gin[1]) rc = -1;
     }
     if (rc == 0 && gv) {
