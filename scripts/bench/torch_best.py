@@ -10,12 +10,11 @@ validation on the test set after every epoch, a CSV log and a checkpoint per epo
 import os
 import time
 
-from torch_common import Log, Model, custom_error, custom_loss, parse_args, report
+from torch_common import Log, Model, custom_error, custom_loss, fit, parse_args, report
 
 import numpy as np
 import torch
 
-LOG_EVERY_N_STEPS = 50
 BATCH = 128
 
 
@@ -60,37 +59,14 @@ def main():
         model.train()
         return loss_sum.item() / n, err_sum.item() / n
 
-    t_fit = time.perf_counter()
-    validate(2)  # Lightning's sanity check
-    train_s, val_s, val_losses = [], [], []
-    step = 0
-    for epoch in range(a.epochs):
-        model.train()
-        t = time.perf_counter()
+    def epoch_batches():  # batches by index from a fresh permutation each epoch
         perm = torch.randperm(n_train)
-        for batch_idx, s in enumerate(range(0, n_train, BATCH)):
-            if a.limit_train_batches is not None and batch_idx >= a.limit_train_batches:
-                break
+        for s in range(0, n_train, BATCH):
             idx = perm[s:s + BATCH]
-            x, y = xtr[idx], ytr[idx]
-            y_pred = model(x)
-            loss = custom_loss(y_pred, y)
-            error = custom_error(y_pred, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % LOG_EVERY_N_STEPS == 0:
-                log.row(epoch=epoch, step=step - 1, loss=loss.item(), error=error.item())
-        train_s.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        vl, ve = validate(a.limit_val_batches)
-        val_s.append(time.perf_counter() - t)
-        val_losses.append(vl)
-        log.row(epoch=epoch, step=step - 1, val_loss=vl, val_error=ve)
-        log.checkpoint(model, opt, epoch, step)
-    log.finalize()
-    t_fit = time.perf_counter() - t_fit
+            yield xtr[idx], ytr[idx]
+
+    train_s, val_s, val_losses, t_fit = fit(a, model, opt, epoch_batches, validate, log,
+                                            lambda: opt.zero_grad(set_to_none=True))
 
     t_acc = time.perf_counter()
     model.eval()

@@ -91,6 +91,45 @@ class Log:
             w.writerows(self.rows)
 
 
+LOG_EVERY_N_STEPS = 50
+
+
+def fit(a, model, opt, epoch_batches, validate, log, zero_grad):
+    """Lightning's fit loop by hand, as both PyTorch peers run it: the sanity check
+    (2 validation batches), then per epoch the training batches from
+    epoch_batches() with a CSV row every LOG_EVERY_N_STEPS steps, validation, a row
+    and a checkpoint. zero_grad() clears the gradients as the peer does. Returns
+    train_s, val_s, val_losses (per epoch) and the fit's seconds."""
+    t_fit = time.perf_counter()
+    validate(2)  # Lightning's sanity check
+    train_s, val_s, val_losses = [], [], []
+    step = 0
+    for epoch in range(a.epochs):
+        model.train()
+        t = time.perf_counter()
+        for batch_idx, (x, y) in enumerate(epoch_batches()):
+            if a.limit_train_batches is not None and batch_idx >= a.limit_train_batches:
+                break
+            y_pred = model(x)
+            loss = custom_loss(y_pred, y)
+            error = custom_error(y_pred, y)
+            zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % LOG_EVERY_N_STEPS == 0:
+                log.row(epoch=epoch, step=step - 1, loss=loss.item(), error=error.item())
+        train_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        vl, ve = validate(a.limit_val_batches)
+        val_s.append(time.perf_counter() - t)
+        val_losses.append(vl)
+        log.row(epoch=epoch, step=step - 1, val_loss=vl, val_error=ve)
+        log.checkpoint(model, opt, epoch, step)
+    log.finalize()
+    return train_s, val_s, val_losses, time.perf_counter() - t_fit
+
+
 def report(impl, a, train_s, val_s, val_losses, accuracy, load_s, fit_s, acc_s, log):
     def lst(xs):
         return ",".join("%.6f" % x for x in xs)

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 
-from torch_common import T0, Log, Model, custom_error, custom_loss, parse_args, report
+from torch_common import T0, Log, Model, custom_error, custom_loss, fit, parse_args, report
 
 import numpy as np
 import torch
@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.datasets import MNIST
 
-LOG_EVERY_N_STEPS = 50
 
 
 class Onehot(object):
@@ -65,34 +64,11 @@ def main():
         model.train()
         return loss_sum / n, err_sum / n
 
-    t_fit = time.perf_counter()
-    validate(2)  # Lightning's sanity check
-    train_s, val_s, val_losses = [], [], []
-    step = 0
-    for epoch in range(a.epochs):
-        model.train()
-        t = time.perf_counter()
-        for batch_idx, (x, y) in enumerate(train_loader):
-            if a.limit_train_batches is not None and batch_idx >= a.limit_train_batches:
-                break
-            y_pred = model(x)
-            loss = custom_loss(y_pred, y)
-            error = custom_error(y_pred, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % LOG_EVERY_N_STEPS == 0:
-                log.row(epoch=epoch, step=step - 1, loss=loss.item(), error=error.item())
-        train_s.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        vl, ve = validate(a.limit_val_batches)
-        val_s.append(time.perf_counter() - t)
-        val_losses.append(vl)
-        log.row(epoch=epoch, step=step - 1, val_loss=vl, val_error=ve)
-        log.checkpoint(model, opt, epoch, step)
-    log.finalize()
-    t_fit = time.perf_counter() - t_fit
+    def epoch_batches():
+        return train_loader
+
+    train_s, val_s, val_losses, t_fit = fit(a, model, opt, epoch_batches, validate, log,
+                                            opt.zero_grad)
 
     t_acc = time.perf_counter()
     model.eval()
