@@ -74,6 +74,25 @@ static void dims_str(int ndim, const int64_t *dims, char *buf, size_t n) {
         off += (size_t)snprintf(buf + off, n - off, i ? "x%lld" : "%lld", (long long)dims[i]);
 }
 
+/* A big-endian uint32 (IDX dims and 4-byte elements). */
+static uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* The header's ndim big-endian dims into dims, their product into numel. Returns 0,
+ * the 1-based position of a negative dim, or -1 when the product is too large. */
+static int read_dims(const unsigned char *raw, int ndim, int64_t *dims, int64_t *numel) {
+    *numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        uint32_t u = be32(raw + 4 * i);
+        if (u > INT32_MAX) return i + 1;
+        dims[i] = u;
+        if (*numel && dims[i] > (INT64_MAX / 16) / *numel) return -1;
+        *numel *= dims[i];
+    }
+    return 0;
+}
+
 /* Big-endian elements into host order, widened to the tensor's dtype. */
 static void convert(const idx_type *ty, const unsigned char *src, int64_t n, void *dst) {
     switch (ty->code) {
@@ -86,15 +105,12 @@ static void convert(const idx_type *ty, const unsigned char *src, int64_t n, voi
         break;
     case 0x0C:
         for (int64_t i = 0; i < n; i++) {
-            const unsigned char *p = src + 4 * i;
-            uint32_t u = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-            ((int64_t *)dst)[i] = (int32_t)u;
+            ((int64_t *)dst)[i] = (int32_t)be32(src + 4 * i);
         }
         break;
     case 0x0D:
         for (int64_t i = 0; i < n; i++) {
-            const unsigned char *p = src + 4 * i;
-            uint32_t u = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+            uint32_t u = be32(src + 4 * i);
             memcpy((float *)dst + i, &u, 4);
         }
         break;
@@ -142,22 +158,16 @@ static ml_tensor *load(gzFile f, const char *path) {
                      (long long)header, ndim, (long long)(4 + got));
         return NULL;
     }
-    int64_t dims[ML_MAX_DIMS];
-    int64_t numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        const unsigned char *p = raw_dims + 4 * i;
-        uint32_t u = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-        if (u > INT32_MAX) {
-            ml_error_set(FN ": %s: dim %d is negative (%lld) in the IDX header", path, i + 1,
-                         (long long)(int32_t)u);
-            return NULL;
-        }
-        dims[i] = u;
-        if (numel && dims[i] > (INT64_MAX / 16) / numel) {
-            ml_error_set(FN ": %s: IDX dims are too large", path);
-            return NULL;
-        }
-        numel *= dims[i];
+    int64_t dims[ML_MAX_DIMS], numel;
+    int bad = read_dims(raw_dims, ndim, dims, &numel);
+    if (bad > 0) {
+        ml_error_set(FN ": %s: dim %d is negative (%lld) in the IDX header", path, bad,
+                     (long long)(int32_t)be32(raw_dims + 4 * (bad - 1)));
+        return NULL;
+    }
+    if (bad < 0) {
+        ml_error_set(FN ": %s: IDX dims are too large", path);
+        return NULL;
     }
     char dstr[ML_SHAPE_STR_MAX];
     dims_str(ndim, dims, dstr, sizeof dstr);
@@ -225,15 +235,10 @@ static ml_tensor *map_plain_u8(const char *path) {
         head[0] != 0 || head[1] != 0 || head[2] != 0x08 || head[3] == 0 || head[3] > ML_MAX_DIMS)
         goto done;
     int ndim = head[3];
-    int64_t header = 4 + 4 * (int64_t)ndim, numel = 1, dims[ML_MAX_DIMS];
-    if (pread(fd, head + 4, (size_t)(4 * ndim), 4) != 4 * ndim) goto done;
-    for (int i = 0; i < ndim; i++) {
-        const unsigned char *p = head + 4 + 4 * i;
-        uint32_t u = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-        if (u > INT32_MAX || (u && numel > (INT64_MAX / 16) / (int64_t)u)) goto done;
-        dims[i] = u;
-        numel *= dims[i];
-    }
+    int64_t header = 4 + 4 * (int64_t)ndim, numel, dims[ML_MAX_DIMS];
+    if (pread(fd, head + 4, (size_t)(4 * ndim), 4) != 4 * ndim ||
+        read_dims(head + 4, ndim, dims, &numel) != 0)
+        goto done;
     if (numel == 0 || (int64_t)st.st_size != header + numel) goto done;
     idx_mapping *m = malloc(sizeof *m);
     if (!m) goto done;
