@@ -37,7 +37,7 @@ int ml_set_num_threads(int n) {
 #define TEAM_BACKOFF_MIN 0.05
 #define TEAM_BACKOFF_MAX 0.5
 
-double ml_team_clock(void) {
+double ml_clock_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -46,7 +46,7 @@ double ml_team_clock(void) {
 /* While backing off, this thread's OpenMP thread count (its nthreads ICV) is 1, so
  * that OpenBLAS, which sizes its own teams from it, runs on this thread alone too. */
 int ml_team_threads(void) {
-    if (team.saved && ml_team_clock() >= team.alone_until) {
+    if (team.saved && ml_clock_seconds() >= team.alone_until) {
         omp_set_num_threads(team.saved); /* the time alone is over: try the team again */
         team.saved = 0;
     }
@@ -64,14 +64,14 @@ void ml_team_report(double region_seconds, double own_seconds) {
     const bool bad = wait > TEAM_WAIT_MIN && wait > own_seconds;
     team.bad = team.bad * 0.98 + (bad ? 1.0 : 0.0);
     if (!bad) {
-        if (team.alone_until > 0 && ml_team_clock() > team.alone_until + 10.0)
+        if (team.alone_until > 0 && ml_clock_seconds() > team.alone_until + 10.0)
             team.backoff = 0; /* ten seconds of good regions: forget the history */
         return;
     }
     if (team.bad < 1.5) return;
     team.bad = 0;
     double b = team.backoff > 0 ? team.backoff : TEAM_BACKOFF_MIN;
-    team.alone_until = ml_team_clock() + b;
+    team.alone_until = ml_clock_seconds() + b;
     team.backoff = b * 2 < TEAM_BACKOFF_MAX ? b * 2 : TEAM_BACKOFF_MAX;
     if (!team.saved) {
         team.saved = omp_get_max_threads();

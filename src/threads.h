@@ -16,11 +16,12 @@ int ml_set_num_threads(int n);
  * while (50 ms, doubling to 0.5 s while it lasts), then try the team again.
  *
  *   int nt = ml_team_threads();            // 1 while backing off
- *   double t0 = ml_team_clock(), own = 0;
- *   #pragma omp parallel num_threads(nt) { ...; if (thread 0 done) own = ml_team_clock() - t0; }
- *   ml_team_report(ml_team_clock() - t0, own);
+ *   double t0 = ml_clock_seconds(), own = 0;
+ *   #pragma omp parallel num_threads(nt) { ...; if (thread 0 done) own = ml_clock_seconds() - t0; }
+ *   ml_team_report(ml_clock_seconds() - t0, own);
  */
 int ml_team_threads(void);
-double ml_team_clock(void);
+/* A monotonic clock in seconds (ml._sys.clock and the benchmarks' clock too). */
+double ml_clock_seconds(void);
 void ml_team_report(double region_seconds, double own_seconds);
 #endif

@@ -58,14 +58,14 @@ void ml_iter_init(ml_iter *it, int n, const ml_tensor *const *t);
     do {                                                                             \
         const int team_ = (cond) ? ml_team_threads() : 1;                            \
         if (team_ > 1) {                                                             \
-            const double t0_ = ml_team_clock();                                      \
+            const double t0_ = ml_clock_seconds();                                      \
             double own_ = 0;                                                         \
             _Pragma("omp parallel num_threads(team_)")                               \
             {                                                                        \
                 _Pragma(FOR_PRAGMA) __VA_ARGS__                                      \
-                if (omp_get_thread_num() == 0) own_ = ml_team_clock() - t0_;         \
+                if (omp_get_thread_num() == 0) own_ = ml_clock_seconds() - t0_;         \
             }                                                                        \
-            ml_team_report(ml_team_clock() - t0_, own_);                             \
+            ml_team_report(ml_clock_seconds() - t0_, own_);                             \
         } else {                                                                     \
             __VA_ARGS__                                                              \
         }                                                                            \

@@ -55,7 +55,7 @@ static int gemm_threads(const ml_gemm_args *g) {
                        (blasint)g->ldc);                                               \
             break;                                                                     \
         }                                                                              \
-        const double t0 = ml_team_clock();                                             \
+        const double t0 = ml_clock_seconds();                                             \
         double own = 0;                                                                \
         _Pragma("omp parallel for num_threads(nt) schedule(static)")                   \
         for (int t = 0; t < nt; t++) {                                                 \
@@ -77,9 +77,9 @@ static int gemm_threads(const ml_gemm_args *g) {
                            (T)g->alpha, a, (blasint)g->lda, bb, (blasint)g->ldb,       \
                            (T)beta, c, (blasint)g->ldc);                               \
             }                                                                          \
-            if (t == 0) own = ml_team_clock() - t0; /* static: slice 0 is thread 0's */ \
+            if (t == 0) own = ml_clock_seconds() - t0; /* static: slice 0 is thread 0's */ \
         }                                                                              \
-        ml_team_report(ml_team_clock() - t0, own);                                     \
+        ml_team_report(ml_clock_seconds() - t0, own);                                     \
     } while (0)
 
 static int cpu_gemm(const ml_gemm_args *g) {

@@ -91,7 +91,7 @@ static void adam_sets(int n, const adam_set *sets, const ml_adam_args *args, int
         for (int i = 0; i < n; i++) adam_range(&sets[i], &args[i], 0, ml_numel(sets[i].param));
         return;
     }
-    const double t0 = ml_team_clock();
+    const double t0 = ml_clock_seconds();
     double own = 0;
 #pragma omp parallel num_threads(team)
     {
@@ -107,9 +107,9 @@ static void adam_sets(int n, const adam_set *sets, const ml_adam_args *args, int
             if (a < b) adam_range(&sets[i], &args[i], a, b);
             base += len;
         }
-        if (t == 0) own = ml_team_clock() - t0;
+        if (t == 0) own = ml_clock_seconds() - t0;
     }
-    ml_team_report(ml_team_clock() - t0, own);
+    ml_team_report(ml_clock_seconds() - t0, own);
 }
 
 static int cpu_adam_step(ml_tensor *param, const ml_tensor *grad, ml_tensor *exp_avg,

@@ -4,15 +4,11 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../threads.h"
 #include "binding.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+static double now(void) { return ml_clock_seconds(); }
 
 static int l_bench_now(lua_State *L) {
     lua_pushnumber(L, now());

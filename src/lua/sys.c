@@ -15,12 +15,11 @@
 #include <unistd.h>
 
 #include "../threads.h"
+#include "../threads.h"
 #include "binding.h"
 
 static int l_clock(lua_State *L) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+    lua_pushnumber(L, ml_clock_seconds());
     return 1;
 }
 
