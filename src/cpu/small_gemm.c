@@ -35,7 +35,16 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 void ml_small_sgemm_generic(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                             const float *a, int64_t lda, const float *b, int64_t ldb,
                             float beta, float *c, int64_t ldc, const float *bias) {
-    float bp[ML_SMALL_GEMM_KMAX * GW] __attribute__((aligned(64)));
+    if (k > ML_SMALL_GEMM_KBLOCK) { /* by blocks of k, each added onto C */
+        for (int64_t p0 = 0; p0 < k; p0 += ML_SMALL_GEMM_KBLOCK) {
+            const int64_t kc = min64(ML_SMALL_GEMM_KBLOCK, k - p0);
+            ml_small_sgemm_generic(ta, tb, m, n, kc, alpha, a + p0 * (ta ? lda : 1), lda,
+                                   b + p0 * (tb ? 1 : ldb), ldb, p0 ? 1.0f : beta, c, ldc,
+                                   p0 ? NULL : bias);
+        }
+        return;
+    }
+    float bp[ML_SMALL_GEMM_KBLOCK * GW] __attribute__((aligned(64)));
     const int64_t sai = ta ? 1 : lda, sak = ta ? lda : 1;
     for (int64_t j0 = 0; j0 < n; j0 += GW) {
         const int64_t nv = min64(GW, n - j0);
@@ -208,25 +217,34 @@ PANEL_FN(4, 6, CASES6)
 static void avx512_run(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                        float *c, int64_t ldc, const float *bias) {
-    float buf[ML_SMALL_GEMM_KMAX * PANEL] __attribute__((aligned(64)));
+    float buf[ML_SMALL_GEMM_KBLOCK * PANEL] __attribute__((aligned(64)));
     const int64_t sai = ta ? 1 : lda, sak = ta ? lda : 1;
+    /* B as [k, n] rows is read in place, over all of k at once. B given as [n, k]
+     * is transposed into buf a block of k at a time, and each block's sums are
+     * added onto C (the first block's with the bias or beta): a tile of C is then
+     * re-read once a block, a few loads for 128 x 24 multiply-adds. */
+    const int64_t kb = tb ? ML_SMALL_GEMM_KBLOCK : k;
     for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
         const int64_t w = min64(PANEL, n - j0);
         const int nvec = (int)((w + 15) / 16);
         const __mmask16 last = (__mmask16)((1u << (w - 16 * (nvec - 1))) - 1u);
-        const float *bp = b + j0;
-        int64_t ldp = ldb;
-        if (tb) {
-            ldp = 16 * nvec;
-            pack_transposed(b + j0 * ldb, ldb, w, k, buf, ldp);
-            bp = buf;
-        }
-        const float *bj = bias ? bias + j0 : NULL;
-        switch (nvec) {
-        case 1: panel_1(m, k, a, sai, sak, bp, ldp, last, c + j0, ldc, bj, alpha, beta); break;
-        case 2: panel_2(m, k, a, sai, sak, bp, ldp, last, c + j0, ldc, bj, alpha, beta); break;
-        case 3: panel_3(m, k, a, sai, sak, bp, ldp, last, c + j0, ldc, bj, alpha, beta); break;
-        default: panel_4(m, k, a, sai, sak, bp, ldp, last, c + j0, ldc, bj, alpha, beta); break;
+        for (int64_t p0 = 0; p0 < k; p0 += kb) {
+            const int64_t kc = min64(kb, k - p0);
+            const float *bp = b + j0, *ap = a + p0 * sak;
+            int64_t ldp = ldb;
+            if (tb) {
+                ldp = 16 * nvec;
+                pack_transposed(b + j0 * ldb + p0, ldb, w, kc, buf, ldp);
+                bp = buf;
+            }
+            const float *bj = bias && p0 == 0 ? bias + j0 : NULL;
+            const float be = p0 == 0 ? beta : 1.0f;
+            switch (nvec) {
+            case 1: panel_1(m, kc, ap, sai, sak, bp, ldp, last, c + j0, ldc, bj, alpha, be); break;
+            case 2: panel_2(m, kc, ap, sai, sak, bp, ldp, last, c + j0, ldc, bj, alpha, be); break;
+            case 3: panel_3(m, kc, ap, sai, sak, bp, ldp, last, c + j0, ldc, bj, alpha, be); break;
+            default: panel_4(m, kc, ap, sai, sak, bp, ldp, last, c + j0, ldc, bj, alpha, be); break;
+            }
         }
     }
 }

@@ -12,25 +12,32 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* the largest m * n * k and k the small kernel takes (k bounds its stack buffer:
- * k x 64 floats, 32 KiB) */
-#define ML_SMALL_GEMM_MNK (320 * 1024)
-#define ML_SMALL_GEMM_KMAX 128
+/* B given as [n, k] is transposed a block of ML_SMALL_GEMM_KBLOCK rows of k at a
+ * time (a stack buffer of k x 64 floats, 32 KiB); longer sums go block by block. */
+#define ML_SMALL_GEMM_KBLOCK 128
 
 static inline bool ml_small_sgemm_fits(int64_t m, int64_t n, int64_t k) {
-    return m > 0 && n > 0 && k > 0 && k <= ML_SMALL_GEMM_KMAX &&
-           (double)m * (double)n * (double)k <= (double)ML_SMALL_GEMM_MNK;
+    return m > 0 && n > 0 && k > 0;
 }
 
-/* Where the kernel beats OpenBLAS (single-threaded, Zen 4, B transposed as
- * nn.Linear's weight is): enough rows to pay for transposing B (m >= 32), short
- * sums (k <= ML_SMALL_GEMM_KMAX = 128; beyond, OpenBLAS's kernels win at small n),
- * and a last vector of C at least 9 of 16 wide (n = 1..8 or 20 wastes lanes that
- * OpenBLAS does not).
- * E.g. [128, 32] x [10, 32]^T 1.35 vs 1.96 us, [128, 64] x [32, 64]^T 5.0 vs 6.3 us.
- * For the nn and tn layouts OpenBLAS's small-matrix kernels are as fast. */
-static inline bool ml_small_sgemm_pays(int64_t m, int64_t n, int64_t k) {
-    return ml_small_sgemm_fits(m, n, k) && m >= 32 && (n % 16 == 0 || n % 16 > 8);
+/* Where the kernel beats single-threaded OpenBLAS (Zen 4, hot caches; cpu_gemm
+ * calls it for a whole product or for each thread's slice of one): at least 32
+ * rows, a last vector of C at least 9 of 16 wide (n = 1..8 or 20 wastes lanes that
+ * OpenBLAS does not), and up to 32M multiply-adds (no cache blocking beyond a
+ * 64-column panel and, for B transposed, 128 rows of k). Then
+ *  - B transposed (nn.Linear's weight, [n, k]) at any size: [128, 32] x [10, 32]^T
+ *    1.48 vs 2.05 us, [128, 64] x [32, 64]^T 5.1 vs 6.3 us, a thread's share of the
+ *    MLP's first layer, [64, 784] x [64, 784]^T, 62 vs 73 us;
+ *  - the other layouts from 1M multiply-adds (the first layer's weight gradient
+ *    g^T x, a thread's [128, 64]^T x [128, 400]: 61 vs 69 us; [256, 256, 256]
+ *    nn 299 vs 330 us); below that OpenBLAS's small-matrix kernels are as fast or
+ *    faster (nn [128, 64] x [32, 64]: 5.5 vs 5.2 us). */
+static inline bool ml_small_sgemm_pays(bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
+    (void)ta;
+    const double mnk = (double)m * (double)n * (double)k;
+    if (!ml_small_sgemm_fits(m, n, k) || m < 32 || !(n % 16 == 0 || n % 16 > 8) || mnk > 32e6)
+        return false;
+    return tb || mnk >= 1e6;
 }
 
 /* Both need ml_small_sgemm_fits(m, n, k). ml_small_sgemm takes the best path for

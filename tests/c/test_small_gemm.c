@@ -115,19 +115,27 @@ static void sweep(gemm_fn fn) {
             }
         }
     }
-    /* the largest k and m * n * k the kernel takes */
-    assert_true(ml_small_sgemm_fits(120, 10, ML_SMALL_GEMM_KMAX));
-    assert_false(ml_small_sgemm_fits(2, 2, ML_SMALL_GEMM_KMAX + 1));
-    assert_false(ml_small_sgemm_fits(128, 64, 64));
-    /* and where cpu_gemm takes it: the MLP's two small layers, not n = 8 or m = 16 */
-    assert_true(ml_small_sgemm_pays(128, 10, 32));
-    assert_true(ml_small_sgemm_pays(128, 32, 64));
-    assert_false(ml_small_sgemm_pays(128, 8, 32));
-    assert_false(ml_small_sgemm_pays(16, 32, 64));
+    /* any k: B given as [n, k] goes by blocks of ML_SMALL_GEMM_KBLOCK */
+    assert_true(ml_small_sgemm_fits(120, 10, 100000));
+    assert_false(ml_small_sgemm_fits(0, 2, 2));
+    /* where cpu_gemm takes it: the MLP's two small layers, not n = 8 or m = 16; a
+     * thread's share of the first layer's forward and weight gradient, not the
+     * small weight gradients (below 1M multiply-adds) */
+    assert_true(ml_small_sgemm_pays(false, true, 128, 10, 32));
+    assert_true(ml_small_sgemm_pays(false, true, 128, 32, 64));
+    assert_false(ml_small_sgemm_pays(false, true, 128, 8, 32));
+    assert_false(ml_small_sgemm_pays(false, true, 16, 32, 64));
+    assert_true(ml_small_sgemm_pays(false, true, 64, 64, 784));
+    assert_true(ml_small_sgemm_pays(true, false, 64, 400, 128));
+    assert_false(ml_small_sgemm_pays(true, false, 32, 64, 128));
+    assert_false(ml_small_sgemm_pays(false, true, 4096, 4096, 4096));
     for (int layout = 0; layout < 4; layout++) {
-        check_one(fn, layout & 1, layout & 2, 120, 10, ML_SMALL_GEMM_KMAX, 3, layout % 3);
-        check_one(fn, layout & 1, layout & 2, 5, 250, ML_SMALL_GEMM_KMAX, 0, 1);
+        check_one(fn, layout & 1, layout & 2, 120, 10, ML_SMALL_GEMM_KBLOCK, 3, layout % 3);
+        check_one(fn, layout & 1, layout & 2, 5, 250, ML_SMALL_GEMM_KBLOCK + 1, 0, 1);
         check_one(fn, layout & 1, layout & 2, 128, 33, 64, 2, 1);
+        /* sums over several blocks of k, a partial last one, each mode */
+        check_one(fn, layout & 1, layout & 2, 37, 70, 3 * ML_SMALL_GEMM_KBLOCK + 17, 1, layout % 3);
+        check_one(fn, layout & 1, layout & 2, 64, 64, 784, 0, (layout + 1) % 3);
     }
 }
 
@@ -158,7 +166,8 @@ static ml_tensor *randn2(int64_t r, int64_t c) {
  * at the MLP's small shapes */
 static void test_ops_reach_kernel(void **state) {
     (void)state;
-    const int64_t shapes[][3] = {{128, 32, 10}, {128, 64, 32}, {7, 5, 3}, {1, 1, 1}};
+    /* and the first layer's, split across the threads (a slice each), and an odd one */
+    const int64_t shapes[][3] = {{128, 32, 10}, {128, 64, 32}, {7, 5, 3}, {1, 1, 1}, {128, 784, 64}, {100, 300, 50}};
     for (size_t s = 0; s < COUNT(shapes); s++) {
         const int64_t rows = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
         ml_tensor *x = randn2(rows, in), *w = randn2(out, in), *g = randn2(rows, out);
