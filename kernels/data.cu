@@ -29,8 +29,11 @@ __global__ void k_gather_scaled(const uint8_t *__restrict__ src, const int64_t *
     }
 }
 
+/* next (the next batch's rows, a prefetch hint for the CPU's caches) has no use
+ * here: the dataset is in device memory. */
 static int cu_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,
-                            double shift, ml_tensor *out) {
+                            double shift, ml_tensor *out, const ml_tensor *next) {
+    (void)next;
     if (out->dtype != ML_F32 && out->dtype != ML_F64)
         return ml_error_set("gather_scaled: output must be float32 or float64, got %s",
                             ml_dtype_name(out->dtype));

@@ -454,8 +454,9 @@ end
 
 -- A batch of a column gathered in C from its tensor: ToTensor (+ a one-channel
 -- Normalize) fused into a scaled gather of the bytes, OneHot into a one-hot
--- gather; what follows runs on the whole batch.
-local function gather_column(col, src, idx)
+-- gather; what follows runs on the whole batch. next_idx (or nil): the next
+-- batch's positions, whose rows the scaled gather prefetches into the cache.
+local function gather_column(col, src, idx, next_idx)
   local chain, first, k = col.chain, col.chain[1], 1
   local out
   local dt, nd = src.dtype, src:dim()
@@ -467,7 +468,7 @@ local function gather_column(col, src, idx)
       scale, shift = scale / nxt.std[1], (shift - nxt.mean[1]) / nxt.std[1]
       k = 3
     end
-    out = core._gather_scaled(src, idx, scale, shift, true)
+    out = core._gather_scaled(src, idx, scale, shift, true, nil, next_idx)
   elseif first and first.kind == "one_hot" and nd == 1 and (dt == "uint8" or dt == "int64") then
     out = core._gather_one_hot(src, idx, first.n)
     k = 2
@@ -540,10 +541,11 @@ function DataLoader:iter()
     local batch = {}
     if cols then
       local idx = order:narrow(1, start + 1, len)
+      local next_idx = b < nb and order:narrow(1, start + len + 1, math.min(bs, n - start - len)) or nil
       local pos
       for c, col in ipairs(cols) do
         if builtin[c] then
-          batch[c] = gather_column(col, self._device_columns[c] or col.data, idx)
+          batch[c] = gather_column(col, self._device_columns[c] or col.data, idx, next_idx)
         else
           pos = pos or positions(start, len)
           local vals, raw, chain = {}, col.raw, col.chain

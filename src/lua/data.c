@@ -17,9 +17,10 @@ static int l_read_idx_pair(lua_State *L) {
     return 2;
 }
 
-/* _gather_scaled(src, indices, scale, shift, add_channel [, dtype]) */
+/* _gather_scaled(src, indices, scale, shift, add_channel [, dtype [, next_indices]]) */
 static int l_gather_scaled(lua_State *L) {
     ml_tensor *src = ml_lua_check_tensor(L, 1), *idx = ml_lua_check_tensor(L, 2);
+    ml_tensor *next = lua_isnoneornil(L, 7) ? NULL : ml_lua_check_tensor(L, 7);
     double scale = luaL_checknumber(L, 3), shift = luaL_checknumber(L, 4);
     int add_channel = lua_toboolean(L, 5);
     ml_dtype dt = ML_F32;
@@ -28,7 +29,7 @@ static int l_gather_scaled(lua_State *L) {
         if (d < 0) return ml_lua_errorf(L, "gather_scaled: unknown dtype '%s'", lua_tostring(L, 6));
         dt = (ml_dtype)d;
     }
-    return ml_lua_push_tensor(L, ml_gather_scaled(src, idx, scale, shift, dt, add_channel));
+    return ml_lua_push_tensor(L, ml_gather_scaled(src, idx, scale, shift, dt, add_channel, next));
 }
 
 /* _gather_one_hot(labels, indices, n_classes) -> float32 [B, n] */

@@ -63,7 +63,7 @@ static ml_tensor *finish(ml_tensor *out, ml_tensor *idx, int rc) {
 }
 
 ml_tensor *ml_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,
-                            double shift, ml_dtype dt, bool add_channel) {
+                            double shift, ml_dtype dt, bool add_channel, const ml_tensor *next) {
     const char *fname = "gather_scaled";
     const ml_data_ops *ops = data_ops(fname, src);
     if (!ops) return NULL;
@@ -81,9 +81,12 @@ ml_tensor *ml_gather_scaled(const ml_tensor *src, const ml_tensor *indices, doub
     shape[nd++] = idx->shape[0];
     if (add_channel) shape[nd++] = 1;
     for (int i = 1; i < src->ndim; i++) shape[nd++] = src->shape[i];
+    ml_tensor *nidx = NULL;
+    if (next && !(nidx = ready_indices(fname, src, next, 1))) return finish(NULL, idx, -1);
     ml_tensor *out = ml_tensor_empty(dt, src->storage->device, nd, shape);
-    if (!out) return finish(NULL, idx, -1);
-    return finish(out, idx, ops->gather_scaled(src, idx, scale, shift, out));
+    int rc = out ? ops->gather_scaled(src, idx, scale, shift, out, nidx) : -1;
+    ml_tensor_release(nidx);
+    return finish(out, idx, rc);
 }
 
 static int check_labels(const char *fname, const ml_tensor *labels) {

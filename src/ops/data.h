@@ -14,9 +14,11 @@
 #include "../tensor.h"
 
 /* uint8 src [N, ...] -> dt (float32/float64) [B, ...] = src[idx] * scale + shift;
- * add_channel inserts a dim of 1 after B ([N, H, W] -> [B, 1, H, W], as ToTensor). */
+ * add_channel inserts a dim of 1 after B ([N, H, W] -> [B, 1, H, W], as ToTensor).
+ * next: NULL, or the next batch's indices, whose rows are then fetched into the
+ * cache (checked as indices). */
 ml_tensor *ml_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,
-                            double shift, ml_dtype dt, bool add_channel);
+                            double shift, ml_dtype dt, bool add_channel, const ml_tensor *next);
 /* labels (uint8/int64) [N] -> dt [B, n_classes] one-hot of labels[idx] */
 ml_tensor *ml_gather_one_hot(const ml_tensor *labels, const ml_tensor *indices,
                              int64_t n_classes, ml_dtype dt);

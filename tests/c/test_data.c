@@ -239,7 +239,7 @@ static void test_gather_scaled_is_to_tensor(void **state) {
     for (int v = 0; v < 256; v++) ((uint8_t *)ml_data(src))[v] = (uint8_t)v;
     int64_t order[4] = {3, 0, 2, 1};
     ml_tensor *idx = long_tensor(4, order);
-    ml_tensor *out = ml_gather_scaled(src, idx, 1.0 / 255, 0, ML_F32, true);
+    ml_tensor *out = ml_gather_scaled(src, idx, 1.0 / 255, 0, ML_F32, true, NULL);
     assert_non_null(out);
     assert_int_equal(out->ndim, 4);
     assert_int_equal(out->shape[0], 4);
@@ -254,7 +254,7 @@ static void test_gather_scaled_is_to_tensor(void **state) {
     ml_tensor_release(out);
     /* Normalize folded in: (v / 255 - m) / s, computed in double, rounded once */
     double m = 0.1307, s = 0.3081;
-    out = ml_gather_scaled(src, idx, 1.0 / (255 * s), -m / s, ML_F32, false);
+    out = ml_gather_scaled(src, idx, 1.0 / (255 * s), -m / s, ML_F32, false, NULL);
     assert_int_equal(out->ndim, 3);
     p = ml_data(out);
     for (int b = 0; b < 4; b++)
@@ -263,15 +263,28 @@ static void test_gather_scaled_is_to_tensor(void **state) {
             assert_true(fabs(p[b * 64 + j] - want) <= 2.4e-7 * fmax(1, fabs(want)));
         }
     ml_tensor_release(out);
-    out = ml_gather_scaled(src, idx, 2, 1, ML_F64, false);
+    out = ml_gather_scaled(src, idx, 2, 1, ML_F64, false, NULL);
     assert_true(((double *)ml_data(out))[64 * 1 + 5] == 2 * 5 + 1 && ((double *)ml_data(out))[64 * 3 + 5] == 2 * 69 + 1);
     ml_tensor_release(out);
     int64_t badv[2] = {1, 4};
     ml_tensor *bad = long_tensor(2, badv);
-    assert_null(ml_gather_scaled(src, bad, 1, 0, ML_F32, true));
+    assert_null(ml_gather_scaled(src, bad, 1, 0, ML_F32, true, NULL));
     assert_string_equal(ml_error(), "gather_scaled: index 4 is out of range for 4 rows (indices are 0-based)");
-    assert_null(ml_gather_scaled(idx, idx, 1, 0, ML_F32, true));
+    assert_null(ml_gather_scaled(idx, idx, 1, 0, ML_F32, true, NULL));
     assert_string_equal(ml_error(), "gather_scaled: source must be uint8, got int64");
+    /* the next batch's indices (a prefetch hint) change nothing in the result, and
+     * are checked as the indices are */
+    int64_t nextv[3] = {2, 2, 0};
+    ml_tensor *next = long_tensor(3, nextv);
+    out = ml_gather_scaled(src, idx, 1.0 / 255, 0, ML_F32, true, next);
+    assert_non_null(out);
+    p = ml_data(out);
+    for (int b = 0; b < 4; b++)
+        for (int j = 0; j < 64; j++) assert_true(p[b * 64 + j] == (float)(order[b] * 64 + j) / 255.0f);
+    ml_tensor_release(out);
+    assert_null(ml_gather_scaled(src, idx, 1, 0, ML_F32, true, bad));
+    assert_string_equal(ml_error(), "gather_scaled: index 4 is out of range for 4 rows (indices are 0-based)");
+    ml_tensor_release(next);
     ml_tensor_release(bad);
     ml_tensor_release(idx);
     ml_tensor_release(src);

@@ -1,6 +1,7 @@
 -- The ToTensor batch gather splits big batches across threads (src/cpu/data.c); the
 -- tests run single-threaded, so this spec turns threads on and checks that the
--- batch is the same as on one thread and as the rows converted one by one.
+-- batch is the same as on one thread and as the rows converted one by one, with
+-- or without the next batch's rows prefetched.
 local ml = require "moonlight"
 
 describe("batch gather split across threads", function()
@@ -28,6 +29,18 @@ describe("batch gather split across threads", function()
       ml.set_num_threads(nt)
       local many = ml._gather_scaled(src, idx, 1 / 255, 0, true)
       assert.are.equal(0, (one - many):abs():max():item())
+      -- with the next batch's rows prefetched (the DataLoader's call)
+      local next_idx = ml.randperm(500):narrow(1, 1, 150)
+      local hinted = ml._gather_scaled(src, idx, 1 / 255, 0, true, nil, next_idx)
+      assert.are.equal(0, (one - hinted):abs():max():item())
     end
+  end)
+
+  it("checks the next batch's indices as it checks the batch's", function()
+    local src = ml.zeros({4, 2, 2}, {dtype = "uint8"})
+    local idx = ml.tensor({0, 1}, {dtype = "int64"})
+    local ok, err = pcall(ml._gather_scaled, src, idx, 1 / 255, 0, true, nil, ml.tensor({3, 4}, {dtype = "int64"}))
+    assert.is_false(ok)
+    assert.matches("gather_scaled: index 4 is out of range for 4 rows", err, 1, true)
   end)
 end)
