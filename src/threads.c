@@ -15,7 +15,13 @@ static _Thread_local struct {
     double alone_until; /* regions run on the calling thread alone until then */
     double backoff;     /* the next time alone */
     double bad;         /* regions that waited too long, decaying by 2 % a region */
-    int saved;          /* the thread count while backing off (its ICV is then 1), else 0 */
+    int saved;          /* the thread count while alone (its ICV is then 1), else 0 */
+    /* the choice between the team and one thread by the clock (see below) */
+    ml_team_trial trial;
+    int regions;         /* regions started in this window */
+    double window_start; /* when it began (0: not yet) */
+    int window_alone;    /* this window runs alone */
+    int window_mixed;    /* the backoff made some of its regions run otherwise */
 } team;
 
 int ml_get_num_threads(void) { return team.saved ? team.saved : omp_get_max_threads(); }
@@ -26,9 +32,60 @@ int ml_set_num_threads(int n) {
     team.alone_until = 0;
     team.backoff = 0;
     team.bad = 0;
+    team.trial = (ml_team_trial){{0, 0}, 0, 0, 0};
+    team.regions = 0;
+    team.window_start = 0;
+    team.window_alone = 0;
+    team.window_mixed = 0;
     omp_set_num_threads(n);
     openblas_set_num_threads(n);
     return 0;
+}
+
+/* --- the team or one thread, by the clock (see threads.h) -------------------- */
+
+#define TRIAL_REGIONS 128  /* regions in a window */
+#define TRIAL_GAP_NEAR 8   /* windows from one trial to the next while the two choices
+                            * are within 20 % of each other */
+#define TRIAL_GAP_FAR 32   /* ... while they are further apart (each trial costs) */
+#define TRIAL_GAP_ALONE 4  /* ... while one thread is the choice: the team, the usual
+                            * winner, is tried again soon after a busy spell */
+#define TRIAL_TO_ALONE 0.85 /* one thread must be 15 % faster to take over (a busy
+                             * window of the team's is not a busy machine) */
+#define TRIAL_TO_TEAM 0.97  /* the team, 3 % */
+
+int ml_team_trial_next(ml_team_trial *t, int ran_alone, double seconds_per_region) {
+    const int m = ran_alone ? 1 : 0;
+    const double mine = t->est[m], other = t->est[1 - m], s = seconds_per_region;
+    /* a window with a pause in it (a checkpoint written, the script doing other
+     * work) says nothing of the choice */
+    const bool outlier = mine > 0 && other > 0 && s > 4 * mine && s > 4 * other;
+    if (!outlier && s > 0) t->est[m] = mine > 0 ? 0.5 * mine + 0.5 * s : s;
+    if (t->est[0] > 0 && t->est[1] > 0) {
+        if (t->choice == 0 && t->est[1] < TRIAL_TO_ALONE * t->est[0]) t->choice = 1;
+        else if (t->choice == 1 && t->est[0] < TRIAL_TO_TEAM * t->est[1]) t->choice = 0;
+        const double hi = t->est[0] > t->est[1] ? t->est[0] : t->est[1];
+        const double lo = t->est[0] > t->est[1] ? t->est[1] : t->est[0];
+        t->gap = t->choice == 1 ? TRIAL_GAP_ALONE : hi < 1.2 * lo ? TRIAL_GAP_NEAR : TRIAL_GAP_FAR;
+    }
+    if (t->gap == 0) t->gap = TRIAL_GAP_NEAR;
+    if (++t->since_trial >= t->gap) {
+        t->since_trial = 0;
+        return 1 - t->choice; /* a window of the other choice */
+    }
+    return t->choice;
+}
+
+/* counts a region; at the end of a window, times it and picks the next one's choice */
+static void trial_tick(void) {
+    if (++team.regions < TRIAL_REGIONS && team.window_start > 0) return;
+    const double now = ml_clock_seconds();
+    if (team.window_start > 0 && !team.window_mixed)
+        team.window_alone = ml_team_trial_next(&team.trial, team.window_alone,
+                                               (now - team.window_start) / team.regions);
+    team.window_start = now;
+    team.regions = 0;
+    team.window_mixed = 0;
 }
 
 /* --- backing off from a busy machine (see threads.h) ------------------------- */
@@ -43,14 +100,26 @@ double ml_clock_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* While backing off, this thread's OpenMP thread count (its nthreads ICV) is 1, so
- * that OpenBLAS, which sizes its own teams from it, runs on this thread alone too. */
-int ml_team_threads(void) {
-    if (team.saved && ml_clock_seconds() >= team.alone_until) {
-        omp_set_num_threads(team.saved); /* the time alone is over: try the team again */
+/* While alone, this thread's OpenMP thread count (its nthreads ICV) is 1, so that
+ * OpenBLAS, which sizes its own teams from it, runs on this thread alone too. */
+static void set_alone(bool alone) {
+    if (alone && !team.saved) {
+        team.saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+    } else if (!alone && team.saved) {
+        omp_set_num_threads(team.saved);
         team.saved = 0;
     }
-    return omp_get_max_threads();
+}
+
+int ml_team_threads(void) {
+    const int n = team.saved ? team.saved : omp_get_max_threads();
+    if (n < 2) return 1;
+    trial_tick();
+    const bool backing_off = team.alone_until > 0 && ml_clock_seconds() < team.alone_until;
+    if (backing_off && !team.window_alone) team.window_mixed = 1;
+    set_alone(backing_off || team.window_alone);
+    return team.saved ? 1 : n;
 }
 
 /* A region waited too long when the calling thread, done with its share, waited
@@ -73,8 +142,5 @@ void ml_team_report(double region_seconds, double own_seconds) {
     double b = team.backoff > 0 ? team.backoff : TEAM_BACKOFF_MIN;
     team.alone_until = ml_clock_seconds() + b;
     team.backoff = b * 2 < TEAM_BACKOFF_MAX ? b * 2 : TEAM_BACKOFF_MAX;
-    if (!team.saved) {
-        team.saved = omp_get_max_threads();
-        omp_set_num_threads(1);
-    }
+    set_alone(true);
 }

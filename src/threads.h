@@ -21,6 +21,25 @@ int ml_set_num_threads(int n);
  *   ml_team_report(ml_clock_seconds() - t0, own);
  */
 int ml_team_threads(void);
+
+/* The team is not always the faster choice on a shared machine: in busy spells the
+ * other core runs slower and every cache line that moves between cores costs
+ * several times more, and the MNIST epoch took 0.20 s on two threads where one
+ * thread took 0.16 (quiet: 0.12 vs 0.18). So ml_team_threads also times windows
+ * of 128 regions (the calling thread's wall time over them: the regions and all
+ * it did in between), runs one window in 8 (or in 32, while the two choices are
+ * more than 20 % apart) with the other choice, and keeps the one whose windows
+ * have been faster; the other must be 8 % faster to take over. A window with a
+ * pause in it (4 times slower than both estimates) counts for neither. The
+ * decision, apart from the clock, for the tests: */
+typedef struct {
+    double est[2];   /* seconds per region: [0] the team, [1] one thread; 0 unknown */
+    int since_trial; /* windows since the last one with the other choice */
+    int gap;         /* windows from one such trial to the next */
+    int choice;      /* 0 the team, 1 one thread */
+} ml_team_trial;
+/* One window's measure fed in (ran_alone: how it ran); returns how the next runs. */
+int ml_team_trial_next(ml_team_trial *t, int ran_alone, double seconds_per_region);
 /* A monotonic clock in seconds (ml._sys.clock and the benchmarks' clock too). */
 double ml_clock_seconds(void);
 void ml_team_report(double region_seconds, double own_seconds);

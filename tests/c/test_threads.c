@@ -1,7 +1,8 @@
 /* The CPU backend's backing off from a busy machine (src/threads.c): regions that
  * keep waiting for their team make the next ones run on the calling thread alone
  * (and OpenBLAS with it, through the thread's OpenMP count) for a while, then the
- * team comes back; a quiet region now and then changes nothing. */
+ * team comes back; a quiet region now and then changes nothing. And the choice
+ * between the team and one thread by timed windows (ml_team_trial_next). */
 #define _POSIX_C_SOURCE 200809L
 #include <omp.h>
 #include <setjmp.h>
@@ -50,9 +51,46 @@ static void test_backs_off_and_comes_back(void **state) {
     assert_int_equal(ml_get_num_threads(), 3);
 }
 
+/* windows fed to the decision; returns how many of them ran alone */
+static int feed(ml_team_trial *t, int windows, double team_s, double alone_s, int *next) {
+    int alone = 0;
+    for (int i = 0; i < windows; i++) {
+        alone += *next;
+        *next = ml_team_trial_next(t, *next, *next ? alone_s : team_s);
+    }
+    return alone;
+}
+
+static void test_trial_picks_the_faster(void **state) {
+    (void)state;
+    ml_team_trial t = {{0, 0}, 0, 0, 0};
+    int next = 0;
+    /* quiet: the team is 1.5x faster; one window in 32 tries one thread */
+    int alone = feed(&t, 320, 20e-6, 30e-6, &next);
+    assert_int_equal(t.choice, 0);
+    assert_true(alone >= 8 && alone <= 12);
+    /* a busy spell: one thread 25 % faster; taken at the next trial */
+    feed(&t, 40, 40e-6, 30e-6, &next);
+    assert_int_equal(t.choice, 1);
+    /* 10 % faster is not enough to leave the team */
+    ml_team_trial u = {{0, 0}, 0, 0, 0};
+    next = 0;
+    feed(&u, 100, 33e-6, 30e-6, &next);
+    assert_int_equal(u.choice, 0);
+    /* quiet again: the team is back within a few windows (tried every 4) */
+    next = t.choice;
+    feed(&t, 12, 20e-6, 30e-6, &next);
+    assert_int_equal(t.choice, 0);
+    /* a window with a pause in it changes neither estimate */
+    const double e0 = t.est[0], e1 = t.est[1];
+    assert_int_equal(ml_team_trial_next(&t, 0, 1e-3), t.choice);
+    assert_true(t.est[0] == e0 && t.est[1] == e1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backs_off_and_comes_back),
+        cmocka_unit_test(test_trial_picks_the_faster),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
