@@ -11,8 +11,9 @@ describe("matmul split across threads", function()
   before_each(function() saved = ml.get_num_threads(); ml.set_num_threads(3) end)
   after_each(function() ml.set_num_threads(saved) end)
 
-  -- odd sizes, not multiples of the 16-element slices, above the 4 MFLOP threshold
-  local shapes = {{131, 203, 97}, {37, 301, 233}, {260, 61, 129}}
+  -- odd sizes, not multiples of the 16-element slices, above the 4 MFLOP threshold;
+  -- the last two with long sums (the first layer's shapes last)
+  local shapes = {{131, 203, 97}, {37, 301, 233}, {260, 61, 129}, {40, 1601, 40}, {128, 784, 64}}
   for _, s in ipairs(shapes) do
     local m, k, n = s[1], s[2], s[3]
     it(string.format("[%d, %d] @ [%d, %d] with every transpose", m, k, k, n), function()
