@@ -532,7 +532,13 @@ function DataLoader:iter()
   local b = 0
   -- which columns are gathered in C, decided once an epoch rather than every batch
   local builtin = {}
-  if cols then for c, col in ipairs(cols) do builtin[c] = all_builtin(col.chain) end end
+  local prefetch = false -- a ToTensor gather, which takes the next batch's positions
+  if cols then
+    for c, col in ipairs(cols) do
+      builtin[c] = all_builtin(col.chain)
+      prefetch = prefetch or builtin[c] and col.chain[1] ~= nil and col.chain[1].kind == "to_tensor"
+    end
+  end
   return function()
     if b >= nb then return nil end
     b = b + 1
@@ -541,7 +547,7 @@ function DataLoader:iter()
     local batch = {}
     if cols then
       local idx = order:narrow(1, start + 1, len)
-      local next_idx = b < nb and order:narrow(1, start + len + 1, math.min(bs, n - start - len)) or nil
+      local next_idx = prefetch and b < nb and order:narrow(1, start + len + 1, math.min(bs, n - start - len)) or nil
       local pos
       for c, col in ipairs(cols) do
         if builtin[c] then

@@ -1237,6 +1237,15 @@ static bool is_class_kind(ml_loss_kind k) { return k >= ML_LOSS_NLL && k < ML_LO
 /* mse_loss, and its gradient (for a grad_out of 1) in the same pass when GC is
  * given; threads only for large n (an `omp parallel ... if` region is a libgomp
  * trip even when small), simd for the sum (a plain loop adds one element at a time) */
+/* acc += every (x - t)^2 (and the gradient stored): the loop of the reduced mse,
+ * under a parallel or a plain simd pragma (an "if (0)" region still enters libgomp) */
+#define MSE_SUM(T, STORE_G)                                                            \
+    for (int64_t i = 0; i < n; i++) {                                                  \
+        const T d = X[i] - TG[i];                                                      \
+        acc += (double)(d * d);                                                        \
+        if (STORE_G) GC[i] = two_s * d;                                                \
+    }
+
 #define MSE_LOOP(T, STORE_G)                                                           \
     do {                                                                               \
         if (a->reduction == ML_REDUCTION_NONE) {                                       \
@@ -1249,19 +1258,9 @@ static bool is_class_kind(ml_loss_kind k) { return k >= ML_LOSS_NLL && k < ML_LO
             return 0;                                                                  \
         }                                                                              \
         if (n > PAR_MIN) {                                                             \
-            _Pragma("omp parallel for simd reduction(+:acc)")                          \
-            for (int64_t i = 0; i < n; i++) {                                          \
-                const T d = X[i] - TG[i];                                              \
-                acc += (double)(d * d);                                                \
-                if (STORE_G) GC[i] = two_s * d;                                        \
-            }                                                                          \
+            _Pragma("omp parallel for simd reduction(+:acc)") MSE_SUM(T, STORE_G)      \
         } else {                                                                       \
-            _Pragma("omp simd reduction(+:acc)")                                       \
-            for (int64_t i = 0; i < n; i++) {                                          \
-                const T d = X[i] - TG[i];                                              \
-                acc += (double)(d * d);                                                \
-                if (STORE_G) GC[i] = two_s * d;                                        \
-            }                                                                          \
+            _Pragma("omp simd reduction(+:acc)") MSE_SUM(T, STORE_G)                   \
         }                                                                              \
     } while (0)
 

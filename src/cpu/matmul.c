@@ -59,7 +59,7 @@ static void gemm_slice(const ml_gemm_args *g, int64_t item, bool split_m, int64_
         n = hi - lo;
     }
     double beta = g->beta;
-    if (g->c->dtype == ML_F32 && ml_small_sgemm_pays(g->trans_a, g->trans_b, m, n, g->k)) {
+    if (g->c->dtype == ML_F32 && ml_small_sgemm_pays(g->trans_b, m, n, g->k)) {
         ml_small_sgemm(g->trans_a, g->trans_b, m, n, g->k, (float)g->alpha, (const float *)a,
                        g->lda, (const float *)b, g->ldb, (float)beta, (float *)c, g->ldc,
                        (const float *)bias);

@@ -32,8 +32,7 @@ static inline bool ml_small_sgemm_fits(int64_t m, int64_t n, int64_t k) {
  *    g^T x, a thread's [128, 64]^T x [128, 400]: 61 vs 69 us; [256, 256, 256]
  *    nn 299 vs 330 us); below that OpenBLAS's small-matrix kernels are as fast or
  *    faster (nn [128, 64] x [32, 64]: 5.5 vs 5.2 us). */
-static inline bool ml_small_sgemm_pays(bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
-    (void)ta;
+static inline bool ml_small_sgemm_pays(bool tb, int64_t m, int64_t n, int64_t k) {
     const double mnk = (double)m * (double)n * (double)k;
     if (!ml_small_sgemm_fits(m, n, k) || m < 32 || !(n % 16 == 0 || n % 16 > 8) || mnk > 32e6)
         return false;

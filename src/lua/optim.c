@@ -50,6 +50,11 @@ static int l_adam_step_multi(lua_State *L) {
     ml_tensor **t = lua_newuserdatauv(L, sizeof *t * (size_t)(n ? 5 * n : 1), 0);
     ml_adam_args *args = lua_newuserdatauv(L, sizeof *args * (size_t)(n ? n : 1), 0);
     ml_tensor **p = t, **g = t + n, **m = t + 2 * n, **v = t + 3 * n, **vmax = t + 4 * n;
+    const ml_adam_args group = {
+        .lr = luaL_checknumber(L, 6), .beta1 = luaL_checknumber(L, 7),
+        .beta2 = luaL_checknumber(L, 8), .eps = luaL_checknumber(L, 9),
+        .weight_decay = luaL_checknumber(L, 10), .amsgrad = ams,
+        .decoupled = lua_toboolean(L, 12), .maximize = lua_toboolean(L, 14)};
     for (lua_Integer i = 0; i < n; i++) {
         p[i] = list_tensor(L, 1, (int)i + 1, false);
         g[i] = list_tensor(L, 2, (int)i + 1, false);
@@ -61,11 +66,8 @@ static int l_adam_step_multi(lua_State *L) {
         lua_Integer step = lua_tointegerx(L, -1, &ok);
         lua_pop(L, 1);
         if (!ok) return luaL_error(L, "adam_step: step %d is not an integer", (int)i + 1);
-        args[i] = (ml_adam_args){
-            .lr = luaL_checknumber(L, 6), .beta1 = luaL_checknumber(L, 7),
-            .beta2 = luaL_checknumber(L, 8), .eps = luaL_checknumber(L, 9),
-            .weight_decay = luaL_checknumber(L, 10), .amsgrad = ams,
-            .decoupled = lua_toboolean(L, 12), .step = step, .maximize = lua_toboolean(L, 14)};
+        args[i] = group; /* the group's settings, this parameter's step */
+        args[i].step = step;
     }
     if (ml_adam_step_multi((int)n, p, g, m, v, vmax, args)) return ml_lua_error(L);
     return 0;

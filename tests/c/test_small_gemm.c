@@ -121,14 +121,14 @@ static void sweep(gemm_fn fn) {
     /* where cpu_gemm takes it: the MLP's two small layers, not n = 8 or m = 16; a
      * thread's share of the first layer's forward and weight gradient, not the
      * small weight gradients (below 1M multiply-adds) */
-    assert_true(ml_small_sgemm_pays(false, true, 128, 10, 32));
-    assert_true(ml_small_sgemm_pays(false, true, 128, 32, 64));
-    assert_false(ml_small_sgemm_pays(false, true, 128, 8, 32));
-    assert_false(ml_small_sgemm_pays(false, true, 16, 32, 64));
-    assert_true(ml_small_sgemm_pays(false, true, 64, 64, 784));
-    assert_true(ml_small_sgemm_pays(true, false, 64, 400, 128));
-    assert_false(ml_small_sgemm_pays(true, false, 32, 64, 128));
-    assert_false(ml_small_sgemm_pays(false, true, 4096, 4096, 4096));
+    assert_true(ml_small_sgemm_pays(true, 128, 10, 32));
+    assert_true(ml_small_sgemm_pays(true, 128, 32, 64));
+    assert_false(ml_small_sgemm_pays(true, 128, 8, 32));
+    assert_false(ml_small_sgemm_pays(true, 16, 32, 64));
+    assert_true(ml_small_sgemm_pays(true, 64, 64, 784));
+    assert_true(ml_small_sgemm_pays(false, 64, 400, 128));
+    assert_false(ml_small_sgemm_pays(false, 32, 64, 128));
+    assert_false(ml_small_sgemm_pays(true, 4096, 4096, 4096));
     for (int layout = 0; layout < 4; layout++) {
         check_one(fn, layout & 1, layout & 2, 120, 10, ML_SMALL_GEMM_KBLOCK, 3, layout % 3);
         check_one(fn, layout & 1, layout & 2, 5, 250, ML_SMALL_GEMM_KBLOCK + 1, 0, 1);

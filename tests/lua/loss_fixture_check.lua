@@ -1,6 +1,8 @@
--- The loss specs' fixture check, shared: a case from a PyTorch-generated fixture
+-- The loss specs' checks, shared: a case from a PyTorch-generated fixture
 -- (tests/fixtures/losses.lua, loss_target_grad.lua) is run through ml.F and its value
--- and gradients compared at rtol 1e-4 / atol 1e-5 (NaN matches NaN).
+-- and gradients compared at rtol 1e-4 / atol 1e-5 (NaN matches NaN); and a tensor
+-- compared with a reference tensor at a tolerance scaled by the reference's largest
+-- element (the specs that check kernels against float64 ops).
 local ml = require "moonlight"
 local F = ml.F
 local assert = require "luassert" -- busted's assert (a required module does not get the spec's)
@@ -29,6 +31,20 @@ function M.assert_close(actual, expected, what)
     local x, y = a[i], e[i]
     local ok = (x ~= x and y ~= y) or x == y or math.abs(x - y) <= M.ATOL + M.RTOL * math.abs(y)
     assert(ok, ("%s: element %d is %.9g, expected %.9g"):format(what, i, x, y))
+  end
+end
+
+-- a and b (tensors of as many elements) agree: each element within tol of b's, in
+-- units of (b's largest finite magnitude + its own); NaN matches NaN.
+function M.close(a, b, what, tol)
+  local x, y = a:double():reshape({-1}):totable(), b:double():reshape({-1}):totable()
+  assert.are.equal(#y, #x, what .. ": sizes")
+  local scale = 0
+  for i = 1, #y do if y[i] == y[i] then scale = math.max(scale, math.abs(y[i])) end end
+  for i = 1, #y do
+    local ok = (x[i] ~= x[i] and y[i] ~= y[i]) or x[i] == y[i]
+               or math.abs(x[i] - y[i]) <= tol * (scale + math.abs(y[i])) + 1e-12
+    assert(ok, ("%s: element %d is %.9g, expected %.9g"):format(what, i, x[i], y[i]))
   end
 end
 

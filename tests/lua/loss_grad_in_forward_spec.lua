@@ -8,16 +8,7 @@
 local ml = require "moonlight"
 local F = ml.F
 
-local function close(a, b, what, tol)
-  local x, y = a:double():reshape({-1}):totable(), b:double():reshape({-1}):totable()
-  assert.are.equal(#y, #x, what .. ": sizes")
-  local scale = 0
-  for i = 1, #y do scale = math.max(scale, math.abs(y[i])) end
-  for i = 1, #y do
-    local ok = x[i] == y[i] or math.abs(x[i] - y[i]) <= tol * (scale + math.abs(y[i])) + 1e-12
-    assert(ok, ("%s: element %d is %.9g, expected %.9g"):format(what, i, x[i], y[i]))
-  end
-end
+local close = require("loss_fixture_check").close
 
 local function ids(n, c, ignore, every)
   local t = {}

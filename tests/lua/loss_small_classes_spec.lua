@@ -10,17 +10,7 @@ local F = ml.F
 -- taken in float32, in the general kernels too), so gradients are compared with an
 -- absolute tolerance scaled by the largest gradient; losses (summed in double) to
 -- 1e-6.
-local function close(a, b, what, tol)
-  local x, y = a:double():reshape({-1}):totable(), b:double():reshape({-1}):totable()
-  assert.are.equal(#y, #x, what .. ": sizes")
-  local scale = 0
-  for i = 1, #y do if y[i] == y[i] then scale = math.max(scale, math.abs(y[i])) end end
-  for i = 1, #y do
-    local ok = (x[i] ~= x[i] and y[i] ~= y[i]) or x[i] == y[i]
-               or math.abs(x[i] - y[i]) <= tol * (scale + math.abs(y[i])) + 1e-12
-    assert(ok, ("%s: element %d is %.9g, expected %.9g"):format(what, i, x[i], y[i]))
-  end
-end
+local close = require("loss_fixture_check").close
 local LOSS_TOL, GRAD_TOL = 1e-6, 2e-6
 
 local function ids(n, c, ignore, every)
