@@ -1,30 +1,32 @@
 /* CPU kernel of the matmul family, one call per batch item. A product big enough
- * is split across the threads by hand, one slice of C per thread; each slice (or a
+ * is cut into slices of C fixed by its shape, spread over the threads; each slice (or a
  * small product whole) is computed by our own float32 kernel (small_gemm.c, bias
  * fused) where ml_small_sgemm_pays says it beats OpenBLAS, else by OpenBLAS
  * sgemm/dgemm on one thread. For OpenBLAS, nn.Linear's bias is copied into C's
  * rows first and the product added onto them (beta = 1): at small shapes OpenBLAS
  * zeroing C and a second pass adding the bias cost more. */
 #include <cblas.h>
-#include <omp.h>
 #include <string.h>
 
 #include "../backend.h"
 #include "../error.h"
-#include "../threads.h"
+#include "parallel.h"
 #include "small_gemm.h"
 
-/* The threads for one product. By hand, the larger of M and N is cut into one
- * slice per thread, each a single-threaded call (OpenBLAS runs single-threaded
- * inside a parallel region): at the MLP's shapes (128 x 784 x 64) OpenBLAS's own
- * threads reach about half that rate, as they split such small products poorly.
- * Below ~4 MFLOP one call on one thread is faster. */
-static int gemm_threads(const ml_gemm_args *g) {
-    if (omp_in_parallel()) return 1;
-    int nt = ml_team_threads(); /* 1 while the other cores are taken (threads.h) */
-    double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k;
-    if (nt < 2 || flops < 4e6) return 1;
-    return nt;
+/* How many slices one product is cut into: by its shape alone, never by the
+ * threads, so that a product's bits do not depend on them (each slice is one call,
+ * and our kernel or OpenBLAS may sum a slice differently from a whole). Below
+ * ML_GEMM_PAR_MIN_FLOPS a product is one call; above, 2 slices, then a power of
+ * two with at least 8 MFLOP each (up to ML_GEMM_MAX_SLICES), each at least 16
+ * rows or columns. At the MLP's shapes (128 x 784 x 64) that is 2 slices: on two
+ * threads one each, which beat OpenBLAS's own threads by ~2x there. */
+static int64_t gemm_slices(const ml_gemm_args *g, int64_t len) {
+    const double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k;
+    if (flops < ML_GEMM_PAR_MIN_FLOPS || len < 32) return 1;
+    int64_t s = 2;
+    while (s * 2 <= ML_GEMM_MAX_SLICES && flops / (double)(s * 2) >= 8e6 && len / (s * 2) >= 16)
+        s *= 2;
+    return s;
 }
 
 /* m rows of n elements of C (row stride ldc) set to the bias (n elements). */
@@ -73,29 +75,40 @@ static void gemm_slice(const ml_gemm_args *g, int64_t item, bool split_m, int64_
     else BLAS_SLICE(double, cblas_dgemm);
 }
 
-/* One batch item: whole on this thread, or one slice per thread. Each slice packs
- * the whole operand it shares, so the longer side is split and the shared one is
- * the smaller (grad_weight's [64, 784] = g^T x splits its 784 columns: x, 400 KB,
- * is not read twice; 88-94 -> 94-98 % of OpenBLAS's own two threads). */
+/* One batch item as gemm_slices(g) slices of whole 16-element runs (each starts
+ * aligned to a vector), spread over the team. Each slice packs the whole operand
+ * it shares, so the longer side is split and the shared one is the smaller
+ * (grad_weight's [64, 784] = g^T x splits its 784 columns: x, 400 KB, is not read
+ * twice; 88-94 -> 94-98 % of OpenBLAS's own two threads). */
+typedef struct {
+    const ml_gemm_args *g;
+    int64_t item, len, slices;
+    bool split_m;
+} gemm_job;
+
+static int64_t slice_start(const gemm_job *j, int64_t i) {
+    if (i >= j->slices) return j->len;
+    const int64_t s = (j->len * i / j->slices + 15) / 16 * 16;
+    return s < j->len ? s : j->len;
+}
+
+static void gemm_job_slice(void *ctx, int64_t i, int64_t lo, int64_t hi) {
+    (void)lo;
+    (void)hi;
+    const gemm_job *j = ctx;
+    const int64_t a = slice_start(j, i), b = slice_start(j, i + 1);
+    if (a < b) gemm_slice(j->g, j->item, j->split_m, a, b);
+}
+
 static void gemm_item(const ml_gemm_args *g, int64_t item) {
-    const int nt = gemm_threads(g);
     const bool split_m = g->m >= g->n;
     const int64_t len = split_m ? g->m : g->n;
-    if (nt == 1) { /* no libgomp at all: even an if(0) region costs a futex call */
+    gemm_job job = {g, item, len, gemm_slices(g, len), split_m};
+    if (job.slices == 1) { /* no trip through the team at all */
         gemm_slice(g, item, split_m, 0, len);
         return;
     }
-    /* slices of whole 16-element runs, so each starts aligned to a vector */
-    const int64_t chunk = ((len + nt - 1) / nt + 15) / 16 * 16;
-    const double t0 = ml_clock_seconds();
-    double own = 0;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int t = 0; t < nt; t++) {
-        const int64_t lo = t * chunk, hi = lo + chunk < len ? lo + chunk : len;
-        if (lo < hi) gemm_slice(g, item, split_m, lo, hi);
-        if (t == 0) own = ml_clock_seconds() - t0; /* static: slice 0 is thread 0's */
-    }
-    ml_team_report(ml_clock_seconds() - t0, own);
+    ml_parallel_blocks(job.slices, 1, 2, gemm_job_slice, &job);
 }
 
 static int cpu_gemm(const ml_gemm_args *g) {

@@ -8,11 +8,7 @@
 
 #include "../backend.h"
 #include "../error.h"
-#include "../threads.h"
-
-#include <omp.h>
-
-#define ML_OMP_MIN 32768
+#include "parallel.h"
 
 /* One Adam/AdamW update of elements [lo, hi). The flags are compile-time constants
  * at each expansion (see ADAM_LOOP), so every variant is a branch-free loop over
@@ -82,37 +78,33 @@ static int check_float(const ml_tensor *param) {
 }
 
 /* Parameters laid end to end as one range of `total` elements, which the threads
- * split evenly: each walks the parameters its share covers. One fork/join for the
- * whole model, and the small parameters (biases) no longer run on one thread after
- * the big ones. */
-static void adam_sets(int n, const adam_set *sets, const ml_adam_args *args, int64_t total) {
-    const int team = total > ML_OMP_MIN && !omp_in_parallel() ? ml_team_threads() : 1;
-    if (team < 2) {
-        for (int i = 0; i < n; i++) adam_range(&sets[i], &args[i], 0, ml_numel(sets[i].param));
-        return;
+ * split evenly (ranges start on 16-element boundaries, so no two threads write one
+ * cache line of a parameter, each parameter's storage starting on one): each walks
+ * the parameters its range covers. One fork/join for the whole model, and the small
+ * parameters (biases) no longer run on one thread after the big ones. */
+typedef struct {
+    int n;
+    const adam_set *sets;
+    const ml_adam_args *args;
+} adam_job;
+
+static void adam_job_range(void *ctx, int64_t lo, int64_t hi) {
+    const adam_job *j = ctx;
+    int64_t base = 0;
+    for (int i = 0; i < j->n && base < hi; i++) {
+        const int64_t len = ml_numel(j->sets[i].param);
+        const int64_t a = lo > base ? lo - base : 0, b = hi - base < len ? hi - base : len;
+        if (a < b) adam_range(&j->sets[i], &j->args[i], a, b);
+        base += len;
     }
-    const double t0 = ml_clock_seconds();
-    double own = 0;
-#pragma omp parallel num_threads(team)
-    {
-        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        /* shares end on 16-element boundaries, so no two threads write one cache line
-         * of a parameter (each parameter's storage starts on one) */
-        int64_t lo = (total * t / nt + 15) / 16 * 16, hi = (total * (t + 1) / nt + 15) / 16 * 16;
-        if (t == nt - 1) hi = total;
-        int64_t base = 0;
-        for (int i = 0; i < n && base < hi; i++) {
-            const int64_t len = ml_numel(sets[i].param);
-            const int64_t a = lo > base ? lo - base : 0, b = hi - base < len ? hi - base : len;
-            if (a < b) adam_range(&sets[i], &args[i], a, b);
-            base += len;
-        }
-        if (t == 0) own = ml_clock_seconds() - t0;
-    }
-    ml_team_report(ml_clock_seconds() - t0, own);
 }
 
-static int cpu_adam_step(ml_tensor *param, const ml_tensor *grad, ml_tensor *exp_avg,
+static void adam_sets(int n, const adam_set *sets, const ml_adam_args *args, int64_t total) {
+    adam_job job = {n, sets, args};
+    ml_parallel_for(total, ML_PAR_MIN, adam_job_range, &job);
+}
+
+static int cpu_optim_adam_step(ml_tensor *param, const ml_tensor *grad, ml_tensor *exp_avg,
                          ml_tensor *exp_avg_sq, ml_tensor *max_exp_avg_sq, const ml_adam_args *a) {
     if (check_float(param)) return -1;
     const adam_set s = {param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad};
@@ -120,7 +112,7 @@ static int cpu_adam_step(ml_tensor *param, const ml_tensor *grad, ml_tensor *exp
     return 0;
 }
 
-static int cpu_adam_step_multi(int n, ml_tensor *const *params, ml_tensor *const *grads,
+static int cpu_optim_adam_step_multi(int n, ml_tensor *const *params, ml_tensor *const *grads,
                                ml_tensor *const *exp_avgs, ml_tensor *const *exp_avg_sqs,
                                ml_tensor *const *max_exp_avg_sqs, const ml_adam_args *args) {
     adam_set *sets = malloc(sizeof *sets * (size_t)(n > 0 ? n : 1));
@@ -139,17 +131,25 @@ static int cpu_adam_step_multi(int n, ml_tensor *const *params, ml_tensor *const
     return 0;
 }
 
-#define SGD_LOOP(T)                                                                    \
+typedef struct {
+    ml_tensor *param, *momentum_buf;
+    const ml_tensor *grad;
+    const ml_sgd_args *a;
+} sgd_job;
+
+/* One SGD update of elements [lo, hi), torch.optim.SGD's single-tensor arithmetic. */
+#define SGD_RANGE(T)                                                                   \
     do {                                                                               \
-        T *p = (T *)ml_data(param);                                                    \
-        const T *gr = (const T *)ml_data(grad);                                        \
-        T *buf = momentum_buf ? (T *)ml_data(momentum_buf) : NULL;                     \
+        const sgd_job *j = ctx;                                                        \
+        const ml_sgd_args *a = j->a;                                                   \
+        T *p = (T *)ml_data(j->param);                                                 \
+        const T *gr = (const T *)ml_data(j->grad);                                     \
+        T *buf = j->momentum_buf ? (T *)ml_data(j->momentum_buf) : NULL;               \
         const T lr = (T)a->lr, wd = (T)a->weight_decay, mom = (T)a->momentum;          \
         const T omd = (T)(1 - a->dampening);                                           \
         const bool l2 = a->weight_decay != 0, first = a->first_step;                   \
         const bool nesterov = a->nesterov, maximize = a->maximize;                     \
-        _Pragma("omp parallel for if (n > ML_OMP_MIN)")                                \
-        for (int64_t i = 0; i < n; i++) {                                              \
+        for (int64_t i = lo; i < hi; i++) {                                            \
             T g = maximize ? -gr[i] : gr[i];                                           \
             T pi = p[i];                                                               \
             if (l2) g = g + wd * pi;                                                   \
@@ -162,19 +162,18 @@ static int cpu_adam_step_multi(int n, ml_tensor *const *params, ml_tensor *const
         }                                                                              \
     } while (0)
 
-static int cpu_sgd_step(ml_tensor *param, const ml_tensor *grad, ml_tensor *momentum_buf,
-                        const ml_sgd_args *a) {
-    int64_t n = ml_numel(param);
+static void sgd_range_f32(void *ctx, int64_t lo, int64_t hi) { SGD_RANGE(float); }
+static void sgd_range_f64(void *ctx, int64_t lo, int64_t hi) { SGD_RANGE(double); }
+
+static int cpu_optim_sgd_step(ml_tensor *param, const ml_tensor *grad, ml_tensor *momentum_buf,
+                              const ml_sgd_args *a) {
+    sgd_job job = {param, momentum_buf, grad, a};
     switch (param->dtype) {
-    case ML_F32: SGD_LOOP(float); return 0;
-    case ML_F64: SGD_LOOP(double); return 0;
+    case ML_F32: ml_parallel_for(ml_numel(param), ML_PAR_MIN, sgd_range_f32, &job); return 0;
+    case ML_F64: ml_parallel_for(ml_numel(param), ML_PAR_MIN, sgd_range_f64, &job); return 0;
     default: return ml_error_set("sgd_step: parameters must be float32 or float64, got %s",
                                  ml_dtype_name(param->dtype));
     }
 }
 
-const ml_optim_ops ml_cpu_optim = {
-    .adam_step = cpu_adam_step,
-    .sgd_step = cpu_sgd_step,
-    .adam_step_multi = cpu_adam_step_multi,
-};
+const ml_optim_ops ml_cpu_optim = {ML_OPTIM_ENTRIES(ML_BACKEND_ENTRY, cpu_optim_)};

@@ -2,10 +2,12 @@
  * Float sums accumulate in double, so a float32 mean over a whole epoch's worth of
  * values does not drift; integer sums accumulate in int64. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "../backend.h"
 #include "../error.h"
 #include "iter.h"
+#include "parallel.h"
 
 /* acc_T accumulates values of T; out_T is what is stored. With inner > 1 (a sum
  * over a leading dim: the bias gradient's sum over the batch) the n rows of each
@@ -47,20 +49,63 @@
             });                                                                       \
     } while (0)
 
-/* The whole-tensor sum of a long vector, split across threads. */
-#define SUM_ALL(T, ACC_T, OUT_T, divide)                                              \
-    do {                                                                              \
-        const T *p = (const T *)ml_data(x);                                           \
+/* The whole-tensor sum of a long vector: blocks of ML_SUM_BLOCK elements, each
+ * block's sum in its own slot, the slots added in order, so the bits do not depend
+ * on the threads (parallel.h). Floats accumulate in double, integers in int64. */
+typedef struct {
+    const void *x;
+    void *slot; /* double or int64_t per block */
+} sum_all_job;
+
+#define SUM_BLOCK_FN(NAME, T, ACC_T)                                                  \
+    static void NAME(void *ctx, int64_t blk, int64_t lo, int64_t hi) {                \
+        const sum_all_job *j = ctx;                                                   \
+        const T *p = (const T *)j->x;                                                 \
         ACC_T acc = 0;                                                                \
-        if (n > ML_PARALLEL_MIN) {                                                    \
-            _Pragma("omp parallel for simd reduction(+ : acc)")                       \
-            for (int64_t i = 0; i < n; i++) acc += (ACC_T)p[i];                       \
-        } else {                                                                      \
-            _Pragma("omp simd reduction(+ : acc)")                                    \
-            for (int64_t i = 0; i < n; i++) acc += (ACC_T)p[i];                       \
-        }                                                                             \
-        *(OUT_T *)ml_data(out) = (OUT_T)((divide) ? acc / (ACC_T)n : acc);            \
-    } while (0)
+        _Pragma("omp simd reduction(+ : acc)")                                        \
+        for (int64_t i = lo; i < hi; i++) acc += (ACC_T)p[i];                         \
+        ((ACC_T *)j->slot)[blk] = acc;                                                \
+    }
+SUM_BLOCK_FN(sum_block_f32, float, double)
+SUM_BLOCK_FN(sum_block_f64, double, double)
+SUM_BLOCK_FN(sum_block_i64, int64_t, int64_t)
+SUM_BLOCK_FN(sum_block_u8, uint8_t, int64_t)
+
+/* Sums of the blocks of x (n elements) into slot (ml_nblocks(n, ML_SUM_BLOCK) of
+ * double or int64_t, by x's dtype). */
+static void sum_blocks(const ml_tensor *x, int64_t n, void *slot) {
+    static const ml_block_fn fns[] = {[ML_F32] = sum_block_f32, [ML_F64] = sum_block_f64,
+                                      [ML_I64] = sum_block_i64, [ML_U8] = sum_block_u8};
+    sum_all_job job = {ml_data(x), slot};
+    ml_parallel_blocks(n, ML_SUM_BLOCK, ML_PAR_MIN, fns[x->dtype], &job);
+}
+
+#define SLOTS_ON_STACK 256
+static int reduce_sum_all(const ml_tensor *x, int64_t n, ml_tensor *out, bool mean) {
+    const int64_t nb = ml_nblocks(n, ML_SUM_BLOCK);
+    int64_t stack[SLOTS_ON_STACK]; /* doubles or int64s: both 8 bytes */
+    void *slot = nb <= SLOTS_ON_STACK ? (void *)stack : malloc((size_t)nb * 8);
+    if (!slot) return ml_error_set("sum: out of memory for %lld partial sums", (long long)nb);
+    sum_blocks(x, n, slot);
+    switch (x->dtype) {
+    case ML_F32:
+    case ML_F64: {
+        double s = ml_sum_slots((const double *)slot, nb);
+        if (mean) s /= (double)n;
+        if (x->dtype == ML_F32) *(float *)ml_data(out) = (float)s;
+        else *(double *)ml_data(out) = s;
+        break;
+    }
+    default: {
+        int64_t s = 0;
+        for (int64_t b = 0; b < nb; b++) s += ((const int64_t *)slot)[b];
+        *(int64_t *)ml_data(out) = s;
+        break;
+    }
+    }
+    if (slot != (void *)stack) free(slot);
+    return 0;
+}
 
 /* Max/min and their positions; a NaN wins and stops the search, as in torch. */
 #define EXTREME_LOOP(T, better)                                                       \
@@ -102,24 +147,12 @@
 
 static int reduce_sum(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
                       ml_tensor *out, bool mean) {
-    bool all = outer == 1 && inner == 1;
+    if (outer == 1 && inner == 1) return reduce_sum_all(x, n, out, mean && ml_dtype_is_float(x->dtype));
     switch (x->dtype) {
-    case ML_F32:
-        if (all) SUM_ALL(float, double, float, mean);
-        else SUM_LOOP(float, double, float, mean);
-        break;
-    case ML_F64:
-        if (all) SUM_ALL(double, double, double, mean);
-        else SUM_LOOP(double, double, double, mean);
-        break;
-    case ML_I64:
-        if (all) SUM_ALL(int64_t, int64_t, int64_t, false);
-        else SUM_LOOP(int64_t, int64_t, int64_t, false);
-        break;
-    case ML_U8:
-        if (all) SUM_ALL(uint8_t, int64_t, int64_t, false);
-        else SUM_LOOP(uint8_t, int64_t, int64_t, false);
-        break;
+    case ML_F32: SUM_LOOP(float, double, float, mean); break;
+    case ML_F64: SUM_LOOP(double, double, double, mean); break;
+    case ML_I64: SUM_LOOP(int64_t, int64_t, int64_t, false); break;
+    case ML_U8: SUM_LOOP(uint8_t, int64_t, int64_t, false); break;
     default: break;
     }
     return 0;

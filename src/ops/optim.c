@@ -103,7 +103,7 @@ int ml_adam_step_multi(int n, ml_tensor *const *params, ml_tensor *const *grads,
         if (i > 0 && o != ops) one_device = false;
         ops = o;
     }
-    if (rc == 0 && one_device && ops->adam_step_multi)
+    if (rc == 0 && one_device)
         rc = ops->adam_step_multi(n, params, ready, exp_avgs, exp_avg_sqs, vmax, args);
     else
         for (int k = 0; k < n && rc == 0; k++)
