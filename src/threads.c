@@ -1,10 +1,16 @@
-/* How many threads the CPU backend uses: our OpenMP loops and OpenBLAS (the OpenMP
- * build shares their pool; the pthread build has its own count, set alongside). */
+/* How many threads the CPU backend uses. The count is the process's (as
+ * torch.set_num_threads), read from OpenMP (OMP_NUM_THREADS, else the cores) the
+ * first time it is needed; our regions (src/cpu/parallel.c) name their team size
+ * explicitly. OpenBLAS is always called on one thread (ml_blas_enter): it sizes
+ * its own teams from the calling thread's OpenMP count and splits a product
+ * differently for each count, so its bits would follow the threads; our gemm
+ * slices (src/cpu/matmul.c) are its parallelism instead. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "threads.h"
 
-#include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <time.h>
 
@@ -15,7 +21,6 @@ static _Thread_local struct {
     double alone_until; /* regions run on the calling thread alone until then */
     double backoff;     /* the next time alone */
     double bad;         /* regions that waited too long, decaying by 2 % a region */
-    int saved;          /* the thread count while alone (its ICV is then 1), else 0 */
     /* the choice between the team and one thread by the clock (see below) */
     ml_team_trial trial;
     int regions;         /* regions started in this window */
@@ -24,11 +29,23 @@ static _Thread_local struct {
     int window_mixed;    /* the backoff made some of its regions run otherwise */
 } team;
 
-int ml_get_num_threads(void) { return team.saved ? team.saved : omp_get_max_threads(); }
+static atomic_int thread_count; /* the process's count; 0 until first read */
+static pthread_once_t count_once = PTHREAD_ONCE_INIT;
+
+static void read_count(void) {
+    int expected = 0;
+    atomic_compare_exchange_strong(&thread_count, &expected, omp_get_max_threads());
+}
+
+int ml_get_num_threads(void) {
+    pthread_once(&count_once, read_count);
+    return atomic_load(&thread_count);
+}
 
 int ml_set_num_threads(int n) {
     if (n < 1) return ml_error_set("set_num_threads: expected a positive count, got %d", n);
-    team.saved = 0;
+    pthread_once(&count_once, read_count);
+    atomic_store(&thread_count, n);
     team.alone_until = 0;
     team.backoff = 0;
     team.bad = 0;
@@ -37,9 +54,18 @@ int ml_set_num_threads(int n) {
     team.window_start = 0;
     team.window_alone = 0;
     team.window_mixed = 0;
-    omp_set_num_threads(n);
-    openblas_set_num_threads(n);
     return 0;
+}
+
+int ml_blas_enter(void) {
+    pthread_once(&count_once, read_count); /* before the thread's count is lowered */
+    const int saved = omp_get_max_threads();
+    if (saved != 1) omp_set_num_threads(1);
+    return saved;
+}
+
+void ml_blas_leave(int saved) {
+    if (saved != 1) omp_set_num_threads(saved);
 }
 
 /* --- the team or one thread, by the clock (see threads.h) -------------------- */
@@ -100,26 +126,13 @@ double ml_clock_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* While alone, this thread's OpenMP thread count (its nthreads ICV) is 1, so that
- * OpenBLAS, which sizes its own teams from it, runs on this thread alone too. */
-static void set_alone(bool alone) {
-    if (alone && !team.saved) {
-        team.saved = omp_get_max_threads();
-        omp_set_num_threads(1);
-    } else if (!alone && team.saved) {
-        omp_set_num_threads(team.saved);
-        team.saved = 0;
-    }
-}
-
 int ml_team_threads(void) {
-    const int n = team.saved ? team.saved : omp_get_max_threads();
+    const int n = ml_get_num_threads();
     if (n < 2) return 1;
     trial_tick();
     const bool backing_off = team.alone_until > 0 && ml_clock_seconds() < team.alone_until;
     if (backing_off && !team.window_alone) team.window_mixed = 1;
-    set_alone(backing_off || team.window_alone);
-    return team.saved ? 1 : n;
+    return backing_off || team.window_alone ? 1 : n;
 }
 
 /* A region waited too long when the calling thread, done with its share, waited
@@ -142,5 +155,4 @@ void ml_team_report(double region_seconds, double own_seconds) {
     double b = team.backoff > 0 ? team.backoff : TEAM_BACKOFF_MIN;
     team.alone_until = ml_clock_seconds() + b;
     team.backoff = b * 2 < TEAM_BACKOFF_MAX ? b * 2 : TEAM_BACKOFF_MAX;
-    set_alone(true);
 }

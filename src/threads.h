@@ -1,8 +1,16 @@
 #ifndef ML_THREADS_H
 #define ML_THREADS_H
-/* The CPU backend's thread count (torch.set_num_threads / get_num_threads). */
+/* The CPU backend's thread count, the process's (torch.set_num_threads /
+ * get_num_threads): OpenMP's count (OMP_NUM_THREADS, else the cores) until set. */
 int ml_get_num_threads(void);
 int ml_set_num_threads(int n);
+
+/* Around every OpenBLAS call: the calling thread's OpenMP count set to 1 (returns
+ * the one it had), so OpenBLAS runs on this thread alone, then restored. OpenBLAS
+ * splits a product by its thread count, and its sums with it: called alone, a
+ * product's bits depend on its shape only (parallel.h). */
+int ml_blas_enter(void);
+void ml_blas_leave(int saved);
 
 /* The team for a parallel region of the CPU backend, and what it showed.
  *

@@ -53,3 +53,10 @@ include(${CMAKE_SOURCE_DIR}/tests/bench.cmake)
 if(TEST lua.cuda_parity_spec)
   set_tests_properties(lua.cuda_parity_spec PROPERTIES LABELS cuda)
 endif()
+
+# Issue 14: a seeded run's numbers do not depend on the thread count or the load
+# (serial: it keeps a core busy on purpose; slow: not under the sanitizers)
+add_test(NAME determinism.reference
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/determinism/run.sh $<TARGET_FILE:moonlight> 300)
+set_tests_properties(determinism.reference PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+                     RUN_SERIAL TRUE LABELS "determinism;slow")

@@ -10,6 +10,7 @@
 
 #include "../backend.h"
 #include "../error.h"
+#include "../threads.h"
 #include "parallel.h"
 #include "small_gemm.h"
 
@@ -71,8 +72,10 @@ static void gemm_slice(const ml_gemm_args *g, int64_t item, bool split_m, int64_
         fill_bias_rows(c, g->ldc, bias, m, n, es);
         beta = 1.0;
     }
+    const int saved = ml_blas_enter(); /* one thread: the bits by the shape alone */
     if (g->c->dtype == ML_F32) BLAS_SLICE(float, cblas_sgemm);
     else BLAS_SLICE(double, cblas_dgemm);
+    ml_blas_leave(saved);
 }
 
 /* One batch item as gemm_slices(g) slices of whole 16-element runs (each starts
