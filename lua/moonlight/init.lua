@@ -12,6 +12,9 @@ ml.version = ml._VERSION
 ml.cuda = { is_available = core.cuda_is_available }
 for k, v in pairs(core._cuda) do ml.cuda[k] = v end
 
+-- ml.backends.cpu: which compiled set of CPU kernels runs (torch.backends.cpu)
+ml.backends = { cpu = { get_cpu_capability = core._sys.cpu_capability } }
+
 -- Submodules, loaded lazily by name: ml.nn -> require "moonlight.nn".
 local lazy = {
   nn = "moonlight.nn", F = "moonlight.functional", optim = "moonlight.optim",

@@ -9,11 +9,14 @@
 
 #include <string.h>
 
+#include "capability.h"
+
 #if defined(__AVX512F__)
 #define ML_SMALL_AVX512 1
 #elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-/* a build without -march=native (the sanitizer build): the kernel is compiled for
- * AVX-512 all the same and chosen at run time when the CPU has it */
+/* the portable build (this file is compiled once, not per ISA level): the kernel is
+ * compiled for AVX-512 all the same and chosen at run time when the CPU backend
+ * runs at that level (capability.h) */
 #define ML_SMALL_AVX512 1
 #define ML_SMALL_AVX512_RUNTIME 1
 #endif
@@ -257,15 +260,8 @@ static void avx512_run(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float 
 static bool have_avx512(void) {
 #if !ML_SMALL_AVX512
     return false;
-#elif !ML_SMALL_AVX512_RUNTIME
-    return true;
 #else
-    static int known = -1; /* a benign race: every thread stores the same answer */
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    }
-    return known == 1;
+    return ml_cpu_capability() >= ML_CPU_AVX512;
 #endif
 }
 

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../threads.h"
+#include "../cpu/capability.h"
 #include "../threads.h"
 #include "binding.h"
 
@@ -140,6 +140,14 @@ static int l_get_num_threads(lua_State *L) {
     return 1;
 }
 
+/* torch.backends.cpu.get_cpu_capability(): "DEFAULT", "AVX2" or "AVX512", the set
+ * of CPU kernels that runs (src/cpu/capability.h) */
+static int l_cpu_capability(lua_State *L) {
+    static const char *const names[ML_CPU_CAPABILITY_COUNT] = {"DEFAULT", "AVX2", "AVX512"};
+    lua_pushstring(L, names[ml_cpu_capability()]);
+    return 1;
+}
+
 static int l_sleep(lua_State *L) {
     double s = luaL_checknumber(L, 1);
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
@@ -153,7 +161,8 @@ void ml_lua_open_sys(lua_State *L, int module, int methods) {
         {"clock", l_clock}, {"isatty", l_isatty}, {"terminal_width", l_terminal_width},
         {"mkdir_p", l_mkdir_p}, {"listdir", l_listdir}, {"kind", l_kind},
         {"rename", l_rename}, {"fsync", l_fsync}, {"getpid", l_getpid},
-        {"peak_rss", l_peak_rss}, {"sleep", l_sleep}, {NULL, NULL}};
+        {"peak_rss", l_peak_rss}, {"sleep", l_sleep}, {"cpu_capability", l_cpu_capability},
+        {NULL, NULL}};
     lua_newtable(L);
     ml_lua_setfuncs(L, -1, funcs);
     lua_setfield(L, module, "_sys");
