@@ -13,6 +13,7 @@ if(TARGET ml_cuda) # the CUDA plugin, loaded on first use from the libdir
   install(TARGETS ml_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endif()
 install(TARGETS moonlight_lua LIBRARY DESTINATION lib/lua/5.4)
+install(TARGETS ml_plot LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}) # loaded on the first plot
 install(FILES ${CMAKE_SOURCE_DIR}/include/moonlight.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/lua/moonlight DESTINATION share/lua/5.4
         FILES_MATCHING PATTERN "*.lua")

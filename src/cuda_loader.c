@@ -1,11 +1,9 @@
-/* The core's side of src/cuda_plugin.h: finds and loads libmoonlight_cuda.so the
- * first time the CUDA backend is asked for, and only when an NVIDIA driver is
- * present, so that a CPU run never maps cudart or cuBLAS. The plugin is looked for
- * in $MOONLIGHT_CUDA_PLUGIN, beside the object holding this code (the CLI, the Lua
- * module or libmoonlight.so), in ../lib from there, in the install's libdir, and on
- * the loader's path. */
+/* The core's side of src/cuda_plugin.h: loads libmoonlight_cuda.so the first time
+ * the CUDA backend is asked for, and only when an NVIDIA driver is present (or
+ * MOONLIGHT_CUDA_FORCE_LOAD is set), so that a CPU run never maps cudart or cuBLAS.
+ * It is looked for as every plugin is (src/plugin.h), $MOONLIGHT_CUDA_PLUGIN
+ * first. */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +12,7 @@
 
 #include "cuda_plugin.h"
 #include "error.h"
+#include "plugin.h"
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static const ml_cuda_plugin *plugin;
@@ -38,56 +37,18 @@ static bool nvidia_driver_present(void) {
     return access("/proc/driver/nvidia/version", F_OK) == 0 || access("/dev/nvidiactl", F_OK) == 0;
 }
 
-/* Tries one path; true when the plugin is loaded. */
-static bool try_load(const char *path, char *tried, size_t n) {
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        size_t used = strlen(tried);
-        snprintf(tried + used, n - used, "%s%s", used ? "; " : "", dlerror());
-        return false;
-    }
-    ml_cuda_plugin_entry_fn entry = (ml_cuda_plugin_entry_fn)dlsym(h, ML_CUDA_PLUGIN_ENTRY);
-    const ml_cuda_plugin *p = entry ? entry(&host_api) : NULL;
-    if (!p || p->abi != ML_CUDA_PLUGIN_ABI) {
-        size_t used = strlen(tried);
-        snprintf(tried + used, n - used, "%s%s: not a moonlight %d CUDA plugin", used ? "; " : "",
-                 path, ML_CUDA_PLUGIN_ABI);
-        dlclose(h);
-        return false;
-    }
-    plugin = p; /* never unloaded: the CUDA runtime does not like it */
-    return true;
-}
-
 static void load(void) {
     if (!nvidia_driver_present() && !getenv("MOONLIGHT_CUDA_FORCE_LOAD")) {
         snprintf(reason, sizeof reason,
                  "cuda: no CUDA device is available (no NVIDIA driver on this machine)");
         return;
     }
-    char tried[800] = "";
-    const char *env = getenv("MOONLIGHT_CUDA_PLUGIN");
-    if (env && try_load(env, tried, sizeof tried)) return;
-    Dl_info info;
-    if (dladdr((void *)&load_once, &info) && info.dli_fname) {
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s", info.dli_fname);
-        char *slash = strrchr(dir, '/');
-        if (slash) {
-            *slash = '\0';
-            char path[4200];
-            snprintf(path, sizeof path, "%s/%s", dir, ML_CUDA_PLUGIN_FILE);
-            if (try_load(path, tried, sizeof tried)) return;
-            snprintf(path, sizeof path, "%s/../lib/%s", dir, ML_CUDA_PLUGIN_FILE);
-            if (access(path, F_OK) == 0 && try_load(path, tried, sizeof tried)) return;
-        }
-    }
-#ifdef ML_INSTALL_LIBDIR
-    if (try_load(ML_INSTALL_LIBDIR "/" ML_CUDA_PLUGIN_FILE, tried, sizeof tried)) return;
-#endif
-    if (try_load(ML_CUDA_PLUGIN_FILE, tried, sizeof tried)) return;
-    snprintf(reason, sizeof reason, "cuda: the CUDA backend (%s) could not be loaded: %s",
-             ML_CUDA_PLUGIN_FILE, tried);
+    char tried[800];
+    plugin = ml_plugin_load(ML_CUDA_PLUGIN_FILE, "MOONLIGHT_CUDA_PLUGIN", ML_CUDA_PLUGIN_ENTRY,
+                            ML_CUDA_PLUGIN_ABI, &host_api, tried, sizeof tried);
+    if (!plugin)
+        snprintf(reason, sizeof reason, "cuda: the CUDA backend (%s) could not be loaded: %s",
+                 ML_CUDA_PLUGIN_FILE, tried);
 }
 #else
 static void load(void) {

@@ -7,6 +7,7 @@
 -- softmax, loss and Adam are not counted: the limit is what the matmuls alone cost.
 --   build/moonlight scripts/bench/limit.lua [--rows] [--quick]
 local ml = require "moonlight"
+local bench = require "moonlight.bench" -- the CLI's peers (src/cli/bench.c)
 
 local emit_rows, quick = false, false
 for _, a in ipairs(arg or {}) do
@@ -41,9 +42,9 @@ local function seconds(g)
   if cache[key] then return cache[key] end
   local flops = 2 * g[1] * g[2] * g[3]
   local reps = math.max(1, math.floor((quick and 2e7 or 1e8) / flops))
-  ml._bench_sgemm(g[1], g[2], g[3], g[4], g[5], reps) -- warm up
+  bench.sgemm(g[1], g[2], g[3], g[4], g[5], reps) -- warm up
   local t = {}
-  for r = 1, runs do t[r] = ml._bench_sgemm(g[1], g[2], g[3], g[4], g[5], reps) / reps end
+  for r = 1, runs do t[r] = bench.sgemm(g[1], g[2], g[3], g[4], g[5], reps) / reps end
   cache[key] = median(t)
   return cache[key]
 end

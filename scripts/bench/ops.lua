@@ -8,14 +8,14 @@
 -- elementwise: GB/s moved by add/mul/relu/exp on 16M floats next to memcpy.
 -- Each figure is the median of `runs` (default 7) timed runs. Not a test.
 local ml = require "moonlight"
-local core = ml -- the private _bench_* peers live in the core table
+local bench = require "moonlight.bench" -- the peers (the CLI's, src/cli/bench.c)
 
 local runs, emit_rows = 7, false
 for _, a in ipairs(arg or {}) do
   if a == "--rows" then emit_rows = true else runs = tonumber(a) or runs end
 end
 local machine = {}
-local now = core._bench_now
+local now = bench.now
 
 local function median(xs)
   table.sort(xs)
@@ -39,7 +39,7 @@ local function compare(ours, peer, reps)
 end
 
 local function sgemm_peer(m, n, k, ta, tb)
-  return function(reps) return core._bench_sgemm(m, n, k, ta, tb, reps) end
+  return function(reps) return bench.sgemm(m, n, k, ta, tb, reps) end
 end
 
 local rows = {}
@@ -91,7 +91,7 @@ ml.no_grad(function()
   local n = 16 * 1024 * 1024
   local bytes = 4 * n
   local a, c = ml.randn({n}), ml.randn({n})
-  local memcpy_peer = function(reps) return core._bench_memcpy(bytes, reps) end
+  local memcpy_peer = function(reps) return bench.memcpy(bytes, reps) end
   local cases = {
     {"add  (a + b)", 3, function() return a + c end, "add"},
     {"mul  (a * b)", 3, function() return a * c end, "mul"},

@@ -12,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 P=$tmp/prefix
 cmake --install "$build" --prefix "$P" >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; exit 1; }
 
-for f in include/moonlight.h lib/libmoonlight.a lib/libmoonlight.so bin/moonlight \
+for f in include/moonlight.h lib/libmoonlight.a lib/libmoonlight.so bin/moonlight lib/libmoonlight_plot.so \
          lib/lua/5.4/moonlight.so share/lua/5.4/moonlight/init.lua \
          lib/pkgconfig/moonlight.pc lib/cmake/Moonlight/MoonlightConfig.cmake \
          lib/cmake/Moonlight/MoonlightConfigVersion.cmake; do
@@ -23,6 +23,13 @@ script=$src/scripts/embed/regress.lua
 cc=${CC:-cc}
 export PKG_CONFIG_PATH=$P/lib/pkgconfig
 echo "== pkg-config: $(pkg-config --cflags --libs moonlight)"
+# the core links Lua, OpenBLAS, zlib and cJSON only: plotting is a plugin
+if pkg-config --cflags moonlight | grep -Eq "cairo|glib|freetype"; then
+  echo "pkg-config --cflags moonlight names cairo/glib/freetype headers"; exit 1
+fi
+if ldd "$P/lib/libmoonlight.so" | grep -Eq "libcairo|libglib|libfreetype"; then
+  echo "libmoonlight.so links cairo/glib/freetype"; exit 1
+fi
 $cc -std=c11 -O1 -o "$tmp/pc_shared" "$src/scripts/embed/regress.c" \
     $(pkg-config --cflags --libs moonlight) -lm -Wl,-rpath,"$P/lib"
 # shellcheck disable=SC2046
@@ -50,3 +57,6 @@ LUA_CPATH="$P/lib/lua/5.4/?.so" LUA_PATH="" lua5.4 -e '
   assert(t:matmul(t):sum():item() == 54)
   print("lua5.4: moonlight " .. ml.version .. " ok")'
 "$P/bin/moonlight" -e 'assert(ml.ones({3}):sum():item() == 3); print("installed CLI ok")'
+printf 'epoch,step,train_loss,val_loss\n0,9,0.5,\n0,19,0.4,0.45\n' >"$tmp/metrics.csv"
+"$P/bin/moonlight" plot "$tmp/metrics.csv" -o "$tmp/curves.png" # the plugin from the install
+[ -s "$tmp/curves.png" ] || { echo "installed CLI: no plot written"; exit 1; }

@@ -1,12 +1,13 @@
-/* Peers for scripts/bench/ops.lua: a direct OpenBLAS cblas_sgemm call and memcpy on
- * the same sizes as the moonlight ops they are compared with, and a monotonic
- * clock. Private (core._bench_*): not part of the public API. */
+/* `require "moonlight.bench"` (the CLI only, not the library): peers for the
+ * benchmarks under scripts/bench/ — a direct OpenBLAS cblas_sgemm call (with
+ * OpenBLAS's own threads) and memcpy on the same sizes as the moonlight ops they
+ * are compared with, and a monotonic clock. Not part of the public API. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../threads.h"
-#include "binding.h"
+#include "../lua/binding.h"
 
 static double now(void) { return ml_clock_seconds(); }
 
@@ -22,19 +23,19 @@ static float *filled(size_t n) {
     return p;
 }
 
-/* _bench_sgemm(m, n, k, trans_a, trans_b, reps) -> seconds for reps row-major
+/* bench.sgemm(m, n, k, trans_a, trans_b, reps) -> seconds for reps row-major
  * C[m, n] = op(A) @ op(B) calls (beta 0), buffers allocated and touched first. */
 static int l_bench_sgemm(lua_State *L) {
     lua_Integer m = luaL_checkinteger(L, 1), n = luaL_checkinteger(L, 2), k = luaL_checkinteger(L, 3);
     int ta = lua_toboolean(L, 4), tb = lua_toboolean(L, 5);
     lua_Integer reps = luaL_optinteger(L, 6, 1);
-    if (m <= 0 || n <= 0 || k <= 0 || reps <= 0) return ml_lua_errorf(L, "_bench_sgemm: sizes must be positive");
+    if (m <= 0 || n <= 0 || k <= 0 || reps <= 0) return ml_lua_errorf(L, "bench.sgemm: sizes must be positive");
     float *a = filled((size_t)(m * k)), *b = filled((size_t)(k * n)), *c = filled((size_t)(m * n));
     if (!a || !b || !c) {
         free(a);
         free(b);
         free(c);
-        return ml_lua_errorf(L, "_bench_sgemm: out of memory");
+        return ml_lua_errorf(L, "bench.sgemm: out of memory");
     }
     blasint lda = (blasint)(ta ? m : k), ldb = (blasint)(tb ? k : n);
     double t0 = now();
@@ -49,16 +50,16 @@ static int l_bench_sgemm(lua_State *L) {
     return 1;
 }
 
-/* _bench_memcpy(nbytes, reps) -> seconds for reps memcpy calls between two touched
+/* bench.memcpy(nbytes, reps) -> seconds for reps memcpy calls between two touched
  * buffers of nbytes. */
 static int l_bench_memcpy(lua_State *L) {
     lua_Integer nbytes = luaL_checkinteger(L, 1), reps = luaL_optinteger(L, 2, 1);
-    if (nbytes <= 0 || reps <= 0) return ml_lua_errorf(L, "_bench_memcpy: sizes must be positive");
+    if (nbytes <= 0 || reps <= 0) return ml_lua_errorf(L, "bench.memcpy: sizes must be positive");
     char *src = malloc((size_t)nbytes), *dst = malloc((size_t)nbytes);
     if (!src || !dst) {
         free(src);
         free(dst);
-        return ml_lua_errorf(L, "_bench_memcpy: out of memory");
+        return ml_lua_errorf(L, "bench.memcpy: out of memory");
     }
     memset(src, 1, (size_t)nbytes);
     memset(dst, 0, (size_t)nbytes);
@@ -74,9 +75,10 @@ static int l_bench_memcpy(lua_State *L) {
     return 1;
 }
 
-void ml_lua_open_bench(lua_State *L, int module, int methods) {
-    (void)methods;
-    static const luaL_Reg funcs[] = {{"_bench_now", l_bench_now}, {"_bench_sgemm", l_bench_sgemm},
-                                     {"_bench_memcpy", l_bench_memcpy}, {NULL, NULL}};
-    ml_lua_setfuncs(L, module, funcs);
+int luaopen_moonlight_bench(lua_State *L);
+int luaopen_moonlight_bench(lua_State *L) {
+    static const luaL_Reg funcs[] = {{"now", l_bench_now}, {"sgemm", l_bench_sgemm},
+                                     {"memcpy", l_bench_memcpy}, {NULL, NULL}};
+    luaL_newlib(L, funcs);
+    return 1;
 }
