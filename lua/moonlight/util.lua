@@ -6,7 +6,8 @@
 --   of the C checker (src/lua/util.c): "fname: unknown option 'k' (expected one
 --   of: a, b)", "fname: option 'k' must be a number, got string";
 -- - sets;
--- - numbers written as Python's repr writes them.
+-- - numbers written as Python's repr writes them;
+-- - CSV records (RFC 4180), written by the CSVLogger and read by ml.history.
 local core = require "moonlight.core"
 local is_tensor = core.is_tensor
 
@@ -209,6 +210,89 @@ function util.format_number(v)
   end
   -- 17 digits: %.17g would write 1e16..1e17 without an exponent, Python with one
   return string.format(math.abs(v) >= 1e16 and "%.16e" or "%.17g", v)
+end
+
+------------------------------------------------------------------------------
+-- CSV (RFC 4180)
+------------------------------------------------------------------------------
+
+-- csv_field(s): s as a CSV cell: quoted, with its quotes doubled, when it holds a
+-- comma, a double quote, a carriage return or a line feed (Python's csv module,
+-- QUOTE_MINIMAL); as it is otherwise.
+function util.csv_field(s)
+  if s:find('[,"\r\n]') then return '"' .. s:gsub('"', '""') .. '"' end
+  return s
+end
+
+-- csv_line(cells): one record, cells already strings, ended by "\n".
+function util.csv_line(cells)
+  local out = {}
+  for i, c in ipairs(cells) do out[i] = util.csv_field(c) end
+  return table.concat(out, ",") .. "\n"
+end
+
+-- csv_records(text) -> iterator of (cells, line): every record of a CSV text, as
+-- an array of strings, with the line its record starts on. Quoted cells may hold
+-- commas, doubled quotes and line breaks; records end with "\n" or "\r\n"; blank
+-- lines are skipped. As Python's csv reader, characters after a closing quote up
+-- to the next comma belong to the cell. An unterminated quote is an error:
+-- nil, "line N: unterminated quoted cell" is returned in place of the cells.
+function util.csv_records(text)
+  local pos, line, n = 1, 1, #text
+  return function()
+    while pos <= n do
+      local c = text:sub(pos, pos)
+      if c == "\n" then pos, line = pos + 1, line + 1
+      elseif c == "\r" and text:sub(pos + 1, pos + 1) == "\n" then pos, line = pos + 2, line + 1
+      else break end
+    end
+    if pos > n then return nil end
+    local start_line = line
+    local cells, cell = {}, {}
+    while true do
+      if text:sub(pos, pos) == '"' then
+        pos = pos + 1
+        while true do
+          local q = text:find('"', pos, true)
+          if not q then
+            pos = n + 1
+            return nil, ("line %d: unterminated quoted cell"):format(start_line)
+          end
+          local piece = text:sub(pos, q - 1)
+          local _, breaks = piece:gsub("\n", "")
+          line = line + breaks
+          cell[#cell + 1] = piece
+          if text:sub(q + 1, q + 1) == '"' then
+            cell[#cell + 1] = '"'
+            pos = q + 2
+          else
+            pos = q + 1
+            break
+          end
+        end
+      end
+      -- unquoted text (or what follows a closing quote) up to the cell's end
+      local e = text:find("[,\r\n]", pos)
+      while e and text:sub(e, e) == "\r" and text:sub(e + 1, e + 1) ~= "\n" do
+        e = text:find("[,\r\n]", e + 1)
+      end
+      cell[#cell + 1] = text:sub(pos, (e or n + 1) - 1)
+      cells[#cells + 1] = table.concat(cell)
+      cell = {}
+      if not e then
+        pos = n + 1
+        return cells, start_line
+      end
+      local sep = text:sub(e, e)
+      if sep == "," then
+        pos = e + 1
+      else
+        pos = e + (sep == "\r" and 2 or 1)
+        line = line + 1
+        return cells, start_line
+      end
+    end
+  end
 end
 
 return util

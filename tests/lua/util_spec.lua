@@ -1,5 +1,6 @@
 -- The Lua helper layer (lua/moonlight/util.lua): option checking with the C
--- checker's message shape, errors at the user's line, sets, Python's float repr.
+-- checker's message shape, errors at the user's line, sets, Python's float repr,
+-- CSV records (RFC 4180).
 local ml = require "moonlight"
 local util = require "moonlight.util"
 
@@ -171,5 +172,51 @@ describe("util.format_number (Python's repr)", function()
         assert.is_true(#digits <= 17, s)
       end
     end
+  end)
+end)
+
+describe("util CSV (RFC 4180)", function()
+  local function records(text)
+    local out = {}
+    local it = util.csv_records(text)
+    while true do
+      local cells, line = it()
+      if not cells then
+        if line then error(line) end
+        return out
+      end
+      out[#out + 1] = {cells = cells, line = line}
+    end
+  end
+
+  it("quotes only cells that need it, quotes doubled", function()
+    assert.are.equal("plain", util.csv_field("plain"))
+    assert.are.equal('"a,b"', util.csv_field("a,b"))
+    assert.are.equal('"say ""hi"""', util.csv_field('say "hi"'))
+    assert.are.equal('"two\nlines"', util.csv_field("two\nlines"))
+    assert.are.equal('"cr\r"', util.csv_field("cr\r"))
+    assert.are.equal(" spaced ", util.csv_field(" spaced "))
+    assert.are.equal('a,"b,c",,"d""e"\n', util.csv_line({"a", "b,c", "", 'd"e'}))
+  end)
+
+  it("reads back every cell written", function()
+    local rows = {{"loss, \"train\"", "x", ""}, {"a\nb", '"', ",,"}, {"", "", ""}, {"\r\n", "é", "1.5"}}
+    local text = ""
+    for _, r in ipairs(rows) do text = text .. util.csv_line(r) end
+    local got = records(text)
+    assert.are.equal(#rows, #got)
+    for i, r in ipairs(rows) do assert.are.same(r, got[i].cells) end
+    assert.are.same({1, 2, 4, 5}, {got[1].line, got[2].line, got[3].line, got[4].line})
+  end)
+
+  it("takes CRLF, blank lines, a missing last newline, and text after a closing quote", function()
+    local got = records('a,b\r\n\r\n1,2\n\n"x"y,3')
+    assert.are.same({{"a", "b"}, {"1", "2"}, {"xy", "3"}}, {got[1].cells, got[2].cells, got[3].cells})
+    assert.are.same({1, 3, 5}, {got[1].line, got[2].line, got[3].line})
+    assert.are.same({{"a", ""}}, {records("a,")[1].cells})
+  end)
+
+  it("reports an unterminated quote with its line", function()
+    assert.matches("line 2: unterminated quoted cell", err(records, 'a,b\n"x,1\n2,3\n'))
   end)
 end)
