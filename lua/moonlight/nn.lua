@@ -570,6 +570,41 @@ local function guarded(self, f, x, ...)
 end
 nn._guarded = guarded
 
+-- the LightningModule side ----------------------------------------------------------
+-- Defined here, with the rest of Module, so that a module can use them before
+-- ml.Trainer is loaded (an init that calls save_hyperparameters). The Trainer that
+-- runs a step or hook sets the model's private field _trainer; its result set
+-- (trainer._results, lua/moonlight/trainer.lua) does the bookkeeping.
+
+-- self:log(name, value, {on_step, on_epoch, prog_bar, logger, reduce_fx, batch_size, ...})
+function Module:log(name, value, opts)
+  local trainer = rawget(self, "_trainer")
+  if not trainer or not trainer._results then
+    util.raise("log: self:log can only be called inside a step or hook run by a Trainer")
+  end
+  trainer._results:log(name, value, opts, trainer._current_batch)
+end
+
+-- self:log_dict({name = value, ...}, opts): self:log for each, in name order
+function Module:log_dict(t, opts)
+  if type(t) ~= "table" or is_tensor(t) then
+    util.fail("log_dict", "expected a table of name -> value, got %s", util.typename(t))
+  end
+  local names = {}
+  for k in pairs(t) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do self:log(k, t[k], opts) end
+end
+
+-- self:save_hyperparameters({name = value, ...}): self.hparams, which the
+-- Trainer hands to its logger (hparams.yaml) and stores in checkpoints
+function Module:save_hyperparameters(hp)
+  if hp ~= nil and (type(hp) ~= "table" or is_tensor(hp)) then
+    util.fail("save_hyperparameters", "expected a table of name -> value, got %s", util.typename(hp))
+  end
+  rawset(self, "hparams", hp or {})
+end
+
 ------------------------------------------------------------------------------
 -- nn.init (the subset the layers use)
 ------------------------------------------------------------------------------

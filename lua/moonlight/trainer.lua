@@ -2,16 +2,14 @@
 --
 -- Any nn.Module with training_step(batch, batch_idx) and configure_optimizers()
 -- can be fit; validation_step, test_step and the usual hooks are optional. The
--- module side (self:log, self:log_dict, self.trainer, ...) is added to nn.Module
--- here. batch_idx counts from 1 (a Lua position); epochs and steps are numbers
--- stored in logs and count from 0, as Lightning writes them.
+-- module side (self:log, self:log_dict, self:save_hyperparameters) is defined in
+-- nn.lua; the values it logs are collected here (Results). batch_idx counts from
+-- 1 (a Lua position); epochs and steps are numbers stored in logs and count from
+-- 0, as Lightning writes them.
 local core = require "moonlight.core"
-local nn = require "moonlight.nn"
 local loggers = require "moonlight.loggers"
 local progress = require "moonlight.progress"
 local sys = core._sys
-
-local Module = nn.Module
 
 local util = require "moonlight.util"
 local check_options = util.check_options
@@ -133,30 +131,6 @@ function Results:epoch_metrics(suffix_both)
     end
   end
   return out
-end
-
-------------------------------------------------------------------------------
--- The module side (LightningModule)
-------------------------------------------------------------------------------
-
-function Module:log(name, value, opts)
-  local trainer = rawget(self, "_trainer")
-  if not trainer or not trainer._results then
-    error("log: self:log can only be called inside a step or hook run by a Trainer", 2)
-  end
-  trainer._results:log(name, value, opts, trainer._current_batch)
-end
-
-function Module:log_dict(t, opts)
-  if type(t) ~= "table" then error("log_dict: expected a table of name -> value, got " .. type(t), 2) end
-  local names = {}
-  for k in pairs(t) do names[#names + 1] = k end
-  table.sort(names)
-  for _, k in ipairs(names) do self:log(k, t[k], opts) end
-end
-
-function Module:save_hyperparameters(hp)
-  rawset(self, "hparams", hp or {})
 end
 
 ------------------------------------------------------------------------------
