@@ -634,8 +634,7 @@ end
 
 -- fit(model, train_loader, val_loader, {ckpt_path = path | "last"})
 function Trainer:fit(model, train_loader, val_loader, opts)
-  opts = opts or {}
-  check_options("fit", opts, {ckpt_path = "string"})
+  opts = check_options("fit", opts, {ckpt_path = "string"})
   if type(model) ~= "table" or type(model.training_step) ~= "function" then
     error("fit: the model has no training_step(batch, batch_idx) method", 2)
   end
