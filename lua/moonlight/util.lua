@@ -102,20 +102,30 @@ local kinds = {
   end, "callable"},
 }
 
--- "number|table" -> true when v is one of them; else false and "a number or a table"
+-- "number|table" -> {kinds.number, kinds.table}, parsed once per type string
+local alternatives = {}
+local function kinds_of(types)
+  local list = alternatives[types]
+  if not list then
+    list = {}
+    for name in types:gmatch("[^|]+") do
+      local kind = kinds[name]
+      if not kind then error("util.check_options: unknown type '" .. name .. "' in a spec", 4) end
+      list[#list + 1] = kind
+    end
+    alternatives[types] = list
+  end
+  return list
+end
+
+-- true when v is of one of the types; else false and "a number or a table"
 local function check_type(v, types)
-  local k = kinds[types]
-  if k then
-    if k[1](v) then return true end
-    return false, k[2]
+  local list = kinds_of(types)
+  for i = 1, #list do
+    if list[i][1](v) then return true end
   end
   local names = {}
-  for name in types:gmatch("[^|]+") do
-    local kind = kinds[name]
-    if not kind then error("util.check_options: unknown type '" .. name .. "' in a spec", 3) end
-    if kind[1](v) then return true end
-    names[#names + 1] = kind[2]
-  end
+  for i, kind in ipairs(list) do names[i] = kind[2] end
   if #names == 1 then return false, names[1] end
   return false, table.concat(names, ", ", 1, #names - 1) .. " or " .. names[#names]
 end
