@@ -8,6 +8,15 @@ add_test(NAME embed.regress
 set_tests_properties(embed.regress PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
                      ENVIRONMENT "OMP_NUM_THREADS=1")
 
+# The build race (issue 14): ml_lua_embed alone owns the embedded-Lua file. Fresh
+# -j4 configure + builds of tests/embed_race/ (wired as this project, four targets
+# compiling the file) must succeed and run the embedding step once, three times
+# over; a target compiling the file without the owner is refused at configure
+# time. About 10 s.
+add_test(NAME embed.race
+         COMMAND ${CMAKE_COMMAND} -DSRC=${CMAKE_SOURCE_DIR} -DWORK=${CMAKE_BINARY_DIR}/embed_race
+                 "-DGENERATOR=${CMAKE_GENERATOR}" -P ${CMAKE_SOURCE_DIR}/tests/embed_race/run.cmake)
+
 # The install test: not under the sanitizers (an outside host would need their runtime).
 if(NOT ML_SANITIZE)
   add_test(NAME embed.install

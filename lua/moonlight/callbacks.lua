@@ -8,9 +8,9 @@
 -- under a temporary name and renamed (ml.save does that), so a crash mid-save never
 -- leaves a corrupt checkpoint.
 local core = require "moonlight.core"
-local loggers = require "moonlight.loggers"
+local util = require "moonlight.util"
 local sys = core._sys
-local check_options = require("moonlight.util").check_options
+local check_options = util.check_options
 
 local callbacks = {}
 
@@ -40,7 +40,7 @@ local function serialize(v, out)
     elseif v ~= v then out[#out + 1] = "(0/0)"
     elseif v == math.huge then out[#out + 1] = "math.huge"
     elseif v == -math.huge then out[#out + 1] = "-math.huge"
-    else out[#out + 1] = string.format("%.17g", v) end
+    else out[#out + 1] = util.format_number(v) end -- a Lua numeral too, read back exactly
   elseif t == "string" then out[#out + 1] = string.format("%q", v)
   elseif t == "boolean" then out[#out + 1] = tostring(v)
   elseif t == "table" then
@@ -187,12 +187,12 @@ local ModelCheckpoint = Callback:extend("ModelCheckpoint")
 callbacks.ModelCheckpoint = ModelCheckpoint
 ModelCheckpoint._is_model_checkpoint = true
 
-local mc_options = {dirpath = true, filename = true, monitor = true, mode = true, save_top_k = true,
-                    save_last = true, every_n_epochs = true, verbose = true}
+local mc_options = {dirpath = "string", filename = "string", monitor = "string", mode = "string",
+                    save_top_k = "integer", save_last = "boolean", every_n_epochs = "integer",
+                    verbose = "boolean"}
 
 function ModelCheckpoint:init(opts)
-  opts = opts or {}
-  check_options("ModelCheckpoint", opts, mc_options)
+  opts = check_options("ModelCheckpoint", opts, mc_options)
   self.dirpath = opts.dirpath
   self.filename = opts.filename
   self.monitor = opts.monitor
@@ -305,9 +305,9 @@ local EarlyStopping = Callback:extend("EarlyStopping")
 callbacks.EarlyStopping = EarlyStopping
 
 function EarlyStopping:init(opts)
-  opts = opts or {}
-  check_options("EarlyStopping", opts, {monitor = true, patience = true, mode = true, min_delta = true,
-                                        verbose = true, check_finite = true})
+  opts = check_options("EarlyStopping", opts, {monitor = "string", patience = "integer", mode = "string",
+                                               min_delta = "number", verbose = "boolean",
+                                               check_finite = "boolean"})
   if not opts.monitor then error("EarlyStopping: monitor is required (e.g. {monitor = \"val_loss\"})", 3) end
   self.monitor = opts.monitor
   self.patience = opts.patience or 3

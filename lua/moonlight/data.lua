@@ -13,28 +13,11 @@ local ml = require "moonlight"
 
 local data = {}
 
-local function fail(fname, fmt, ...)
-  error(fname .. ": " .. string.format(fmt, ...), 3)
-end
+local util = require "moonlight.util"
+local fail, check_options = util.fail, util.check_options
 
 local function shape_str(t)
   return "[" .. table.concat(t:shape(), ", ") .. "]"
-end
-
-local function check_options(fname, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" or core.is_tensor(opts) then
-    fail(fname, "options must be a table, got %s", type(opts))
-  end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for name in pairs(allowed) do names[#names + 1] = name end
-      table.sort(names)
-      fail(fname, "unknown option '%s' (expected one of: %s)", tostring(k), table.concat(names, ", "))
-    end
-  end
-  return opts
 end
 
 data.read_idx = core._read_idx
@@ -99,9 +82,16 @@ local function channel_values(v, fname, what)
   fail(fname, "%s must be a number or a list of numbers (one per channel), got %s", what, type(v))
 end
 
+-- "0.1307, 0.5": numbers as the reprs write them (Python's repr)
+local function numbers(list)
+  local out = {}
+  for i, v in ipairs(list) do out[i] = util.format_number(v) end
+  return table.concat(out, ", ")
+end
+
 -- Normalize(mean, std): (x - mean) / std per channel of a float [C, H, W] image.
 function transforms.Normalize(mean, std, opts)
-  check_options("Normalize", opts, {inplace = true})
+  check_options("Normalize", opts, {inplace = "boolean"})
   local m, s = channel_values(mean, "Normalize", "mean"), channel_values(std, "Normalize", "std")
   if #m ~= #s then fail("Normalize", "mean has %d values, std %d", #m, #s) end
   for i = 1, #s do
@@ -129,7 +119,7 @@ function transforms.Normalize(mean, std, opts)
     return (x - mm) / ss
   end
   return builtin("normalize", {
-    repr = string.format("Normalize(mean=%s, std=%s)", table.concat(m, ", "), table.concat(s, ", ")),
+    repr = string.format("Normalize(mean=%s, std=%s)", numbers(m), numbers(s)),
     mean = m, std = s, single = #m == 1,
     sample = function(_, x) return apply(x, "Normalize", 3) end,
     batch = function(_, xb) return apply(xb, "Normalize", 4) end,
@@ -285,7 +275,7 @@ local cache = setmetatable({}, {__mode = "v"})
 
 local function idx_dataset(name, sub, hint, classes)
   local methods, mt = dataset_class(name)
-  local allowed = {train = true, transform = true, target_transform = true, download = true}
+  local allowed = {train = "boolean", transform = true, target_transform = true, download = true}
   local function new(root, opts)
     if type(root) ~= "string" then fail(name, "root must be a folder name, got %s", type(root)) end
     opts = check_options(name, opts, allowed)
@@ -378,8 +368,9 @@ local function columns_of(ds)
 end
 DataLoader.__name = "DataLoader"
 
-local loader_options = {batch_size = true, shuffle = true, drop_last = true, seed = true,
-                        device = true}
+-- batch_size and seed are checked below, with their ranges
+local loader_options = {batch_size = true, shuffle = "boolean", drop_last = "boolean", seed = true,
+                        device = "string"}
 
 -- DataLoader(dataset, {batch_size = 1, shuffle = false, drop_last = false, seed, device})
 function data.DataLoader(dataset, opts)

@@ -3,43 +3,49 @@
 -- to a PNG (cairo, in C).
 local core = require "moonlight.core"
 local progress = require "moonlight.progress"
+local util = require "moonlight.util"
 
 local history = {}
 
-local function split_csv_line(line)
-  local cells = {}
-  for cell in (line .. ","):gmatch("([^,]*),") do cells[#cells + 1] = cell end
-  return cells
+-- a cell as a value: a number when it reads as one (nan, inf and -inf too, as
+-- the CSVLogger writes them), else the string
+local specials = {nan = 0 / 0, inf = math.huge, ["-inf"] = -math.huge}
+local function cell_value(cell)
+  local v = tonumber(cell) or specials[cell]
+  if v == nil then return cell end
+  return math.tointeger(v) or v
 end
 
--- read(path) -> {columns = {...}, rows = {{col = number, ...}, ...}}
+-- read(path) -> {columns = {...}, rows = {{col = number, ...}, ...}}. The file is
+-- CSV per RFC 4180 (quoted cells may hold commas, quotes and line breaks), as the
+-- CSVLogger writes it; empty cells are absent from their row.
 function history.read(path)
-  local f, err = io.open(path, "r")
+  local f, err = io.open(path, "rb")
   if not f then error("history.read: cannot open " .. path .. ": " .. tostring(err), 2) end
-  local header = f:read("l")
-  if not header then
-    f:close()
+  local text = f:read("a")
+  f:close()
+  local records = util.csv_records(text or "")
+  local columns, line = records()
+  if not columns then
+    if line then error(("history.read: %s %s"):format(path, line), 2) end
     error("history.read: " .. path .. " is empty", 2)
   end
-  local columns = split_csv_line(header)
   local rows = {}
-  local n = 1
-  for line in f:lines() do
-    n = n + 1
-    if line ~= "" then
-      local cells = split_csv_line(line)
-      if #cells ~= #columns then
-        f:close()
-        error(string.format("history.read: %s line %d has %d cells, the header %d", path, n, #cells, #columns), 2)
-      end
-      local row = {}
-      for i, c in ipairs(columns) do
-        if cells[i] ~= "" then row[c] = math.tointeger(tonumber(cells[i])) or tonumber(cells[i]) or cells[i] end
-      end
-      rows[#rows + 1] = row
+  while true do
+    local cells, n = records()
+    if not cells then
+      if n then error(("history.read: %s %s"):format(path, n), 2) end
+      break
     end
+    if #cells ~= #columns then
+      error(string.format("history.read: %s line %d has %d cells, the header %d", path, n, #cells, #columns), 2)
+    end
+    local row = {}
+    for i, c in ipairs(columns) do
+      if cells[i] ~= "" then row[c] = cell_value(cells[i]) end
+    end
+    rows[#rows + 1] = row
   end
-  f:close()
   return {columns = columns, rows = rows}
 end
 
@@ -73,7 +79,7 @@ function history.format_table(rows, columns)
     for j, c in ipairs(cols) do
       local v = row[c]
       local s
-      if v == nil then s = "NaN"
+      if v == nil or v ~= v then s = "NaN"
       elseif math.type(v) == "integer" then s = tostring(v)
       elseif v ~= 0 and math.abs(v) < 1e-4 then s = string.format("%.6e", v) -- as pandas shows tiny values
       else s = string.format("%.6f", v) end
@@ -109,7 +115,9 @@ function history.plot(csv_path, png_path, opts)
       end
       local xs, ys = {}, {}
       for _, row in ipairs(h.rows) do
-        if type(row[c]) == "number" and type(row.step) == "number" then
+        local v = row[c]
+        -- finite numbers only: a NaN or an infinity has no place on an axis
+        if type(v) == "number" and v - v == 0 and type(row.step) == "number" then
           xs[#xs + 1] = row.step
           ys[#ys + 1] = row[c]
         end

@@ -5,27 +5,18 @@
 -- columns sorted by name, empty cells where a row lacks a value. Each row reaches
 -- the disk as it is logged (a crash loses at most the row being written); when a
 -- row brings a new column the file is rewritten under a temporary name and renamed.
+-- Cells are written per RFC 4180, as Python's csv module writes them: a name or a
+-- value holding a comma, a double quote or a line break is quoted, its quotes
+-- doubled (util.csv_line; ml.history reads them back the same way). Lines end
+-- with "\n" (Python's csv writes "\r\n"; both read alike).
+-- hparams.yaml is YAML as PyYAML's yaml.dump writes it for Lightning (below).
 local core = require "moonlight.core"
 local sys = core._sys
 
 local loggers = {}
 
--- The shortest decimal that reads back as the same double, like Python's repr.
-local function format_number(v)
-  if math.type(v) == "integer" then return tostring(v) end
-  if v ~= v then return "nan" end
-  if v == math.huge then return "inf" end
-  if v == -math.huge then return "-inf" end
-  if v == math.floor(v) and math.abs(v) < 1e15 then return string.format("%.1f", v) end
-  for digits = 15, 17 do
-    local s = string.format("%." .. digits .. "g", v)
-    if tonumber(s) == v then return s end
-  end
-  return string.format("%.17g", v)
-end
-loggers._format_number = format_number
-
-local check_options = require("moonlight.util").check_options
+local util = require "moonlight.util"
+local format_number, check_options = util.format_number, util.check_options
 
 local function next_version(root)
   local names = sys.listdir(root)
@@ -53,12 +44,11 @@ CSVLogger.__index = CSVLogger
 CSVLogger.__name = "CSVLogger"
 
 function loggers.CSVLogger(save_dir, opts)
-  opts = opts or {}
   if type(save_dir) ~= "string" then
-    error("CSVLogger: save_dir must be a string (a directory), got " .. type(save_dir), 2)
+    util.fail("CSVLogger", "save_dir must be a string (a directory), got %s", util.typename(save_dir))
   end
-  check_options("CSVLogger", opts, {name = true, version = true, prefix = true,
-                                    flush_logs_every_n_steps = true})
+  opts = check_options("CSVLogger", opts, {name = "string", version = "integer|string", prefix = "string",
+                                           flush_logs_every_n_steps = "integer"})
   local self = setmetatable({}, CSVLogger)
   self.save_dir = save_dir
   self.name = opts.name == nil and "lightning_logs" or opts.name
@@ -98,7 +88,7 @@ local function row_line(columns, row)
     local v = row[c]
     cells[i] = v == nil and "" or (type(v) == "number" and format_number(v) or tostring(v))
   end
-  return table.concat(cells, ",") .. "\n"
+  return util.csv_line(cells)
 end
 
 -- log_metrics({name = number, ...}, step): one row of metrics.csv.
@@ -129,7 +119,7 @@ function CSVLogger:log_metrics(metrics, step)
   self._rows[#self._rows + 1] = row
   if new_column then
     table.sort(self._columns)
-    local parts = {table.concat(self._columns, ",") .. "\n"}
+    local parts = {util.csv_line(self._columns)}
     for _, r in ipairs(self._rows) do parts[#parts + 1] = row_line(self._columns, r) end
     write_atomically(self.metrics_file, table.concat(parts))
   else
@@ -140,14 +130,139 @@ function CSVLogger:log_metrics(metrics, step)
   end
 end
 
-local function yaml_value(v)
-  if type(v) == "number" then return format_number(v) end
-  if type(v) == "boolean" then return tostring(v) end
-  if type(v) == "string" then
-    if v:match("^[%w_%.%-/]+$") and not tonumber(v) and v ~= "true" and v ~= "false" then return v end
-    return string.format("%q", v)
+------------------------------------------------------------------------------
+-- hparams.yaml
+------------------------------------------------------------------------------
+
+-- YAML as PyYAML's yaml.dump writes it for Lightning (save_hparams_to_yaml): block
+-- style, keys sorted, mappings nested by two spaces, a sequence under a key not
+-- indented ("key:\n- a\n- b"), an empty table as {}. Scalars:
+-- - numbers as YAML 1.1 reads them, as PyYAML writes floats: Python's repr with a
+--   ".0" before a bare exponent (1.0e-05), .nan, .inf, -.inf;
+-- - true / false;
+-- - strings plain when they read back as the same string in YAML 1.1 and 1.2
+--   (ASCII, starting with a letter or "/", no ": " or " #", not a number, a
+--   boolean or null word), else double-quoted with YAML's escapes. Valid UTF-8
+--   is kept; a string that is not valid UTF-8 has its bytes >= 0x80 written as
+--   \xNN escapes (YAML is Unicode: they read back as U+0080..U+00FF);
+-- - tensors, functions and other objects (tables with a metatable) as the string
+--   of their tostring(), as Lightning writes what it cannot represent as a repr.
+
+-- words YAML 1.1 resolves to booleans or null (compared in lower case)
+local yaml_words = util.set_of("y", "n", "yes", "no", "true", "false", "on", "off", "null",
+                               "nan", "inf")
+
+local yaml_escapes = {
+  ["\\"] = "\\\\", ['"'] = '\\"', ["\0"] = "\\0", ["\a"] = "\\a", ["\b"] = "\\b",
+  ["\t"] = "\\t", ["\n"] = "\\n", ["\v"] = "\\v", ["\f"] = "\\f", ["\r"] = "\\r",
+  ["\27"] = "\\e",
+}
+
+local function yaml_string(s)
+  if s:match("^[%a/][%w_%.%-/ ]*$") and s:sub(-1) ~= " " and not yaml_words[s:lower()]
+     and not tonumber((s:gsub("_", ""))) then
+    return s
   end
-  return string.format("%q", tostring(v))
+  local out = {}
+  if utf8.len(s) then
+    for _, c in utf8.codes(s) do
+      local ch = utf8.char(c)
+      if yaml_escapes[ch] then out[#out + 1] = yaml_escapes[ch]
+      elseif c < 0x20 or (c >= 0x7F and c <= 0x9F) then out[#out + 1] = ("\\x%02X"):format(c)
+      elseif c == 0x2028 or c == 0x2029 or c == 0xFEFF or c == 0xFFFE or c == 0xFFFF then
+        out[#out + 1] = ("\\u%04X"):format(c) -- line and paragraph separators are breaks in YAML 1.1
+      else out[#out + 1] = ch end
+    end
+  else
+    for i = 1, #s do
+      local ch = s:sub(i, i)
+      local b = ch:byte()
+      if yaml_escapes[ch] then out[#out + 1] = yaml_escapes[ch]
+      elseif b < 0x20 or b >= 0x7F then out[#out + 1] = ("\\x%02X"):format(b)
+      else out[#out + 1] = ch end
+    end
+  end
+  return '"' .. table.concat(out) .. '"'
+end
+
+local function yaml_number(v)
+  if math.type(v) == "integer" then return tostring(v) end
+  if v ~= v then return ".nan" end
+  if v == math.huge then return ".inf" end
+  if v == -math.huge then return "-.inf" end
+  local r = format_number(v)
+  if not r:find(".", 1, true) then r = r:gsub("e", ".0e", 1) end
+  return r
+end
+
+local function is_collection(v)
+  return type(v) == "table" and getmetatable(v) == nil and next(v) ~= nil
+end
+
+local function is_sequence(t)
+  local n = #t
+  for i = 1, n do if t[i] == nil then return false end end
+  local count = 0
+  for _ in pairs(t) do count = count + 1 end
+  return count == n
+end
+
+local function yaml_scalar(v)
+  local t = type(v)
+  if t == "number" then return yaml_number(v) end
+  if t == "boolean" then return tostring(v) end
+  if t == "string" then return yaml_string(v) end
+  if t == "table" and getmetatable(v) == nil then return "{}" end -- an empty table
+  return yaml_string(tostring(v))
+end
+
+local emit_mapping, emit_sequence
+
+-- a value after "key:" or "- ", the lines of a collection at ind
+local function emit_value(v, ind, lines, seen, path)
+  if seen[v] then
+    error(("CSVLogger: hparams '%s' holds a table that contains itself"):format(path), 0)
+  end
+  seen[v] = true
+  if is_sequence(v) then emit_sequence(v, ind, lines, seen, path)
+  else emit_mapping(v, ind, lines, seen, path) end
+  seen[v] = nil
+end
+
+function emit_mapping(t, ind, lines, seen, path)
+  for _, k in ipairs(util.sorted_keys(t)) do
+    local v, key = t[k], yaml_scalar(k)
+    local p = path == "" and tostring(k) or (path .. "." .. tostring(k))
+    if is_collection(v) then
+      lines[#lines + 1] = ind .. key .. ":"
+      -- a sequence under a key is not indented, a mapping is
+      emit_value(v, is_sequence(v) and ind or ind .. "  ", lines, seen, p)
+    else
+      lines[#lines + 1] = ind .. key .. ": " .. yaml_scalar(v)
+    end
+  end
+end
+
+function emit_sequence(t, ind, lines, seen, path)
+  for i = 1, #t do
+    local v = t[i]
+    if is_collection(v) then
+      -- a nested collection starts on the "- " line: "- a: 1\n  b: 2", "- - 1\n  - 2"
+      local first = #lines + 1
+      emit_value(v, ind .. "  ", lines, seen, path .. "[" .. i .. "]")
+      lines[first] = ind .. "- " .. lines[first]:sub(#ind + 3)
+    else
+      lines[#lines + 1] = ind .. "- " .. yaml_scalar(v)
+    end
+  end
+end
+
+-- yaml(hparams) -> the text of hparams.yaml: a mapping ("{}" when empty)
+local function yaml_document(hparams)
+  if next(hparams) == nil then return "{}\n" end
+  local lines = {}
+  emit_mapping(hparams, "", lines, {[hparams] = true}, "")
+  return table.concat(lines, "\n") .. "\n"
 end
 
 function CSVLogger:log_hyperparams(params)
@@ -158,20 +273,7 @@ end
 -- Writes hparams.yaml ("{}" when there are none, as Lightning does).
 function CSVLogger:save()
   self:_ensure_dir()
-  local keys = {}
-  for k in pairs(self._hparams) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  local lines = {}
-  for _, k in ipairs(keys) do
-    local v = self._hparams[k]
-    if type(v) == "table" then
-      lines[#lines + 1] = k .. ":"
-      for _, item in ipairs(v) do lines[#lines + 1] = "- " .. yaml_value(item) end
-    else
-      lines[#lines + 1] = k .. ": " .. yaml_value(v)
-    end
-  end
-  write_atomically(self.log_dir .. "/hparams.yaml", #lines == 0 and "{}\n" or table.concat(lines, "\n") .. "\n")
+  write_atomically(self.log_dir .. "/hparams.yaml", yaml_document(self._hparams))
 end
 
 function CSVLogger:finalize() self:save() end

@@ -6,13 +6,13 @@
 -- friends with update(preds, target), compute(), reset(), and m(preds, target)
 -- for update + the batch's value. The counting runs in C (src/lua/metrics.c).
 local core = require "moonlight.core"
-local loggers = require "moonlight.loggers"
 local check_options = require("moonlight.util").check_options
 
 local metrics = {}
 
-local classification_options = {task = true, num_classes = true, threshold = true, average = true,
-                                top_k = true, ignore_index = true, multidim_average = true,
+-- task, num_classes and average are checked by check_task, with their values
+local classification_options = {task = true, num_classes = true, threshold = "number", average = true,
+                                top_k = "integer", ignore_index = "integer", multidim_average = true,
                                 num_labels = true, validate_args = true}
 
 local function check_task(fname, opts)
@@ -165,7 +165,7 @@ end
 
 function metrics.confusion_matrix(preds, target, opts)
   opts = opts or {}
-  check_options("confusion_matrix", opts, {task = true, num_classes = true, threshold = true,
+  check_options("confusion_matrix", opts, {task = true, num_classes = true, threshold = "number",
                                            normalize = true, ignore_index = true})
   local cm = confusion("confusion_matrix", preds, target, opts)
   local norm = opts.normalize

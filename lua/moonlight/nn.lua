@@ -15,30 +15,16 @@ local function shape_str(x)
   return "[" .. table.concat(x:shape(), ", ") .. "]"
 end
 
+local util = require "moonlight.util"
+local check_options, set_of = util.check_options, util.set_of
+
 -- Python's repr of a float (shortest round trip; 1.0 keeps its ".0")
-local function pyfloat(v)
-  if v == math.floor(v) and math.abs(v) < 1e16 then return string.format("%.1f", v) end
-  for prec = 15, 17 do
-    local s = string.format("%." .. prec .. "g", v)
-    if tonumber(s) == v then return s end
-  end
-  return tostring(v)
-end
-nn._pyfloat = pyfloat
+local pyfloat = util.format_number
 
 local function pybool(b) return b and "True" or "False" end
 
 -- a 1-based Lua dim as PyTorch prints it (0-based; negative dims are the same)
 local function pydim(d) return d > 0 and d - 1 or d end
-
-local check_options = require("moonlight.util").check_options
-nn._check_options = check_options
-
-local function set_of(...)
-  local s = {}
-  for _, k in ipairs({...}) do s[k] = true end
-  return s
-end
 
 ------------------------------------------------------------------------------
 -- nn.Parameter
@@ -255,7 +241,7 @@ end
 -- A tensor that is part of the module's state but not trained (running stats,
 -- masks). persistent = false keeps it out of state_dict.
 function Module:register_buffer(name, t, opts)
-  opts = check_options("register_buffer", opts, set_of("persistent"))
+  opts = check_options("register_buffer", opts, {persistent = "boolean"})
   if type(name) ~= "string" then error("register_buffer: name must be a string", 2) end
   if t ~= nil and not is_tensor(t) then
     error(("register_buffer: '%s' must be a tensor or nil, got %s"):format(name, type(t)), 2)
@@ -410,8 +396,9 @@ function Module:double() return self:to("float64") end
 -- zero_grad(): gradients become nil (PyTorch 2's set_to_none default: no pass
 -- over memory, and backward hands its fresh gradient over); {set_to_none = false}
 -- zeroes them in place instead.
+local zero_grad_options = {set_to_none = "boolean"}
 function Module:zero_grad(opts)
-  opts = check_options("zero_grad", opts, set_of("set_to_none"))
+  opts = check_options("zero_grad", opts, zero_grad_options)
   local none = opts.set_to_none ~= false
   for _, p in ipairs(self:parameters()) do
     if none then p.grad = nil
@@ -524,7 +511,7 @@ end
 -- unexpected key is an error; a shape mismatch always is. Nothing is copied when
 -- anything is wrong. Returns {missing_keys = {...}, unexpected_keys = {...}}.
 function Module:load_state_dict(sd, opts)
-  opts = check_options("load_state_dict", opts, set_of("strict"))
+  opts = check_options("load_state_dict", opts, {strict = "boolean"})
   local strict = opts.strict ~= false
   if type(sd) ~= "table" then
     error(("load_state_dict: expected a table of name -> tensor, got %s"):format(type(sd)), 2)
@@ -583,6 +570,41 @@ local function guarded(self, f, x, ...)
 end
 nn._guarded = guarded
 
+-- the LightningModule side ----------------------------------------------------------
+-- Defined here, with the rest of Module, so that a module can use them before
+-- ml.Trainer is loaded (an init that calls save_hyperparameters). The Trainer that
+-- runs a step or hook sets the model's private field _trainer; its result set
+-- (trainer._results, lua/moonlight/trainer.lua) does the bookkeeping.
+
+-- self:log(name, value, {on_step, on_epoch, prog_bar, logger, reduce_fx, batch_size, ...})
+function Module:log(name, value, opts)
+  local trainer = rawget(self, "_trainer")
+  if not trainer or not trainer._results then
+    util.raise("log: self:log can only be called inside a step or hook run by a Trainer")
+  end
+  trainer._results:log(name, value, opts, trainer._current_batch)
+end
+
+-- self:log_dict({name = value, ...}, opts): self:log for each, in name order
+function Module:log_dict(t, opts)
+  if type(t) ~= "table" or is_tensor(t) then
+    util.fail("log_dict", "expected a table of name -> value, got %s", util.typename(t))
+  end
+  local names = {}
+  for k in pairs(t) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do self:log(k, t[k], opts) end
+end
+
+-- self:save_hyperparameters({name = value, ...}): self.hparams, which the
+-- Trainer hands to its logger (hparams.yaml) and stores in checkpoints
+function Module:save_hyperparameters(hp)
+  if hp ~= nil and (type(hp) ~= "table" or is_tensor(hp)) then
+    util.fail("save_hyperparameters", "expected a table of name -> value, got %s", util.typename(hp))
+  end
+  rawset(self, "hparams", hp or {})
+end
+
 ------------------------------------------------------------------------------
 -- nn.init (the subset the layers use)
 ------------------------------------------------------------------------------
@@ -620,9 +642,9 @@ nn.init._fan_in = fan_in
 
 -- kaiming_uniform_(t, {a = 0, mode = "fan_in", nonlinearity = "leaky_relu"})
 function nn.init.kaiming_uniform_(t, opts)
-  opts = check_options("kaiming_uniform_", opts, set_of("a", "mode", "nonlinearity"))
-  local a = opts.a or 0
-  local nl = opts.nonlinearity or "leaky_relu"
+  opts = check_options("kaiming_uniform_", opts, {a = {"number", 0}, mode = {"string", "fan_in"},
+                                                  nonlinearity = {"string", "leaky_relu"}})
+  local a, nl = opts.a, opts.nonlinearity
   local gain
   if nl == "leaky_relu" then gain = math.sqrt(2 / (1 + a * a))
   elseif nl == "relu" then gain = math.sqrt(2)
@@ -630,7 +652,7 @@ function nn.init.kaiming_uniform_(t, opts)
   elseif nl == "tanh" then gain = 5 / 3
   else error(("kaiming_uniform_: unsupported nonlinearity '%s'"):format(nl), 2) end
   local fan
-  if (opts.mode or "fan_in") == "fan_in" then fan = fan_in(t)
+  if opts.mode == "fan_in" then fan = fan_in(t)
   else fan = t:shape()[1] * (fan_in(t) // t:shape()[2]) end
   local bound = math.sqrt(3) * gain / math.sqrt(fan)
   return nn.init.uniform_(t, -bound, bound)
@@ -655,7 +677,7 @@ end
 function Linear:init(in_features, out_features, opts)
   check_count("nn.Linear", "in_features", in_features)
   check_count("nn.Linear", "out_features", out_features)
-  opts = check_options("nn.Linear", opts, set_of("bias", "dtype", "device"))
+  opts = check_options("nn.Linear", opts, {bias = "boolean", dtype = "string", device = "string"})
   self.in_features, self.out_features = in_features, out_features
   -- kaiming_uniform(a = sqrt(5)) on [out, in] is U(-1/sqrt(in), 1/sqrt(in)), as PyTorch
   local w = core.zeros({out_features, in_features}, {dtype = opts.dtype})
@@ -703,7 +725,7 @@ activation("Sigmoid", core.sigmoid)
 activation("Tanh", core.tanh)
 
 function nn.ReLU:init(opts)
-  opts = check_options("nn.ReLU", opts, set_of("inplace"))
+  opts = check_options("nn.ReLU", opts, {inplace = "boolean"})
   self.inplace = opts.inplace == true
 end
 function nn.ReLU:extra_repr() return self.inplace and "inplace=True" or "" end
@@ -756,7 +778,7 @@ function Dropout:init(p, opts)
   if type(p) ~= "number" or p < 0 or p > 1 then
     error(("nn.Dropout: p must be a probability in [0, 1], got %s"):format(tostring(p)), 3)
   end
-  opts = check_options("nn.Dropout", opts, set_of("inplace"))
+  opts = check_options("nn.Dropout", opts, {inplace = "boolean"})
   self.p, self.inplace = p, opts.inplace == true
 end
 function Dropout:forward(x)

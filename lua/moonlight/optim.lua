@@ -3,30 +3,14 @@
 -- parameter (core._sgd_step),
 -- with PyTorch 1.13's update rules and defaults.
 local core = require "moonlight.core"
+local util = require "moonlight.util"
+local check_options, set_of, fail = util.check_options, util.set_of, util.fail
 
 local optim = {}
 local is_tensor = core.is_tensor
 -- the default of a hyperparameter the user must give (SGD's lr)
 local REQUIRED = setmetatable({}, {__tostring = function() return "<required parameter>" end})
 optim.required = REQUIRED
-
-local function set_of(...)
-  local s = {}
-  for _, k in ipairs({...}) do s[k] = true end
-  return s
-end
-
-local function check_keys(fname, t, allowed, what)
-  for k in pairs(t) do
-    if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      error(("%s: unknown %s '%s' (expected one of: %s)"):format(fname, what, tostring(k),
-            table.concat(names, ", ")), 4)
-    end
-  end
-end
 
 local function deep_copy(v)
   if type(v) ~= "table" or is_tensor(v) or getmetatable(v) then return v end
@@ -46,22 +30,18 @@ optim.Optimizer = Optimizer
 -- params: an array of tensors, or an array of groups {params = {...}, lr = ...}
 local function make_groups(fname, params)
   if type(params) ~= "table" or is_tensor(params) then
-    error(("%s: params must be an array of tensors or of param groups, got %s"):format(fname,
-          is_tensor(params) and "a tensor" or type(params)), 4)
+    fail(fname, "params must be an array of tensors or of param groups, got %s",
+         is_tensor(params) and "a tensor" or type(params))
   end
-  if #params == 0 then error(("%s: optimizer got an empty parameter list"):format(fname), 4) end
+  if #params == 0 then fail(fname, "optimizer got an empty parameter list") end
   if is_tensor(params[1]) then return {{params = params}} end
   return params
 end
 
 local function new_optimizer(cls, fname, params, opts, defaults, validate)
-  if opts ~= nil and (type(opts) ~= "table" or is_tensor(opts)) then
-    error(("%s: options must be a table, got %s"):format(fname, type(opts)), 3)
-  end
-  opts = opts or {}
   local allowed = {}
   for k in pairs(defaults) do allowed[k] = true end
-  check_keys(fname, opts, allowed, "option")
+  opts = check_options(fname, opts, allowed)
   local d = {}
   for k, v in pairs(defaults) do d[k] = v end
   for k, v in pairs(opts) do d[k] = v end
@@ -76,31 +56,30 @@ end
 function Optimizer:add_param_group(group)
   local fname = self._fname
   if type(group) ~= "table" or is_tensor(group) then
-    error(("%s: a param group must be a table {params = ..., ...}, got %s"):format(fname,
-          type(group)), 3)
+    fail(fname, "a param group must be a table {params = ..., ...}, got %s", util.typename(group))
   end
   local allowed = {params = true}
   for k in pairs(self.defaults) do allowed[k] = true end
-  check_keys(fname, group, allowed, "param group key")
+  check_options(fname, group, allowed, "param group key")
   local ps = group.params
   if is_tensor(ps) then ps = {ps} end
   if type(ps) ~= "table" then
-    error(("%s: param group 'params' must be an array of tensors, got %s"):format(fname, type(ps)), 3)
+    fail(fname, "param group 'params' must be an array of tensors, got %s", type(ps))
   end
-  if #ps == 0 then error(("%s: optimizer got an empty parameter list"):format(fname), 3) end
+  if #ps == 0 then fail(fname, "optimizer got an empty parameter list") end
   local seen = {}
   for _, g in ipairs(self.param_groups) do for _, p in ipairs(g.params) do seen[p] = true end end
   local list = {}
   for i, p in ipairs(ps) do
     if not is_tensor(p) then
-      error(("%s: params[%d] is a %s, expected a tensor"):format(fname, i, type(p)), 3)
+      fail(fname, "params[%d] is a %s, expected a tensor", i, type(p))
     end
-    if not p.is_leaf then error(("%s: params[%d]: can't optimize a non-leaf tensor"):format(fname, i), 3) end
+    if not p.is_leaf then fail(fname, "params[%d]: can't optimize a non-leaf tensor", i) end
     if p.dtype ~= "float32" and p.dtype ~= "float64" then
-      error(("%s: params[%d] is %s, expected a floating point tensor"):format(fname, i, p.dtype), 3)
+      fail(fname, "params[%d] is %s, expected a floating point tensor", i, p.dtype)
     end
     if seen[p] then
-      error(("%s: some parameters appear in more than one parameter group"):format(fname), 3)
+      fail(fname, "some parameters appear in more than one parameter group")
     end
     seen[p] = true
     list[i] = p
@@ -109,7 +88,7 @@ function Optimizer:add_param_group(group)
   for k, v in pairs(self.defaults) do g[k] = deep_copy(v) end
   for k, v in pairs(group) do if k ~= "params" then g[k] = deep_copy(v) end end
   for k, v in pairs(g) do
-    if v == REQUIRED then error(("%s: %s is required (it has no default)"):format(fname, k), 3) end
+    if v == REQUIRED then fail(fname, "%s is required (it has no default)", k) end
   end
   self._validate(fname, g)
   self.param_groups[#self.param_groups + 1] = g
@@ -118,8 +97,9 @@ end
 -- zero_grad(): gradients become nil (set_to_none, PyTorch 2's default; backward
 -- then hands its fresh gradient over with no extra pass); {set_to_none = false}
 -- zeroes them in place.
+local zero_grad_options = {set_to_none = "boolean"}
 function Optimizer:zero_grad(opts)
-  if opts ~= nil then check_keys("zero_grad", opts, set_of("set_to_none"), "option") end
+  if opts ~= nil then check_options("zero_grad", opts, zero_grad_options) end
   local none = not (opts and opts.set_to_none == false)
   for _, g in ipairs(self.param_groups) do
     for _, p in ipairs(g.params) do
@@ -212,7 +192,7 @@ end
 
 local function check_number(fname, what, v, ok)
   if type(v) ~= "number" or not ok(v) then
-    error(("%s: invalid %s: %s"):format(fname, what, tostring(v)), 5)
+    fail(fname, "invalid %s: %s", what, tostring(v))
   end
 end
 
@@ -227,7 +207,7 @@ local function adam_validate(fname, g)
   check_number(fname, "epsilon value", g.eps, function(v) return v >= 0 end)
   check_number(fname, "weight_decay value", g.weight_decay, function(v) return v >= 0 end)
   if type(g.betas) ~= "table" or #g.betas ~= 2 then
-    error(("%s: betas must be a pair {beta1, beta2}, got %s"):format(fname, tostring(g.betas)), 4)
+    fail(fname, "betas must be a pair {beta1, beta2}, got %s", tostring(g.betas))
   end
   check_number(fname, "beta parameter at index 1", g.betas[1], function(v) return v >= 0 and v < 1 end)
   check_number(fname, "beta parameter at index 2", g.betas[2], function(v) return v >= 0 and v < 1 end)
@@ -329,7 +309,7 @@ local function sgd_validate(fname, g)
   check_number(fname, "dampening value", g.dampening, function() return true end)
   check_number(fname, "weight_decay value", g.weight_decay, function(v) return v >= 0 end)
   if g.nesterov and (g.momentum <= 0 or g.dampening ~= 0) then
-    error(("%s: Nesterov momentum requires a momentum and zero dampening"):format(fname), 4)
+    fail(fname, "Nesterov momentum requires a momentum and zero dampening")
   end
 end
 
@@ -381,18 +361,16 @@ lr_scheduler.LRScheduler = Scheduler
 
 local function new_scheduler(cls, fname, opt, opts, allowed)
   if type(opt) ~= "table" or type(opt.param_groups) ~= "table" then
-    error(("%s: expected an optimizer, got %s"):format(fname, type(opt)), 3)
+    fail(fname, "expected an optimizer, got %s", type(opt))
   end
-  opts = opts or {}
-  check_keys(fname, opts, allowed, "option")
+  opts = check_options(fname, opts, allowed)
   local self = setmetatable({optimizer = opt, _fname = fname}, cls)
   local last_epoch = opts.last_epoch or -1
   for i, g in ipairs(opt.param_groups) do
     if last_epoch == -1 then
       if g.initial_lr == nil then g.initial_lr = g.lr end
     elseif g.initial_lr == nil then
-      error(("%s: param 'initial_lr' is not specified in param_groups[%d] when resuming an "
-             .. "optimizer"):format(fname, i), 3)
+      fail(fname, "param 'initial_lr' is not specified in param_groups[%d] when resuming an optimizer", i)
     end
   end
   self.base_lrs = {}

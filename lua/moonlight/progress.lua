@@ -3,7 +3,6 @@
 -- closes, with no escape codes.
 local core = require "moonlight.core"
 local sys = core._sys
-local loggers = require "moonlight.loggers"
 
 local Bar = {}
 Bar.__index = Bar
@@ -97,5 +96,4 @@ function Bar:close()
 end
 
 progress._fmt_metric = fmt_metric
-progress._format_number = loggers._format_number
 return progress

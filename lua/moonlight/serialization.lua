@@ -1,6 +1,7 @@
 -- ml.save / ml.load: safetensors checkpoints (the format PyTorch and the Hugging
 -- Face tools read). The file format is written and read in C (src/safetensors.c).
 local core = require "moonlight.core"
+local util = require "moonlight.util"
 
 local M = {}
 
@@ -23,21 +24,14 @@ function M.save(tensors, path, metadata)
   core._safetensors_save(tensors, path, metadata)
 end
 
+local load_options = {device = {"string", "cpu"}}
+
 -- ml.load(path, {device = "cpu"}) -> tensors, metadata
 function M.load(path, opts)
   if type(path) ~= "string" then
     error("load: path must be a string, got " .. type(path), 2)
   end
-  local device = "cpu"
-  if opts ~= nil then
-    if type(opts) ~= "table" then error("load: options must be a table, got " .. type(opts), 2) end
-    for k in pairs(opts) do
-      if k ~= "device" then
-        error("load: unknown option '" .. tostring(k) .. "' (expected one of: device)", 2)
-      end
-    end
-    device = opts.device or device
-  end
+  local device = util.check_options("load", opts, load_options).device
   local tensors, metadata = core._safetensors_load(path)
   if device ~= "cpu" then
     for name, t in pairs(tensors) do tensors[name] = t:to(device) end

@@ -4,6 +4,7 @@
 -- layer returned.
 local core = require "moonlight.core"
 local nn = require "moonlight.nn"
+local util = require "moonlight.util"
 
 local M = {}
 local is_tensor = core.is_tensor
@@ -200,8 +201,9 @@ function Summary:__tostring()
   return table.concat(parts)
 end
 
-local allowed = {input_size = true, input_data = true, depth = true, col_names = true,
-                 col_width = true, dtypes = true, device = true}
+-- input_size is checked below, with its shape
+local allowed = {input_size = true, input_data = "tensor|table", depth = "integer", col_names = "table",
+                 col_width = "integer", dtypes = "table", device = "string"}
 
 -- summary(model, {input_size = {8, 1, 28, 28} | {{...}, {...}}, input_data = x | {x, y},
 --                 depth = 3, col_names = {"output_size", "num_params"}, col_width = 25,
@@ -210,7 +212,7 @@ function M.summary(model, opts)
   if not nn.is_module(model) then
     error(("summary: expected an nn.Module, got %s"):format(type(model)), 2)
   end
-  opts = nn._check_options("summary", opts, allowed)
+  opts = util.check_options("summary", opts, allowed)
   if opts.input_size and opts.input_data then
     error("summary: give input_size or input_data, not both", 2)
   end

@@ -48,8 +48,8 @@ local function fmt(x)
 end
 
 function M.assert_close(actual, expected, opts)
-  opts = check_opts("assert_close", opts, {rtol = true, atol = true, equal_nan = true,
-                                           check_dtype = true, msg = true})
+  opts = check_opts("assert_close", opts, {rtol = "number", atol = "number", equal_nan = "boolean",
+                                           check_dtype = "boolean", msg = "string"})
   local a_is_t, e_is_t = core.is_tensor(actual), core.is_tensor(expected)
   local a = to_tensor(actual, e_is_t and expected.dtype or nil)
   local e = to_tensor(expected, a_is_t and a.dtype or nil)
@@ -133,9 +133,11 @@ local function outputs(fname, ...)
   return outs
 end
 
+local gradcheck_options = {eps = {"number", 1e-6}, atol = {"number", 1e-5}, rtol = {"number", 1e-3}}
+
 function M.gradcheck(fn, inputs, opts)
-  opts = check_opts("gradcheck", opts, {eps = true, atol = true, rtol = true})
-  local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-5, opts.rtol or 1e-3
+  opts = check_opts("gradcheck", opts, gradcheck_options)
+  local eps, atol, rtol = opts.eps, opts.atol, opts.rtol
   if type(fn) ~= "function" then error("gradcheck: fn must be a function", 2) end
   if core.is_tensor(inputs) then inputs = {inputs} end
   if type(inputs) ~= "table" then error("gradcheck: inputs must be a table of tensors", 2) end

@@ -2,17 +2,17 @@
 --
 -- Any nn.Module with training_step(batch, batch_idx) and configure_optimizers()
 -- can be fit; validation_step, test_step and the usual hooks are optional. The
--- module side (self:log, self:log_dict, self.trainer, ...) is added to nn.Module
--- here. batch_idx counts from 1 (a Lua position); epochs and steps are numbers
--- stored in logs and count from 0, as Lightning writes them.
+-- module side (self:log, self:log_dict, self:save_hyperparameters) is defined in
+-- nn.lua; the values it logs are collected here (Results). batch_idx counts from
+-- 1 (a Lua position); epochs and steps are numbers stored in logs and count from
+-- 0, as Lightning writes them.
 local core = require "moonlight.core"
-local nn = require "moonlight.nn"
 local loggers = require "moonlight.loggers"
 local progress = require "moonlight.progress"
 local sys = core._sys
 
-local Module = nn.Module
-local check_options = require("moonlight.util").check_options
+local util = require "moonlight.util"
+local check_options = util.check_options
 
 local trainer_mod = {}
 
@@ -55,15 +55,15 @@ local function new_results(stage)
   return setmetatable({stage = stage, order = {}, items = {}}, Results)
 end
 
-local log_options = {on_step = true, on_epoch = true, prog_bar = true, logger = true,
-                     reduce_fx = true, batch_size = true, sync_dist = true, enable_graph = true,
-                     add_dataloader_idx = true}
+local log_options = {on_step = "boolean", on_epoch = "boolean", prog_bar = "boolean",
+                     logger = "boolean", reduce_fx = "string|function", batch_size = "integer",
+                     sync_dist = true, enable_graph = true, add_dataloader_idx = true}
 
 local no_options = setmetatable({}, {__newindex = function() error("no_options is read-only", 2) end})
 
 function Results:log(name, value, opts, batch)
   if opts == nil then opts = no_options else check_options("log", opts, log_options) end
-  if type(name) ~= "string" then error("log: the name must be a string, got " .. type(name), 3) end
+  if type(name) ~= "string" then util.fail("log", "the name must be a string, got %s", util.typename(name)) end
   local training = self.stage == "train"
   local on_step = opts.on_step
   local on_epoch = opts.on_epoch
@@ -75,8 +75,8 @@ function Results:log(name, value, opts, batch)
             logger = opts.logger ~= false, reduce_fx = opts.reduce_fx or "mean",
             sum = 0, weight = 0, count = 0, max = -math.huge, min = math.huge}
     if type(item.reduce_fx) == "string" and not ({mean = 1, sum = 1, max = 1, min = 1})[item.reduce_fx] then
-      error("log: reduce_fx must be \"mean\", \"sum\", \"max\", \"min\" or a function, got " ..
-        tostring(item.reduce_fx), 3)
+      util.fail("log", "reduce_fx must be \"mean\", \"sum\", \"max\", \"min\" or a function, got %s",
+                tostring(item.reduce_fx))
     end
     self.items[name] = item
     self.order[#self.order + 1] = name
@@ -134,30 +134,6 @@ function Results:epoch_metrics(suffix_both)
 end
 
 ------------------------------------------------------------------------------
--- The module side (LightningModule)
-------------------------------------------------------------------------------
-
-function Module:log(name, value, opts)
-  local trainer = rawget(self, "_trainer")
-  if not trainer or not trainer._results then
-    error("log: self:log can only be called inside a step or hook run by a Trainer", 2)
-  end
-  trainer._results:log(name, value, opts, trainer._current_batch)
-end
-
-function Module:log_dict(t, opts)
-  if type(t) ~= "table" then error("log_dict: expected a table of name -> value, got " .. type(t), 2) end
-  local names = {}
-  for k in pairs(t) do names[#names + 1] = k end
-  table.sort(names)
-  for _, k in ipairs(names) do self:log(k, t[k], opts) end
-end
-
-function Module:save_hyperparameters(hp)
-  rawset(self, "hparams", hp or {})
-end
-
-------------------------------------------------------------------------------
 -- The Trainer
 ------------------------------------------------------------------------------
 
@@ -173,14 +149,16 @@ Trainer.__index = function(self, k)
 end
 Trainer.__name = "Trainer"
 
+-- the integer counts are checked by positive_int below
 local trainer_options = {
-  max_epochs = true, min_epochs = true, max_steps = true, accelerator = true, devices = true,
-  logger = true, log_every_n_steps = true, num_sanity_val_steps = true,
-  check_val_every_n_epoch = true, limit_train_batches = true, limit_val_batches = true,
-  limit_test_batches = true, gradient_clip_val = true, gradient_clip_algorithm = true,
-  enable_progress_bar = true, enable_model_summary = true, enable_checkpointing = true,
-  default_root_dir = true, callbacks = true, seed = true, deterministic = true,
-  detect_anomaly = true, precision = true, plot = true,
+  max_epochs = true, min_epochs = "integer", max_steps = true, accelerator = "string",
+  devices = true, logger = "boolean|table", log_every_n_steps = true, num_sanity_val_steps = true,
+  check_val_every_n_epoch = true, limit_train_batches = "number", limit_val_batches = "number",
+  limit_test_batches = "number", gradient_clip_val = "number", gradient_clip_algorithm = "string",
+  enable_progress_bar = "boolean", enable_model_summary = "boolean",
+  enable_checkpointing = "boolean", default_root_dir = "string", callbacks = "table",
+  seed = "integer", deterministic = true, detect_anomaly = true, precision = true,
+  plot = "boolean|string",
 }
 
 local function positive_int(fname, name, v, allow_minus_one)
@@ -196,9 +174,7 @@ local function cuda_available()
 end
 
 function trainer_mod.Trainer(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("Trainer: options must be a table", 2) end
-  check_options("Trainer", opts, trainer_options)
+  opts = check_options("Trainer", opts, trainer_options)
   positive_int("Trainer", "max_epochs", opts.max_epochs, true)
   positive_int("Trainer", "max_steps", opts.max_steps, true)
   positive_int("Trainer", "log_every_n_steps", opts.log_every_n_steps)
@@ -658,8 +634,7 @@ end
 
 -- fit(model, train_loader, val_loader, {ckpt_path = path | "last"})
 function Trainer:fit(model, train_loader, val_loader, opts)
-  opts = opts or {}
-  check_options("fit", opts, {ckpt_path = true})
+  opts = check_options("fit", opts, {ckpt_path = "string"})
   if type(model) ~= "table" or type(model.training_step) ~= "function" then
     error("fit: the model has no training_step(batch, batch_idx) method", 2)
   end
@@ -731,7 +706,7 @@ local function print_results_table(title, metrics)
   print(string.format("   %-" .. w1 .. "s   %-" .. w2 .. "s", title, "DataLoader 0"))
   print(line)
   for _, k in ipairs(names) do
-    print(string.format("   %-" .. w1 .. "s   %-" .. w2 .. "s", k, progress._format_number(metrics[k])))
+    print(string.format("   %-" .. w1 .. "s   %-" .. w2 .. "s", k, util.format_number(metrics[k])))
   end
   print(line)
 end

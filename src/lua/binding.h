@@ -44,12 +44,16 @@ int ml_lua_opt_dim(lua_State *L, int idx, int ndim, const char *fname, int def);
 int ml_lua_check_shape(lua_State *L, int idx, int64_t *shape, const char *fname);
 
 /* Options tables: checks that every key at idx is one of allowed (NULL-ended);
- * idx may be none or nil (no options). */
+ * idx may be none or nil (no options). The messages are those of the Lua half's
+ * checker (lua/moonlight/util.lua): "fname: unknown option 'k' (expected one of:
+ * a, b)", "fname: option 'k' must be a number, got string". */
 void ml_lua_check_options(lua_State *L, int idx, const char *fname, const char *const *allowed);
-double ml_lua_opt_number(lua_State *L, int idx, const char *key, double def);
-int ml_lua_opt_integer(lua_State *L, int idx, const char *key, int def);
-int ml_lua_opt_bool(lua_State *L, int idx, const char *key, int def);
-const char *ml_lua_opt_string(lua_State *L, int idx, const char *key, const char *def);
+/* One option's value, def when absent; a value of another type is an error
+ * naming fname and the key. */
+double ml_lua_opt_number(lua_State *L, int idx, const char *key, const char *fname, double def);
+int ml_lua_opt_integer(lua_State *L, int idx, const char *key, const char *fname, int def);
+int ml_lua_opt_bool(lua_State *L, int idx, const char *key, const char *fname, int def);
+const char *ml_lua_opt_string(lua_State *L, int idx, const char *key, const char *fname, const char *def);
 /* A tensor option, or NULL when absent; borrowed. */
 ml_tensor *ml_lua_opt_tensor(lua_State *L, int idx, const char *key, const char *fname);
 /* dtype / device options by name; def when absent. */

@@ -88,8 +88,8 @@ static int l_clamp(lua_State *L) {
     if (lua_istable(L, 2)) {
         static const char *const allowed[] = {"min", "max", NULL};
         ml_lua_check_options(L, 2, "clamp", allowed);
-        lo = ml_lua_opt_number(L, 2, "min", NAN);
-        hi = ml_lua_opt_number(L, 2, "max", NAN);
+        lo = ml_lua_opt_number(L, 2, "min", "clamp", NAN);
+        hi = ml_lua_opt_number(L, 2, "max", "clamp", NAN);
     } else {
         if (!lua_isnoneornil(L, 2)) lo = luaL_checknumber(L, 2);
         if (!lua_isnoneornil(L, 3)) hi = luaL_checknumber(L, 3);

@@ -7,7 +7,7 @@
 #include "binding.h"
 
 static ml_reduction check_reduction(lua_State *L, int opts, const char *fname, bool *batchmean) {
-    const char *r = ml_lua_opt_string(L, opts, "reduction", "mean");
+    const char *r = ml_lua_opt_string(L, opts, "reduction", fname, "mean");
     if (batchmean) *batchmean = false;
     if (strcmp(r, "mean") == 0) return ML_REDUCTION_MEAN;
     if (strcmp(r, "sum") == 0) return ML_REDUCTION_SUM;
@@ -34,13 +34,13 @@ static int loss_call(lua_State *L, ml_loss_kind kind, const char *const *allowed
         o.reduction = check_reduction(L, opts, fname, kind == ML_LOSS_KL_DIV ? &o.batchmean : NULL);
         o.weight = ml_lua_opt_tensor(L, opts, "weight", fname);
         o.pos_weight = ml_lua_opt_tensor(L, opts, "pos_weight", fname);
-        o.beta = ml_lua_opt_number(L, opts, "beta", o.beta);
-        o.eps = ml_lua_opt_number(L, opts, "eps", o.eps);
-        o.label_smoothing = ml_lua_opt_number(L, opts, "label_smoothing", o.label_smoothing);
-        o.ignore_index = ml_lua_opt_integer(L, opts, "ignore_index", (int)o.ignore_index);
-        o.log_input = ml_lua_opt_bool(L, opts, "log_input", o.log_input);
-        o.full = ml_lua_opt_bool(L, opts, "full", o.full);
-        o.log_target = ml_lua_opt_bool(L, opts, "log_target", o.log_target);
+        o.beta = ml_lua_opt_number(L, opts, "beta", fname, o.beta);
+        o.eps = ml_lua_opt_number(L, opts, "eps", fname, o.eps);
+        o.label_smoothing = ml_lua_opt_number(L, opts, "label_smoothing", fname, o.label_smoothing);
+        o.ignore_index = ml_lua_opt_integer(L, opts, "ignore_index", fname, (int)o.ignore_index);
+        o.log_input = ml_lua_opt_bool(L, opts, "log_input", fname, o.log_input);
+        o.full = ml_lua_opt_bool(L, opts, "full", fname, o.full);
+        o.log_target = ml_lua_opt_bool(L, opts, "log_target", fname, o.log_target);
     }
     ml_tensor *var = NULL;
     if (has_var) {

@@ -77,7 +77,7 @@ static int finish_creation(lua_State *L, ml_tensor *t, int opts, const char *fna
         if (!d) return ml_lua_error(L);
         t = d;
     }
-    int rg = ml_lua_opt_bool(L, opts, "requires_grad", 0);
+    int rg = ml_lua_opt_bool(L, opts, "requires_grad", fname, 0);
     ml_lua_push_tensor(L, t);
     if (rg) set_requires_grad(L, t, 1, fname);
     return 1;

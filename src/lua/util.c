@@ -210,10 +210,15 @@ int ml_lua_check_shape(lua_State *L, int idx, int64_t *shape, const char *fname)
     return n;
 }
 
+/* The type name an option message shows: "tensor" for a tensor (Lua's is "userdata"). */
+static const char *opt_typename(lua_State *L, int idx) {
+    return ml_lua_test_tensor(L, idx) ? "tensor" : luaL_typename(L, idx);
+}
+
 void ml_lua_check_options(lua_State *L, int idx, const char *fname, const char *const *allowed) {
     if (lua_isnoneornil(L, idx)) return;
     if (!lua_istable(L, idx))
-        ml_lua_errorf(L, "%s: options must be a table, got %s", fname, luaL_typename(L, idx));
+        ml_lua_errorf(L, "%s: options must be a table, got %s", fname, opt_typename(L, idx));
     idx = lua_absindex(L, idx);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
@@ -246,40 +251,44 @@ static int get_opt(lua_State *L, int idx, const char *key) {
     return lua_getfield(L, idx, key);
 }
 
-double ml_lua_opt_number(lua_State *L, int idx, const char *key, double def) {
+static void opt_type_error(lua_State *L, const char *fname, const char *key, const char *expected) {
+    ml_lua_errorf(L, "%s: option '%s' must be %s, got %s", fname, key, expected, opt_typename(L, -1));
+}
+
+double ml_lua_opt_number(lua_State *L, int idx, const char *key, const char *fname, double def) {
     int t = get_opt(L, idx, key);
     double v = def;
     if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
-    else if (t != LUA_TNIL) ml_lua_errorf(L, "option '%s' must be a number, got %s", key, luaL_typename(L, -1));
+    else if (t != LUA_TNIL) opt_type_error(L, fname, key, "a number");
     lua_pop(L, 1);
     return v;
 }
 
-int ml_lua_opt_integer(lua_State *L, int idx, const char *key, int def) {
+int ml_lua_opt_integer(lua_State *L, int idx, const char *key, const char *fname, int def) {
     int t = get_opt(L, idx, key);
     int v = def;
     if (t == LUA_TNUMBER && lua_isinteger(L, -1)) v = (int)lua_tointeger(L, -1);
     else if (t == LUA_TNUMBER && lua_tonumber(L, -1) == floor(lua_tonumber(L, -1))) v = (int)lua_tonumber(L, -1);
-    else if (t != LUA_TNIL) ml_lua_errorf(L, "option '%s' must be an integer, got %s", key, luaL_typename(L, -1));
+    else if (t != LUA_TNIL) opt_type_error(L, fname, key, "an integer");
     lua_pop(L, 1);
     return v;
 }
 
-int ml_lua_opt_bool(lua_State *L, int idx, const char *key, int def) {
+int ml_lua_opt_bool(lua_State *L, int idx, const char *key, const char *fname, int def) {
     int t = get_opt(L, idx, key);
     int v = def;
     if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
-    else if (t != LUA_TNIL) ml_lua_errorf(L, "option '%s' must be a boolean, got %s", key, luaL_typename(L, -1));
+    else if (t != LUA_TNIL) opt_type_error(L, fname, key, "a boolean");
     lua_pop(L, 1);
     return v;
 }
 
-const char *ml_lua_opt_string(lua_State *L, int idx, const char *key, const char *def) {
+const char *ml_lua_opt_string(lua_State *L, int idx, const char *key, const char *fname, const char *def) {
     int t = get_opt(L, idx, key);
     const char *v = def;
     /* the string stays alive: it is referenced from the options table */
     if (t == LUA_TSTRING) v = lua_tostring(L, -1);
-    else if (t != LUA_TNIL) ml_lua_errorf(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
+    else if (t != LUA_TNIL) opt_type_error(L, fname, key, "a string");
     lua_pop(L, 1);
     return v;
 }
@@ -289,14 +298,14 @@ ml_tensor *ml_lua_opt_tensor(lua_State *L, int idx, const char *key, const char 
     ml_tensor *v = NULL;
     if (t != LUA_TNIL) {
         v = ml_lua_test_tensor(L, -1);
-        if (!v) ml_lua_errorf(L, "%s: option '%s' must be a tensor, got %s", fname, key, luaL_typename(L, -1));
+        if (!v) opt_type_error(L, fname, key, "a tensor");
     }
     lua_pop(L, 1);
     return v;
 }
 
 ml_dtype ml_lua_opt_dtype(lua_State *L, int idx, const char *fname, ml_dtype def) {
-    const char *name = ml_lua_opt_string(L, idx, "dtype", NULL);
+    const char *name = ml_lua_opt_string(L, idx, "dtype", fname, NULL);
     if (!name) return def;
     int dt = ml_dtype_from_name(name);
     if (dt < 0)
@@ -305,7 +314,7 @@ ml_dtype ml_lua_opt_dtype(lua_State *L, int idx, const char *fname, ml_dtype def
 }
 
 ml_device ml_lua_opt_device(lua_State *L, int idx, const char *fname, ml_device def) {
-    const char *name = ml_lua_opt_string(L, idx, "device", NULL);
+    const char *name = ml_lua_opt_string(L, idx, "device", fname, NULL);
     if (!name) return def;
     int dev = ml_device_from_name(name);
     if (dev < 0) ml_lua_errorf(L, "%s: unknown device '%s' (expected \"cpu\" or \"cuda\")", fname, name);
