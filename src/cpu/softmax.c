@@ -1,61 +1,42 @@
 /* CPU kernels of the softmax family: the stable form (subtract the max), over n of
- * [outer, n, inner]; rows are independent and split across threads. */
+ * [outer, n, inner]; rows are independent and split across threads. The portable
+ * lines per float type are softmax_lines.h; float32 rows over the last dim have an
+ * AVX-512 path (the MLP's 10 classes are one masked vector) that
+ * tests/lua/softmax_rows_spec.lua compares with them. */
 #include <math.h>
 
 #include "../backend.h"
 #include "../error.h"
-#include "iter.h"
+#include "parallel.h"
 #include "vmath.h"
 
-#define SOFTMAX_FWD(T, EXP, LOG)                                                      \
-    do {                                                                              \
-        const T *xp = (const T *)ml_data(x);                                          \
-        T *yp = (T *)ml_data(y);                                                      \
-        ML_PARALLEL_FOR_IF(outer * n * inner > 32768,                          \
-            for (int64_t o = 0; o < outer; o++)                                \
-                for (int64_t j = 0; j < inner; j++) {                          \
-                    const T *p = xp + o * n * inner + j;                       \
-                    T *q = yp + o * n * inner + j;                             \
-                    T m = -INFINITY;                                           \
-                    for (int64_t i = 0; i < n; i++) m = p[i * inner] > m ? p[i * inner] : m; \
-                    if (m == -INFINITY) m = 0; /* all -inf: exp gives 0s, sum 0, NaN as torch */ \
-                    T s = 0;                                                   \
-                    for (int64_t i = 0; i < n; i++) {                          \
-                        T e = EXP(p[i * inner] - m);                           \
-                        if (!is_log) q[i * inner] = e;                         \
-                        s += e;                                                \
-                    }                                                          \
-                    if (is_log) {                                              \
-                        T lse = m + LOG(s);                                    \
-                        for (int64_t i = 0; i < n; i++) q[i * inner] = p[i * inner] - lse; \
-                    } else {                                                   \
-                        T r = (T)1 / s;                                        \
-                        for (int64_t i = 0; i < n; i++) q[i * inner] *= r;     \
-                    }                                                          \
-                });                                                            \
-    } while (0)
+/* One call's work: x (or y for backward), y (or grad_x), g for backward. */
+typedef struct {
+    const void *x, *g;
+    void *y;
+    int64_t n, inner;
+    bool is_log;
+} softmax_job;
 
-/* softmax: gx = y * (g - sum(g * y)); log_softmax: gx = g - exp(y) * sum(g) */
-#define SOFTMAX_BWD(T, EXP)                                                           \
-    do {                                                                              \
-        const T *yp = (const T *)ml_data(y), *gp = (const T *)ml_data(g);             \
-        T *op = (T *)ml_data(grad_x);                                                 \
-        ML_PARALLEL_FOR_IF(outer * n * inner > 32768,                          \
-            for (int64_t o = 0; o < outer; o++)                                \
-                for (int64_t j = 0; j < inner; j++) {                          \
-                    int64_t base = o * n * inner + j;                          \
-                    T s = 0;                                                   \
-                    if (is_log) {                                              \
-                        for (int64_t i = 0; i < n; i++) s += gp[base + i * inner]; \
-                        for (int64_t i = 0; i < n; i++)                        \
-                            op[base + i * inner] = gp[base + i * inner] - EXP(yp[base + i * inner]) * s; \
-                    } else {                                                   \
-                        for (int64_t i = 0; i < n; i++) s += gp[base + i * inner] * yp[base + i * inner]; \
-                        for (int64_t i = 0; i < n; i++)                        \
-                            op[base + i * inner] = yp[base + i * inner] * (gp[base + i * inner] - s); \
-                    }                                                          \
-                });                                                            \
-    } while (0)
+#define T float
+#define SUFFIX f32
+#define EXP ml_expf
+#define LOG logf
+#include "softmax_lines.h"
+#undef T
+#undef SUFFIX
+#undef EXP
+#undef LOG
+
+#define T double
+#define SUFFIX f64
+#define EXP exp
+#define LOG log
+#include "softmax_lines.h"
+#undef T
+#undef SUFFIX
+#undef EXP
+#undef LOG
 
 #if defined(__AVX512F__)
 /* float32 over the last dim (inner = 1, the common case) with AVX-512: each row in
@@ -83,7 +64,7 @@ static void softmax_row_avx512(const float *restrict p, float *restrict q, int64
         const __m512 v = _mm512_maskz_loadu_ps(mk, p);
         const __m512 e = _mm512_maskz_mov_ps(mk, ml_exp16_nonpos(_mm512_sub_ps(v, mb)));
         const float s = _mm512_reduce_add_ps(e);
-        if (is_log) _mm512_mask_storeu_ps(q, mk, _mm512_sub_ps(v, _mm512_set1_ps(m + logf(s))));
+        if (is_log) _mm512_mask_storeu_ps(q, mk, _mm512_sub_ps(_mm512_sub_ps(v, mb), _mm512_set1_ps(logf(s))));
         else _mm512_mask_storeu_ps(q, mk, _mm512_mul_ps(e, _mm512_set1_ps(1.0f / s)));
         return;
     }
@@ -95,10 +76,11 @@ static void softmax_row_avx512(const float *restrict p, float *restrict q, int64
         if (!is_log) _mm512_mask_storeu_ps(q + i, mk, e);
     }
     const float s = _mm512_reduce_add_ps(sv);
-    const __m512 c = _mm512_set1_ps(is_log ? m + logf(s) : 1.0f / s);
+    const __m512 c = _mm512_set1_ps(is_log ? logf(s) : 1.0f / s);
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 mk = ml_mask16(n - i);
-        if (is_log) _mm512_mask_storeu_ps(q + i, mk, _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, p + i), c));
+        if (is_log)
+            _mm512_mask_storeu_ps(q + i, mk, _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, p + i), mb), c));
         else _mm512_mask_storeu_ps(q + i, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, q + i), c));
     }
 }
@@ -123,79 +105,79 @@ static void softmax_row_backward_avx512(const float *restrict y, const float *re
     }
 }
 
-static void softmax_rows_f32(const float *restrict xp, float *restrict yp, int64_t rows,
-                             int64_t n, bool is_log) {
-    ML_PARALLEL_FOR_IF(rows * n > 32768,
-        for (int64_t o = 0; o < rows; o++) softmax_row_avx512(xp + o * n, yp + o * n, n, is_log););
+static void softmax_rows_avx512(void *ctx, int64_t o0, int64_t o1) {
+    const softmax_job *jb = ctx;
+    const float *xp = jb->x;
+    float *yp = jb->y;
+    for (int64_t o = o0; o < o1; o++) softmax_row_avx512(xp + o * jb->n, yp + o * jb->n, jb->n, jb->is_log);
 }
 
-static bool softmax_rows_backward_f32(const ml_tensor *y, const ml_tensor *g, int64_t rows,
-                                      int64_t n, bool is_log, ml_tensor *grad_x) {
-    const float *yp = (const float *)ml_data(y), *gp = (const float *)ml_data(g);
-    float *op = (float *)ml_data(grad_x);
-    ML_PARALLEL_FOR_IF(rows * n > 32768,
-        for (int64_t o = 0; o < rows; o++)
-            softmax_row_backward_avx512(yp + o * n, gp + o * n, op + o * n, n, is_log););
-    return true;
+static void softmax_rows_backward_avx512(void *ctx, int64_t o0, int64_t o1) {
+    const softmax_job *jb = ctx;
+    const float *yp = jb->x, *gp = jb->g;
+    float *op = jb->y;
+    for (int64_t o = o0; o < o1; o++)
+        softmax_row_backward_avx512(yp + o * jb->n, gp + o * jb->n, op + o * jb->n, jb->n, jb->is_log);
 }
+#define ROWS_F32 softmax_rows_avx512
+#define ROWS_BACKWARD_F32 softmax_rows_backward_avx512
 #else
-/* float32 over the last dim (inner = 1, the common case): each row's three passes
- * are unit-stride loops the compiler vectorises, ml_expf included. */
-static void softmax_rows_f32(const float *restrict xp, float *restrict yp, int64_t rows,
-                             int64_t n, bool is_log) {
-    ML_PARALLEL_FOR_IF(rows * n > 32768,
-        for (int64_t o = 0; o < rows; o++) {
-            const float *restrict p = xp + o * n;
-            float *restrict q = yp + o * n;
-            float m = -INFINITY;
-            _Pragma("omp simd reduction(max : m)")
-            for (int64_t i = 0; i < n; i++) m = p[i] > m ? p[i] : m;
-            for (int64_t i = 0; i < n; i++) /* a NaN anywhere makes the row NaN, as torch */
-                if (p[i] != p[i]) m = p[i];
-            if (m == -INFINITY) m = 0;
-            float s = 0;
-            _Pragma("omp simd reduction(+ : s)")
-            for (int64_t i = 0; i < n; i++) {
-                float e = ml_expf(p[i] - m);
-                q[i] = e;
-                s += e;
-            }
-            if (is_log) {
-                float lse = m + logf(s);
-                _Pragma("omp simd")
-                for (int64_t i = 0; i < n; i++) q[i] = p[i] - lse;
-            } else {
-                float r = 1.0f / s;
-                _Pragma("omp simd")
-                for (int64_t i = 0; i < n; i++) q[i] *= r;
-            }
-        });
+/* float32 over the last dim without AVX-512: each row's three passes are
+ * unit-stride loops the compiler vectorises, ml_expf included. */
+static void softmax_rows_plain(void *ctx, int64_t o0, int64_t o1) {
+    const softmax_job *jb = ctx;
+    const int64_t n = jb->n;
+    for (int64_t o = o0; o < o1; o++) {
+        const float *restrict p = (const float *)jb->x + o * n;
+        float *restrict q = (float *)jb->y + o * n;
+        float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+        for (int64_t i = 0; i < n; i++) m = p[i] > m ? p[i] : m;
+        for (int64_t i = 0; i < n; i++) /* a NaN anywhere makes the row NaN, as torch */
+            if (p[i] != p[i]) m = p[i];
+        if (m == -INFINITY) m = 0;
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < n; i++) {
+            const float e = ml_expf(p[i] - m);
+            q[i] = e;
+            s += e;
+        }
+        if (jb->is_log) {
+            const float ls = logf(s);
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++) q[i] = (p[i] - m) - ls;
+        } else {
+            const float r = 1.0f / s;
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++) q[i] *= r;
+        }
+    }
 }
-
-static bool softmax_rows_backward_f32(const ml_tensor *y, const ml_tensor *g, int64_t rows,
-                                      int64_t n, bool is_log, ml_tensor *grad_x) {
-    (void)y, (void)g, (void)rows, (void)n, (void)is_log, (void)grad_x;
-    return false; /* the generic loops serve */
-}
+#define ROWS_F32 softmax_rows_plain
+#define ROWS_BACKWARD_F32 softmax_lines_backward_f32
 #endif
 
+/* Rows are independent: split over outer (any split gives the same bits). */
 static int cpu_softmax_forward(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
                                bool is_log, ml_tensor *y) {
-    if (x->dtype == ML_F32 && inner == 1) softmax_rows_f32(ml_data(x), ml_data(y), outer, n, is_log);
-    else if (x->dtype == ML_F32) SOFTMAX_FWD(float, ml_expf, logf);
-    else if (x->dtype == ML_F64) SOFTMAX_FWD(double, exp, log);
+    softmax_job jb = {ml_data(x), NULL, ml_data(y), n, inner, is_log};
+    ml_range_fn fn;
+    if (x->dtype == ML_F32) fn = inner == 1 ? ROWS_F32 : softmax_lines_f32;
+    else if (x->dtype == ML_F64) fn = softmax_lines_f64;
     else return ml_error_set("softmax: needs a floating point tensor, got %s", ml_dtype_name(x->dtype));
+    ml_parallel_for(outer, ML_PAR_MIN / (n * inner > 0 ? n * inner : 1) + 1, fn, &jb);
     return 0;
 }
 
 static int cpu_softmax_backward(const ml_tensor *y, const ml_tensor *g, int64_t outer,
                                 int64_t n, int64_t inner, bool is_log, ml_tensor *grad_x) {
-    if (y->dtype == ML_F32 && inner == 1 &&
-        softmax_rows_backward_f32(y, g, outer, n, is_log, grad_x))
-        return 0;
-    if (y->dtype == ML_F32) SOFTMAX_BWD(float, ml_expf);
-    else if (y->dtype == ML_F64) SOFTMAX_BWD(double, exp);
+    softmax_job jb = {ml_data(y), ml_data(g), ml_data(grad_x), n, inner, is_log};
+    ml_range_fn fn;
+    if (y->dtype == ML_F32) fn = inner == 1 ? ROWS_BACKWARD_F32 : softmax_lines_backward_f32;
+    else if (y->dtype == ML_F64) fn = softmax_lines_backward_f64;
     else return ml_error_set("softmax: needs a floating point tensor, got %s", ml_dtype_name(y->dtype));
+    ml_parallel_for(outer, ML_PAR_MIN / (n * inner > 0 ? n * inner : 1) + 1, fn, &jb);
     return 0;
 }
 

@@ -38,4 +38,19 @@ describe("softmax rows", function()
     assert.are.equal(-inf, l[4][1])
     T.assert_close(ml.tensor({l[4][2], l[4][3]}), {-math.log(2), -math.log(2)})
   end)
+
+  -- issue 17e: log_softmax is (x - max) - log(sum), as torch; x - (max + log(sum))
+  -- gave -1.0986328 for three logits of 1000 (torch: -1.0986123)
+  it("keeps log_softmax exact for large logits", function()
+    for _, off in ipairs({1000, 10000, -10000}) do
+      local want = -math.log(3)
+      for _, x in ipairs({ml.full({3}, off), ml.full({4, 3}, off), ml.full({2, 3, 2}, off)}) do
+        local dim = x:dim() == 3 and 2 or x:dim()
+        local got = x:log_softmax(dim):view({-1}):totable()
+        for _, v in ipairs(got) do
+          assert.is_true(math.abs(v - want) < 2e-7, string.format("%d: %.9g", off, v))
+        end
+      end
+    end
+  end)
 end)
