@@ -8,12 +8,7 @@
 
 #include "../backend.h"
 #include "../error.h"
-#include "../threads.h"
-#include "iter.h"
-
-#include <omp.h>
-
-#define PAR_MIN (1 << 16)
+#include "parallel.h"
 
 static int64_t row_len(const ml_tensor *t) {
     int64_t n = 1;
@@ -77,63 +72,73 @@ static int float_path(double scale, double shift, float *div, float *rcp, float 
     return path;
 }
 
-/* The rows, then the next batch's prefetched: both loops split statically over
- * the same count, so a thread prefetches the positions it will gather next time
- * (into its own core's cache). */
-#define GATHER_ROWS(T, EXPR)                                                     \
-    for (int64_t b = 0; b < b_n; b++) {                                          \
-        if (b + PREFETCH_AHEAD < b_n)                                            \
-            prefetch_row(sp + idx[b + PREFETCH_AHEAD] * row, (size_t)row);       \
-        const uint8_t *restrict s = sp + idx[b] * row;                           \
-        T *restrict o = op + b * row;                                            \
-        for (int64_t j = 0; j < row; j++) o[j] = (EXPR);                         \
-    }
-#define PREFETCH_NEXT_ROWS                                                       \
-    for (int64_t b = 0; b < b_n; b++)                                            \
-        if (b < n_next) prefetch_row_for_later(sp + nidx[b] * row, (size_t)row);
+/* One gather_scaled call. */
+typedef struct {
+    const uint8_t *src;
+    const int64_t *idx, *next; /* this batch's rows; the next batch's (or NULL) */
+    int64_t n, n_next, row;    /* rows in this batch and the next, elements a row */
+    void *out;
+    int path; /* float32: PATH_*; float64 output: -1 */
+    double scale, shift;
+    float div, rcp, a, c;
+} gather_job;
 
-#define GATHER_SCALED(T, EXPR)                                                   \
-    do {                                                                         \
-        T *op = (T *)ml_data(out);                                               \
-        const int team = b_n * row > PAR_MIN ? ml_team_threads() : 1;            \
-        if (team > 1) {                                                          \
-            const double t0 = ml_clock_seconds();                                \
-            double own = 0;                                                      \
-            _Pragma("omp parallel num_threads(team)")                            \
-            {                                                                    \
-                _Pragma("omp for schedule(static) nowait") GATHER_ROWS(T, EXPR)  \
-                _Pragma("omp for schedule(static) nowait") PREFETCH_NEXT_ROWS    \
-                if (omp_get_thread_num() == 0) own = ml_clock_seconds() - t0;    \
-            }                                                                    \
-            ml_team_report(ml_clock_seconds() - t0, own);                        \
-        } else {                                                                 \
-            GATHER_ROWS(T, EXPR)                                                 \
-            PREFETCH_NEXT_ROWS                                                   \
-        }                                                                        \
-    } while (0)
+/* Row b of the batch converted, by the job's path (the switch is per row: a row is
+ * hundreds of elements, each path's loop vectorises). */
+static void gather_row(const gather_job *g, int64_t b) {
+    const uint8_t *restrict s = g->src + g->idx[b] * g->row;
+    const int64_t n = g->row;
+    if (g->path < 0) {
+        double *restrict o = (double *)g->out + b * n;
+        for (int64_t j = 0; j < n; j++) o[j] = (double)s[j] * g->scale + g->shift;
+        return;
+    }
+    float *restrict o = (float *)g->out + b * n;
+    switch (g->path) {
+    case PATH_RCP:
+        for (int64_t j = 0; j < n; j++) o[j] = div_by_rcp((float)s[j], g->div, g->rcp);
+        break;
+    case PATH_DIV:
+        for (int64_t j = 0; j < n; j++) o[j] = (float)s[j] / g->div;
+        break;
+    case PATH_FMA:
+        for (int64_t j = 0; j < n; j++) o[j] = fmaf((float)s[j], g->a, g->c);
+        break;
+    default:
+        for (int64_t j = 0; j < n; j++) o[j] = (float)((double)s[j] * g->scale + g->shift);
+        break;
+    }
+}
+
+/* Rows [b0, b1): gathered, then the same positions of the next batch prefetched,
+ * so that a thread prefetches what it will gather next time (the split is by the
+ * batch size alone), into its own core's cache. */
+static void gather_range(void *ctx, int64_t b0, int64_t b1) {
+    const gather_job *g = ctx;
+    const size_t rb = (size_t)g->row;
+    for (int64_t b = b0; b < b1; b++) {
+        if (b + PREFETCH_AHEAD < g->n) prefetch_row(g->src + g->idx[b + PREFETCH_AHEAD] * g->row, rb);
+        gather_row(g, b);
+    }
+    for (int64_t b = b0; b < b1 && b < g->n_next; b++)
+        prefetch_row_for_later(g->src + g->next[b] * g->row, rb);
+}
 
 static int cpu_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,
                              double shift, ml_tensor *out, const ml_tensor *next) {
-    const int64_t *idx = (const int64_t *)ml_data(indices);
-    const int64_t *nidx = next ? (const int64_t *)ml_data(next) : NULL;
-    const uint8_t *sp = (const uint8_t *)ml_data(src);
-    int64_t b_n = ml_numel(indices), row = row_len(src), n_next = next ? ml_numel(next) : 0;
+    gather_job g = {.src = ml_data(src), .idx = ml_data(indices),
+                    .next = next ? ml_data(next) : NULL, .n_next = next ? ml_numel(next) : 0,
+                    .n = ml_numel(indices), .row = row_len(src), .out = ml_data(out),
+                    .scale = scale, .shift = shift};
+    const int64_t b_n = g.n;
     for (int64_t b = 0; b < PREFETCH_AHEAD && b < b_n; b++)
-        prefetch_row(sp + idx[b] * row, (size_t)row);
-    if (out->dtype == ML_F32) {
-        float div, rcp, a, c;
-        switch (float_path(scale, shift, &div, &rcp, &a, &c)) {
-        case PATH_RCP: GATHER_SCALED(float, div_by_rcp((float)s[j], div, rcp)); break;
-        case PATH_DIV: GATHER_SCALED(float, (float)s[j] / div); break;
-        case PATH_FMA: GATHER_SCALED(float, fmaf((float)s[j], a, c)); break;
-        default: GATHER_SCALED(float, (float)((double)s[j] * scale + shift)); break;
-        }
-    } else if (out->dtype == ML_F64) {
-        GATHER_SCALED(double, (double)s[j] * scale + shift);
-    } else {
+        prefetch_row(g.src + g.idx[b] * g.row, (size_t)g.row);
+    if (out->dtype == ML_F32) g.path = float_path(scale, shift, &g.div, &g.rcp, &g.a, &g.c);
+    else if (out->dtype == ML_F64) g.path = -1;
+    else
         return ml_error_set("gather_scaled: output must be float32 or float64, got %s",
                             ml_dtype_name(out->dtype));
-    }
+    ml_parallel_for(b_n, ML_PAR_MIN_GATHER / (g.row > 0 ? g.row : 1) + 1, gather_range, &g);
     return 0;
 }
 
@@ -199,17 +204,27 @@ static int cpu_gather_labels(const ml_tensor *labels, const ml_tensor *indices, 
     return 0;
 }
 
-static int cpu_gather_rows(const ml_tensor *src, const ml_tensor *indices, ml_tensor *out) {
-    const int64_t *idx = (const int64_t *)ml_data(indices);
-    int64_t b_n = ml_numel(indices);
-    size_t rb = (size_t)row_len(src) * ml_dtype_size(src->dtype);
-    const char *sp = (const char *)ml_data(src);
-    char *op = (char *)ml_data(out);
-    _Pragma("omp parallel for if ((int64_t)rb * b_n > 4 * PAR_MIN) schedule(static)")
-    for (int64_t b = 0; b < b_n; b++) {
-        if (b + PREFETCH_AHEAD < b_n) prefetch_row(sp + (size_t)idx[b + PREFETCH_AHEAD] * rb, rb);
-        memcpy(op + (size_t)b * rb, sp + (size_t)idx[b] * rb, rb);
+typedef struct {
+    const char *src;
+    char *out;
+    const int64_t *idx;
+    int64_t n;  /* rows */
+    size_t rb;  /* bytes a row */
+} copy_rows_job;
+
+static void copy_rows_range(void *ctx, int64_t b0, int64_t b1) {
+    const copy_rows_job *j = ctx;
+    for (int64_t b = b0; b < b1; b++) {
+        if (b + PREFETCH_AHEAD < j->n) prefetch_row(j->src + (size_t)j->idx[b + PREFETCH_AHEAD] * j->rb, j->rb);
+        memcpy(j->out + (size_t)b * j->rb, j->src + (size_t)j->idx[b] * j->rb, j->rb);
     }
+}
+
+static int cpu_gather_rows(const ml_tensor *src, const ml_tensor *indices, ml_tensor *out) {
+    copy_rows_job j = {ml_data(src), ml_data(out), ml_data(indices), ml_numel(indices),
+                       (size_t)row_len(src) * ml_dtype_size(src->dtype)};
+    ml_parallel_for(j.n, ML_PAR_MIN_COPY_BYTES / (int64_t)(j.rb > 0 ? j.rb : 1) + 1,
+                    copy_rows_range, &j);
     return 0;
 }
 

@@ -9,7 +9,7 @@
 
 #include "../backend.h"
 #include "../error.h"
-#include "iter.h"
+#include "parallel.h"
 
 /* Offset in a tensor of strides xs of row r of a contiguous tensor of shape
  * `shape` (nd dims, rows = all but the last), leaving out dim `skip`. */
@@ -24,140 +24,123 @@ static inline int64_t row_offset(int64_t r, int nd, const int64_t *shape, const 
     return off;
 }
 
-#define GATHER_LOOP(T)                                                                \
-    do {                                                                              \
-        const T *xp = (const T *)ml_data(x);                                          \
-        T *op = (T *)ml_data(out);                                                    \
-        ML_PARALLEL_FOR_IF(numel > 32768,                                      \
-            for (int64_t r = 0; r < rows; r++) {                               \
-                int64_t base = row_offset(r, nd, index->shape, x->strides, dim); \
-                const int64_t *ir = ip + r * len;                              \
-                T *o = op + r * len;                                           \
-                if (dim == nd - 1) {                                           \
-                    for (int64_t j = 0; j < len; j++) o[j] = xp[base + ir[j]]; \
-                } else {                                                       \
-                    for (int64_t j = 0; j < len; j++) o[j] = xp[base + j + ir[j] * xsd]; \
-                }                                                              \
-            });                                                                \
-    } while (0)
+/* One call's operands and geometry (x is src for the adds). */
+typedef struct {
+    const ml_tensor *x, *index, *out;
+    const int64_t *ip;
+    int dim;
+    int64_t len, stride;  /* gather/scatter: the index's last dim, x's (out's) stride of dim */
+    int64_t n, m, inner;  /* select/add: x as [outer, n, inner], m indices */
+} index_job;
+
+#define T uint8_t
+#define SUFFIX u8
+#include "index_move.h"
+#undef T
+#undef SUFFIX
+#define T uint32_t
+#define SUFFIX u32
+#include "index_move.h"
+#undef T
+#undef SUFFIX
+#define T uint64_t
+#define SUFFIX u64
+#include "index_move.h"
+#undef T
+#undef SUFFIX
+
+#define T float
+#define SUFFIX f32
+#include "index_add.h"
+#undef T
+#undef SUFFIX
+#define T double
+#define SUFFIX f64
+#include "index_add.h"
+#undef T
+#undef SUFFIX
+#define T int64_t
+#define SUFFIX i64
+#include "index_add.h"
+#undef T
+#undef SUFFIX
 
 static int cpu_gather(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
-    int nd = index->ndim;
-    int64_t numel = ml_numel(index);
+    const int nd = index->ndim;
+    const int64_t numel = ml_numel(index);
     if (numel == 0) return 0;
-    int64_t len = index->shape[nd - 1], rows = numel / len, xsd = x->strides[dim];
-    const int64_t *ip = (const int64_t *)ml_data(index);
+    index_job jb = {.x = x, .index = index, .out = out, .ip = ml_data(index), .dim = dim,
+                    .len = index->shape[nd - 1], .stride = x->strides[dim]};
+    ml_range_fn fn;
     switch (ml_dtype_size(x->dtype)) {
-    case 1: GATHER_LOOP(uint8_t); break;
-    case 4: GATHER_LOOP(uint32_t); break;
-    case 8: GATHER_LOOP(uint64_t); break;
+    case 1: fn = gather_rows_u8; break;
+    case 4: fn = gather_rows_u32; break;
+    case 8: fn = gather_rows_u64; break;
     default: return ml_error_set("gather: unsupported dtype %s", ml_dtype_name(x->dtype));
     }
+    ml_parallel_for(numel / jb.len, ML_PAR_MIN / jb.len + 1, fn, &jb);
     return 0;
 }
 
 /* Rows of the index write distinct rows of out only when dim is the last one;
- * otherwise two rows may hit one element, and the loop stays serial. */
-#define SCATTER_LOOP(T)                                                               \
-    do {                                                                              \
-        T *op = (T *)ml_data(out);                                                    \
-        const T *sp = (const T *)ml_data(src);                                        \
-        ML_PARALLEL_FOR_IF(numel > 32768 && dim == nd - 1,                     \
-            for (int64_t r = 0; r < rows; r++) {                               \
-                int64_t base = row_offset(r, nd, index->shape, out->strides, dim); \
-                const int64_t *ir = ip + r * len;                              \
-                const T *s = sp + r * len;                                     \
-                if (dim == nd - 1) {                                           \
-                    for (int64_t j = 0; j < len; j++) op[base + ir[j]] += s[j]; \
-                } else {                                                       \
-                    for (int64_t j = 0; j < len; j++) op[base + j + ir[j] * osd] += s[j]; \
-                }                                                              \
-            });                                                                \
-    } while (0)
-
+ * otherwise two rows may hit one element, and the loop stays on one thread. */
 static int cpu_scatter_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
-    int nd = index->ndim;
-    int64_t numel = ml_numel(index);
+    const int nd = index->ndim;
+    const int64_t numel = ml_numel(index);
     if (numel == 0) return 0;
-    int64_t len = index->shape[nd - 1], rows = numel / len, osd = out->strides[dim];
-    const int64_t *ip = (const int64_t *)ml_data(index);
+    index_job jb = {.x = src, .index = index, .out = out, .ip = ml_data(index), .dim = dim,
+                    .len = index->shape[nd - 1], .stride = out->strides[dim]};
+    ml_range_fn fn;
     switch (out->dtype) {
-    case ML_F32: SCATTER_LOOP(float); break;
-    case ML_F64: SCATTER_LOOP(double); break;
-    case ML_I64: SCATTER_LOOP(int64_t); break;
+    case ML_F32: fn = scatter_rows_f32; break;
+    case ML_F64: fn = scatter_rows_f64; break;
+    case ML_I64: fn = scatter_rows_i64; break;
     default: return ml_error_set("scatter_add: not defined for %s", ml_dtype_name(out->dtype));
     }
+    const int64_t rows = numel / jb.len;
+    ml_parallel_for(rows, dim == nd - 1 ? ML_PAR_MIN / jb.len + 1 : rows + 1, fn, &jb);
     return 0;
 }
 
 /* x seen as [outer, n, inner]; index picks m of the n slices. */
-static void geometry(const ml_tensor *x, int dim, int64_t *outer, int64_t *n, int64_t *inner) {
-    *outer = 1;
-    *inner = 1;
-    for (int i = 0; i < dim; i++) *outer *= x->shape[i];
-    for (int i = dim + 1; i < x->ndim; i++) *inner *= x->shape[i];
-    *n = x->shape[dim];
+static int64_t geometry(const ml_tensor *x, int dim, index_job *jb) {
+    int64_t outer = 1;
+    jb->inner = 1;
+    for (int i = 0; i < dim; i++) outer *= x->shape[i];
+    for (int i = dim + 1; i < x->ndim; i++) jb->inner *= x->shape[i];
+    jb->n = x->shape[dim];
+    return outer;
 }
 
-#define SELECT_LOOP(T)                                                                \
-    do {                                                                              \
-        const T *xp = (const T *)ml_data(x);                                          \
-        T *op = (T *)ml_data(out);                                                    \
-        ML_PARALLEL_FOR_IF(outer * m * inner > 32768,                          \
-            for (int64_t o = 0; o < outer; o++) {                              \
-                const T *xo = xp + o * n * inner;                              \
-                T *oo = op + o * m * inner;                                    \
-                if (inner == 1) {                                              \
-                    for (int64_t i = 0; i < m; i++) oo[i] = xo[ip[i]];         \
-                } else {                                                       \
-                    for (int64_t i = 0; i < m; i++)                            \
-                        memcpy(oo + i * inner, xo + ip[i] * inner, (size_t)inner * sizeof(T)); \
-                }                                                              \
-            });                                                                \
-    } while (0)
-
 static int cpu_index_select(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
-    int64_t outer, n, inner, m = ml_numel(index);
-    geometry(x, dim, &outer, &n, &inner);
-    const int64_t *ip = (const int64_t *)ml_data(index);
+    index_job jb = {.x = x, .index = index, .out = out, .ip = ml_data(index), .dim = dim,
+                    .m = ml_numel(index)};
+    const int64_t outer = geometry(x, dim, &jb);
+    ml_range_fn fn;
     switch (ml_dtype_size(x->dtype)) {
-    case 1: SELECT_LOOP(uint8_t); break;
-    case 4: SELECT_LOOP(uint32_t); break;
-    case 8: SELECT_LOOP(uint64_t); break;
+    case 1: fn = select_blocks_u8; break;
+    case 4: fn = select_blocks_u32; break;
+    case 8: fn = select_blocks_u64; break;
     default: return ml_error_set("index_select: unsupported dtype %s", ml_dtype_name(x->dtype));
     }
+    const int64_t per = jb.m * jb.inner > 0 ? jb.m * jb.inner : 1;
+    ml_parallel_for(outer, ML_PAR_MIN / per + 1, fn, &jb);
     return 0;
 }
 
-/* A repeated index adds twice into one slice: the loop over the index stays
- * serial inside each outer block; blocks are independent. */
-#define INDEX_ADD_LOOP(T)                                                             \
-    do {                                                                              \
-        T *op = (T *)ml_data(out);                                                    \
-        const T *sp = (const T *)ml_data(src);                                        \
-        ML_PARALLEL_FOR_IF(outer * m * inner > 32768 && outer > 1,             \
-            for (int64_t o = 0; o < outer; o++) {                              \
-                T *oo = op + o * n * inner;                                    \
-                const T *so = sp + o * m * inner;                              \
-                for (int64_t i = 0; i < m; i++) {                              \
-                    T *dst = oo + ip[i] * inner;                               \
-                    const T *s = so + i * inner;                               \
-                    _Pragma("omp simd")                                        \
-                    for (int64_t j = 0; j < inner; j++) dst[j] += s[j];        \
-                }                                                              \
-            });                                                                \
-    } while (0)
-
 static int cpu_index_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
-    int64_t outer, n, inner, m = ml_numel(index);
-    geometry(out, dim, &outer, &n, &inner);
-    const int64_t *ip = (const int64_t *)ml_data(index);
+    index_job jb = {.x = src, .index = index, .out = out, .ip = ml_data(index), .dim = dim,
+                    .m = ml_numel(index)};
+    const int64_t outer = geometry(out, dim, &jb);
+    ml_range_fn fn;
     switch (out->dtype) {
-    case ML_F32: INDEX_ADD_LOOP(float); break;
-    case ML_F64: INDEX_ADD_LOOP(double); break;
-    case ML_I64: INDEX_ADD_LOOP(int64_t); break;
+    case ML_F32: fn = index_add_blocks_f32; break;
+    case ML_F64: fn = index_add_blocks_f64; break;
+    case ML_I64: fn = index_add_blocks_i64; break;
     default: return ml_error_set("index_add: not defined for %s", ml_dtype_name(out->dtype));
     }
+    const int64_t per = jb.m * jb.inner > 0 ? jb.m * jb.inner : 1;
+    ml_parallel_for(outer, ML_PAR_MIN / per + 1, fn, &jb);
     return 0;
 }
 
