@@ -70,15 +70,15 @@ static int set_requires_grad(lua_State *L, ml_tensor *t, int on, const char *fna
 /* Applies the dtype/device/requires_grad options to a fresh host tensor. */
 static int finish_creation(lua_State *L, ml_tensor *t, int opts, const char *fname) {
     if (!t) return ml_lua_error(L);
+    ml_lua_push_tensor(L, t); /* Lua owns it now: an option error below cannot leak it */
     ml_device dev = ml_lua_opt_device(L, opts, fname, ML_CPU);
+    int rg = ml_lua_opt_bool(L, opts, "requires_grad", fname, 0);
     if (dev != t->storage->device) {
         ml_tensor *d = ml_to_device(t, dev);
-        ml_tensor_release(t);
         if (!d) return ml_lua_error(L);
+        ml_lua_push_tensor(L, d);
         t = d;
     }
-    int rg = ml_lua_opt_bool(L, opts, "requires_grad", fname, 0);
-    ml_lua_push_tensor(L, t);
     if (rg) set_requires_grad(L, t, 1, fname);
     return 1;
 }
