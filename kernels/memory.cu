@@ -15,6 +15,22 @@
 
 #include "common.cuh"
 
+/* On the emulated GPU under AddressSanitizer (ML_CUDA_EMU, tests) device memory is
+ * host memory: what no tensor may touch is poisoned, the slack of a size class
+ * past the bytes asked for and every block waiting in the cache, so that a kernel
+ * that overruns its buffer or uses a freed one is reported. Nothing otherwise. */
+#if defined(ML_CUDA_EMU) && defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+static void mark_live(void *p, size_t nbytes, size_t class_bytes) {
+    ASAN_UNPOISON_MEMORY_REGION(p, nbytes);
+    ASAN_POISON_MEMORY_REGION((char *)p + nbytes, class_bytes - nbytes);
+}
+static void mark_cached(void *p, size_t class_bytes) { ASAN_POISON_MEMORY_REGION(p, class_bytes); }
+#else
+static void mark_live(void *, size_t, size_t) {}
+static void mark_cached(void *, size_t) {}
+#endif
+
 #define SMALL_MAX ((size_t)1 << 20)
 #define SMALL_CLASSES (SMALL_MAX / 512)        /* 2048 classes of 512 bytes */
 #define MAX_OCTAVE 50                          /* 2^50 bytes: beyond any GPU */
@@ -83,6 +99,7 @@ void *ml_cu_alloc(size_t nbytes) {
         spare_nodes = b;
         bytes_allocated += bytes;
         pthread_mutex_unlock(&lock);
+        mark_live(p, nbytes, bytes);
         return p;
     }
     pthread_mutex_unlock(&lock);
@@ -106,6 +123,7 @@ void *ml_cu_alloc(size_t nbytes) {
     bytes_reserved += bytes;
     bytes_allocated += bytes;
     pthread_mutex_unlock(&lock);
+    mark_live(p, nbytes, bytes);
     return p;
 }
 
@@ -124,6 +142,7 @@ void ml_cu_free(void *p, size_t nbytes) {
         (void)cudaFree(p);
         return;
     }
+    mark_cached(p, bytes);
     b->ptr = p;
     b->next = bins[c];
     bins[c] = b;
