@@ -62,9 +62,12 @@ struct ExtremeR {
 };
 
 struct LseV {
-    double m, s; /* running max and sum of exp(x - m) */
+    double m, s; /* running max and sum of exp(x - m); m NaN once a NaN was seen */
 };
 
+/* A NaN anywhere makes the result NaN, as in torch: it is carried in m, which
+ * every step checks first (carried in s, a side whose m is still -inf was
+ * dropped by combine). */
 template <class T>
 struct LogsumexpR {
     typedef LseV V;
@@ -72,11 +75,15 @@ struct LogsumexpR {
     __device__ __forceinline__ V init() const { return V{-INFINITY, 0.0}; }
     __device__ __forceinline__ V add(V a, T x, int64_t) const {
         double v = (double)x;
+        if (a.m != a.m) return a;
+        if (v != v) return V{v, 0.0};
         if (v == -INFINITY) return a; /* adds exp(-inf) = 0 */
         if (v > a.m) return V{v, a.s * exp(a.m - v) + 1.0};
-        return V{a.m, a.s + exp(v - a.m)}; /* a NaN x makes the sum NaN, as on the CPU */
+        return V{a.m, a.s + exp(v - a.m)};
     }
     __device__ __forceinline__ V combine(V a, V b) const {
+        if (a.m != a.m) return a;
+        if (b.m != b.m) return b;
         if (b.m == -INFINITY) return a;
         if (a.m == -INFINITY) return b;
         if (b.m > a.m) {
@@ -87,7 +94,7 @@ struct LogsumexpR {
         return V{a.m, a.s + b.s * exp(b.m - a.m)};
     }
     __device__ __forceinline__ void store(int64_t k, V a, int64_t) const {
-        out[k] = (T)(isinf(a.m) ? a.m : a.m + log(a.s));
+        out[k] = (T)(a.m != a.m || isinf(a.m) ? a.m : a.m + log(a.s));
     }
 };
 

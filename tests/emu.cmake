@@ -24,7 +24,9 @@ function(ml_emu_spec name spec)
 endfunction()
 # the whole parity suite (tests/lua/cuda_parity.lua) against the CPU
 ml_emu_spec(emu.cuda_parity cuda_parity_spec.lua)
-set(ML_EMU_TESTS emu.checks emu.cuda_parity)
+ml_emu_spec(emu.cuda_kernels cuda_kernels_spec.lua
+            "MOONLIGHT_EMU_TRACE=${CMAKE_BINARY_DIR}/emu/cuda_kernels_trace.txt")
+set(ML_EMU_TESTS emu.checks emu.cuda_parity emu.cuda_kernels)
 
 if(NOT ML_SANITIZE)
   # again with each block's threads (and the blocks) last first: a missing barrier shows

@@ -276,6 +276,15 @@ add("logsumexp -inf row", {{{2}}}, function(x)
   return t:logsumexp(2)
 end)
 
+add("logsumexp with NaN and infinities (rows, columns, one long row)", {{{2}}}, function(x)
+  local nan, inf = 0 / 0, math.huge
+  local t = ml.tensor({{nan, 1, 2}, {1, nan, -inf}, {nan, nan, nan}, {inf, nan, 1}, {inf, inf, 1},
+                       {-inf, -inf, -inf}}, {device = x.device})
+  local long = ml.zeros({1, 20001}, {device = x.device})
+  long[1][12345] = nan
+  return t:logsumexp(2), t:t():contiguous():logsumexp(1), long:logsumexp(2),
+         t:double():logsumexp(2)
+end)
 -- matmul (cuBLAS against OpenBLAS)
 local mm = {rtol = 1e-4, atol = 1e-4}
 add("mm [33,65]x[65,17]", {{{33, 65}, grad = true}, {{65, 17}, grad = true}},
