@@ -94,7 +94,11 @@
                 T m = -INFINITY;                                                      \
                 for (int64_t i = 0; i < n; i++) m = p[i * inner] > m ? p[i * inner] : m; \
                 double s = 0;                                                         \
-                if (isinf(m)) { op[o * inner + j] = m; continue; }                    \
+                if (isinf(m)) { /* all -inf, or a +inf: the max, unless a NaN (torch) */ \
+                    for (int64_t i = 0; i < n; i++) if (p[i * inner] != p[i * inner]) m = NAN; \
+                    op[o * inner + j] = m;                                            \
+                    continue;                                                         \
+                }                                                                     \
                 for (int64_t i = 0; i < n; i++) s += EXP(p[i * inner] - m);            \
                 op[o * inner + j] = (T)(m + LOG(s));                                  \
             }                                                                         \

@@ -71,6 +71,18 @@ describe("ops", function()
     T.assert_close(x:logsumexp(2), x:exp():sum(2):log())
   end)
 
+  it("logsumexp of a row with a NaN is NaN, as torch (an all-NaN row too)", function()
+    local nan, inf = 0 / 0, math.huge
+    for _, dt in ipairs({"float32", "float64"}) do
+      local rows = ml.tensor({{nan, nan}, {-inf, nan}, {inf, nan}, {nan, 1}, {inf, inf}, {-inf, -inf}},
+                             {dtype = dt})
+      for _, r in ipairs({rows:logsumexp(2):totable(), rows:t():logsumexp(1):totable()}) do
+        for i = 1, 4 do assert.is_true(r[i] ~= r[i], dt .. " row " .. i) end
+        assert.are.same({inf, -inf}, {r[5], r[6]})
+      end
+    end
+  end)
+
   it("exp is accurate over float32's whole range", function()
     local x = ml.tensor({-100, -87.5, -20, -1e-3, 0, 1e-3, 1, 20, 88, 89, 1 / 0, -1 / 0, 0 / 0})
     local want = {}
