@@ -38,3 +38,22 @@ describe("cuda logsumexp", function()
     assert.is_true(is_nan(cuda({nan, 1, 2}, "float64"):logsumexp(1)))
   end)
 end)
+
+describe("cuda casts to integers", function()
+  -- torch 1.13 on x86: float -> int64 truncates, NaN and values out of range give
+  -- INT64_MIN (cvttsd2si); float -> uint8 goes through int64 and keeps the low 8 bits
+  local x = {nan, inf, -inf, 1e20, -1e20, 300.7, -1.5, 255.9, 256, -0.5, 511, -257, 1e10}
+  local as_long = {math.mininteger, math.mininteger, math.mininteger, math.mininteger,
+                   math.mininteger, 300, -1, 255, 256, 0, 511, -257, 10000000000}
+  local as_byte = {0, 0, 0, 0, 0, 44, 255, 255, 0, 0, 255, 255, 0}
+
+  it("match torch's CPU for NaN and out-of-range floats", function()
+    need_device()
+    for _, dt in ipairs({"float32", "float64"}) do
+      local t = cuda(x, dt)
+      assert.are.same(as_long, t:long():cpu():totable())
+      assert.are.same(as_byte, t:byte():cpu():totable())
+    end
+    assert.are.same({1, 255}, cuda({3000000001, -3000000001}, "float64"):byte():cpu():totable())
+  end)
+end)

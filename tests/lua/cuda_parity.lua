@@ -285,6 +285,17 @@ add("logsumexp with NaN and infinities (rows, columns, one long row)", {{{2}}}, 
   return t:logsumexp(2), t:t():contiguous():logsumexp(1), long:logsumexp(2),
          t:double():logsumexp(2)
 end)
+add("casts of NaN, infinities and out-of-range floats", {{{2}}}, function(x)
+  local v = {0 / 0, 1 / 0, -1 / 0, 1e20, -1e20, 300.7, -1.5, 255.9, 256, -0.5, 511, -257, 1e10,
+             3000000001, -3000000001}
+  local f32 = ml.tensor(v, {device = x.device})
+  local f64 = ml.tensor(v, {device = x.device, dtype = "float64"})
+  local strided = ml.tensor({v, v}, {device = x.device, dtype = "float64"}):t()
+  return f32:long(), f32:byte(), f64:long(), f64:byte(), strided:byte(), strided:long(),
+         ml.full({3}, 0 / 0, {dtype = "int64", device = x.device}),
+         ml.full({3}, 300.7, {dtype = "uint8", device = x.device})
+end, {rtol = 0, atol = 0})
+
 -- matmul (cuBLAS against OpenBLAS)
 local mm = {rtol = 1e-4, atol = 1e-4}
 add("mm [33,65]x[65,17]", {{{33, 65}, grad = true}, {{65, 17}, grad = true}},

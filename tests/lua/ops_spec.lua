@@ -83,6 +83,25 @@ describe("ops", function()
     end
   end)
 
+  it("casts NaN and out-of-range floats to integers as torch on x86", function()
+    -- torch 1.13: float -> int64 truncates, NaN and values outside [-2^63, 2^63) give
+    -- INT64_MIN; float -> uint8 goes through int64 and keeps the low 8 bits
+    local x = {0 / 0, 1 / 0, -1 / 0, 1e20, -1e20, 300.7, -1.5, 255.9, 256, -0.5, 511, -257, 1e10}
+    local min = math.mininteger
+    for _, dt in ipairs({"float32", "float64"}) do
+      local t = ml.tensor(x, {dtype = dt})
+      assert.are.same({min, min, min, min, min, 300, -1, 255, 256, 0, 511, -257, 10000000000},
+                      t:long():totable())
+      assert.are.same({0, 0, 0, 0, 0, 44, 255, 255, 0, 0, 255, 255, 0}, t:byte():totable())
+      local strided = ml.tensor({x, x}, {dtype = dt}):t():byte():t():totable()
+      assert.are.same(t:byte():totable(), strided[2])
+    end
+    local big = ml.tensor({3000000001, -3000000001, 2 ^ 40 + 3}, {dtype = "float64"})
+    assert.are.same({1, 255, 3}, big:byte():totable())
+    assert.are.same({min, 44}, {ml.full({1}, 0 / 0, {dtype = "int64"}):item(),
+                                ml.full({1}, 300.7, {dtype = "uint8"}):item()})
+  end)
+
   it("exp is accurate over float32's whole range", function()
     local x = ml.tensor({-100, -87.5, -20, -1e-3, 0, 1e-3, 1, 20, 88, 89, 1 / 0, -1 / 0, 0 / 0})
     local want = {}
