@@ -312,6 +312,9 @@ add("mm float64", {{{33, 65}, kind = "f64", grad = true}, {{65, 17}, kind = "f64
     function(a, b) return a:matmul(b) end, mm)
 add("linear with bias [129,784]", {{{129, 784}, grad = true}, {{64, 784}, grad = true}, {{64}, grad = true}},
     function(x, w, b) return ml.F.linear(x, w, b) end, mm)
+add("linear and matmul with an inner size of 0", {{{3, 0}, grad = true}, {{2, 0}, grad = true},
+                                                {{2}, grad = true}},
+    function(x, w, b) return ml.F.linear(x, w, b), x:matmul(w:t()) end, mm)
 add("linear 3-D input, no bias", {{{2, 5, 31}, grad = true}, {{10, 31}, grad = true}},
     function(x, w) return ml.F.linear(x, w) end, mm)
 
