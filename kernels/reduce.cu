@@ -6,8 +6,10 @@
  *    memory combines them;
  *  - inner > 1: 32 consecutive columns per block (coalesced loads), 8 threads down
  *    each column, combined in shared memory;
- *  - one long row (a whole-tensor reduction): many blocks write partial results to
- *    scratch, one block combines them.
+ *  - one long row (a whole-tensor reduction of more than TWO_PASS_MIN elements):
+ *    a block per PART_ELEMS elements (at most 1024 blocks) writes a partial
+ *    result to scratch, one block combines them in a fixed order. The grid
+ *    depends only on n, so the result is the same every run (no float atomics).
  * Float sums accumulate in double and integer sums in int64, as the CPU kernels;
  * max/min give the first extreme's position, and a NaN wins, as in torch;
  * logsumexp keeps a running (max, sum) pair so it reads x once. */
@@ -166,6 +168,9 @@ __global__ void k_final(R r, const typename R::V *part, int parts, int64_t n) {
     if (threadIdx.x == 0) r.store(0, acc, n);
 }
 
+#define PART_ELEMS (256 * 16)
+#define TWO_PASS_MIN (2 * PART_ELEMS) /* below: one block, not worth a second launch */
+
 static unsigned row_threads(int64_t n) {
     unsigned t = 32;
     while (t < 256 && (int64_t)t < n) t <<= 1;
@@ -177,8 +182,8 @@ static int run(const char *name, R r, const ml_tensor *x, int64_t outer, int64_t
     if (outer * inner == 0) return 0;
     const T *xp = (const T *)ml_data(x);
     cudaStream_t s = ml_cu_stream();
-    if (outer == 1 && inner == 1 && n > (1 << 18)) {
-        int parts = (int)((n + 256 * 16 - 1) / (256 * 16));
+    if (outer == 1 && inner == 1 && n > TWO_PASS_MIN) {
+        int parts = (int)((n + PART_ELEMS - 1) / PART_ELEMS);
         if (parts > 1024) parts = 1024;
         size_t bytes = sizeof(typename R::V) * (size_t)parts;
         typename R::V *part = (typename R::V *)ml_cu_alloc(bytes);

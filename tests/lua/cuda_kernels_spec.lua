@@ -68,3 +68,37 @@ describe("cuda products with an inner size of 0", function()
     assert.are.same({{0, 0, 0}, {0, 0, 0}}, p:cpu():totable())
   end)
 end)
+
+-- The launches an op made, from the emulator's trace (nil without one).
+local trace_path = os.getenv("MOONLIGHT_EMU_TRACE")
+local function launches_of(fn)
+  local f = io.open(trace_path, "a+")
+  local start = f:seek("end")
+  f:close()
+  fn()
+  ml.cuda.synchronize()
+  f = io.open(trace_path, "r")
+  f:seek("set", start)
+  local lines = {}
+  for line in f:lines() do lines[#lines + 1] = line end
+  f:close()
+  return lines
+end
+
+describe("cuda whole-tensor reductions", function()
+  it("spread a long tensor over several blocks, with the same result each time", function()
+    need_device()
+    if not trace_path then pending("needs the emulated GPU's trace (MOONLIGHT_EMU_TRACE)") end
+    local x = ml.randn({1 << 18}):cuda()
+    local first
+    local lines = launches_of(function() first = x:sum():item() end)
+    local blocks = 0
+    for _, l in ipairs(lines) do
+      local gx, gy, gz = l:match(" grid (%d+),(%d+),(%d+) ")
+      if l:find("kernel k_partial", 1, true) then blocks = blocks + gx * gy * gz end
+    end
+    assert.is_true(blocks >= 16, "a 2^18-element sum ran on " .. blocks .. " partial blocks")
+    for _ = 1, 3 do assert.are.equal(first, x:sum():item()) end
+    assert.is_true(math.abs(first - x:cpu():sum():item()) < 1e-2)
+  end)
+end)
