@@ -14,6 +14,12 @@ target_compile_options(test_emu_checks PRIVATE ${ML_EMU_CXX_OPTIONS})
 set_target_properties(test_emu_checks PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
 add_test(NAME emu.checks COMMAND test_emu_checks)
 
+# a host program on the emulated device: pinned memory, matmuls from two threads
+add_executable(test_emu_host ${CMAKE_SOURCE_DIR}/tests/emu/test_emu_host.c)
+target_link_libraries(test_emu_host PRIVATE moonlight_static PkgConfig::CMOCKA ${CMAKE_DL_LIBS})
+add_test(NAME emu.host COMMAND test_emu_host)
+set_tests_properties(emu.host PROPERTIES ENVIRONMENT "${ML_EMU_PLUGIN_ENV};OMP_NUM_THREADS=1")
+
 # busted specs with the emulated plugin as the CUDA backend
 function(ml_emu_spec name spec)
   add_test(NAME ${name}
@@ -26,7 +32,7 @@ endfunction()
 ml_emu_spec(emu.cuda_parity cuda_parity_spec.lua)
 ml_emu_spec(emu.cuda_kernels cuda_kernels_spec.lua
             "MOONLIGHT_EMU_TRACE=${CMAKE_BINARY_DIR}/emu/cuda_kernels_trace.txt")
-set(ML_EMU_TESTS emu.checks emu.cuda_parity emu.cuda_kernels)
+set(ML_EMU_TESTS emu.checks emu.host emu.cuda_parity emu.cuda_kernels)
 
 if(NOT ML_SANITIZE)
   # again with each block's threads (and the blocks) last first: a missing barrier shows
