@@ -157,11 +157,25 @@ static int cu_to_host(void *host_dst, const void *dev_src, size_t nbytes) {
     return 0;
 }
 
-/* From pageable host memory the call returns once the source has been staged, so
- * the caller may free it at once; the device copy itself stays queued. */
+/* True when p is in pinned (page-locked) host memory. */
+static bool is_pinned(const void *p) {
+    cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return a.type == cudaMemoryTypeHost;
+}
+
+/* From pageable host memory cudaMemcpyAsync returns once the source has been
+ * staged, so the caller may free or reuse it at once and the device copy stays
+ * queued. From pinned memory the copy engine reads the source itself, later: the
+ * call waits for it then, or a host that reuses its buffer (the next batch) or
+ * frees it would race with the copy. */
 static int cu_from_host(void *dev_dst, const void *host_src, size_t nbytes) {
-    ML_CU_TRY("from_host", cudaMemcpyAsync(dev_dst, host_src, nbytes, cudaMemcpyHostToDevice,
-                                           ml_cu_stream()));
+    cudaStream_t s = ml_cu_stream();
+    ML_CU_TRY("from_host", cudaMemcpyAsync(dev_dst, host_src, nbytes, cudaMemcpyHostToDevice, s));
+    if (is_pinned(host_src)) ML_CU_TRY("from_host", cudaStreamSynchronize(s));
     return 0;
 }
 
