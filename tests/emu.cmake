@@ -37,6 +37,13 @@ set(ML_EMU_TESTS emu.checks emu.host emu.cuda_parity emu.cuda_kernels)
 if(NOT ML_SANITIZE)
   # again with each block's threads (and the blocks) last first: a missing barrier shows
   ml_emu_spec(emu.cuda_parity_reverse cuda_parity_spec.lua "MOONLIGHT_EMU_REVERSE=1")
-  list(APPEND ML_EMU_TESTS emu.cuda_parity_reverse)
+  # the reference experiment (scripts/mnist_custom_loss.lua) on the device
+  add_test(NAME emu.reference_experiment
+           COMMAND moonlight scripts/mnist_custom_loss.lua --accelerator cuda --epochs 1
+                   --limit_batches 40 --logs ${CMAKE_BINARY_DIR}/emu/logs)
+  set_tests_properties(emu.reference_experiment PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+                       ENVIRONMENT "${ML_EMU_PLUGIN_ENV};OMP_NUM_THREADS=1"
+                       PASS_REGULAR_EXPRESSION "GPU available: True \\(cuda\\), used: True.*val_accuracy: 0\\.[3-9].*logs: ")
+  list(APPEND ML_EMU_TESTS emu.cuda_parity_reverse emu.reference_experiment)
 endif()
 set_tests_properties(${ML_EMU_TESTS} PROPERTIES LABELS cuda-emu)
