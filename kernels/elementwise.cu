@@ -7,6 +7,7 @@
  * kernels exactly, including which ops an integer dtype refuses. */
 #include <math.h>
 
+#include "cast.h"
 #include "common.cuh"
 
 /* --- op functors --- */
@@ -323,7 +324,7 @@ struct FillF {
 static int cu_fill(ml_tensor *out, double value) {
     const ml_tensor *ts[1] = {out};
     ML_CU_DISPATCH_ALL(out->dtype, {
-        FillF<T> f{(T *)ml_data(out), (T)value};
+        FillF<T> f{(T *)ml_data(out), ml_cast<T>(value)};
         return ml_cu_map("fill_", f, 1, ts);
     })
     return 0;
@@ -334,7 +335,7 @@ struct CopyF {
     const ST *s;
     DT *d;
     __device__ __forceinline__ void operator()(int64_t i0, int64_t i1, int64_t, int64_t) const {
-        d[i0] = (DT)s[i1];
+        d[i0] = ml_cast<DT>(s[i1]); /* NaN/out-of-range floats as on the CPU (src/cast.h) */
     }
 };
 

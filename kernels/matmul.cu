@@ -11,41 +11,38 @@
 
 #include "common.cuh"
 
+/* One handle per math mode, each configured once when it is created and never
+ * changed: a handle's mode switched under a lock while gemms ran outside it let a
+ * thread's gemm run in the mode another thread had just set. cuBLAS allows calls
+ * on one handle from several threads as long as its configuration stays fixed. */
 static pthread_mutex_t handle_lock = PTHREAD_MUTEX_INITIALIZER;
-static cublasHandle_t handle;
-static bool handle_ready;
-static int handle_tf32 = -1; /* the math mode last set on the handle */
+static cublasHandle_t handles[2]; /* [0]: full float32, [1]: TF32 tensor cores */
 
 static int blas_fail(cublasStatus_t st) {
     return ml_error_set("matmul: %s", cublasGetStatusString(st));
 }
 
-/* The handle, created on first use, bound to the stream, in the precision asked for. */
+/* A new handle bound to the stream, in the math mode for tf32; NULL on error. */
+static cublasHandle_t create_handle(int tf32) {
+    cublasHandle_t h = NULL;
+    cublasStatus_t st = cublasCreate(&h);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetStream(h, ml_cu_stream());
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasSetMathMode(h, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    if (st == CUBLAS_STATUS_SUCCESS) return h;
+    if (h) cublasDestroy(h);
+    blas_fail(st);
+    return NULL;
+}
+
+/* The handle for the float32 precision asked for now, created on first use. */
 static cublasHandle_t get_handle(void) {
-    pthread_mutex_lock(&handle_lock);
-    if (!handle_ready) {
-        cublasStatus_t st = cublasCreate(&handle);
-        if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetStream(handle, ml_cu_stream());
-        if (st != CUBLAS_STATUS_SUCCESS) {
-            pthread_mutex_unlock(&handle_lock);
-            blas_fail(st);
-            return NULL;
-        }
-        handle_ready = true;
-    }
     int tf32 = ml_get_float32_matmul_precision() != ML_MATMUL_HIGHEST;
-    if (tf32 != handle_tf32) {
-        cublasStatus_t st =
-            cublasSetMathMode(handle, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
-        if (st != CUBLAS_STATUS_SUCCESS) {
-            pthread_mutex_unlock(&handle_lock);
-            blas_fail(st);
-            return NULL;
-        }
-        handle_tf32 = tf32;
-    }
+    pthread_mutex_lock(&handle_lock);
+    if (!handles[tf32]) handles[tf32] = create_handle(tf32);
+    cublasHandle_t h = handles[tf32];
     pthread_mutex_unlock(&handle_lock);
-    return handle;
+    return h;
 }
 
 template <class T>

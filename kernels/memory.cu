@@ -15,6 +15,22 @@
 
 #include "common.cuh"
 
+/* On the emulated GPU under AddressSanitizer (ML_CUDA_EMU, tests) device memory is
+ * host memory: what no tensor may touch is poisoned, the slack of a size class
+ * past the bytes asked for and every block waiting in the cache, so that a kernel
+ * that overruns its buffer or uses a freed one is reported. Nothing otherwise. */
+#if defined(ML_CUDA_EMU) && defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+static void mark_live(void *p, size_t nbytes, size_t class_bytes) {
+    ASAN_UNPOISON_MEMORY_REGION(p, nbytes);
+    ASAN_POISON_MEMORY_REGION((char *)p + nbytes, class_bytes - nbytes);
+}
+static void mark_cached(void *p, size_t class_bytes) { ASAN_POISON_MEMORY_REGION(p, class_bytes); }
+#else
+static void mark_live(void *, size_t, size_t) {}
+static void mark_cached(void *, size_t) {}
+#endif
+
 #define SMALL_MAX ((size_t)1 << 20)
 #define SMALL_CLASSES (SMALL_MAX / 512)        /* 2048 classes of 512 bytes */
 #define MAX_OCTAVE 50                          /* 2^50 bytes: beyond any GPU */
@@ -83,6 +99,7 @@ void *ml_cu_alloc(size_t nbytes) {
         spare_nodes = b;
         bytes_allocated += bytes;
         pthread_mutex_unlock(&lock);
+        mark_live(p, nbytes, bytes);
         return p;
     }
     pthread_mutex_unlock(&lock);
@@ -106,6 +123,7 @@ void *ml_cu_alloc(size_t nbytes) {
     bytes_reserved += bytes;
     bytes_allocated += bytes;
     pthread_mutex_unlock(&lock);
+    mark_live(p, nbytes, bytes);
     return p;
 }
 
@@ -124,6 +142,7 @@ void ml_cu_free(void *p, size_t nbytes) {
         (void)cudaFree(p);
         return;
     }
+    mark_cached(p, bytes);
     b->ptr = p;
     b->next = bins[c];
     bins[c] = b;
@@ -138,11 +157,25 @@ static int cu_to_host(void *host_dst, const void *dev_src, size_t nbytes) {
     return 0;
 }
 
-/* From pageable host memory the call returns once the source has been staged, so
- * the caller may free it at once; the device copy itself stays queued. */
+/* True when p is in pinned (page-locked) host memory. */
+static bool is_pinned(const void *p) {
+    cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return a.type == cudaMemoryTypeHost;
+}
+
+/* From pageable host memory cudaMemcpyAsync returns once the source has been
+ * staged, so the caller may free or reuse it at once and the device copy stays
+ * queued. From pinned memory the copy engine reads the source itself, later: the
+ * call waits for it then, or a host that reuses its buffer (the next batch) or
+ * frees it would race with the copy. */
 static int cu_from_host(void *dev_dst, const void *host_src, size_t nbytes) {
-    ML_CU_TRY("from_host", cudaMemcpyAsync(dev_dst, host_src, nbytes, cudaMemcpyHostToDevice,
-                                           ml_cu_stream()));
+    cudaStream_t s = ml_cu_stream();
+    ML_CU_TRY("from_host", cudaMemcpyAsync(dev_dst, host_src, nbytes, cudaMemcpyHostToDevice, s));
+    if (is_pinned(host_src)) ML_CU_TRY("from_host", cudaStreamSynchronize(s));
     return 0;
 }
 

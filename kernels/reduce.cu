@@ -6,8 +6,10 @@
  *    memory combines them;
  *  - inner > 1: 32 consecutive columns per block (coalesced loads), 8 threads down
  *    each column, combined in shared memory;
- *  - one long row (a whole-tensor reduction): many blocks write partial results to
- *    scratch, one block combines them.
+ *  - one long row (a whole-tensor reduction of more than TWO_PASS_MIN elements):
+ *    a block per PART_ELEMS elements (at most 1024 blocks) writes a partial
+ *    result to scratch, one block combines them in a fixed order. The grid
+ *    depends only on n, so the result is the same every run (no float atomics).
  * Float sums accumulate in double and integer sums in int64, as the CPU kernels;
  * max/min give the first extreme's position, and a NaN wins, as in torch;
  * logsumexp keeps a running (max, sum) pair so it reads x once. */
@@ -62,9 +64,12 @@ struct ExtremeR {
 };
 
 struct LseV {
-    double m, s; /* running max and sum of exp(x - m) */
+    double m, s; /* running max and sum of exp(x - m); m NaN once a NaN was seen */
 };
 
+/* A NaN anywhere makes the result NaN, as in torch: it is carried in m, which
+ * every step checks first (carried in s, a side whose m is still -inf was
+ * dropped by combine). */
 template <class T>
 struct LogsumexpR {
     typedef LseV V;
@@ -72,11 +77,15 @@ struct LogsumexpR {
     __device__ __forceinline__ V init() const { return V{-INFINITY, 0.0}; }
     __device__ __forceinline__ V add(V a, T x, int64_t) const {
         double v = (double)x;
+        if (a.m != a.m) return a;
+        if (v != v) return V{v, 0.0};
         if (v == -INFINITY) return a; /* adds exp(-inf) = 0 */
         if (v > a.m) return V{v, a.s * exp(a.m - v) + 1.0};
-        return V{a.m, a.s + exp(v - a.m)}; /* a NaN x makes the sum NaN, as on the CPU */
+        return V{a.m, a.s + exp(v - a.m)};
     }
     __device__ __forceinline__ V combine(V a, V b) const {
+        if (a.m != a.m) return a;
+        if (b.m != b.m) return b;
         if (b.m == -INFINITY) return a;
         if (a.m == -INFINITY) return b;
         if (b.m > a.m) {
@@ -87,7 +96,7 @@ struct LogsumexpR {
         return V{a.m, a.s + b.s * exp(b.m - a.m)};
     }
     __device__ __forceinline__ void store(int64_t k, V a, int64_t) const {
-        out[k] = (T)(isinf(a.m) ? a.m : a.m + log(a.s));
+        out[k] = (T)(a.m != a.m || isinf(a.m) ? a.m : a.m + log(a.s));
     }
 };
 
@@ -159,6 +168,9 @@ __global__ void k_final(R r, const typename R::V *part, int parts, int64_t n) {
     if (threadIdx.x == 0) r.store(0, acc, n);
 }
 
+#define PART_ELEMS (256 * 16)
+#define TWO_PASS_MIN (2 * PART_ELEMS) /* below: one block, not worth a second launch */
+
 static unsigned row_threads(int64_t n) {
     unsigned t = 32;
     while (t < 256 && (int64_t)t < n) t <<= 1;
@@ -170,8 +182,8 @@ static int run(const char *name, R r, const ml_tensor *x, int64_t outer, int64_t
     if (outer * inner == 0) return 0;
     const T *xp = (const T *)ml_data(x);
     cudaStream_t s = ml_cu_stream();
-    if (outer == 1 && inner == 1 && n > (1 << 18)) {
-        int parts = (int)((n + 256 * 16 - 1) / (256 * 16));
+    if (outer == 1 && inner == 1 && n > TWO_PASS_MIN) {
+        int parts = (int)((n + PART_ELEMS - 1) / PART_ELEMS);
         if (parts > 1024) parts = 1024;
         size_t bytes = sizeof(typename R::V) * (size_t)parts;
         typename R::V *part = (typename R::V *)ml_cu_alloc(bytes);

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The CUDA backend's checks on a GPU machine: parity of every CUDA op with the CPU,
-# the allocator counters, and the GPU benchmark; logs into $OUT when it is set
-# (else build-gpu/logs). Meant to finish inside 8 minutes.
+# the allocator counters, compute-sanitizer's memcheck and racecheck over a subset
+# of the parity cases (where the tool exists), and the GPU benchmark; logs into
+# $OUT when it is set (else build-gpu/logs). A machine may be lent for 15 minutes,
+# start-up included, and a rerun must fit too: the whole script stops within about
+# 8 minutes (each step has a time limit; the benchmark gets at most 3 minutes).
 #
 # Procedure (a machine with an H200, the driver and the CUDA 13 libraries, but no
 # package registry and no Debian -dev packages):
@@ -11,8 +14,12 @@
 #   2. copy the repo with build-gpu/dist.tar.xz to the GPU machine (with this
 #      project's device tool: carry ["build-gpu/dist.tar.xz"]), and there, from the
 #      repo root:   bash scripts/gpu-check.sh     (it unpacks the archive)
-#   3. read $OUT/parity.log (one line per case, FAIL lines first in summary.txt),
-#      $OUT/bench.log and $OUT/ratios.txt (moonlight / PyTorch per benchmark).
+#   3. read the verdict lines at the end (parity, sanitizers and benchmark each
+#      have their own), $OUT/summary.txt (the first failure first: later ones may
+#      be echoes of a sticky CUDA error), $OUT/parity.log, $OUT/bench.log and
+#      $OUT/ratios.txt (moonlight / PyTorch per benchmark).
+# The exit status is the parity's and the sanitizers': a slow or failed benchmark
+# has its own verdict line and does not fail the check.
 # When build-gpu/dist is missing and the machine has the build dependencies
 # (pkg-config finds lua5.4 and openblas), the script builds it first.
 set -uo pipefail
@@ -21,6 +28,9 @@ out=${OUT:-build-gpu/logs}
 mkdir -p "$out"
 bin=build-gpu/dist/moonlight
 start=$(date +%s)
+elapsed() { echo $(($(date +%s) - start)); }
+# seconds left before the script's deadline (8 minutes), at most $1
+budget() { local left=$((470 - $(elapsed))); [ "$left" -lt "$1" ] && echo "$left" || echo "$1"; }
 
 if [ ! -x "$bin" ] && [ -f build-gpu/dist.tar.xz ]; then
   tar -C build-gpu -xJf build-gpu/dist.tar.xz 2>/dev/null ||
@@ -38,40 +48,65 @@ if [ ! -x "$bin" ]; then
   fi
 fi
 
-# cuBLAS: the toolkit's, or the one PyTorch's wheels bring
-if ! ldconfig -p 2>/dev/null | grep -q "libcublas.so.13"; then
+# cuBLAS: the toolkit's, or the one PyTorch's wheels bring; a search of the disk
+# only when none of the likely places has it, and then for 30 seconds at most
+find_cublas() {
+  local d
   for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64 \
-           $(python3 -c 'import nvidia.cublas, os; print(os.path.join(nvidia.cublas.__path__[0], "lib"))' 2>/dev/null) \
-           $(find / -xdev -name libcublas.so.13 -printf '%h\n' 2>/dev/null | head -1); do
-    if [ -e "$d/libcublas.so.13" ]; then export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; break; fi
+           /usr/local/cuda-13*/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu \
+           $(python3 -c 'import nvidia.cublas, os; print(os.path.join(nvidia.cublas.__path__[0], "lib"))' 2>/dev/null); do
+    [ -e "$d/libcublas.so.13" ] && { echo "$d"; return; }
   done
+  timeout 30 find / -xdev -name libcublas.so.13 -printf '%h\n' -quit 2>/dev/null
+}
+if ! ldconfig -p 2>/dev/null | grep -q "libcublas.so.13"; then
+  d=$(find_cublas)
+  [ -n "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
-echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >"$out/env.txt"
-nvidia-smi >>"$out/env.txt" 2>&1 || true
+echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-} (found in $(elapsed) s)" >"$out/env.txt"
+timeout 20 nvidia-smi >>"$out/env.txt" 2>&1 || true
 ldd "$bin" >>"$out/env.txt" 2>&1 || true
 
-status=0
 echo "== device =="
-timeout 60 "$bin" -e 'print(ml.cuda.is_available(), ml.cuda.is_available() and ml.cuda.device_name() or
-  select(2, pcall(ml.cuda.device_name)))' 2>&1 | tee "$out/device.log" || status=1
+timeout 30 "$bin" -e 'print(ml.cuda.is_available(), ml.cuda.is_available() and ml.cuda.device_name() or
+  select(2, pcall(ml.cuda.device_name)))' 2>&1 | tee "$out/device.log"
 
 echo "== parity (scripts/gpu-parity.lua) =="
-timeout 240 "$bin" scripts/gpu-parity.lua >"$out/parity.log" 2>&1 || status=1
-{ grep -v '^ok ' "$out/parity.log"; } | tee "$out/summary.txt"
+timeout "$(budget 150)" "$bin" scripts/gpu-parity.lua >"$out/parity.log" 2>&1
+parity_rc=$?
+passed=$(grep -c '^ok ' "$out/parity.log")
+first=$(grep -m1 '^FAIL' "$out/parity.log")
+{
+  [ -n "$first" ] && echo "first failure: ${first#FAIL }"
+  grep -v '^ok ' "$out/parity.log"
+} | tee "$out/summary.txt"
+if [ "$parity_rc" = 0 ]; then parity="PASSED ($passed checks)"
+elif [ "$parity_rc" = 124 ]; then parity="FAILED (timed out after $passed passing checks)"
+else parity="FAILED (${first:-no result}; $passed checks passed)"; fi
 
-echo "== benchmark (scripts/bench/gpu.lua, scripts/bench/gpu_torch.py) =="
+echo "== benchmark (scripts/bench/gpu.lua, scripts/bench/gpu_torch.py; 3 minutes at most) =="
 : >"$out/bench.log"
-left=$((400 - ($(date +%s) - start)))
-if [ "$left" -gt 30 ]; then
-  timeout "$left" "$bin" scripts/bench/gpu.lua cuda cpu 2>&1 | tee -a "$out/bench.log"
-  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+bench="done"
+bench_end=$(($(elapsed) + 180))
+t=$(budget 110)
+if [ "$t" -gt 20 ]; then
+  timeout "$t" "$bin" scripts/bench/gpu.lua cuda cpu 2>&1 | tee -a "$out/bench.log"
+  rc=${PIPESTATUS[0]}
+  [ "$rc" = 124 ] && bench="moonlight TIMED OUT after $t s"
+  [ "$rc" != 0 ] && [ "$rc" != 124 ] && bench="moonlight FAILED (status $rc)"
+else
+  bench="moonlight SKIPPED (no time left)"
 fi
-left=$((470 - ($(date +%s) - start)))
 py=$(command -v python3 || true)
-if [ -n "$py" ] && [ "$left" -gt 30 ]; then
-  timeout "$left" "$py" scripts/bench/gpu_torch.py 2>&1 | tee -a "$out/bench.log" || true
+t=$(budget $((bench_end - $(elapsed))))
+if [ -n "$py" ] && [ "$t" -gt 20 ]; then
+  timeout "$t" "$py" scripts/bench/gpu_torch.py 2>&1 | tee -a "$out/bench.log"
+  rc=${PIPESTATUS[0]}
+  [ "$rc" = 124 ] && bench="$bench; torch TIMED OUT after $t s"
+  [ "$rc" != 0 ] && [ "$rc" != 124 ] && bench="$bench; torch FAILED (status $rc)"
 else
   echo "torch: SKIPPED (no python3 or no time left)" | tee -a "$out/bench.log"
+  bench="$bench; torch SKIPPED"
 fi
 # moonlight / PyTorch, from the RESULT lines (below 1: moonlight is faster)
 awk '$1 == "RESULT" { v[$2] = $3 }
@@ -85,5 +120,32 @@ awk '$1 == "RESULT" { v[$2] = $3 }
     printf "memory growth over 10,000 steps: moonlight %s bytes, torch %s bytes\n",
            v["cuda_memory_growth_bytes"], v["torch_memory_growth_bytes"]
   }' "$out/bench.log" | tee "$out/ratios.txt"
-echo "gpu-check: $( [ $status = 0 ] && echo passed || echo FAILED ) in $(($(date +%s) - start)) s; logs in $out"
-exit $status
+
+# compute-sanitizer over every 8th parity case: out-of-bounds and misaligned
+# accesses (memcheck), shared-memory races between a block's threads (racecheck)
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
+            /usr/local/cuda-13*/bin/compute-sanitizer 2>/dev/null | head -1)
+sanitizers=""
+sanitizer_rc=0
+for tool in memcheck racecheck; do
+  t=$(budget 60)
+  if [ -z "$sanitizer" ]; then sanitizers="$sanitizers $tool SKIPPED (no compute-sanitizer);"; continue; fi
+  if [ "$t" -lt 20 ]; then sanitizers="$sanitizers $tool SKIPPED (no time left);"; continue; fi
+  echo "== compute-sanitizer --tool $tool (every 8th parity case) =="
+  timeout "$t" "$sanitizer" --tool "$tool" --error-exitcode 3 --print-limit 20 \
+    "$bin" scripts/gpu-parity.lua --every 8 >"$out/$tool.log" 2>&1
+  rc=$?
+  tail -5 "$out/$tool.log"
+  case $rc in
+    0) sanitizers="$sanitizers $tool PASSED;" ;;
+    124) sanitizers="$sanitizers $tool TIMED OUT after $t s (not a failure);" ;;
+    *) sanitizers="$sanitizers $tool FAILED (status $rc, see $tool.log);"; sanitizer_rc=1 ;;
+  esac
+done
+
+echo "gpu-check: parity $parity"
+echo "gpu-check: compute-sanitizer${sanitizers%;}"
+echo "gpu-check: benchmark $bench (ratios.txt)"
+status=$([ "$parity_rc" = 0 ] && [ "$sanitizer_rc" = 0 ] && echo 0 || echo 1)
+echo "gpu-check: $( [ "$status" = 0 ] && echo passed || echo FAILED ) in $(elapsed) s; logs in $out"
+exit "$status"

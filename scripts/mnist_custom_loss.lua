@@ -4,15 +4,18 @@
 -- set as validation, 3 epochs, a CSVLogger and a torchinfo summary.
 --
 --   build/moonlight scripts/mnist_custom_loss.lua [--data data/mnist] [--epochs 3] [--seed N]
+--       [--accelerator auto|cpu|cuda] [--limit_batches N (train, validation and test)]
 local ml = require "moonlight"
 local nn, optim, data = ml.nn, ml.optim, ml.data
 
-local opts = {data = "data/mnist", epochs = 3, seed = nil, logs = "logs"}
+local opts = {data = "data/mnist", epochs = 3, seed = nil, logs = "logs", accelerator = "auto",
+              limit_batches = nil}
 do
   local i = 1
   while arg and arg[i] do
     local k = arg[i]:match("^%-%-(.+)$")
-    if not k or arg[i + 1] == nil then error("usage: mnist_custom_loss.lua [--data DIR] [--epochs N] [--seed N] [--logs DIR]") end
+    if not k or arg[i + 1] == nil then error("usage: mnist_custom_loss.lua [--data DIR] [--epochs N] [--seed N] [--logs DIR] " ..
+                                                        "[--accelerator A] [--limit_batches N]") end
     opts[k] = tonumber(arg[i + 1]) or arg[i + 1]
     i = i + 2
   end
@@ -81,7 +84,9 @@ end
 
 local model = myModel()
 local logger = ml.loggers.CSVLogger(opts.logs, {name = "custom_loss_model"})
-local trainer = ml.Trainer({max_epochs = opts.epochs, logger = logger, plot = true})
+local trainer = ml.Trainer({max_epochs = opts.epochs, logger = logger, plot = true,
+                            accelerator = opts.accelerator, limit_train_batches = opts.limit_batches,
+                            limit_val_batches = opts.limit_batches})
 trainer:fit(model, train_loader, test_loader)
 
 print(ml.summary(model, {input_size = {8, 1, 28, 28}}))
@@ -95,7 +100,10 @@ print(history.format_table(history.per_epoch(h), h.columns))
 local acc = ml.metrics.Accuracy({task = "multiclass", num_classes = 10})
 model:eval()
 ml.no_grad(function()
-  for _, batch in test_loader:iter() do acc:update(model(batch[1]), batch[2]:argmax(2)) end
+  for i, batch in test_loader:iter() do
+    if opts.limit_batches and i > opts.limit_batches then break end
+    acc:update(model(batch[1]:to(trainer.device)):cpu(), batch[2]:argmax(2))
+  end
 end)
 print(string.format("val_accuracy: %.4f", acc:compute():item()))
 print("logs: " .. trainer.logger.log_dir .. " (metrics.csv, hparams.yaml, curves.png, checkpoints/)")

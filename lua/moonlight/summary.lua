@@ -207,7 +207,7 @@ local allowed = {input_size = true, input_data = "tensor|table", depth = "intege
 
 -- summary(model, {input_size = {8, 1, 28, 28} | {{...}, {...}}, input_data = x | {x, y},
 --                 depth = 3, col_names = {"output_size", "num_params"}, col_width = 25,
---                 dtypes = {"float32", ...}, device = "cpu"})
+--                 dtypes = {"float32", ...}, device = the model's})
 function M.summary(model, opts)
   if not nn.is_module(model) then
     error(("summary: expected an nn.Module, got %s"):format(type(model)), 2)
@@ -226,6 +226,9 @@ function M.summary(model, opts)
       error("summary: input_size must be a shape such as {8, 1, 28, 28} (or a list of shapes)", 2)
     end
     if type(sizes[1]) == "number" then sizes = {sizes} end
+    -- torchinfo's default device: the model's (its first parameter's), else the CPU
+    local params = model:parameters()
+    local device = opts.device or (params[1] and params[1].device) or "cpu"
     inputs = {}
     for i, s in ipairs(sizes) do
       for _, d in ipairs(s) do
@@ -235,7 +238,7 @@ function M.summary(model, opts)
         end
       end
       local dt = opts.dtypes and opts.dtypes[i] or "float32"
-      inputs[i] = core.zeros(s, {dtype = dt, device = opts.device})
+      inputs[i] = core.zeros(s, {dtype = dt, device = device})
     end
   end
   local col_names = opts.col_names or (inputs and {"output_size", "num_params"} or {"num_params"})

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../backend.h"
+#include "../cast.h"
 #include "../error.h"
 #include "iter.h"
 #include "vmath.h"
@@ -256,7 +257,7 @@ static int cpu_pow_scalar_backward(const ml_tensor *g, const ml_tensor *x, doubl
 
 #define FILL_LOOP(T)                                                                  \
     do {                                                                              \
-        T val = (T)value;                                                             \
+        T val = ML_CAST(T, value);                                                    \
         T *op = (T *)ml_data(out);                                                    \
         const ml_tensor *ts[1] = {out};                                               \
         ml_iter it;                                                                   \
@@ -278,7 +279,7 @@ static int cpu_fill(ml_tensor *out, double value) {
     return 0;
 }
 
-/* Typed copy loops for every (source, destination) dtype pair. */
+/* Typed copy loops for every (source, destination) dtype pair (casts: src/cast.h). */
 #define COPY_LOOP(ST, DT)                                                             \
     do {                                                                              \
         const ST *sp = (const ST *)ml_data(src);                                      \
@@ -291,9 +292,9 @@ static int cpu_fill(ml_tensor *out, double value) {
             const ST *s = sp + off[1];                                                \
             if (st[0] == 1 && st[1] == 1) {                                           \
                 ML_PARALLEL_FOR_SIMD_IF(len > ML_PARALLEL_MIN,                 \
-                    for (int64_t i = 0; i < len; i++) o[i] = (DT)s[i];); \
+                    for (int64_t i = 0; i < len; i++) o[i] = ML_CAST(DT, s[i]);); \
             } else {                                                                  \
-                for (int64_t i = 0; i < len; i++) o[i * st[0]] = (DT)s[i * st[1]];    \
+                for (int64_t i = 0; i < len; i++) o[i * st[0]] = ML_CAST(DT, s[i * st[1]]); \
             }                                                                         \
         });                                                                           \
     } while (0)

@@ -161,7 +161,11 @@ static int reduce_sum_all(const ml_tensor *x, int64_t n, ml_tensor *out, bool me
                 T m = -INFINITY;                                                      \
                 for (int64_t i = 0; i < n; i++) m = p[i * inner] > m ? p[i * inner] : m; \
                 double s = 0;                                                         \
-                if (isinf(m)) { op[o * inner + j] = m; continue; }                    \
+                if (isinf(m)) { /* all -inf, or a +inf: the max, unless a NaN (torch) */ \
+                    for (int64_t i = 0; i < n; i++) if (p[i * inner] != p[i * inner]) m = NAN; \
+                    op[o * inner + j] = m;                                            \
+                    continue;                                                         \
+                }                                                                     \
                 for (int64_t i = 0; i < n; i++) s += EXP(p[i * inner] - m);            \
                 op[o * inner + j] = (T)(m + LOG(s));                                  \
             }                                                                         \

@@ -276,6 +276,26 @@ add("logsumexp -inf row", {{{2}}}, function(x)
   return t:logsumexp(2)
 end)
 
+add("logsumexp with NaN and infinities (rows, columns, one long row)", {{{2}}}, function(x)
+  local nan, inf = 0 / 0, math.huge
+  local t = ml.tensor({{nan, 1, 2}, {1, nan, -inf}, {nan, nan, nan}, {inf, nan, 1}, {inf, inf, 1},
+                       {-inf, -inf, -inf}}, {device = x.device})
+  local long = ml.zeros({1, 20001}, {device = x.device})
+  long[1][12345] = nan
+  return t:logsumexp(2), t:t():contiguous():logsumexp(1), long:logsumexp(2),
+         t:double():logsumexp(2)
+end)
+add("casts of NaN, infinities and out-of-range floats", {{{2}}}, function(x)
+  local v = {0 / 0, 1 / 0, -1 / 0, 1e20, -1e20, 300.7, -1.5, 255.9, 256, -0.5, 511, -257, 1e10,
+             3000000001, -3000000001}
+  local f32 = ml.tensor(v, {device = x.device})
+  local f64 = ml.tensor(v, {device = x.device, dtype = "float64"})
+  local strided = ml.tensor({v, v}, {device = x.device, dtype = "float64"}):t()
+  return f32:long(), f32:byte(), f64:long(), f64:byte(), strided:byte(), strided:long(),
+         ml.full({3}, 0 / 0, {dtype = "int64", device = x.device}),
+         ml.full({3}, 300.7, {dtype = "uint8", device = x.device})
+end, {rtol = 0, atol = 0})
+
 -- matmul (cuBLAS against OpenBLAS)
 local mm = {rtol = 1e-4, atol = 1e-4}
 add("mm [33,65]x[65,17]", {{{33, 65}, grad = true}, {{65, 17}, grad = true}},
@@ -292,6 +312,9 @@ add("mm float64", {{{33, 65}, kind = "f64", grad = true}, {{65, 17}, kind = "f64
     function(a, b) return a:matmul(b) end, mm)
 add("linear with bias [129,784]", {{{129, 784}, grad = true}, {{64, 784}, grad = true}, {{64}, grad = true}},
     function(x, w, b) return ml.F.linear(x, w, b) end, mm)
+add("linear and matmul with an inner size of 0", {{{3, 0}, grad = true}, {{2, 0}, grad = true},
+                                                {{2}, grad = true}},
+    function(x, w, b) return ml.F.linear(x, w, b), x:matmul(w:t()) end, mm)
 add("linear 3-D input, no bias", {{{2, 5, 31}, grad = true}, {{10, 31}, grad = true}},
     function(x, w) return ml.F.linear(x, w) end, mm)
 

@@ -71,6 +71,37 @@ describe("ops", function()
     T.assert_close(x:logsumexp(2), x:exp():sum(2):log())
   end)
 
+  it("logsumexp of a row with a NaN is NaN, as torch (an all-NaN row too)", function()
+    local nan, inf = 0 / 0, math.huge
+    for _, dt in ipairs({"float32", "float64"}) do
+      local rows = ml.tensor({{nan, nan}, {-inf, nan}, {inf, nan}, {nan, 1}, {inf, inf}, {-inf, -inf}},
+                             {dtype = dt})
+      for _, r in ipairs({rows:logsumexp(2):totable(), rows:t():logsumexp(1):totable()}) do
+        for i = 1, 4 do assert.is_true(r[i] ~= r[i], dt .. " row " .. i) end
+        assert.are.same({inf, -inf}, {r[5], r[6]})
+      end
+    end
+  end)
+
+  it("casts NaN and out-of-range floats to integers as torch on x86", function()
+    -- torch 1.13: float -> int64 truncates, NaN and values outside [-2^63, 2^63) give
+    -- INT64_MIN; float -> uint8 goes through int64 and keeps the low 8 bits
+    local x = {0 / 0, 1 / 0, -1 / 0, 1e20, -1e20, 300.7, -1.5, 255.9, 256, -0.5, 511, -257, 1e10}
+    local min = math.mininteger
+    for _, dt in ipairs({"float32", "float64"}) do
+      local t = ml.tensor(x, {dtype = dt})
+      assert.are.same({min, min, min, min, min, 300, -1, 255, 256, 0, 511, -257, 10000000000},
+                      t:long():totable())
+      assert.are.same({0, 0, 0, 0, 0, 44, 255, 255, 0, 0, 255, 255, 0}, t:byte():totable())
+      local strided = ml.tensor({x, x}, {dtype = dt}):t():byte():t():totable()
+      assert.are.same(t:byte():totable(), strided[2])
+    end
+    local big = ml.tensor({3000000001, -3000000001, 2 ^ 40 + 3}, {dtype = "float64"})
+    assert.are.same({1, 255, 3}, big:byte():totable())
+    assert.are.same({min, 44}, {ml.full({1}, 0 / 0, {dtype = "int64"}):item(),
+                                ml.full({1}, 300.7, {dtype = "uint8"}):item()})
+  end)
+
   it("exp is accurate over float32's whole range", function()
     local x = ml.tensor({-100, -87.5, -20, -1e-3, 0, 1e-3, 1, 20, 88, 89, 1 / 0, -1 / 0, 0 / 0})
     local want = {}
