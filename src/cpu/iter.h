@@ -9,7 +9,7 @@
 #include "../tensor.h"
 #include "../threads.h"
 
-#define ML_ITER_MAX 3
+#define ML_ITER_MAX 4
 
 typedef struct {
     int ndim;                          /* after merging; inner dim is ndim - 1 */
