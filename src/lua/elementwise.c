@@ -111,15 +111,18 @@ static void set_op(lua_State *L, int module, int methods, const char *name, lua_
     lua_setfield(L, methods, name);
 }
 
-/* core._elementwise_ops: {unary = {{name =, float_only =}, ...}, binary = {...}} in
- * list order, so that tests can cover every op of the lists. */
+/* core._elementwise_ops: {unary = {{name =, node =, float_only =}, ...}, binary =
+ * {{name =, node =, float_only =, mask =}, ...}} in list order, so that tests cover
+ * every op of the lists. */
 static void push_op_lists(lua_State *L) {
     lua_createtable(L, 0, 2);
     lua_createtable(L, ML_UN_COUNT, 0);
     for (int op = 0; op < ML_UN_COUNT; op++) {
-        lua_createtable(L, 0, 2);
+        lua_createtable(L, 0, 3);
         lua_pushstring(L, ml_unary_name((ml_unary_op)op));
         lua_setfield(L, -2, "name");
+        lua_pushstring(L, ml_unary_node_name((ml_unary_op)op));
+        lua_setfield(L, -2, "node");
         lua_pushboolean(L, ml_unary_float_only((ml_unary_op)op));
         lua_setfield(L, -2, "float_only");
         lua_rawseti(L, -2, op + 1);
@@ -127,9 +130,11 @@ static void push_op_lists(lua_State *L) {
     lua_setfield(L, -2, "unary");
     lua_createtable(L, ML_BIN_COUNT, 0);
     for (int op = 0; op < ML_BIN_COUNT; op++) {
-        lua_createtable(L, 0, 3);
+        lua_createtable(L, 0, 4);
         lua_pushstring(L, ml_binary_name((ml_binary_op)op));
         lua_setfield(L, -2, "name");
+        lua_pushstring(L, ml_binary_node_name((ml_binary_op)op));
+        lua_setfield(L, -2, "node");
         lua_pushboolean(L, ml_binary_float_only((ml_binary_op)op));
         lua_setfield(L, -2, "float_only");
         lua_pushboolean(L, ml_binary_is_mask((ml_binary_op)op));
