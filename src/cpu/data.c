@@ -112,7 +112,7 @@ static int float_path(double scale, double shift, float *div, float *rcp, float 
         }                                                                        \
     } while (0)
 
-static int cpu_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,
+static int cpu_data_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,
                              double shift, ml_tensor *out, const ml_tensor *next) {
     const int64_t *idx = (const int64_t *)ml_data(indices);
     const int64_t *nidx = next ? (const int64_t *)ml_data(next) : NULL;
@@ -153,7 +153,7 @@ static int cpu_gather_scaled(const ml_tensor *src, const ml_tensor *indices, dou
         }                                                                        \
     } while (0)
 
-static int cpu_gather_one_hot(const ml_tensor *labels, const ml_tensor *indices,
+static int cpu_data_gather_one_hot(const ml_tensor *labels, const ml_tensor *indices,
                               int64_t n_classes, ml_tensor *out) {
     const int64_t *idx = (const int64_t *)ml_data(indices);
     int64_t b_n = ml_numel(indices);
@@ -182,7 +182,7 @@ static int cpu_gather_one_hot(const ml_tensor *labels, const ml_tensor *indices,
     return 0;
 }
 
-static int cpu_gather_labels(const ml_tensor *labels, const ml_tensor *indices, ml_tensor *out) {
+static int cpu_data_gather_labels(const ml_tensor *labels, const ml_tensor *indices, ml_tensor *out) {
     const int64_t *idx = (const int64_t *)ml_data(indices);
     int64_t b_n = ml_numel(indices);
     int64_t *op = (int64_t *)ml_data(out);
@@ -199,7 +199,7 @@ static int cpu_gather_labels(const ml_tensor *labels, const ml_tensor *indices, 
     return 0;
 }
 
-static int cpu_gather_rows(const ml_tensor *src, const ml_tensor *indices, ml_tensor *out) {
+static int cpu_data_gather_rows(const ml_tensor *src, const ml_tensor *indices, ml_tensor *out) {
     const int64_t *idx = (const int64_t *)ml_data(indices);
     int64_t b_n = ml_numel(indices);
     size_t rb = (size_t)row_len(src) * ml_dtype_size(src->dtype);
@@ -213,9 +213,4 @@ static int cpu_gather_rows(const ml_tensor *src, const ml_tensor *indices, ml_te
     return 0;
 }
 
-const ml_data_ops ml_cpu_data = {
-    .gather_scaled = cpu_gather_scaled,
-    .gather_one_hot = cpu_gather_one_hot,
-    .gather_labels = cpu_gather_labels,
-    .gather_rows = cpu_gather_rows,
-};
+const ml_data_ops ml_cpu_data = {ML_DATA_ENTRIES(ML_BACKEND_ENTRY, cpu_data_)};

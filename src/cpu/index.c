@@ -41,7 +41,7 @@ static inline int64_t row_offset(int64_t r, int nd, const int64_t *shape, const 
             });                                                                \
     } while (0)
 
-static int cpu_gather(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
+static int cpu_index_gather(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
     int nd = index->ndim;
     int64_t numel = ml_numel(index);
     if (numel == 0) return 0;
@@ -75,7 +75,7 @@ static int cpu_gather(const ml_tensor *x, int dim, const ml_tensor *index, ml_te
             });                                                                \
     } while (0)
 
-static int cpu_scatter_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
+static int cpu_index_scatter_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
     int nd = index->ndim;
     int64_t numel = ml_numel(index);
     if (numel == 0) return 0;
@@ -116,7 +116,7 @@ static void geometry(const ml_tensor *x, int dim, int64_t *outer, int64_t *n, in
             });                                                                \
     } while (0)
 
-static int cpu_index_select(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
+static int cpu_index_index_select(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
     int64_t outer, n, inner, m = ml_numel(index);
     geometry(x, dim, &outer, &n, &inner);
     const int64_t *ip = (const int64_t *)ml_data(index);
@@ -148,7 +148,7 @@ static int cpu_index_select(const ml_tensor *x, int dim, const ml_tensor *index,
             });                                                                \
     } while (0)
 
-static int cpu_index_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
+static int cpu_index_index_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
     int64_t outer, n, inner, m = ml_numel(index);
     geometry(out, dim, &outer, &n, &inner);
     const int64_t *ip = (const int64_t *)ml_data(index);
@@ -168,7 +168,7 @@ static int cpu_index_add(ml_tensor *out, int dim, const ml_tensor *index, const 
         for (int64_t i = 0; i < count; i++) op[i * n + lp[i]] = (T)1;                 \
     } while (0)
 
-static int cpu_one_hot(const ml_tensor *labels, int64_t n, ml_tensor *out) {
+static int cpu_index_one_hot(const ml_tensor *labels, int64_t n, ml_tensor *out) {
     int64_t count = ml_numel(labels);
     const int64_t *lp = (const int64_t *)ml_data(labels);
     switch (out->dtype) {
@@ -181,10 +181,4 @@ static int cpu_one_hot(const ml_tensor *labels, int64_t n, ml_tensor *out) {
     return 0;
 }
 
-const ml_index_ops ml_cpu_index = {
-    .gather = cpu_gather,
-    .scatter_add = cpu_scatter_add,
-    .index_select = cpu_index_select,
-    .index_add = cpu_index_add,
-    .one_hot = cpu_one_hot,
-};
+const ml_index_ops ml_cpu_index = {ML_INDEX_ENTRIES(ML_BACKEND_ENTRY, cpu_index_)};
