@@ -90,6 +90,9 @@ static int run_binary(const char *name, Op op, const ml_tensor *a, const ml_tens
     return ml_cu_map(name, f, 3, ts);
 }
 
+/* the dtype switches below name every dtype: a new one needs its case */
+static_assert(ML_NDTYPES == 4, "elementwise.cu dispatches 4 dtypes");
+
 /* --- unary: a switch over the list per dtype; integers get the `any` ops only --- */
 #define FLOAT_CASE(NAME, name, ...) \
     case ML_UN_##NAME: return run_unary<T, T>(#name, UnOp_##name(), x, out);

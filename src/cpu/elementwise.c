@@ -19,6 +19,9 @@
 /* ops of domain `any` exist for every dtype */
 #define ML_IF_any(...) __VA_ARGS__
 
+/* one include per dtype: a new dtype needs its own, and its columns in the tables */
+_Static_assert(ML_NDTYPES == 4, "elementwise.c instantiates the kernels for 4 dtypes");
+
 #define T float
 #define SUF f32
 #define ML_IF_float(...) __VA_ARGS__
