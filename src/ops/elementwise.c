@@ -76,6 +76,8 @@ static ml_tensor *binary_raw(ml_binary_op op, ml_tensor *a, ml_tensor *b, ml_dty
 
 /* --- backward rules --- */
 
+/* g (consumed; NULL passes through) summed back to input i's shape and cast to its
+ * float dtype: the gradient of a broadcast operand. */
 static ml_tensor *reduce_to_input(ml_node *n, int i, ml_tensor *g) {
     if (!g) return NULL;
     ml_tensor *r = ml_sum_to_shape(g, n->in_ndim[i], n->in_shape[i]);
