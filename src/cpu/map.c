@@ -20,6 +20,16 @@ static void map_range(void *ctx, int64_t lo, int64_t hi) {
     const map_job *j = ctx;
     const ml_iter *it = &j->it;
     const int nt = it->n, inner = it->ndim - 1;
+    if (inner == 0) { /* all dims merged into one (the usual case): one run, no divisions */
+        void *p[ML_MAP_MAX];
+        int64_t st[ML_MAP_MAX];
+        for (int k = 0; k < nt; k++) {
+            st[k] = it->strides[k][0];
+            p[k] = j->base[k] + lo * st[k] * j->esize[k];
+        }
+        j->loop(p, st, hi - lo, j->arg);
+        return;
+    }
     const int64_t len = it->shape[inner];
     int64_t idx[ML_MAX_DIMS], st[ML_MAP_MAX];
     int64_t rest = lo / len, col = lo % len;
