@@ -72,21 +72,88 @@ static inline unsigned ml_cu_blocks(int64_t n, int threads = ML_CU_THREADS) {
     default: break;                                                                    \
     }
 
-/* Typed math that picks the float or double function. */
-__device__ __forceinline__ float cu_exp(float v) { return expf(v); }
-__device__ __forceinline__ double cu_exp(double v) { return exp(v); }
-__device__ __forceinline__ float cu_log(float v) { return logf(v); }
-__device__ __forceinline__ double cu_log(double v) { return log(v); }
-__device__ __forceinline__ float cu_log1p(float v) { return log1pf(v); }
-__device__ __forceinline__ double cu_log1p(double v) { return log1p(v); }
-__device__ __forceinline__ float cu_abs(float v) { return fabsf(v); }
-__device__ __forceinline__ double cu_abs(double v) { return fabs(v); }
-__device__ __forceinline__ float cu_sqrt(float v) { return sqrtf(v); }
-__device__ __forceinline__ double cu_sqrt(double v) { return sqrt(v); }
-__device__ __forceinline__ float cu_tanh(float v) { return tanhf(v); }
-__device__ __forceinline__ double cu_tanh(double v) { return tanh(v); }
-__device__ __forceinline__ float cu_pow(float a, float b) { return powf(a, b); }
-__device__ __forceinline__ double cu_pow(double a, double b) { return pow(a, b); }
+/* The math helpers of the op lists' expressions (src/backend/elementwise_ops.h),
+ * one overload per element type that an op's domain allows: the CUDA side of
+ * src/cpu/scalar_math.h, same names, same results. A helper missing here for a type
+ * the list needs is a compile error. */
+__device__ __forceinline__ float ml_exp(float v) { return expf(v); }
+__device__ __forceinline__ double ml_exp(double v) { return exp(v); }
+__device__ __forceinline__ float ml_log(float v) { return logf(v); }
+__device__ __forceinline__ double ml_log(double v) { return log(v); }
+__device__ __forceinline__ float ml_log1p(float v) { return log1pf(v); }
+__device__ __forceinline__ double ml_log1p(double v) { return log1p(v); }
+__device__ __forceinline__ float ml_sqrt(float v) { return sqrtf(v); }
+__device__ __forceinline__ double ml_sqrt(double v) { return sqrt(v); }
+__device__ __forceinline__ float ml_tanh(float v) { return tanhf(v); }
+__device__ __forceinline__ double ml_tanh(double v) { return tanh(v); }
+__device__ __forceinline__ float ml_sin(float v) { return sinf(v); }
+__device__ __forceinline__ double ml_sin(double v) { return sin(v); }
+__device__ __forceinline__ float ml_cos(float v) { return cosf(v); }
+__device__ __forceinline__ double ml_cos(double v) { return cos(v); }
+__device__ __forceinline__ float ml_power(float a, float b) { return powf(a, b); }
+__device__ __forceinline__ double ml_power(double a, double b) { return pow(a, b); }
+/* |v|; unsigned values are their own */
+__device__ __forceinline__ float ml_abs(float v) { return fabsf(v); }
+__device__ __forceinline__ double ml_abs(double v) { return fabs(v); }
+__device__ __forceinline__ int64_t ml_abs(int64_t v) { return v < 0 ? -v : v; }
+__device__ __forceinline__ uint8_t ml_abs(uint8_t v) { return v; }
+/* -1, 0 or 1 (0 for NaN, as torch.sign) */
+__device__ __forceinline__ float ml_sign(float v) { return (float)((v > 0) - (v < 0)); }
+__device__ __forceinline__ double ml_sign(double v) { return (double)((v > 0) - (v < 0)); }
+__device__ __forceinline__ int64_t ml_sign(int64_t v) { return (v > 0) - (v < 0); }
+__device__ __forceinline__ uint8_t ml_sign(uint8_t v) { return v > 0; }
+/* 1 for a NaN; integers never are */
+__device__ __forceinline__ int ml_isnan(float v) { return v != v; }
+__device__ __forceinline__ int ml_isnan(double v) { return v != v; }
+__device__ __forceinline__ int ml_isnan(int64_t) { return 0; }
+__device__ __forceinline__ int ml_isnan(uint8_t) { return 0; }
+/* torch.floor_divide (Python's //), as src/cpu/scalar_math.h computes it: floats by
+ * the exact remainder, IEEE's inf/NaN for b == 0; integers by truncation corrected
+ * towards -inf, 0 for b == 0 (ops/ refuses that division first), INT64_MIN / -1
+ * wrapping */
+__device__ __forceinline__ float ml_floordiv(float a, float b) {
+    if (b == 0) return a / b;
+    const float mod = fmodf(a, b);
+    float div = (a - mod) / b;
+    if (mod != 0 && (b < 0) != (mod < 0)) div -= 1;
+    if (div == 0) return copysignf(0.0f, a / b);
+    float q = floorf(div);
+    if (div - q > 0.5f) q += 1;
+    return q;
+}
+__device__ __forceinline__ double ml_floordiv(double a, double b) {
+    if (b == 0) return a / b;
+    const double mod = fmod(a, b);
+    double div = (a - mod) / b;
+    if (mod != 0 && (b < 0) != (mod < 0)) div -= 1;
+    if (div == 0) return copysign(0.0, a / b);
+    double q = floor(div);
+    if (div - q > 0.5) q += 1;
+    return q;
+}
+__device__ __forceinline__ int64_t ml_floordiv(int64_t a, int64_t b) {
+    if (b == 0) return 0;
+    if (b == -1) return (int64_t)(0 - (uint64_t)a);
+    const int64_t q = a / b, r = a % b;
+    return r != 0 && (r < 0) != (b < 0) ? q - 1 : q;
+}
+__device__ __forceinline__ uint8_t ml_floordiv(uint8_t a, uint8_t b) { return b == 0 ? 0 : a / b; }
+
+/* The older names of the same functions, which kernels/loss.cu uses. */
+__device__ __forceinline__ float cu_exp(float v) { return ml_exp(v); }
+__device__ __forceinline__ double cu_exp(double v) { return ml_exp(v); }
+__device__ __forceinline__ float cu_log(float v) { return ml_log(v); }
+__device__ __forceinline__ double cu_log(double v) { return ml_log(v); }
+__device__ __forceinline__ float cu_log1p(float v) { return ml_log1p(v); }
+__device__ __forceinline__ double cu_log1p(double v) { return ml_log1p(v); }
+__device__ __forceinline__ float cu_abs(float v) { return ml_abs(v); }
+__device__ __forceinline__ double cu_abs(double v) { return ml_abs(v); }
+__device__ __forceinline__ float cu_sqrt(float v) { return ml_sqrt(v); }
+__device__ __forceinline__ double cu_sqrt(double v) { return ml_sqrt(v); }
+__device__ __forceinline__ float cu_tanh(float v) { return ml_tanh(v); }
+__device__ __forceinline__ double cu_tanh(double v) { return ml_tanh(v); }
+__device__ __forceinline__ float cu_pow(float a, float b) { return ml_power(a, b); }
+__device__ __forceinline__ double cu_pow(double a, double b) { return ml_power(a, b); }
 
 /* --- bad data found by a kernel ---
  * A kernel that finds bad data (a class id out of range, ...) raises the flag of

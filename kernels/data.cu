@@ -31,7 +31,7 @@ __global__ void k_gather_scaled(const uint8_t *__restrict__ src, const int64_t *
 
 /* next (the next batch's rows, a prefetch hint for the CPU's caches) has no use
  * here: the dataset is in device memory. */
-static int cu_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,
+static int cu_data_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,
                             double shift, ml_tensor *out, const ml_tensor *next) {
     (void)next;
     if (out->dtype != ML_F32 && out->dtype != ML_F64)
@@ -81,7 +81,7 @@ static void one_hot_launch(const ml_tensor *labels, const int64_t *ip, ml_tensor
     }
 }
 
-static int cu_gather_one_hot(const ml_tensor *labels, const ml_tensor *indices, int64_t n_classes,
+static int cu_data_gather_one_hot(const ml_tensor *labels, const ml_tensor *indices, int64_t n_classes,
                              ml_tensor *out) {
     if (labels->dtype != ML_U8 && labels->dtype != ML_I64)
         return ml_error_set("one_hot: labels must be uint8 or int64, got %s",
@@ -115,7 +115,7 @@ __global__ void k_gather_labels(const L *__restrict__ labels, const int64_t *__r
         out[b] = (int64_t)labels[idx[b]];
 }
 
-static int cu_gather_labels(const ml_tensor *labels, const ml_tensor *indices, ml_tensor *out) {
+static int cu_data_gather_labels(const ml_tensor *labels, const ml_tensor *indices, ml_tensor *out) {
     int64_t n = ml_numel(indices);
     const int64_t *ip = (const int64_t *)ml_data(indices);
     int64_t *op = (int64_t *)ml_data(out);
@@ -144,7 +144,7 @@ __global__ void k_gather_rows(const W *__restrict__ src, const int64_t *__restri
     }
 }
 
-static int cu_gather_rows(const ml_tensor *src, const ml_tensor *indices, ml_tensor *out) {
+static int cu_data_gather_rows(const ml_tensor *src, const ml_tensor *indices, ml_tensor *out) {
     int64_t rb = row_len(src) * (int64_t)ml_dtype_size(src->dtype), n = ml_numel(indices);
     if (rb == 0 || n == 0) return 0;
     const int64_t *ip = (const int64_t *)ml_data(indices);
@@ -173,9 +173,4 @@ static int cu_gather_rows(const ml_tensor *src, const ml_tensor *indices, ml_ten
     return 0;
 }
 
-const ml_data_ops ml_cuda_data = {
-    /* gather_scaled */ cu_gather_scaled,
-    /* gather_one_hot */ cu_gather_one_hot,
-    /* gather_labels */ cu_gather_labels,
-    /* gather_rows */ cu_gather_rows,
-};
+const ml_data_ops ml_cuda_data = {ML_DATA_ENTRIES(ML_BACKEND_ENTRY, cu_data_)};

@@ -1,7 +1,9 @@
 /* CUDA kernels of the elementwise family (contract: src/backend/elementwise.h).
  *
- * Each op is a small functor run by ml_cu_map (common.cuh): one thread per element,
- * grid-stride; a fully contiguous case indexes directly, a single merged dim uses
+ * The ops of the lists (src/backend/elementwise_ops.h) become functors here, one per
+ * op (UnOp_<name>, UnGrad_<name>, BinOp_<name>), and dispatch switches per dtype,
+ * both expanded from the lists. Each functor is run by ml_cu_map (common.cuh): one
+ * thread per element, grid-stride; a fully contiguous case indexes directly, a single merged dim uses
  * one stride per tensor, and anything else (broadcast stride-0 dims, transposed
  * views) decomposes the index over up to 8 merged dims. dtypes follow the CPU
  * kernels exactly, including which ops an integer dtype refuses. */
@@ -10,53 +12,38 @@
 #include "cast.h"
 #include "common.cuh"
 
-/* --- op functors --- */
-#define UOP(NAME, EXPR)                                                               \
-    struct NAME {                                                                     \
-        template <class T> __device__ __forceinline__ T operator()(T v) const {        \
-            return (T)(EXPR);                                                         \
-        }                                                                             \
-    };
-UOP(UNeg, -v)
-UOP(UExp, cu_exp(v))
-UOP(ULog, cu_log(v))
-UOP(ULog1p, cu_log1p(v))
-UOP(UFabs, cu_abs(v))
-UOP(UIabs, v < 0 ? -v : v)
-UOP(USqrt, cu_sqrt(v))
-UOP(USquare, v * v)
-UOP(USign, (v > 0) - (v < 0))
-UOP(URelu, v > 0 ? v : (T)0)
-UOP(USigmoid, (T)1 / ((T)1 + cu_exp(-v)))
-UOP(UTanh, cu_tanh(v))
-UOP(URecip, (T)1 / v)
-UOP(UIdentity, v)
-UOP(UPositive, v > 0)
-#undef UOP
+/* --- the lists' ops: a functor per op, its expression from elementwise_ops.h --- */
 
-#define BOP(NAME, EXPR)                                                               \
-    struct NAME {                                                                     \
-        template <class T> __device__ __forceinline__ auto operator()(T u, T v) const { \
-            return (EXPR);                                                            \
-        }                                                                             \
+/* a gradient functor's parameters are g and the saved tensors only, so a rule that
+ * reads an unsaved one does not compile (as on the CPU) */
+#define GRAD_PARAMS_none T g
+#define GRAD_PARAMS_x T g, T x
+#define GRAD_PARAMS_y T g, T y
+#define GRAD_PARAMS_xy T g, T x, T y
+#define UNARY_FUNCTORS(NAME, name, Node, domain, forward, backward, saves)                  \
+    struct UnOp_##name {                                                                     \
+        template <class T> __device__ __forceinline__ T operator()(T x) const {             \
+            return (T)(forward);                                                             \
+        }                                                                                    \
+    };                                                                                       \
+    struct UnGrad_##name {                                                                   \
+        template <class T> __device__ __forceinline__ T operator()(GRAD_PARAMS_##saves) const { \
+            return (void)g, (T)(backward);                                                   \
+        }                                                                                    \
     };
-BOP(BAdd, u + v)
-BOP(BSub, u - v)
-BOP(BMul, u * v)
-BOP(BDiv, u / v)
-BOP(BPow, cu_pow(u, v))
-BOP(BMax, (u != u || u > v) ? u : v) /* NaN propagates, as torch.maximum */
-BOP(BMin, (u != u || u < v) ? u : v)
-BOP(BEq, u == v)
-BOP(BNe, u != v)
-BOP(BLt, u < v)
-BOP(BLe, u <= v)
-BOP(BGt, u > v)
-BOP(BGe, u >= v)
-BOP(BReluBwd, v > 0 ? u : (T)0)
-BOP(BSigmoidBwd, u * v * ((T)1 - v))
-BOP(BTanhBwd, u * ((T)1 - v * v))
-#undef BOP
+ML_UNARY_OPS(UNARY_FUNCTORS)
+#undef UNARY_FUNCTORS
+
+#define RESULT_same T
+#define RESULT_mask uint8_t
+#define BINARY_FUNCTOR(NAME, name, Node, domain, result, forward, backward, saves)          \
+    struct BinOp_##name {                                                                    \
+        template <class T> __device__ __forceinline__ RESULT_##result operator()(T a, T b) const { \
+            return (RESULT_##result)(forward);                                               \
+        }                                                                                    \
+    };
+ML_BINARY_OPS(BINARY_FUNCTOR)
+#undef BINARY_FUNCTOR
 
 /* --- element functors: (offsets of out, inputs...) --- */
 template <class T, class OT, class Op>
@@ -79,6 +66,16 @@ struct BinaryF {
     }
 };
 
+template <class T, class Op>
+struct TernaryF {
+    const T *a, *b, *c;
+    T *o;
+    Op op;
+    __device__ __forceinline__ void operator()(int64_t i0, int64_t i1, int64_t i2, int64_t i3) const {
+        o[i0] = op(a[i1], b[i2], c[i3]);
+    }
+};
+
 template <class T, class OT, class Op>
 static int run_unary(const char *name, Op op, const ml_tensor *x, ml_tensor *out) {
     UnaryF<T, OT, Op> f{(const T *)ml_data(x), (OT *)ml_data(out), op};
@@ -94,105 +91,138 @@ static int run_binary(const char *name, Op op, const ml_tensor *a, const ml_tens
     return ml_cu_map(name, f, 3, ts);
 }
 
-/* --- unary --- */
+/* the dtype switches below name every dtype: a new one needs its case */
+static_assert(ML_NDTYPES == 4, "elementwise.cu dispatches 4 dtypes");
+
+/* --- unary: a switch over the list per dtype; integers get the `any` ops only --- */
+#define FLOAT_CASE(NAME, name, ...) \
+    case ML_UN_##NAME: return run_unary<T, T>(#name, UnOp_##name(), x, out);
+#define INT_CASE_any(NAME, name) \
+    case ML_UN_##NAME: return run_unary<T, T>(#name, UnOp_##name(), x, out);
+#define INT_CASE_float(NAME, name)
+#define INT_CASE(NAME, name, Node, domain, ...) INT_CASE_##domain(NAME, name)
+
 template <class T>
-static int float_unary(ml_unary_op opc, const ml_tensor *x, ml_tensor *out) {
-    switch (opc) {
-    case ML_UN_NEG: return run_unary<T, T>("neg", UNeg(), x, out);
-    case ML_UN_EXP: return run_unary<T, T>("exp", UExp(), x, out);
-    case ML_UN_LOG: return run_unary<T, T>("log", ULog(), x, out);
-    case ML_UN_LOG1P: return run_unary<T, T>("log1p", ULog1p(), x, out);
-    case ML_UN_ABS: return run_unary<T, T>("abs", UFabs(), x, out);
-    case ML_UN_SQRT: return run_unary<T, T>("sqrt", USqrt(), x, out);
-    case ML_UN_SQUARE: return run_unary<T, T>("square", USquare(), x, out);
-    case ML_UN_SIGN: return run_unary<T, T>("sign", USign(), x, out);
-    case ML_UN_RELU: return run_unary<T, T>("relu", URelu(), x, out);
-    case ML_UN_SIGMOID: return run_unary<T, T>("sigmoid", USigmoid(), x, out);
-    case ML_UN_TANH: return run_unary<T, T>("tanh", UTanh(), x, out);
-    case ML_UN_RECIPROCAL: return run_unary<T, T>("reciprocal", URecip(), x, out);
-    default:
-        return ml_error_set("unary op %d is not defined for %s", (int)opc, ml_dtype_name(x->dtype));
+static int float_unary(ml_unary_op op, const ml_tensor *x, ml_tensor *out) {
+    switch (op) {
+    ML_UNARY_OPS(FLOAT_CASE)
+    default: return ml_error_set("unary op %d is not defined", (int)op);
     }
 }
 
-static int cu_unary(ml_unary_op opc, const ml_tensor *x, ml_tensor *out) {
+template <class T>
+static int int_unary(ml_unary_op op, const ml_tensor *x, ml_tensor *out) {
+    switch (op) {
+    ML_UNARY_OPS(INT_CASE)
+    default:
+        return ml_error_set("%s: needs a floating point tensor, got %s", ml_unary_name(op),
+                            ml_dtype_name(x->dtype));
+    }
+}
+#undef FLOAT_CASE
+#undef INT_CASE_any
+#undef INT_CASE_float
+#undef INT_CASE
+
+static int cu_elementwise_unary(ml_unary_op op, const ml_tensor *x, ml_tensor *out) {
     switch (x->dtype) {
-    case ML_F32: return float_unary<float>(opc, x, out);
-    case ML_F64: return float_unary<double>(opc, x, out);
-    case ML_I64:
-        switch (opc) {
-        case ML_UN_NEG: return run_unary<int64_t, int64_t>("neg", UNeg(), x, out);
-        case ML_UN_ABS: return run_unary<int64_t, int64_t>("abs", UIabs(), x, out);
-        case ML_UN_SQUARE: return run_unary<int64_t, int64_t>("square", USquare(), x, out);
-        case ML_UN_SIGN: return run_unary<int64_t, int64_t>("sign", USign(), x, out);
-        case ML_UN_RELU: return run_unary<int64_t, int64_t>("relu", URelu(), x, out);
-        default: break;
-        }
-        break;
-    case ML_U8: /* unsigned: abs and relu are the identity, sign is 0 or 1 */
-        switch (opc) {
-        case ML_UN_ABS:
-        case ML_UN_RELU: return run_unary<uint8_t, uint8_t>("abs", UIdentity(), x, out);
-        case ML_UN_SIGN: return run_unary<uint8_t, uint8_t>("sign", UPositive(), x, out);
-        case ML_UN_NEG: return run_unary<uint8_t, uint8_t>("neg", UNeg(), x, out);
-        case ML_UN_SQUARE: return run_unary<uint8_t, uint8_t>("square", USquare(), x, out);
-        default: break;
-        }
-        break;
-    default: return 0;
-    }
-    return ml_error_set("this unary op needs a floating point tensor, got %s", ml_dtype_name(x->dtype));
-}
-
-/* --- binary --- */
-#define COMPARE_CASES(T)                                                              \
-    case ML_BIN_EQ: return run_binary<T, uint8_t>("eq", BEq(), a, b, out);            \
-    case ML_BIN_NE: return run_binary<T, uint8_t>("ne", BNe(), a, b, out);            \
-    case ML_BIN_LT: return run_binary<T, uint8_t>("lt", BLt(), a, b, out);            \
-    case ML_BIN_LE: return run_binary<T, uint8_t>("le", BLe(), a, b, out);            \
-    case ML_BIN_GT: return run_binary<T, uint8_t>("gt", BGt(), a, b, out);            \
-    case ML_BIN_GE: return run_binary<T, uint8_t>("ge", BGe(), a, b, out);
-
-template <class T>
-static int float_binary(ml_binary_op opc, const ml_tensor *a, const ml_tensor *b, ml_tensor *out) {
-    switch (opc) {
-    case ML_BIN_ADD: return run_binary<T, T>("add", BAdd(), a, b, out);
-    case ML_BIN_SUB: return run_binary<T, T>("sub", BSub(), a, b, out);
-    case ML_BIN_MUL: return run_binary<T, T>("mul", BMul(), a, b, out);
-    case ML_BIN_DIV: return run_binary<T, T>("div", BDiv(), a, b, out);
-    case ML_BIN_POW: return run_binary<T, T>("pow", BPow(), a, b, out);
-    case ML_BIN_MAXIMUM: return run_binary<T, T>("maximum", BMax(), a, b, out);
-    case ML_BIN_MINIMUM: return run_binary<T, T>("minimum", BMin(), a, b, out);
-    COMPARE_CASES(T)
-    case ML_BIN_RELU_BACKWARD: return run_binary<T, T>("relu", BReluBwd(), a, b, out);
-    case ML_BIN_SIGMOID_BACKWARD: return run_binary<T, T>("sigmoid", BSigmoidBwd(), a, b, out);
-    case ML_BIN_TANH_BACKWARD: return run_binary<T, T>("tanh", BTanhBwd(), a, b, out);
-    default: return ml_error_set("binary op %d is not defined", (int)opc);
+    case ML_F32: return float_unary<float>(op, x, out);
+    case ML_F64: return float_unary<double>(op, x, out);
+    case ML_I64: return int_unary<int64_t>(op, x, out);
+    case ML_U8: return int_unary<uint8_t>(op, x, out);
+    default: return ml_error_set("%s: not defined for this dtype", ml_unary_name(op));
     }
 }
 
-/* Integer "/" never reaches a kernel: ops/ promotes it to float (true division). */
+/* --- unary backward: one fused kernel of g and what the rule reads --- */
+template <class T, class Op>
+static int run_grad_none(const char *name, Op op, const ml_tensor *g, const ml_tensor *,
+                         const ml_tensor *, ml_tensor *out) {
+    return run_unary<T, T>(name, op, g, out);
+}
+template <class T, class Op>
+static int run_grad_x(const char *name, Op op, const ml_tensor *g, const ml_tensor *x,
+                      const ml_tensor *, ml_tensor *out) {
+    return run_binary<T, T>(name, op, g, x, out);
+}
+template <class T, class Op>
+static int run_grad_y(const char *name, Op op, const ml_tensor *g, const ml_tensor *,
+                      const ml_tensor *y, ml_tensor *out) {
+    return run_binary<T, T>(name, op, g, y, out);
+}
+template <class T, class Op>
+static int run_grad_xy(const char *name, Op op, const ml_tensor *g, const ml_tensor *x,
+                       const ml_tensor *y, ml_tensor *out) {
+    TernaryF<T, Op> f{(const T *)ml_data(g), (const T *)ml_data(x), (const T *)ml_data(y),
+                      (T *)ml_data(out), op};
+    const ml_tensor *ts[4] = {out, g, x, y};
+    return ml_cu_map(name, f, 4, ts);
+}
+
+#define GRAD_CASE(NAME, name, Node, domain, forward, backward, saves) \
+    case ML_UN_##NAME: return run_grad_##saves<T>(#name, UnGrad_##name(), g, x, y, out);
 template <class T>
-static int int_binary(ml_binary_op opc, const ml_tensor *a, const ml_tensor *b, ml_tensor *out) {
-    switch (opc) {
-    case ML_BIN_ADD: return run_binary<T, T>("add", BAdd(), a, b, out);
-    case ML_BIN_SUB: return run_binary<T, T>("sub", BSub(), a, b, out);
-    case ML_BIN_MUL: return run_binary<T, T>("mul", BMul(), a, b, out);
-    case ML_BIN_MAXIMUM: return run_binary<T, T>("maximum", BMax(), a, b, out);
-    case ML_BIN_MINIMUM: return run_binary<T, T>("minimum", BMin(), a, b, out);
-    COMPARE_CASES(T)
+static int float_unary_backward(ml_unary_op op, const ml_tensor *g, const ml_tensor *x,
+                                const ml_tensor *y, ml_tensor *out) {
+    switch (op) {
+    ML_UNARY_OPS(GRAD_CASE)
+    default: return ml_error_set("unary op %d is not defined", (int)op);
+    }
+}
+#undef GRAD_CASE
+
+static int cu_elementwise_unary_backward(ml_unary_op op, const ml_tensor *g, const ml_tensor *x,
+                                         const ml_tensor *y, ml_tensor *out) {
+    if ((x != NULL) != (ml_unary_saves_x(op) != 0) || (y != NULL) != (ml_unary_saves_y(op) != 0))
+        return ml_error_set("%s: backward given other saved tensors than its rule reads",
+                            ml_unary_name(op));
+    switch (g->dtype) {
+    case ML_F32: return float_unary_backward<float>(op, g, x, y, out);
+    case ML_F64: return float_unary_backward<double>(op, g, x, y, out);
     default:
-        return ml_error_set("this op needs floating point tensors, got %s", ml_dtype_name(a->dtype));
+        return ml_error_set("%s: backward needs floating point, got %s", ml_unary_name(op),
+                            ml_dtype_name(g->dtype));
     }
 }
 
-static int cu_binary(ml_binary_op opc, const ml_tensor *a, const ml_tensor *b, ml_tensor *out) {
+/* --- binary: as unary; a mask op writes uint8 --- */
+#define FLOAT_CASE(NAME, name, Node, domain, result, ...) \
+    case ML_BIN_##NAME: return run_binary<T, RESULT_##result>(#name, BinOp_##name(), a, b, out);
+#define INT_CASE_any(NAME, name, result) \
+    case ML_BIN_##NAME: return run_binary<T, RESULT_##result>(#name, BinOp_##name(), a, b, out);
+#define INT_CASE_float(NAME, name, result)
+#define INT_CASE(NAME, name, Node, domain, result, ...) INT_CASE_##domain(NAME, name, result)
+
+template <class T>
+static int float_binary(ml_binary_op op, const ml_tensor *a, const ml_tensor *b, ml_tensor *out) {
+    switch (op) {
+    ML_BINARY_OPS(FLOAT_CASE)
+    default: return ml_error_set("binary op %d is not defined", (int)op);
+    }
+}
+
+template <class T>
+static int int_binary(ml_binary_op op, const ml_tensor *a, const ml_tensor *b, ml_tensor *out) {
+    switch (op) {
+    ML_BINARY_OPS(INT_CASE)
+    default:
+        return ml_error_set("%s: needs floating point tensors, got %s", ml_binary_name(op),
+                            ml_dtype_name(a->dtype));
+    }
+}
+#undef FLOAT_CASE
+#undef INT_CASE_any
+#undef INT_CASE_float
+#undef INT_CASE
+
+static int cu_elementwise_binary(ml_binary_op op, const ml_tensor *a, const ml_tensor *b,
+                                 ml_tensor *out) {
     switch (a->dtype) {
-    case ML_F32: return float_binary<float>(opc, a, b, out);
-    case ML_F64: return float_binary<double>(opc, a, b, out);
-    case ML_I64: return int_binary<int64_t>(opc, a, b, out);
-    case ML_U8: return int_binary<uint8_t>(opc, a, b, out);
-    default: return 0;
+    case ML_F32: return float_binary<float>(op, a, b, out);
+    case ML_F64: return float_binary<double>(op, a, b, out);
+    case ML_I64: return int_binary<int64_t>(op, a, b, out);
+    case ML_U8: return int_binary<uint8_t>(op, a, b, out);
+    default: return ml_error_set("%s: not defined for this dtype", ml_binary_name(op));
     }
 }
 
@@ -203,7 +233,7 @@ struct Axpy {
     __device__ __forceinline__ T operator()(T u, T v) const { return (T)(u + s * v); }
 };
 
-static int cu_axpy(const ml_tensor *a, double alpha, const ml_tensor *b, ml_tensor *out) {
+static int cu_elementwise_axpy(const ml_tensor *a, double alpha, const ml_tensor *b, ml_tensor *out) {
     switch (a->dtype) {
     case ML_F32: return run_binary<float, float>("add", Axpy<float>{(float)alpha}, a, b, out);
     case ML_F64: return run_binary<double, double>("add", Axpy<double>{alpha}, a, b, out);
@@ -223,7 +253,7 @@ struct Clamp {
     }
 };
 
-static int cu_clamp(const ml_tensor *x, double lo, double hi, ml_tensor *out) {
+static int cu_elementwise_clamp(const ml_tensor *x, double lo, double hi, ml_tensor *out) {
     bool has_lo = !isnan(lo), has_hi = !isnan(hi);
     switch (x->dtype) {
     case ML_F32: {
@@ -248,7 +278,7 @@ struct ClampBwd {
     __device__ __forceinline__ T operator()(T u, T v) const { return (v >= l && v <= h) ? u : (T)0; }
 };
 
-static int cu_clamp_backward(const ml_tensor *g, const ml_tensor *x, double lo, double hi,
+static int cu_elementwise_clamp_backward(const ml_tensor *g, const ml_tensor *x, double lo, double hi,
                              ml_tensor *out) {
     double l = isnan(lo) ? -INFINITY : lo, h = isnan(hi) ? INFINITY : hi;
     switch (g->dtype) {
@@ -263,7 +293,7 @@ static int cu_clamp_backward(const ml_tensor *g, const ml_tensor *x, double lo, 
 template <class T>
 struct PowScalar {
     T p;
-    __device__ __forceinline__ T operator()(T v) const { return cu_pow(v, p); }
+    __device__ __forceinline__ T operator()(T v) const { return ml_power(v, p); }
 };
 struct PowInt {
     int64_t e;
@@ -275,11 +305,12 @@ struct PowInt {
     }
 };
 
-static int cu_pow_scalar(const ml_tensor *x, double p, ml_tensor *out) {
+static int cu_elementwise_pow_scalar(const ml_tensor *x, double p, ml_tensor *out) {
     switch (x->dtype) {
     case ML_F32:
-        if (p == 2.0) return run_unary<float, float>("pow", USquare(), x, out);
-        if (p == 0.5) return run_unary<float, float>("pow", USqrt(), x, out);
+        /* exactly as square and sqrt compute them, as the CPU does */
+        if (p == 2.0) return run_unary<float, float>("pow", UnOp_square(), x, out);
+        if (p == 0.5) return run_unary<float, float>("pow", UnOp_sqrt(), x, out);
         return run_unary<float, float>("pow", PowScalar<float>{(float)p}, x, out);
     case ML_F64: return run_unary<double, double>("pow", PowScalar<double>{p}, x, out);
     case ML_I64: return run_unary<int64_t, int64_t>("pow", PowInt{(int64_t)p}, x, out);
@@ -294,7 +325,7 @@ template <class T>
 struct PowBwd {
     T p, q; /* q = p - 1 */
     __device__ __forceinline__ T operator()(T u, T v) const {
-        return p == (T)0 ? (T)0 : u * p * cu_pow(v, q);
+        return p == (T)0 ? (T)0 : u * p * ml_power(v, q);
     }
 };
 struct PowBwdF32 { /* the CPU's float32 rule: no p == 0 special case */
@@ -302,7 +333,7 @@ struct PowBwdF32 { /* the CPU's float32 rule: no p == 0 special case */
     __device__ __forceinline__ float operator()(float u, float v) const { return u * p * powf(v, q); }
 };
 
-static int cu_pow_scalar_backward(const ml_tensor *g, const ml_tensor *x, double p, ml_tensor *out) {
+static int cu_elementwise_pow_scalar_backward(const ml_tensor *g, const ml_tensor *x, double p, ml_tensor *out) {
     switch (g->dtype) {
     case ML_F32:
         if (p == 2.0) return run_binary<float, float>("pow", PowBwdSquare(), g, x, out);
@@ -321,7 +352,7 @@ struct FillF {
     __device__ __forceinline__ void operator()(int64_t i0, int64_t, int64_t, int64_t) const { o[i0] = v; }
 };
 
-static int cu_fill(ml_tensor *out, double value) {
+static int cu_elementwise_fill(ml_tensor *out, double value) {
     const ml_tensor *ts[1] = {out};
     ML_CU_DISPATCH_ALL(out->dtype, {
         FillF<T> f{(T *)ml_data(out), ml_cast<T>(value)};
@@ -349,7 +380,7 @@ static int copy_to(const ml_tensor *src, ml_tensor *dst) {
     return 0;
 }
 
-static int cu_copy(const ml_tensor *src, ml_tensor *dst) {
+static int cu_elementwise_copy(const ml_tensor *src, ml_tensor *dst) {
     if (src->dtype == dst->dtype && ml_is_contiguous(src) && ml_is_contiguous(dst)) {
         size_t n = (size_t)ml_numel(src) * ml_dtype_size(src->dtype);
         if (n == 0) return 0;
@@ -371,7 +402,7 @@ struct WhereF {
     }
 };
 
-static int cu_where(const ml_tensor *cond, const ml_tensor *a, const ml_tensor *b, ml_tensor *out) {
+static int cu_elementwise_where(const ml_tensor *cond, const ml_tensor *a, const ml_tensor *b, ml_tensor *out) {
     const ml_tensor *ts[4] = {out, cond, a, b};
     ML_CU_DISPATCH_ALL(out->dtype, {
         WhereF<T> f{(const uint8_t *)ml_data(cond), (const T *)ml_data(a), (const T *)ml_data(b),
@@ -382,14 +413,4 @@ static int cu_where(const ml_tensor *cond, const ml_tensor *a, const ml_tensor *
 }
 
 const ml_elementwise_ops ml_cuda_elementwise = {
-    /* unary */ cu_unary,
-    /* binary */ cu_binary,
-    /* axpy */ cu_axpy,
-    /* clamp */ cu_clamp,
-    /* clamp_backward */ cu_clamp_backward,
-    /* pow_scalar */ cu_pow_scalar,
-    /* pow_scalar_backward */ cu_pow_scalar_backward,
-    /* fill */ cu_fill,
-    /* copy */ cu_copy,
-    /* where */ cu_where,
-};
+    ML_ELEMENTWISE_ENTRIES(ML_BACKEND_ENTRY, cu_elementwise_)};

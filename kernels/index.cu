@@ -46,7 +46,7 @@ __global__ void k_gather(const T *__restrict__ x, const int64_t *__restrict__ id
         out[e] = x[geom_offset(g, e, idx[e])];
 }
 
-static int cu_gather(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
+static int cu_index_gather(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
     int64_t n = ml_numel(index);
     if (n == 0) return 0;
     gather_geom g = make_geom(index, x, dim);
@@ -79,7 +79,7 @@ __global__ void k_scatter_add(T *out, const int64_t *__restrict__ idx, const T *
         cu_atomic_add(out + geom_offset(g, e, idx[e]), src[e]);
 }
 
-static int cu_scatter_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
+static int cu_index_scatter_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
     int64_t n = ml_numel(index);
     if (n == 0) return 0;
     if (out->dtype != ML_F32 && out->dtype != ML_F64 && out->dtype != ML_I64)
@@ -123,7 +123,7 @@ __global__ void k_index_select(const T *__restrict__ x, const int64_t *__restric
         out[e] = x[select_offset(e, idx, n, m, inner)];
 }
 
-static int cu_index_select(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
+static int cu_index_index_select(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
     int64_t outer, n, inner, m = ml_numel(index);
     geometry(x, dim, &outer, &n, &inner);
     int64_t total = outer * m * inner;
@@ -149,7 +149,7 @@ __global__ void k_index_add(T *out, const int64_t *__restrict__ idx, const T *__
         cu_atomic_add(out + select_offset(e, idx, n, m, inner), src[e]);
 }
 
-static int cu_index_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
+static int cu_index_index_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
     int64_t outer, n, inner, m = ml_numel(index);
     geometry(out, dim, &outer, &n, &inner);
     int64_t total = outer * m * inner;
@@ -179,7 +179,7 @@ __global__ void k_one_hot(const int64_t *__restrict__ labels, T *__restrict__ ou
     }
 }
 
-static int cu_one_hot(const ml_tensor *labels, int64_t n, ml_tensor *out) {
+static int cu_index_one_hot(const ml_tensor *labels, int64_t n, ml_tensor *out) {
     int64_t total = ml_numel(labels) * n;
     if (total == 0) return 0;
     const int64_t *lp = (const int64_t *)ml_data(labels);
@@ -196,10 +196,4 @@ static int cu_one_hot(const ml_tensor *labels, int64_t n, ml_tensor *out) {
     return 0;
 }
 
-const ml_index_ops ml_cuda_index = {
-    /* gather */ cu_gather,
-    /* scatter_add */ cu_scatter_add,
-    /* index_select */ cu_index_select,
-    /* index_add */ cu_index_add,
-    /* one_hot */ cu_one_hot,
-};
+const ml_index_ops ml_cuda_index = {ML_INDEX_ENTRIES(ML_BACKEND_ENTRY, cu_index_)};

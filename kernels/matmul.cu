@@ -59,7 +59,7 @@ __global__ void k_bias_rows(T *c, const T *bias, int64_t batch, int64_t m, int64
 
 static bool fits_int(int64_t v) { return v >= 0 && v <= 0x7fffffff; }
 
-static int cu_gemm(const ml_gemm_args *g) {
+static int cu_matmul_gemm(const ml_gemm_args *g) {
     if (g->a->dtype != g->c->dtype || g->b->dtype != g->c->dtype)
         return ml_error_set("matmul: dtypes %s and %s differ", ml_dtype_name(g->a->dtype),
                             ml_dtype_name(g->b->dtype));
@@ -118,4 +118,4 @@ static int cu_gemm(const ml_gemm_args *g) {
     return 0;
 }
 
-const ml_matmul_ops ml_cuda_matmul = {/* gemm */ cu_gemm};
+const ml_matmul_ops ml_cuda_matmul = {ML_MATMUL_ENTRIES(ML_BACKEND_ENTRY, cu_matmul_)};

@@ -150,7 +150,7 @@ void ml_cu_free(void *p, size_t nbytes) {
     pthread_mutex_unlock(&lock);
 }
 
-static int cu_to_host(void *host_dst, const void *dev_src, size_t nbytes) {
+static int cu_memory_to_host(void *host_dst, const void *dev_src, size_t nbytes) {
     cudaStream_t s = ml_cu_stream();
     ML_CU_TRY("to_host", cudaMemcpyAsync(host_dst, dev_src, nbytes, cudaMemcpyDeviceToHost, s));
     ML_CU_TRY("to_host", cudaStreamSynchronize(s));
@@ -172,31 +172,29 @@ static bool is_pinned(const void *p) {
  * queued. From pinned memory the copy engine reads the source itself, later: the
  * call waits for it then, or a host that reuses its buffer (the next batch) or
  * frees it would race with the copy. */
-static int cu_from_host(void *dev_dst, const void *host_src, size_t nbytes) {
+static int cu_memory_from_host(void *dev_dst, const void *host_src, size_t nbytes) {
     cudaStream_t s = ml_cu_stream();
     ML_CU_TRY("from_host", cudaMemcpyAsync(dev_dst, host_src, nbytes, cudaMemcpyHostToDevice, s));
     if (is_pinned(host_src)) ML_CU_TRY("from_host", cudaStreamSynchronize(s));
     return 0;
 }
 
-static int cu_copy(void *dst, const void *src, size_t nbytes) {
+static int cu_memory_copy(void *dst, const void *src, size_t nbytes) {
     ML_CU_TRY("copy", cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, ml_cu_stream()));
     return 0;
 }
 
-static int cu_synchronize(void) {
+/* The table's alloc and free are the caching allocator's (the kernels' scratch
+ * comes from it too). */
+static void *cu_memory_alloc(size_t nbytes) { return ml_cu_alloc(nbytes); }
+static void cu_memory_free(void *p, size_t nbytes) { ml_cu_free(p, nbytes); }
+
+static int cu_memory_synchronize(void) {
     ML_CU_TRY("synchronize", cudaStreamSynchronize(ml_cu_stream()));
     return 0;
 }
 
-const ml_memory_ops ml_cuda_memory = {
-    /* alloc */ ml_cu_alloc,
-    /* free */ ml_cu_free,
-    /* to_host */ cu_to_host,
-    /* from_host */ cu_from_host,
-    /* copy */ cu_copy,
-    /* synchronize */ cu_synchronize,
-};
+const ml_memory_ops ml_cuda_memory = {ML_MEMORY_ENTRIES(ML_BACKEND_ENTRY, cu_memory_)};
 
 extern "C" int ml_cuda_memory_stats(size_t *allocated, size_t *reserved) {
     *allocated = *reserved = 0;

@@ -235,23 +235,40 @@ static int reduce_extreme(const ml_tensor *x, int64_t outer, int64_t n, int64_t 
     return 0;
 }
 
-static int cu_reduce(ml_reduce_op op, const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
-                     ml_tensor *out, ml_tensor *idx) {
-    switch (op) {
-    case ML_RED_SUM: return reduce_sum(x, outer, n, inner, out, false);
-    case ML_RED_MEAN: return reduce_sum(x, outer, n, inner, out, true);
-    case ML_RED_MAX: return reduce_extreme(x, outer, n, inner, out, idx, true, false);
-    case ML_RED_MIN: return reduce_extreme(x, outer, n, inner, out, idx, false, false);
-    case ML_RED_ARGMAX: return reduce_extreme(x, outer, n, inner, out, NULL, true, true);
-    case ML_RED_ARGMIN: return reduce_extreme(x, outer, n, inner, out, NULL, false, true);
-    case ML_RED_LOGSUMEXP:
-        if (x->dtype == ML_F32)
-            return run<LogsumexpR<float>, float>("logsumexp", {(float *)ml_data(out)}, x, outer, n, inner);
-        if (x->dtype == ML_F64)
-            return run<LogsumexpR<double>, double>("logsumexp", {(double *)ml_data(out)}, x, outer, n, inner);
-        return ml_error_set("logsumexp: needs a floating point tensor, got %s", ml_dtype_name(x->dtype));
-    default: return ml_error_set("reduce: unknown op %d", (int)op);
-    }
+/* The family's entries, one per reduction of ML_REDUCE_OPS. */
+static int cu_reduce_sum(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                         ml_tensor *out, ml_tensor *) {
+    return reduce_sum(x, outer, n, inner, out, false);
+}
+static int cu_reduce_mean(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                          ml_tensor *out, ml_tensor *) {
+    return reduce_sum(x, outer, n, inner, out, true);
+}
+static int cu_reduce_max(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                         ml_tensor *out, ml_tensor *idx) {
+    return reduce_extreme(x, outer, n, inner, out, idx, true, false);
+}
+static int cu_reduce_min(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                         ml_tensor *out, ml_tensor *idx) {
+    return reduce_extreme(x, outer, n, inner, out, idx, false, false);
+}
+static int cu_reduce_argmax(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                            ml_tensor *out, ml_tensor *) {
+    return reduce_extreme(x, outer, n, inner, out, NULL, true, true);
+}
+static int cu_reduce_argmin(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                            ml_tensor *out, ml_tensor *) {
+    return reduce_extreme(x, outer, n, inner, out, NULL, false, true);
+}
+static int cu_reduce_logsumexp(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                               ml_tensor *out, ml_tensor *) {
+    if (x->dtype == ML_F32)
+        return run<LogsumexpR<float>, float>("logsumexp", {(float *)ml_data(out)}, x, outer, n, inner);
+    if (x->dtype == ML_F64)
+        return run<LogsumexpR<double>, double>("logsumexp", {(double *)ml_data(out)}, x, outer, n, inner);
+    return ml_error_set("logsumexp: needs a floating point tensor, got %s", ml_dtype_name(x->dtype));
 }
 
-const ml_reduce_ops ml_cuda_reduce = {/* reduce */ cu_reduce};
+#define ENTRY(NAME, name, ...) cu_reduce_##name,
+const ml_reduce_ops ml_cuda_reduce = {ML_REDUCE_OPS(ENTRY)};
+#undef ENTRY

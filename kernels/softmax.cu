@@ -156,7 +156,4 @@ static int cu_softmax_backward(const ml_tensor *y, const ml_tensor *g, int64_t o
     return 0;
 }
 
-const ml_softmax_ops ml_cuda_softmax = {
-    /* forward */ cu_softmax_forward,
-    /* backward */ cu_softmax_backward,
-};
+const ml_softmax_ops ml_cuda_softmax = {ML_SOFTMAX_ENTRIES(ML_BACKEND_ENTRY, cu_softmax_)};

@@ -8,26 +8,32 @@
 #define ML_BACKEND_DATA_H
 
 #include "../tensor.h"
+#include "table.h"
+
+/* The family's entries (see table.h):
+ *  - gather_scaled: out[b, ...] = src[indices[b], ...] * scale + shift; src uint8
+ *    [N, ...], indices int64 [B] (0-based), out float [B, ...]. The value of byte v
+ *    is computed in double and rounded once to out's dtype (ToTensor: scale 1/255;
+ *    Normalize(m, s) folded in: scale 1/(255 s), shift -m/s). next: NULL or the next
+ *    batch's indices (checked as indices are), a hint: the CPU fetches their rows
+ *    into the cache after this gather, each by the thread that will gather it, so
+ *    the next batch does not wait on their misses; a backend may ignore it.
+ *  - gather_one_hot: out[b, c] = (labels[indices[b]] == c); labels uint8 or int64
+ *    [N], out float [B, n_classes]; a label outside [0, n_classes) is an error.
+ *  - gather_labels: out[b] = labels[indices[b]] as int64.
+ *  - gather_rows: out[b, ...] = src[indices[b], ...], any dtype (out has src's):
+ *    TensorDataset batches and raw (untransformed) samples. */
+#define ML_DATA_ENTRIES(X, P)                                                            \
+    X(P, int, gather_scaled,                                                             \
+      (const ml_tensor *src, const ml_tensor *indices, double scale, double shift,       \
+       ml_tensor *out, const ml_tensor *next))                                           \
+    X(P, int, gather_one_hot,                                                            \
+      (const ml_tensor *labels, const ml_tensor *indices, int64_t n_classes, ml_tensor *out)) \
+    X(P, int, gather_labels, (const ml_tensor *labels, const ml_tensor *indices, ml_tensor *out)) \
+    X(P, int, gather_rows, (const ml_tensor *src, const ml_tensor *indices, ml_tensor *out))
 
 typedef struct ml_data_ops {
-    /* out[b, ...] = src[indices[b], ...] * scale + shift; src uint8 [N, ...],
-     * indices int64 [B] (0-based), out float [B, ...]. The value of byte v is
-     * computed in double and rounded once to out's dtype (ToTensor: scale 1/255;
-     * Normalize(m, s) folded in: scale 1/(255 s), shift -m/s). next: NULL or the
-     * next batch's indices (checked as indices are), a hint: the CPU fetches their
-     * rows into the cache after this gather, each by the thread that will gather
-     * it, so the next batch does not wait on their misses; a backend may ignore it. */
-    int (*gather_scaled)(const ml_tensor *src, const ml_tensor *indices, double scale,
-                         double shift, ml_tensor *out, const ml_tensor *next);
-    /* out[b, c] = (labels[indices[b]] == c); labels uint8 or int64 [N], out float
-     * [B, n_classes]; a label outside [0, n_classes) is an error */
-    int (*gather_one_hot)(const ml_tensor *labels, const ml_tensor *indices, int64_t n_classes,
-                          ml_tensor *out);
-    /* out[b] = labels[indices[b]] as int64 */
-    int (*gather_labels)(const ml_tensor *labels, const ml_tensor *indices, ml_tensor *out);
-    /* out[b, ...] = src[indices[b], ...], any dtype (out has src's): TensorDataset
-     * batches and raw (untransformed) samples */
-    int (*gather_rows)(const ml_tensor *src, const ml_tensor *indices, ml_tensor *out);
+    ML_DATA_ENTRIES(ML_BACKEND_FIELD, _)
 } ml_data_ops;
 
 #endif

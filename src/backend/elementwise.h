@@ -1,4 +1,6 @@
-/* Backend family: elementwise ops.
+/* Backend family: elementwise ops. The ops themselves are listed in
+ * elementwise_ops.h (ML_UNARY_OPS, ML_BINARY_OPS); this is the table that both
+ * backends implement.
  *
  * Contract: out is a fresh contiguous tensor; every input already has out's shape,
  * broadcast dims carried as stride 0 (ops/elementwise.c expands them), and the
@@ -8,43 +10,42 @@
 #define ML_BACKEND_ELEMENTWISE_H
 
 #include "../tensor.h"
+#include "elementwise_ops.h"
+#include "table.h"
 
-typedef enum {
-    ML_UN_NEG, ML_UN_EXP, ML_UN_LOG, ML_UN_LOG1P, ML_UN_ABS, ML_UN_SQRT, ML_UN_SQUARE,
-    ML_UN_SIGN, ML_UN_RELU, ML_UN_SIGMOID, ML_UN_TANH, ML_UN_RECIPROCAL,
-    ML_UN_COUNT
-} ml_unary_op;
-
-typedef enum {
-    ML_BIN_ADD, ML_BIN_SUB, ML_BIN_MUL, ML_BIN_DIV, ML_BIN_POW,
-    ML_BIN_MAXIMUM, ML_BIN_MINIMUM,
-    /* comparisons: out is uint8 (0/1), inputs share a dtype */
-    ML_BIN_EQ, ML_BIN_NE, ML_BIN_LT, ML_BIN_LE, ML_BIN_GT, ML_BIN_GE,
-    /* fused backward rules: a is the upstream gradient, b the saved tensor */
-    ML_BIN_RELU_BACKWARD,     /* a * (b > 0), b = input */
-    ML_BIN_SIGMOID_BACKWARD,  /* a * b * (1 - b), b = output */
-    ML_BIN_TANH_BACKWARD,     /* a * (1 - b * b), b = output */
-    ML_BIN_COUNT
-} ml_binary_op;
+/* The family's entries (see table.h):
+ *  - unary: out = op(x), x of a dtype the op's domain allows (else -1 naming it).
+ *  - unary_backward: out = the op's gradient rule of g, and of x (the op's input)
+ *    and y (its output) where the list says the rule reads them; each is NULL
+ *    when it does not. g, x, y, out of one float dtype. One fused pass.
+ *  - binary: out = op(a, b), a and b of one dtype; out uint8 for a mask op.
+ *  - axpy: out = a + alpha * b (grad accumulation, sub with alpha = -1).
+ *  - clamp: out = min(max(x, lo), hi); NaN bounds mean "no bound"; a NaN x stays.
+ *  - clamp_backward: g where lo <= x <= hi, else 0.
+ *  - pow_scalar: out = x ^ p, p a number; pow_scalar_backward: g * p * x^(p-1).
+ *  - fill: every element of out (any strides) = value.
+ *  - copy: dst (any strides, any dtype) = src (same shape, any strides, any dtype).
+ *  - where: out = cond ? a : b, cond uint8. */
+#define ML_ELEMENTWISE_ENTRIES(X, P)                                                     \
+    X(P, int, unary, (ml_unary_op op, const ml_tensor *x, ml_tensor *out))                \
+    X(P, int, unary_backward,                                                            \
+      (ml_unary_op op, const ml_tensor *g, const ml_tensor *x, const ml_tensor *y,       \
+       ml_tensor *out))                                                                  \
+    X(P, int, binary, (ml_binary_op op, const ml_tensor *a, const ml_tensor *b, ml_tensor *out)) \
+    X(P, int, axpy, (const ml_tensor *a, double alpha, const ml_tensor *b, ml_tensor *out)) \
+    X(P, int, clamp, (const ml_tensor *x, double lo, double hi, ml_tensor *out))          \
+    X(P, int, clamp_backward,                                                            \
+      (const ml_tensor *g, const ml_tensor *x, double lo, double hi, ml_tensor *out))     \
+    X(P, int, pow_scalar, (const ml_tensor *x, double p, ml_tensor *out))                 \
+    X(P, int, pow_scalar_backward,                                                       \
+      (const ml_tensor *g, const ml_tensor *x, double p, ml_tensor *out))                 \
+    X(P, int, fill, (ml_tensor * out, double value))                                     \
+    X(P, int, copy, (const ml_tensor *src, ml_tensor *dst))                               \
+    X(P, int, where,                                                                     \
+      (const ml_tensor *cond, const ml_tensor *a, const ml_tensor *b, ml_tensor *out))
 
 typedef struct ml_elementwise_ops {
-    int (*unary)(ml_unary_op op, const ml_tensor *x, ml_tensor *out);
-    int (*binary)(ml_binary_op op, const ml_tensor *a, const ml_tensor *b, ml_tensor *out);
-    /* out = a + alpha * b (grad accumulation, sub with alpha = -1) */
-    int (*axpy)(const ml_tensor *a, double alpha, const ml_tensor *b, ml_tensor *out);
-    /* out = min(max(x, lo), hi); NaN bounds mean "no bound" */
-    int (*clamp)(const ml_tensor *x, double lo, double hi, ml_tensor *out);
-    /* grad of clamp: g where lo <= x <= hi, else 0 */
-    int (*clamp_backward)(const ml_tensor *g, const ml_tensor *x, double lo, double hi,
-                          ml_tensor *out);
-    /* out = x ^ p and its rule g * p * x^(p-1), p a number */
-    int (*pow_scalar)(const ml_tensor *x, double p, ml_tensor *out);
-    int (*pow_scalar_backward)(const ml_tensor *g, const ml_tensor *x, double p, ml_tensor *out);
-    int (*fill)(ml_tensor *out, double value);
-    /* dst (any strides, any dtype) = src (same shape, any strides, any dtype) */
-    int (*copy)(const ml_tensor *src, ml_tensor *dst);
-    /* out = cond ? a : b, cond uint8 */
-    int (*where)(const ml_tensor *cond, const ml_tensor *a, const ml_tensor *b, ml_tensor *out);
+    ML_ELEMENTWISE_ENTRIES(ML_BACKEND_FIELD, _)
 } ml_elementwise_ops;
 
 #endif

@@ -8,6 +8,7 @@
 #define ML_BACKEND_MATMUL_H
 
 #include "../tensor.h"
+#include "table.h"
 
 typedef struct ml_gemm_args {
     bool trans_a, trans_b;
@@ -20,8 +21,11 @@ typedef struct ml_gemm_args {
     const ml_tensor *bias;
 } ml_gemm_args;
 
+/* The family's entries (see table.h): gemm, as above; 0 or -1. */
+#define ML_MATMUL_ENTRIES(X, P) X(P, int, gemm, (const ml_gemm_args *args))
+
 typedef struct ml_matmul_ops {
-    int (*gemm)(const ml_gemm_args *args);
+    ML_MATMUL_ENTRIES(ML_BACKEND_FIELD, _)
 } ml_matmul_ops;
 
 #endif

@@ -124,7 +124,7 @@ static void gather_range(void *ctx, int64_t b0, int64_t b1) {
         prefetch_row_for_later(g->src + g->next[b] * g->row, rb);
 }
 
-static int cpu_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,
+static int cpu_data_gather_scaled(const ml_tensor *src, const ml_tensor *indices, double scale,
                              double shift, ml_tensor *out, const ml_tensor *next) {
     gather_job g = {.src = ml_data(src), .idx = ml_data(indices),
                     .next = next ? ml_data(next) : NULL, .n_next = next ? ml_numel(next) : 0,
@@ -158,7 +158,7 @@ static int cpu_gather_scaled(const ml_tensor *src, const ml_tensor *indices, dou
         }                                                                        \
     } while (0)
 
-static int cpu_gather_one_hot(const ml_tensor *labels, const ml_tensor *indices,
+static int cpu_data_gather_one_hot(const ml_tensor *labels, const ml_tensor *indices,
                               int64_t n_classes, ml_tensor *out) {
     const int64_t *idx = (const int64_t *)ml_data(indices);
     int64_t b_n = ml_numel(indices);
@@ -187,7 +187,7 @@ static int cpu_gather_one_hot(const ml_tensor *labels, const ml_tensor *indices,
     return 0;
 }
 
-static int cpu_gather_labels(const ml_tensor *labels, const ml_tensor *indices, ml_tensor *out) {
+static int cpu_data_gather_labels(const ml_tensor *labels, const ml_tensor *indices, ml_tensor *out) {
     const int64_t *idx = (const int64_t *)ml_data(indices);
     int64_t b_n = ml_numel(indices);
     int64_t *op = (int64_t *)ml_data(out);
@@ -220,7 +220,7 @@ static void copy_rows_range(void *ctx, int64_t b0, int64_t b1) {
     }
 }
 
-static int cpu_gather_rows(const ml_tensor *src, const ml_tensor *indices, ml_tensor *out) {
+static int cpu_data_gather_rows(const ml_tensor *src, const ml_tensor *indices, ml_tensor *out) {
     copy_rows_job j = {ml_data(src), ml_data(out), ml_data(indices), ml_numel(indices),
                        (size_t)row_len(src) * ml_dtype_size(src->dtype)};
     ml_parallel_for(j.n, ML_PAR_MIN_COPY_BYTES / (int64_t)(j.rb > 0 ? j.rb : 1) + 1,
@@ -228,9 +228,4 @@ static int cpu_gather_rows(const ml_tensor *src, const ml_tensor *indices, ml_te
     return 0;
 }
 
-const ml_data_ops ml_cpu_data = {
-    .gather_scaled = cpu_gather_scaled,
-    .gather_one_hot = cpu_gather_one_hot,
-    .gather_labels = cpu_gather_labels,
-    .gather_rows = cpu_gather_rows,
-};
+const ml_data_ops ml_cpu_data = {ML_DATA_ENTRIES(ML_BACKEND_ENTRY, cpu_data_)};

@@ -1,375 +1,307 @@
-/* CPU kernels of the elementwise family. Each op is a typed loop generated from
- * one expression, with the switch on the op outside the loop so that the compiler
- * vectorises the loop body; long unit-stride runs are split across OpenMP threads. */
+/* CPU kernels of the elementwise family (contract: src/backend/elementwise.h).
+ *
+ * The typed loops come from elementwise_type.h, included once per dtype: for each
+ * op of the lists (src/backend/elementwise_ops.h) a loop per dtype of its domain,
+ * which the dispatch tables below name, also generated from the lists. Every kernel
+ * runs through ml_cpu_map (map.h): dims merged, the elements split across threads
+ * by the one parallel loop (parallel.h). */
 #include <math.h>
 #include <string.h>
 
 #include "../backend.h"
 #include "../cast.h"
 #include "../error.h"
-#include "iter.h"
-#include "vmath.h"
+#include "map.h"
+#include "scalar_math.h"
 
-/* One loop over (x -> out) applying expr to `v`, for type T. */
-#define UNARY_LOOP(T, OUT_T, expr)                                                    \
-    do {                                                                              \
-        const T *xp = (const T *)ml_data(x);                                          \
-        OUT_T *op = (OUT_T *)ml_data(out);                                            \
-        const ml_tensor *ts[2] = {out, x};                                            \
-        ml_iter it;                                                                   \
-        ml_iter_init(&it, 2, ts);                                                     \
-        ML_ITER_FOR(&it, off, len, st, {                                              \
-            OUT_T *o = op + off[0];                                                   \
-            const T *a = xp + off[1];                                                 \
-            if (st[0] == 1 && st[1] == 1) {                                           \
-                ML_PARALLEL_FOR_SIMD_IF(len > ML_PARALLEL_MIN,                 \
-                    for (int64_t i = 0; i < len; i++) { T v = a[i]; o[i] = (OUT_T)(expr); }); \
-            } else {                                                                  \
-                for (int64_t i = 0; i < len; i++) {                                   \
-                    T v = a[i * st[1]];                                               \
-                    o[i * st[0]] = (OUT_T)(expr);                                     \
-                }                                                                     \
-            }                                                                         \
-        });                                                                           \
-    } while (0)
+#define ML_CAT_(a, b) a##_##b
+#define ML_CAT(a, b) ML_CAT_(a, b)
+#define ML_ALWAYS_INLINE inline __attribute__((always_inline))
+/* ops of domain `any` exist for every dtype */
+#define ML_IF_any(...) __VA_ARGS__
 
-#define FLOAT_UNARY(T, EXP, LOG, LOG1P, FABS, SQRT, TANH)                             \
-    switch (opc) {                                                                    \
-    case ML_UN_NEG: UNARY_LOOP(T, T, -v); break;                                      \
-    case ML_UN_EXP: UNARY_LOOP(T, T, EXP(v)); break;                                  \
-    case ML_UN_LOG: UNARY_LOOP(T, T, LOG(v)); break;                                  \
-    case ML_UN_LOG1P: UNARY_LOOP(T, T, LOG1P(v)); break;                              \
-    case ML_UN_ABS: UNARY_LOOP(T, T, FABS(v)); break;                                 \
-    case ML_UN_SQRT: UNARY_LOOP(T, T, SQRT(v)); break;                                \
-    case ML_UN_SQUARE: UNARY_LOOP(T, T, v * v); break;                                \
-    case ML_UN_SIGN: UNARY_LOOP(T, T, (T)((v > 0) - (v < 0))); break;                 \
-    case ML_UN_RELU: UNARY_LOOP(T, T, v > 0 ? v : (T)0); break;                       \
-    case ML_UN_SIGMOID: UNARY_LOOP(T, T, (T)1 / ((T)1 + EXP(-v))); break;             \
-    case ML_UN_TANH: UNARY_LOOP(T, T, TANH(v)); break;                                \
-    case ML_UN_RECIPROCAL: UNARY_LOOP(T, T, (T)1 / v); break;                         \
-    default: return ml_error_set("unary op %d is not defined for %s", (int)opc,        \
-                                 ml_dtype_name(x->dtype));                            \
-    }
+/* one include per dtype: a new dtype needs its own, and its columns in the tables */
+_Static_assert(ML_NDTYPES == 4, "elementwise.c instantiates the kernels for 4 dtypes");
 
-#define INT_UNARY(T)                                                                  \
-    switch (opc) {                                                                    \
-    case ML_UN_NEG: UNARY_LOOP(T, T, -v); break;                                      \
-    case ML_UN_ABS: UNARY_LOOP(T, T, v < 0 ? -v : v); break;                          \
-    case ML_UN_SQUARE: UNARY_LOOP(T, T, v * v); break;                                \
-    case ML_UN_SIGN: UNARY_LOOP(T, T, (T)((v > 0) - (v < 0))); break;                 \
-    case ML_UN_RELU: UNARY_LOOP(T, T, v > 0 ? v : (T)0); break;                       \
-    default: return ml_error_set("this unary op needs a floating point tensor, got %s", \
-                                 ml_dtype_name(x->dtype));                            \
-    }
+#define T float
+#define SUF f32
+#define ML_IF_float(...) __VA_ARGS__
+#include "elementwise_type.h"
+#undef T
+#undef SUF
 
-static int cpu_unary(ml_unary_op opc, const ml_tensor *x, ml_tensor *out) {
-    switch (x->dtype) {
-    case ML_F32: FLOAT_UNARY(float, ml_expf, logf, log1pf, fabsf, sqrtf, tanhf); break;
-    case ML_F64: FLOAT_UNARY(double, exp, log, log1p, fabs, sqrt, tanh); break;
-    case ML_I64: INT_UNARY(int64_t); break;
-    case ML_U8: /* unsigned: abs and relu are the identity, sign is 0 or 1 */
-        switch (opc) {
-        case ML_UN_ABS:
-        case ML_UN_RELU: UNARY_LOOP(uint8_t, uint8_t, v); break;
-        case ML_UN_SIGN: UNARY_LOOP(uint8_t, uint8_t, v > 0); break;
-        case ML_UN_NEG: UNARY_LOOP(uint8_t, uint8_t, -v); break;
-        case ML_UN_SQUARE: UNARY_LOOP(uint8_t, uint8_t, v * v); break;
-        default: return ml_error_set("this unary op needs a floating point tensor, got uint8");
-        }
-        break;
-    default: break;
-    }
+#define T double
+#define SUF f64
+#include "elementwise_type.h"
+#undef T
+#undef SUF
+#undef ML_IF_float
+
+#define T int64_t
+#define SUF i64
+#define ML_IF_float(...)
+#include "elementwise_type.h"
+#undef T
+#undef SUF
+
+#define T uint8_t
+#define SUF u8
+#include "elementwise_type.h"
+#undef T
+#undef SUF
+#undef ML_IF_float
+
+/* --- dispatch tables, from the lists: [op][dtype], NULL where the dtype is not in
+ * the op's domain (ops/ casts integers to float32 for those, so only a bad call
+ * reaches one) --- */
+
+#define FLOATS_(kernel) [ML_F32] = kernel##_f32, [ML_F64] = kernel##_f64
+#define INTS_any(kernel) , [ML_I64] = kernel##_i64, [ML_U8] = kernel##_u8
+#define INTS_float(kernel)
+
+#define UNARY_ROW(NAME, name, Node, domain, ...) \
+    [ML_UN_##NAME] = {FLOATS_(unary_##name) INTS_##domain(unary_##name)},
+static const ml_map_loop unary_loops[ML_UN_COUNT][ML_NDTYPES] = {ML_UNARY_OPS(UNARY_ROW)};
+#undef UNARY_ROW
+
+#define UNARY_BACKWARD_ROW(NAME, name, ...) [ML_UN_##NAME] = {FLOATS_(unary_backward_##name)},
+static const ml_map_loop unary_backward_loops[ML_UN_COUNT][ML_NDTYPES] = {
+    ML_UNARY_OPS(UNARY_BACKWARD_ROW)};
+#undef UNARY_BACKWARD_ROW
+
+#define BINARY_ROW(NAME, name, Node, domain, ...) \
+    [ML_BIN_##NAME] = {FLOATS_(binary_##name) INTS_##domain(binary_##name)},
+static const ml_map_loop binary_loops[ML_BIN_COUNT][ML_NDTYPES] = {ML_BINARY_OPS(BINARY_ROW)};
+#undef BINARY_ROW
+
+#define ALL_TYPES_(kernel) {FLOATS_(kernel) INTS_any(kernel)}
+static const ml_map_loop axpy_loops[ML_NDTYPES] = ALL_TYPES_(axpy);
+static const ml_map_loop fill_loops[ML_NDTYPES] = ALL_TYPES_(fill);
+static const ml_map_loop where_loops[ML_NDTYPES] = ALL_TYPES_(where);
+/* [destination][source] */
+static const ml_map_loop copy_loops[ML_NDTYPES][ML_NDTYPES] = {
+    [ML_F32] = ALL_TYPES_(copy_from_f32), [ML_F64] = ALL_TYPES_(copy_from_f64),
+    [ML_I64] = ALL_TYPES_(copy_from_i64), [ML_U8] = ALL_TYPES_(copy_from_u8)};
+
+/* The loop of table[dtype], or NULL (an unknown dtype, or one outside the domain). */
+static ml_map_loop loop_of(const ml_map_loop *table, ml_dtype dt) {
+    return (unsigned)dt < ML_NDTYPES ? table[dt] : NULL;
+}
+
+/* --- the family's entries --- */
+
+static int cpu_elementwise_unary(ml_unary_op op, const ml_tensor *x, ml_tensor *out) {
+    ml_map_loop loop = (unsigned)op < ML_UN_COUNT ? loop_of(unary_loops[op], x->dtype) : NULL;
+    if (!loop)
+        return ml_error_set("%s: needs a floating point tensor, got %s", ml_unary_name(op),
+                            ml_dtype_name(x->dtype));
+    const ml_tensor *t[2] = {out, x};
+    ml_cpu_map(2, t, loop, NULL);
     return 0;
 }
 
-/* One loop over (a, b -> out) applying expr to `u`, `v`. */
-#define BINARY_LOOP(T, OUT_T, expr)                                                   \
-    do {                                                                              \
-        const T *ap = (const T *)ml_data(a);                                          \
-        const T *bp = (const T *)ml_data(b);                                          \
-        OUT_T *op = (OUT_T *)ml_data(out);                                            \
-        const ml_tensor *ts[3] = {out, a, b};                                         \
-        ml_iter it;                                                                   \
-        ml_iter_init(&it, 3, ts);                                                     \
-        ML_ITER_FOR(&it, off, len, st, {                                              \
-            OUT_T *o = op + off[0];                                                   \
-            const T *pa = ap + off[1], *pb = bp + off[2];                             \
-            if (st[0] == 1 && st[1] == 1 && st[2] == 1) {                             \
-                ML_PARALLEL_FOR_SIMD_IF(len > ML_PARALLEL_MIN,                 \
-                    for (int64_t i = 0; i < len; i++) { T u = pa[i], v = pb[i]; o[i] = (OUT_T)(expr); }); \
-            } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {                      \
-                const T v = pb[0];                                                    \
-                ML_PARALLEL_FOR_SIMD_IF(len > ML_PARALLEL_MIN,                 \
-                    for (int64_t i = 0; i < len; i++) { T u = pa[i]; o[i] = (OUT_T)(expr); }); \
-            } else {                                                                  \
-                for (int64_t i = 0; i < len; i++) {                                   \
-                    T u = pa[i * st[1]], v = pb[i * st[2]];                           \
-                    o[i * st[0]] = (OUT_T)(expr);                                     \
-                }                                                                     \
-            }                                                                         \
-        });                                                                           \
-    } while (0)
-
-#define COMPARE_CASES(T)                                                              \
-    case ML_BIN_EQ: BINARY_LOOP(T, uint8_t, u == v); break;                           \
-    case ML_BIN_NE: BINARY_LOOP(T, uint8_t, u != v); break;                           \
-    case ML_BIN_LT: BINARY_LOOP(T, uint8_t, u < v); break;                            \
-    case ML_BIN_LE: BINARY_LOOP(T, uint8_t, u <= v); break;                           \
-    case ML_BIN_GT: BINARY_LOOP(T, uint8_t, u > v); break;                            \
-    case ML_BIN_GE: BINARY_LOOP(T, uint8_t, u >= v); break;
-
-/* MAXIMUM/MINIMUM propagate NaN as torch.maximum does. */
-#define FLOAT_BINARY(T, POW)                                                          \
-    switch (opc) {                                                                    \
-    case ML_BIN_ADD: BINARY_LOOP(T, T, u + v); break;                                 \
-    case ML_BIN_SUB: BINARY_LOOP(T, T, u - v); break;                                 \
-    case ML_BIN_MUL: BINARY_LOOP(T, T, u * v); break;                                 \
-    case ML_BIN_DIV: BINARY_LOOP(T, T, u / v); break;                                 \
-    case ML_BIN_POW: BINARY_LOOP(T, T, POW(u, v)); break;                             \
-    case ML_BIN_MAXIMUM: BINARY_LOOP(T, T, (u != u || u > v) ? u : v); break;         \
-    case ML_BIN_MINIMUM: BINARY_LOOP(T, T, (u != u || u < v) ? u : v); break;         \
-    COMPARE_CASES(T)                                                                  \
-    case ML_BIN_RELU_BACKWARD: BINARY_LOOP(T, T, v > 0 ? u : (T)0); break;            \
-    case ML_BIN_SIGMOID_BACKWARD: BINARY_LOOP(T, T, u * v * ((T)1 - v)); break;       \
-    case ML_BIN_TANH_BACKWARD: BINARY_LOOP(T, T, u * ((T)1 - v * v)); break;          \
-    default: return ml_error_set("binary op %d is not defined", (int)opc);            \
-    }
-
-/* Integer division truncates towards zero like C; torch's floor division differs
- * for negatives, so ops/ refuses integer "/" (it promotes to float, as torch's
- * true division does) and the case is never reached with ints. */
-#define INT_BINARY(T)                                                                 \
-    switch (opc) {                                                                    \
-    case ML_BIN_ADD: BINARY_LOOP(T, T, u + v); break;                                 \
-    case ML_BIN_SUB: BINARY_LOOP(T, T, u - v); break;                                 \
-    case ML_BIN_MUL: BINARY_LOOP(T, T, u * v); break;                                 \
-    case ML_BIN_MAXIMUM: BINARY_LOOP(T, T, u > v ? u : v); break;                     \
-    case ML_BIN_MINIMUM: BINARY_LOOP(T, T, u < v ? u : v); break;                     \
-    COMPARE_CASES(T)                                                                  \
-    default: return ml_error_set("this op needs floating point tensors, got %s",       \
-                                 ml_dtype_name(a->dtype));                            \
-    }
-
-static int cpu_binary(ml_binary_op opc, const ml_tensor *a, const ml_tensor *b,
-                      ml_tensor *out) {
-    switch (a->dtype) {
-    case ML_F32: FLOAT_BINARY(float, powf); break;
-    case ML_F64: FLOAT_BINARY(double, pow); break;
-    case ML_I64: INT_BINARY(int64_t); break;
-    case ML_U8: INT_BINARY(uint8_t); break;
-    default: break;
-    }
+static int cpu_elementwise_unary_backward(ml_unary_op op, const ml_tensor *g, const ml_tensor *x,
+                                          const ml_tensor *y, ml_tensor *out) {
+    ml_map_loop loop =
+        (unsigned)op < ML_UN_COUNT ? loop_of(unary_backward_loops[op], g->dtype) : NULL;
+    if (!loop)
+        return ml_error_set("%s: backward needs floating point, got %s", ml_unary_name(op),
+                            ml_dtype_name(g->dtype));
+    if ((x != NULL) != (ml_unary_saves_x(op) != 0) || (y != NULL) != (ml_unary_saves_y(op) != 0))
+        return ml_error_set("%s: backward given other saved tensors than its rule reads",
+                            ml_unary_name(op));
+    /* the operands in the order of the rule's parameters: g, then x, then y */
+    const ml_tensor *t[4] = {out, g};
+    int nt = 2;
+    if (x) t[nt++] = x;
+    if (y) t[nt++] = y;
+    ml_cpu_map(nt, t, loop, NULL);
     return 0;
 }
 
-static int cpu_axpy(const ml_tensor *a, double alpha, const ml_tensor *b, ml_tensor *out) {
-    switch (a->dtype) {
-    case ML_F32: { float s = (float)alpha; BINARY_LOOP(float, float, u + s * v); break; }
-    case ML_F64: BINARY_LOOP(double, double, u + alpha * v); break;
-    case ML_I64: { int64_t s = (int64_t)alpha; BINARY_LOOP(int64_t, int64_t, u + s * v); break; }
-    case ML_U8: { uint8_t s = (uint8_t)alpha; BINARY_LOOP(uint8_t, uint8_t, u + s * v); break; }
-    default: break;
-    }
+static int cpu_elementwise_binary(ml_binary_op op, const ml_tensor *a, const ml_tensor *b,
+                                  ml_tensor *out) {
+    ml_map_loop loop = (unsigned)op < ML_BIN_COUNT ? loop_of(binary_loops[op], a->dtype) : NULL;
+    if (!loop)
+        return ml_error_set("%s: needs floating point tensors, got %s", ml_binary_name(op),
+                            ml_dtype_name(a->dtype));
+    const ml_tensor *t[3] = {out, a, b};
+    ml_cpu_map(3, t, loop, NULL);
     return 0;
 }
 
-static int cpu_clamp(const ml_tensor *x, double lo, double hi, ml_tensor *out) {
-    bool has_lo = !isnan(lo), has_hi = !isnan(hi);
+static int cpu_elementwise_axpy(const ml_tensor *a, double alpha, const ml_tensor *b,
+                                ml_tensor *out) {
+    ml_map_loop loop = loop_of(axpy_loops, a->dtype);
+    if (!loop) return ml_error_set("add_: not defined for %s", ml_dtype_name(a->dtype));
+    const ml_tensor *t[3] = {out, a, b};
+    ml_cpu_map(3, t, loop, &alpha);
+    return 0;
+}
+
+
+static int cpu_elementwise_clamp(const ml_tensor *x, double lo, double hi, ml_tensor *out) {
+    const bool has_lo = !isnan(lo), has_hi = !isnan(hi);
+    const ml_tensor *t[2] = {out, x};
     switch (x->dtype) {
     case ML_F32: {
-        float l = has_lo ? (float)lo : -INFINITY, h = has_hi ? (float)hi : INFINITY;
-        UNARY_LOOP(float, float, v != v ? v : (v < l ? l : (v > h ? h : v)));
-        break;
+        const float lh[2] = {has_lo ? (float)lo : -INFINITY, has_hi ? (float)hi : INFINITY};
+        ml_cpu_map(2, t, clamp_f32, lh);
+        return 0;
     }
     case ML_F64: {
-        double l = has_lo ? lo : -INFINITY, h = has_hi ? hi : INFINITY;
-        UNARY_LOOP(double, double, v != v ? v : (v < l ? l : (v > h ? h : v)));
-        break;
+        const double lh[2] = {has_lo ? lo : -INFINITY, has_hi ? hi : INFINITY};
+        ml_cpu_map(2, t, clamp_f64, lh);
+        return 0;
     }
-    case ML_I64: {
-        int64_t l = has_lo ? (int64_t)ceil(lo) : INT64_MIN, h = has_hi ? (int64_t)floor(hi) : INT64_MAX;
-        UNARY_LOOP(int64_t, int64_t, v < l ? l : (v > h ? h : v));
-        break;
+    case ML_I64: { /* integer bounds: the integers within [lo, hi] */
+        const int64_t lh[2] = {has_lo ? (int64_t)ceil(lo) : INT64_MIN,
+                               has_hi ? (int64_t)floor(hi) : INT64_MAX};
+        ml_cpu_map(2, t, clamp_i64, lh);
+        return 0;
     }
     default: return ml_error_set("clamp: not defined for %s", ml_dtype_name(x->dtype));
     }
-    return 0;
 }
 
-static int cpu_clamp_backward(const ml_tensor *g, const ml_tensor *x, double lo, double hi,
-                              ml_tensor *out) {
-    const ml_tensor *a = g, *b = x;
-    double l = isnan(lo) ? -INFINITY : lo, h = isnan(hi) ? INFINITY : hi;
+static int cpu_elementwise_clamp_backward(const ml_tensor *g, const ml_tensor *x, double lo,
+                                          double hi, ml_tensor *out) {
+    const double l = isnan(lo) ? -INFINITY : lo, h = isnan(hi) ? INFINITY : hi;
+    const ml_tensor *t[3] = {out, g, x};
     switch (g->dtype) {
     case ML_F32: {
-        float fl = (float)l, fh = (float)h;
-        BINARY_LOOP(float, float, (v >= fl && v <= fh) ? u : 0.0f);
-        break;
+        const float lh[2] = {(float)l, (float)h};
+        ml_cpu_map(3, t, clamp_backward_f32, lh);
+        return 0;
     }
-    case ML_F64: BINARY_LOOP(double, double, (v >= l && v <= h) ? u : 0.0); break;
-    default: return ml_error_set("clamp: backward needs floating point, got %s", ml_dtype_name(g->dtype));
+    case ML_F64: {
+        const double lh[2] = {l, h};
+        ml_cpu_map(3, t, clamp_backward_f64, lh);
+        return 0;
     }
-    return 0;
+    default:
+        return ml_error_set("clamp: backward needs floating point, got %s",
+                            ml_dtype_name(g->dtype));
+    }
 }
 
-static inline int64_t ipow(int64_t base, int64_t e) {
+/* x ^ p with p a number (arg: the double p). float32 squares and takes square
+ * roots exactly as square and sqrt do (t ^ 2 is the MSE's square); integers by
+ * repeated squaring (p a whole number >= 0: ops/ casts to float otherwise). */
+static inline float op_pow_scalar_f32(float v, float p, float unused) {
+    return (void)unused, powf(v, p);
+}
+static inline float op_square_scalar_f32(float v, float p, float q) {
+    return (void)p, (void)q, v * v;
+}
+static inline float op_sqrt_scalar_f32(float v, float p, float q) {
+    return (void)p, (void)q, sqrtf(v);
+}
+static inline double op_pow_scalar_f64(double v, double p, double unused) {
+    return (void)unused, pow(v, p);
+}
+static inline int64_t op_pow_scalar_i64(int64_t base, int64_t e, int64_t unused) {
+    (void)unused;
     int64_t r = 1;
     for (; e > 0; e >>= 1, base *= base)
         if (e & 1) r *= base;
     return r;
 }
+static void pow_scalar_f32(void *const *p, const int64_t *st, int64_t n, const void *arg) {
+    const double e = *(const double *)arg;
+    if (e == 2.0) map1s_f32(op_square_scalar_f32, 0, 0, p, st, n);
+    else if (e == 0.5) map1s_f32(op_sqrt_scalar_f32, 0, 0, p, st, n);
+    else map1s_f32(op_pow_scalar_f32, (float)e, 0, p, st, n);
+}
+static void pow_scalar_f64(void *const *p, const int64_t *st, int64_t n, const void *arg) {
+    map1s_f64(op_pow_scalar_f64, *(const double *)arg, 0, p, st, n);
+}
+static void pow_scalar_i64(void *const *p, const int64_t *st, int64_t n, const void *arg) {
+    map1s_i64(op_pow_scalar_i64, (int64_t)*(const double *)arg, 0, p, st, n);
+}
 
-static int cpu_pow_scalar(const ml_tensor *x, double p, ml_tensor *out) {
-    switch (x->dtype) {
-    case ML_F32: {
-        float fp = (float)p;
-        if (p == 2.0) UNARY_LOOP(float, float, v * v);
-        else if (p == 0.5) UNARY_LOOP(float, float, sqrtf(v));
-        else UNARY_LOOP(float, float, powf(v, fp));
-        break;
-    }
-    case ML_F64: UNARY_LOOP(double, double, pow(v, p)); break;
-    case ML_I64: {
-        int64_t ip = (int64_t)p;
-        UNARY_LOOP(int64_t, int64_t, ipow(v, ip));
-        break;
-    }
-    default: return ml_error_set("pow: not defined for %s", ml_dtype_name(x->dtype));
-    }
+static int cpu_elementwise_pow_scalar(const ml_tensor *x, double p, ml_tensor *out) {
+    static const ml_map_loop loops[ML_NDTYPES] = {
+        [ML_F32] = pow_scalar_f32, [ML_F64] = pow_scalar_f64, [ML_I64] = pow_scalar_i64};
+    ml_map_loop loop = loop_of(loops, x->dtype);
+    if (!loop) return ml_error_set("pow: not defined for %s", ml_dtype_name(x->dtype));
+    const ml_tensor *t[2] = {out, x};
+    ml_cpu_map(2, t, loop, &p);
     return 0;
 }
 
-static int cpu_pow_scalar_backward(const ml_tensor *g, const ml_tensor *x, double p,
-                                   ml_tensor *out) {
-    const ml_tensor *a = g, *b = x;
-    switch (g->dtype) {
-    case ML_F32: {
-        float fp = (float)p, fq = (float)(p - 1.0);
-        if (p == 2.0) BINARY_LOOP(float, float, 2.0f * u * v);
-        else BINARY_LOOP(float, float, u * fp * powf(v, fq));
-        break;
-    }
-    case ML_F64: BINARY_LOOP(double, double, p == 0.0 ? 0.0 : u * p * pow(v, p - 1.0)); break;
-    default: return ml_error_set("pow: backward needs floating point, got %s", ml_dtype_name(g->dtype));
-    }
+/* g * p * x^(p-1) (arg: the double p); float64 gives 0 for p == 0 (x^-1 would make
+ * 0 * inf at x = 0) */
+static inline float op_pow_scalar_grad_f32(float g, float v, float p, float q) {
+    return g * p * powf(v, q);
+}
+static inline float op_square_scalar_grad_f32(float g, float v, float p, float q) {
+    return (void)p, (void)q, 2.0f * g * v;
+}
+static inline double op_pow_scalar_grad_f64(double g, double v, double p, double q) {
+    return p == 0.0 ? 0.0 : g * p * pow(v, q);
+}
+static void pow_scalar_backward_f32(void *const *p, const int64_t *st, int64_t n,
+                                    const void *arg) {
+    const double e = *(const double *)arg;
+    if (e == 2.0) map2s_f32(op_square_scalar_grad_f32, 0, 0, p, st, n);
+    else map2s_f32(op_pow_scalar_grad_f32, (float)e, (float)(e - 1.0), p, st, n);
+}
+static void pow_scalar_backward_f64(void *const *p, const int64_t *st, int64_t n,
+                                    const void *arg) {
+    const double e = *(const double *)arg;
+    map2s_f64(op_pow_scalar_grad_f64, e, e - 1.0, p, st, n);
+}
+
+static int cpu_elementwise_pow_scalar_backward(const ml_tensor *g, const ml_tensor *x, double p,
+                                               ml_tensor *out) {
+    static const ml_map_loop loops[ML_NDTYPES] = {[ML_F32] = pow_scalar_backward_f32,
+                                                  [ML_F64] = pow_scalar_backward_f64};
+    ml_map_loop loop = loop_of(loops, g->dtype);
+    if (!loop)
+        return ml_error_set("pow: backward needs floating point, got %s", ml_dtype_name(g->dtype));
+    const ml_tensor *t[3] = {out, g, x};
+    ml_cpu_map(3, t, loop, &p);
     return 0;
 }
 
-#define FILL_LOOP(T)                                                                  \
-    do {                                                                              \
-        T val = ML_CAST(T, value);                                                    \
-        T *op = (T *)ml_data(out);                                                    \
-        const ml_tensor *ts[1] = {out};                                               \
-        ml_iter it;                                                                   \
-        ml_iter_init(&it, 1, ts);                                                     \
-        ML_ITER_FOR(&it, off, len, st, {                                              \
-            T *o = op + off[0];                                                       \
-            for (int64_t i = 0; i < len; i++) o[i * st[0]] = val;                     \
-        });                                                                           \
-    } while (0)
-
-static int cpu_fill(ml_tensor *out, double value) {
+static int cpu_elementwise_fill(ml_tensor *out, double value) {
+    union { float f32; double f64; int64_t i64; uint8_t u8; } v; /* value as out's type */
     switch (out->dtype) {
-    case ML_F32: FILL_LOOP(float); break;
-    case ML_F64: FILL_LOOP(double); break;
-    case ML_I64: FILL_LOOP(int64_t); break;
-    case ML_U8: FILL_LOOP(uint8_t); break;
-    default: break;
+    case ML_F32: v.f32 = (float)value; break;
+    case ML_F64: v.f64 = value; break;
+    case ML_I64: v.i64 = ml_float_to_i64(value); break; /* src/cast.h */
+    case ML_U8: v.u8 = ml_float_to_u8(value); break;
+    default: return ml_error_set("fill_: not defined for %s", ml_dtype_name(out->dtype));
     }
+    const ml_tensor *t[1] = {out};
+    ml_cpu_map(1, t, fill_loops[out->dtype], &v);
     return 0;
 }
 
-/* Typed copy loops for every (source, destination) dtype pair (casts: src/cast.h). */
-#define COPY_LOOP(ST, DT)                                                             \
-    do {                                                                              \
-        const ST *sp = (const ST *)ml_data(src);                                      \
-        DT *dp = (DT *)ml_data(dst);                                                  \
-        const ml_tensor *ts[2] = {dst, src};                                          \
-        ml_iter it;                                                                   \
-        ml_iter_init(&it, 2, ts);                                                     \
-        ML_ITER_FOR(&it, off, len, st, {                                              \
-            DT *o = dp + off[0];                                                      \
-            const ST *s = sp + off[1];                                                \
-            if (st[0] == 1 && st[1] == 1) {                                           \
-                ML_PARALLEL_FOR_SIMD_IF(len > ML_PARALLEL_MIN,                 \
-                    for (int64_t i = 0; i < len; i++) o[i] = ML_CAST(DT, s[i]);); \
-            } else {                                                                  \
-                for (int64_t i = 0; i < len; i++) o[i * st[0]] = ML_CAST(DT, s[i * st[1]]); \
-            }                                                                         \
-        });                                                                           \
-    } while (0)
-
-#define COPY_TO(DT)                                                                   \
-    switch (src->dtype) {                                                             \
-    case ML_F32: COPY_LOOP(float, DT); break;                                         \
-    case ML_F64: COPY_LOOP(double, DT); break;                                        \
-    case ML_I64: COPY_LOOP(int64_t, DT); break;                                       \
-    case ML_U8: COPY_LOOP(uint8_t, DT); break;                                        \
-    default: break;                                                                   \
-    }
-
-static int cpu_copy(const ml_tensor *src, ml_tensor *dst) {
+static int cpu_elementwise_copy(const ml_tensor *src, ml_tensor *dst) {
     if (src->dtype == dst->dtype && ml_is_contiguous(src) && ml_is_contiguous(dst)) {
         memcpy(ml_data(dst), ml_data(src), (size_t)ml_numel(src) * ml_dtype_size(src->dtype));
         return 0;
     }
-    switch (dst->dtype) {
-    case ML_F32: COPY_TO(float); break;
-    case ML_F64: COPY_TO(double); break;
-    case ML_I64: COPY_TO(int64_t); break;
-    case ML_U8: COPY_TO(uint8_t); break;
-    default: break;
-    }
+    ml_map_loop loop = (unsigned)dst->dtype < ML_NDTYPES ? loop_of(copy_loops[dst->dtype], src->dtype)
+                                                          : NULL;
+    if (!loop)
+        return ml_error_set("copy: from %s to %s is not defined", ml_dtype_name(src->dtype),
+                            ml_dtype_name(dst->dtype));
+    const ml_tensor *t[2] = {dst, src};
+    ml_cpu_map(2, t, loop, NULL);
     return 0;
 }
 
-#define WHERE_LOOP(T)                                                                 \
-    do {                                                                              \
-        const uint8_t *cp = (const uint8_t *)ml_data(cond);                           \
-        const T *ap = (const T *)ml_data(a), *bp = (const T *)ml_data(b);             \
-        T *op = (T *)ml_data(out);                                                    \
-        int64_t n = ml_numel(out);                                                    \
-        ml_tensor *ts_[4] = {out, (ml_tensor *)cond, (ml_tensor *)a, (ml_tensor *)b}; \
-        (void)ts_;                                                                    \
-        /* general strides: index arithmetic per element (where is not hot) */       \
-        int64_t idx[ML_MAX_DIMS] = {0};                                               \
-        for (int64_t i = 0; i < n; i++) {                                             \
-            int64_t oc = 0, oa = 0, ob = 0, oo = 0;                                   \
-            for (int d = 0; d < out->ndim; d++) {                                     \
-                oc += idx[d] * cond->strides[d];                                      \
-                oa += idx[d] * a->strides[d];                                         \
-                ob += idx[d] * b->strides[d];                                         \
-                oo += idx[d] * out->strides[d];                                       \
-            }                                                                         \
-            op[oo] = cp[oc] ? ap[oa] : bp[ob];                                        \
-            for (int d = out->ndim - 1; d >= 0; d--) {                                \
-                if (++idx[d] < out->shape[d]) break;                                  \
-                idx[d] = 0;                                                           \
-            }                                                                         \
-        }                                                                             \
-    } while (0)
-
-static int cpu_where(const ml_tensor *cond, const ml_tensor *a, const ml_tensor *b,
-                     ml_tensor *out) {
-    switch (out->dtype) {
-    case ML_F32: WHERE_LOOP(float); break;
-    case ML_F64: WHERE_LOOP(double); break;
-    case ML_I64: WHERE_LOOP(int64_t); break;
-    case ML_U8: WHERE_LOOP(uint8_t); break;
-    default: break;
-    }
+static int cpu_elementwise_where(const ml_tensor *cond, const ml_tensor *a, const ml_tensor *b,
+                                 ml_tensor *out) {
+    ml_map_loop loop = loop_of(where_loops, out->dtype);
+    if (!loop) return ml_error_set("where: not defined for %s", ml_dtype_name(out->dtype));
+    const ml_tensor *t[4] = {out, cond, a, b};
+    ml_cpu_map(4, t, loop, NULL);
     return 0;
 }
 
 const ml_elementwise_ops ml_cpu_elementwise = {
-    .unary = cpu_unary,
-    .binary = cpu_binary,
-    .axpy = cpu_axpy,
-    .clamp = cpu_clamp,
-    .clamp_backward = cpu_clamp_backward,
-    .pow_scalar = cpu_pow_scalar,
-    .pow_scalar_backward = cpu_pow_scalar_backward,
-    .fill = cpu_fill,
-    .copy = cpu_copy,
-    .where = cpu_where,
-};
+    ML_ELEMENTWISE_ENTRIES(ML_BACKEND_ENTRY, cpu_elementwise_)};

@@ -65,7 +65,7 @@ typedef struct {
 #undef T
 #undef SUFFIX
 
-static int cpu_gather(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
+static int cpu_index_gather(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
     const int nd = index->ndim;
     const int64_t numel = ml_numel(index);
     if (numel == 0) return 0;
@@ -84,7 +84,7 @@ static int cpu_gather(const ml_tensor *x, int dim, const ml_tensor *index, ml_te
 
 /* Rows of the index write distinct rows of out only when dim is the last one;
  * otherwise two rows may hit one element, and the loop stays on one thread. */
-static int cpu_scatter_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
+static int cpu_index_scatter_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
     const int nd = index->ndim;
     const int64_t numel = ml_numel(index);
     if (numel == 0) return 0;
@@ -112,7 +112,7 @@ static int64_t geometry(const ml_tensor *x, int dim, index_job *jb) {
     return outer;
 }
 
-static int cpu_index_select(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
+static int cpu_index_index_select(const ml_tensor *x, int dim, const ml_tensor *index, ml_tensor *out) {
     index_job jb = {.x = x, .index = index, .out = out, .ip = ml_data(index), .dim = dim,
                     .m = ml_numel(index)};
     const int64_t outer = geometry(x, dim, &jb);
@@ -128,7 +128,7 @@ static int cpu_index_select(const ml_tensor *x, int dim, const ml_tensor *index,
     return 0;
 }
 
-static int cpu_index_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
+static int cpu_index_index_add(ml_tensor *out, int dim, const ml_tensor *index, const ml_tensor *src) {
     index_job jb = {.x = src, .index = index, .out = out, .ip = ml_data(index), .dim = dim,
                     .m = ml_numel(index)};
     const int64_t outer = geometry(out, dim, &jb);
@@ -151,7 +151,7 @@ static int cpu_index_add(ml_tensor *out, int dim, const ml_tensor *index, const 
         for (int64_t i = 0; i < count; i++) op[i * n + lp[i]] = (T)1;                 \
     } while (0)
 
-static int cpu_one_hot(const ml_tensor *labels, int64_t n, ml_tensor *out) {
+static int cpu_index_one_hot(const ml_tensor *labels, int64_t n, ml_tensor *out) {
     int64_t count = ml_numel(labels);
     const int64_t *lp = (const int64_t *)ml_data(labels);
     switch (out->dtype) {
@@ -164,10 +164,4 @@ static int cpu_one_hot(const ml_tensor *labels, int64_t n, ml_tensor *out) {
     return 0;
 }
 
-const ml_index_ops ml_cpu_index = {
-    .gather = cpu_gather,
-    .scatter_add = cpu_scatter_add,
-    .index_select = cpu_index_select,
-    .index_add = cpu_index_add,
-    .one_hot = cpu_one_hot,
-};
+const ml_index_ops ml_cpu_index = {ML_INDEX_ENTRIES(ML_BACKEND_ENTRY, cpu_index_)};

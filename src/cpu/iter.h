@@ -1,6 +1,6 @@
-/* Strided iteration for CPU kernels: walk up to three tensors of one shape in
- * row-major order, with dims merged where their strides allow, so that the inner
- * loop is as long as possible and usually unit-stride. */
+/* Strided iteration for CPU kernels: up to four tensors of one shape in row-major
+ * order, with dims merged where their strides allow, so that the inner loop is as
+ * long as possible and usually unit-stride (ml_cpu_map, map.h, walks them). */
 #ifndef ML_CPU_ITER_H
 #define ML_CPU_ITER_H
 
@@ -9,7 +9,7 @@
 #include "../tensor.h"
 #include "../threads.h"
 
-#define ML_ITER_MAX 3
+#define ML_ITER_MAX 4
 
 typedef struct {
     int ndim;                          /* after merging; inner dim is ndim - 1 */
@@ -20,33 +20,6 @@ typedef struct {
 
 /* Prepares an iteration over n tensors of t[0]'s shape (the others have it too). */
 void ml_iter_init(ml_iter *it, int n, const ml_tensor *const *t);
-
-/* Calls body(offsets, inner_len, inner_strides) for each run of the inner dim,
- * offsets in elements from each tensor's first element. Kept as a macro so the
- * body inlines into a typed loop. */
-#define ML_ITER_FOR(it, off, len, st, ...)                                          \
-    do {                                                                             \
-        int64_t idx_[ML_MAX_DIMS] = {0};                                             \
-        int inner_ = (it)->ndim - 1;                                                 \
-        int64_t len = (it)->ndim ? (it)->shape[inner_] : 1;                          \
-        int64_t st[ML_ITER_MAX];                                                     \
-        for (int k_ = 0; k_ < (it)->n; k_++) st[k_] = (it)->ndim ? (it)->strides[k_][inner_] : 0; \
-        int64_t outer_ = 1;                                                          \
-        for (int d_ = 0; d_ < inner_; d_++) outer_ *= (it)->shape[d_];               \
-        for (int64_t o_ = 0; o_ < outer_; o_++) {                                    \
-            int64_t off[ML_ITER_MAX] = {0};                                          \
-            for (int k_ = 0; k_ < (it)->n; k_++)                                     \
-                for (int d_ = 0; d_ < inner_; d_++) off[k_] += idx_[d_] * (it)->strides[k_][d_]; \
-            __VA_ARGS__;                                                             \
-            for (int d_ = inner_ - 1; d_ >= 0; d_--) {                               \
-                if (++idx_[d_] < (it)->shape[d_]) break;                             \
-                idx_[d_] = 0;                                                        \
-            }                                                                        \
-        }                                                                            \
-    } while (0)
-
-/* Below this many elements a loop is not worth splitting across threads. */
-#define ML_PARALLEL_MIN 32768
 
 /* `for` loops (given as the variadic argument) run across OpenMP threads when cond
  * holds, else plainly: an `omp parallel ... if (0)` region still costs a trip
@@ -72,13 +45,5 @@ void ml_iter_init(ml_iter *it, int n, const ml_tensor *const *t);
     } while (0)
 #define ML_PARALLEL_FOR_IF(cond, ...)                                                 \
     ML_PARALLEL_REGION_("omp for schedule(static) nowait", cond, __VA_ARGS__)
-#define ML_PARALLEL_FOR_SIMD_IF(cond, ...)                                            \
-    do {                                                                             \
-        if (cond) {                                                                  \
-            ML_PARALLEL_REGION_("omp for simd schedule(static) nowait", 1, __VA_ARGS__); \
-        } else {                                                                     \
-            _Pragma("omp simd") __VA_ARGS__                                          \
-        }                                                                            \
-    } while (0)
 
 #endif

@@ -114,7 +114,7 @@ static void gemm_item(const ml_gemm_args *g, int64_t item) {
     ml_parallel_blocks(job.slices, 1, 2, gemm_job_slice, &job);
 }
 
-static int cpu_gemm(const ml_gemm_args *g) {
+static int cpu_matmul_gemm(const ml_gemm_args *g) {
     if (g->a->dtype != g->c->dtype || g->b->dtype != g->c->dtype)
         return ml_error_set("matmul: dtypes %s and %s differ", ml_dtype_name(g->a->dtype),
                             ml_dtype_name(g->b->dtype));
@@ -125,4 +125,4 @@ static int cpu_gemm(const ml_gemm_args *g) {
     return 0;
 }
 
-const ml_matmul_ops ml_cpu_matmul = {.gemm = cpu_gemm};
+const ml_matmul_ops ml_cpu_matmul = {ML_MATMUL_ENTRIES(ML_BACKEND_ENTRY, cpu_matmul_)};

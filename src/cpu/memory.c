@@ -200,7 +200,7 @@ static void cache_clear(void) {
     pthread_mutex_unlock(&small.lock);
 }
 
-static void *cpu_alloc(size_t nbytes) {
+static void *cpu_memory_alloc(size_t nbytes) {
     size_t r = rounded(nbytes);
     void *p = NULL;
     if (ML_CACHE_ENABLED) p = r >= ML_CACHE_MIN ? cache_take(r) : small_take(r);
@@ -217,25 +217,25 @@ static void *cpu_alloc(size_t nbytes) {
     return p;
 }
 
-static void cpu_free(void *p, size_t nbytes) {
+static void cpu_memory_free(void *p, size_t nbytes) {
     size_t r = rounded(nbytes);
     if (!ML_CACHE_ENABLED || !p) free(p);
     else if (r >= ML_CACHE_MIN) cache_put(p, r);
     else small_put(p, r);
 }
 
-static int cpu_copy_bytes(void *dst, const void *src, size_t n) {
+/* host memory is the device's: the three copies are one memcpy */
+static int cpu_memory_copy(void *dst, const void *src, size_t n) {
     memcpy(dst, src, n);
     return 0;
 }
+static int cpu_memory_to_host(void *dst, const void *src, size_t n) {
+    return cpu_memory_copy(dst, src, n);
+}
+static int cpu_memory_from_host(void *dst, const void *src, size_t n) {
+    return cpu_memory_copy(dst, src, n);
+}
 
-static int cpu_synchronize(void) { return 0; }
+static int cpu_memory_synchronize(void) { return 0; }
 
-const ml_memory_ops ml_cpu_memory = {
-    .alloc = cpu_alloc,
-    .free = cpu_free,
-    .to_host = cpu_copy_bytes,
-    .from_host = cpu_copy_bytes,
-    .copy = cpu_copy_bytes,
-    .synchronize = cpu_synchronize,
-};
+const ml_memory_ops ml_cpu_memory = {ML_MEMORY_ENTRIES(ML_BACKEND_ENTRY, cpu_memory_)};

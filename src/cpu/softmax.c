@@ -181,4 +181,4 @@ static int cpu_softmax_backward(const ml_tensor *y, const ml_tensor *g, int64_t 
     return 0;
 }
 
-const ml_softmax_ops ml_cpu_softmax = {.forward = cpu_softmax_forward, .backward = cpu_softmax_backward};
+const ml_softmax_ops ml_cpu_softmax = {ML_SOFTMAX_ENTRIES(ML_BACKEND_ENTRY, cpu_softmax_)};

@@ -1,5 +1,6 @@
-/* Lua face of the elementwise family: metamethods (+ - * / ^ unary -), methods
- * and module functions. */
+/* Lua face of the elementwise family: every op of the lists (elementwise_ops.h) as
+ * a module function and a method under its name, the metamethods (+ - * / // ^ and
+ * unary -), and what is not one op of a list (add's alpha, clamp, where). */
 #include <math.h>
 
 #include "../ops.h"
@@ -30,21 +31,11 @@ static int binary(lua_State *L, ml_binary_op op) {
     return ml_lua_push_tensor(L, r);
 }
 
-#define BINARY_FN(name, op) \
-    static int l_##name(lua_State *L) { return binary(L, op); }
-BINARY_FN(add, ML_BIN_ADD)
-BINARY_FN(sub, ML_BIN_SUB)
-BINARY_FN(mul, ML_BIN_MUL)
-BINARY_FN(div, ML_BIN_DIV)
-BINARY_FN(pow, ML_BIN_POW)
-BINARY_FN(maximum, ML_BIN_MAXIMUM)
-BINARY_FN(minimum, ML_BIN_MINIMUM)
-BINARY_FN(eq, ML_BIN_EQ)
-BINARY_FN(ne, ML_BIN_NE)
-BINARY_FN(lt, ML_BIN_LT)
-BINARY_FN(le, ML_BIN_LE)
-BINARY_FN(gt, ML_BIN_GT)
-BINARY_FN(ge, ML_BIN_GE)
+/* Every binary op of ML_BINARY_OPS, as module function, method and metamethod: a
+ * closure whose upvalue is the op. */
+static int l_binary(lua_State *L) {
+    return binary(L, (ml_binary_op)lua_tointeger(L, lua_upvalueindex(1)));
+}
 
 /* a:add(b, alpha) as torch: a + alpha * b */
 static int l_add_alpha(lua_State *L) {
@@ -64,22 +55,10 @@ static int unary(lua_State *L, ml_unary_op op) {
     return ml_lua_push_tensor(L, ml_unary(op, ml_lua_check_tensor(L, 1)));
 }
 
-#define UNARY_FN(name, op) \
-    static int l_##name(lua_State *L) { return unary(L, op); }
-UNARY_FN(neg, ML_UN_NEG)
-UNARY_FN(exp, ML_UN_EXP)
-UNARY_FN(log, ML_UN_LOG)
-UNARY_FN(log1p, ML_UN_LOG1P)
-UNARY_FN(abs, ML_UN_ABS)
-UNARY_FN(sqrt, ML_UN_SQRT)
-UNARY_FN(square, ML_UN_SQUARE)
-UNARY_FN(sign, ML_UN_SIGN)
-UNARY_FN(relu, ML_UN_RELU)
-UNARY_FN(sigmoid, ML_UN_SIGMOID)
-UNARY_FN(tanh, ML_UN_TANH)
-UNARY_FN(reciprocal, ML_UN_RECIPROCAL)
-
-static int l_unm(lua_State *L) { return unary(L, ML_UN_NEG); }
+/* Every unary op of ML_UNARY_OPS: a closure whose upvalue is the op. */
+static int l_unary(lua_State *L) {
+    return unary(L, (ml_unary_op)lua_tointeger(L, lua_upvalueindex(1)));
+}
 
 /* clamp(lo, hi): either may be nil; also clamp({min =, max =}) */
 static int l_clamp(lua_State *L) {
@@ -122,14 +101,61 @@ static int l_where_method(lua_State *L) { /* a:where(cond, b) */
     return l_where(L);
 }
 
+/* t[name] = closure(op) for each of module and methods. */
+static void set_op(lua_State *L, int module, int methods, const char *name, lua_CFunction fn,
+                   int op) {
+    lua_pushinteger(L, op);
+    lua_pushcclosure(L, fn, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, module, name);
+    lua_setfield(L, methods, name);
+}
+
+/* core._elementwise_ops: {unary = {{name =, node =, float_only =}, ...}, binary =
+ * {{name =, node =, float_only =, mask =}, ...}} in list order, so that tests cover
+ * every op of the lists. */
+static void push_op_lists(lua_State *L) {
+    lua_createtable(L, 0, 2);
+    lua_createtable(L, ML_UN_COUNT, 0);
+    for (int op = 0; op < ML_UN_COUNT; op++) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, ml_unary_name((ml_unary_op)op));
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, ml_unary_node_name((ml_unary_op)op));
+        lua_setfield(L, -2, "node");
+        lua_pushboolean(L, ml_unary_float_only((ml_unary_op)op));
+        lua_setfield(L, -2, "float_only");
+        lua_rawseti(L, -2, op + 1);
+    }
+    lua_setfield(L, -2, "unary");
+    lua_createtable(L, ML_BIN_COUNT, 0);
+    for (int op = 0; op < ML_BIN_COUNT; op++) {
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, ml_binary_name((ml_binary_op)op));
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, ml_binary_node_name((ml_binary_op)op));
+        lua_setfield(L, -2, "node");
+        lua_pushboolean(L, ml_binary_float_only((ml_binary_op)op));
+        lua_setfield(L, -2, "float_only");
+        lua_pushboolean(L, ml_binary_is_mask((ml_binary_op)op));
+        lua_setfield(L, -2, "mask");
+        lua_rawseti(L, -2, op + 1);
+    }
+    lua_setfield(L, -2, "binary");
+}
+
 void ml_lua_open_elementwise(lua_State *L, int module, int methods) {
-    static const luaL_Reg funcs[] = {
-        {"add", l_add_alpha}, {"sub", l_sub}, {"mul", l_mul}, {"div", l_div}, {"pow", l_pow},
-        {"maximum", l_maximum}, {"minimum", l_minimum}, {"eq", l_eq}, {"ne", l_ne},
-        {"lt", l_lt}, {"le", l_le}, {"gt", l_gt}, {"ge", l_ge}, {"neg", l_neg},
-        {"exp", l_exp}, {"log", l_log}, {"log1p", l_log1p}, {"abs", l_abs}, {"sqrt", l_sqrt},
-        {"square", l_square}, {"sign", l_sign}, {"relu", l_relu}, {"sigmoid", l_sigmoid},
-        {"tanh", l_tanh}, {"reciprocal", l_reciprocal}, {"clamp", l_clamp}, {NULL, NULL}};
+    module = lua_absindex(L, module);
+    methods = lua_absindex(L, methods);
+    /* every op of the lists: ml.name(...) and t:name(...) */
+    for (int op = 0; op < ML_UN_COUNT; op++)
+        set_op(L, module, methods, ml_unary_name((ml_unary_op)op), l_unary, op);
+    for (int op = 0; op < ML_BIN_COUNT; op++)
+        set_op(L, module, methods, ml_binary_name((ml_binary_op)op), l_binary, op);
+    push_op_lists(L);
+    lua_setfield(L, module, "_elementwise_ops");
+    /* what is not one op of a list: add's alpha (replaces the plain add), clamp, where */
+    static const luaL_Reg funcs[] = {{"add", l_add_alpha}, {"clamp", l_clamp}, {NULL, NULL}};
     ml_lua_setfuncs(L, module, funcs);
     ml_lua_setfuncs(L, methods, funcs);
     lua_pushcfunction(L, l_where);
@@ -138,11 +164,20 @@ void ml_lua_open_elementwise(lua_State *L, int module, int methods) {
     lua_setfield(L, methods, "where");
     lua_getfield(L, module, "clamp");
     lua_setfield(L, methods, "clip");
-    /* metamethods live on the metatable */
+    /* metamethods: Lua's operators, a fixed set (ORDER: none) */
+    static const struct {
+        const char *name;
+        int op;
+        bool unary;
+    } meta[] = {{"__add", ML_BIN_ADD, false}, {"__sub", ML_BIN_SUB, false},
+                {"__mul", ML_BIN_MUL, false}, {"__div", ML_BIN_DIV, false},
+                {"__pow", ML_BIN_POW, false}, {"__idiv", ML_BIN_FLOOR_DIVIDE, false},
+                {"__unm", ML_UN_NEG, true}};
     luaL_getmetatable(L, ML_TENSOR_MT);
-    static const luaL_Reg meta[] = {{"__add", l_add}, {"__sub", l_sub}, {"__mul", l_mul},
-                                    {"__div", l_div}, {"__pow", l_pow}, {"__unm", l_unm},
-                                    {NULL, NULL}};
-    ml_lua_setfuncs(L, -1, meta);
+    for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++) {
+        lua_pushinteger(L, meta[i].op);
+        lua_pushcclosure(L, meta[i].unary ? l_unary : l_binary, 1);
+        lua_setfield(L, -2, meta[i].name);
+    }
     lua_pop(L, 1);
 }

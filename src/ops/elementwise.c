@@ -11,16 +11,6 @@
 #include "reduce.h"
 #include "shape.h"
 
-static const char *const binary_names[ML_BIN_COUNT] = {
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
-    "relu_backward", "sigmoid_backward", "tanh_backward",
-};
-
-static const char *const unary_names[ML_UN_COUNT] = {
-    "neg", "exp", "log", "log1p", "abs", "sqrt", "square", "sign", "relu", "sigmoid", "tanh",
-    "reciprocal",
-};
-
 int ml_check_same_device(const char *fname, const ml_tensor *a, const ml_tensor *b) {
     if (a->storage->device == b->storage->device) return 0;
     return ml_error_set("%s: expected all tensors on one device, got %s and %s (move them "
@@ -52,8 +42,6 @@ ml_tensor *ml_scalar(double v, ml_dtype dt, ml_device dev) {
     return ml_full(dt, dev, 0, NULL, v);
 }
 
-static bool is_compare(ml_binary_op op) { return op >= ML_BIN_EQ && op <= ML_BIN_GE; }
-
 /* The operands as the kernel wants them: common dtype, out's shape (stride 0). */
 static ml_tensor *operand(ml_tensor *t, ml_dtype dt, int ndim, const int64_t *shape) {
     ml_tensor *cast = t->dtype == dt ? ml_tensor_retain(t) : ml_cast(t, dt);
@@ -63,8 +51,9 @@ static ml_tensor *operand(ml_tensor *t, ml_dtype dt, int ndim, const int64_t *sh
     return e;
 }
 
+/* op(a, b) computed in dtype dt, without autograd. */
 static ml_tensor *binary_raw(ml_binary_op op, ml_tensor *a, ml_tensor *b, ml_dtype dt) {
-    const char *name = binary_names[op];
+    const char *name = ml_binary_name(op);
     if (ml_check_same_device(name, a, b)) return NULL;
     int ndim;
     int64_t shape[ML_MAX_DIMS];
@@ -72,7 +61,7 @@ static ml_tensor *binary_raw(ml_binary_op op, ml_tensor *a, ml_tensor *b, ml_dty
         return NULL;
     ml_tensor *ea = operand(a, dt, ndim, shape);
     ml_tensor *eb = ea ? operand(b, dt, ndim, shape) : NULL;
-    ml_tensor *out = eb ? ml_tensor_empty(is_compare(op) ? ML_U8 : dt, a->storage->device,
+    ml_tensor *out = eb ? ml_tensor_empty(ml_binary_is_mask(op) ? ML_U8 : dt, a->storage->device,
                                           ndim, shape)
                         : NULL;
     const ml_elementwise_ops *ew = out ? ml_need_elementwise(a, name) : NULL;
@@ -87,6 +76,8 @@ static ml_tensor *binary_raw(ml_binary_op op, ml_tensor *a, ml_tensor *b, ml_dty
 
 /* --- backward rules --- */
 
+/* g (consumed; NULL passes through) summed back to input i's shape and cast to its
+ * float dtype: the gradient of a broadcast operand. */
 static ml_tensor *reduce_to_input(ml_node *n, int i, ml_tensor *g) {
     if (!g) return NULL;
     ml_tensor *r = ml_sum_to_shape(g, n->in_ndim[i], n->in_shape[i]);
@@ -99,11 +90,19 @@ static ml_tensor *reduce_to_input(ml_node *n, int i, ml_tensor *g) {
     return r;
 }
 
+/* The binary ops' rules, named by ML_BINARY_OPS: each gives the gradient of each
+ * input that needs one, summed back to its shape (broadcasting) and dtype; saved[]
+ * holds what the list's `saves` column names (a, b, then the output). */
+
 static int add_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
-    double sign_b = n->scalars[0]; /* 1 for add, -1 for sub */
     if (n->needs_grad[0]) gin[0] = reduce_to_input(n, 0, ml_tensor_retain(g));
-    if (n->needs_grad[1])
-        gin[1] = reduce_to_input(n, 1, sign_b > 0 ? ml_tensor_retain(g) : ml_neg(g));
+    if (n->needs_grad[1]) gin[1] = reduce_to_input(n, 1, ml_tensor_retain(g));
+    return 0;
+}
+
+static int sub_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+    if (n->needs_grad[0]) gin[0] = reduce_to_input(n, 0, ml_tensor_retain(g));
+    if (n->needs_grad[1]) gin[1] = reduce_to_input(n, 1, ml_neg(g));
     return 0;
 }
 
@@ -159,9 +158,8 @@ static int pow_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
 }
 
 /* maximum/minimum: the winner takes the gradient; a tie splits it in half. */
-static int extreme_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+static int extreme_backward(ml_node *n, ml_tensor *g, ml_tensor **gin, bool is_max) {
     ml_tensor *a = n->saved[0], *b = n->saved[1];
-    bool is_max = n->ints[0];
     ml_binary_op win = is_max ? ML_BIN_GT : ML_BIN_LT;
     for (int i = 0; i < 2; i++) {
         if (!n->needs_grad[i]) continue;
@@ -181,45 +179,68 @@ static int extreme_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     return 0;
 }
 
-ml_tensor *ml_binary(ml_binary_op op, ml_tensor *a, ml_tensor *b) {
-    ml_dtype dt = ml_result_type(a, b);
-    /* true division and pow of integers give floats, as torch's "/" does */
-    if ((op == ML_BIN_DIV || op == ML_BIN_POW) && !ml_dtype_is_float(dt)) dt = ML_F32;
-    if (op >= ML_BIN_RELU_BACKWARD && !ml_dtype_is_float(dt))
-        return ml_error_set("%s: needs floating point tensors", binary_names[op]), NULL;
-    ml_tensor *out = binary_raw(op, a, b, dt);
-    if (!out || is_compare(op) || op >= ML_BIN_RELU_BACKWARD) return out;
-    ml_tensor *in[2] = {a, b};
-    ml_node *n = NULL;
+static int maximum_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+    return extreme_backward(n, g, gin, true);
+}
+
+static int minimum_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+    return extreme_backward(n, g, gin, false);
+}
+
+/* The list's backward column: the rule, or NULL for a result that is not
+ * differentiable; and how many tensors the rule reads (none: 0, ab: 2, aby: 3). */
+#define SAVED_none 0
+#define SAVED_ab 2
+#define SAVED_aby 3
+#define BINARY_RULE_(NAME, name, Node, domain, result, forward, backward, saves) \
+    case ML_BIN_##NAME: *n_saved = SAVED_##saves; return backward;
+static ml_backward_fn binary_rule(ml_binary_op op, int *n_saved) {
     switch (op) {
-    case ML_BIN_ADD:
-    case ML_BIN_SUB:
-        n = ml_node_attach(out, op == ML_BIN_ADD ? "AddBackward" : "SubBackward", add_backward,
-                           2, in);
-        if (n) n->scalars[0] = op == ML_BIN_ADD ? 1.0 : -1.0;
-        return out;
-    case ML_BIN_MUL: n = ml_node_attach(out, "MulBackward", mul_backward, 2, in); break;
-    case ML_BIN_DIV: n = ml_node_attach(out, "DivBackward", div_backward, 2, in); break;
-    case ML_BIN_POW:
-        n = ml_node_attach(out, "PowBackward", pow_backward, 2, in);
-        if (n) {
-            ml_node_save(n, a);
-            ml_node_save(n, b);
-            ml_node_save(n, out);
-        }
-        return out;
-    case ML_BIN_MAXIMUM:
-    case ML_BIN_MINIMUM:
-        n = ml_node_attach(out, op == ML_BIN_MAXIMUM ? "MaximumBackward" : "MinimumBackward",
-                           extreme_backward, 2, in);
-        if (n) n->ints[0] = op == ML_BIN_MAXIMUM;
-        break;
-    default: break;
+    ML_BINARY_OPS(BINARY_RULE_)
+    default: *n_saved = 0; return NULL;
     }
-    if (n) {
+}
+#undef BINARY_RULE_
+
+/* floor_divide of integers: a zero divisor is an error, as torch's ZeroDivisionError
+ * (the kernel gives 0 there rather than trap). b has the computing dtype. */
+static int check_int_divisor(ml_tensor *b) {
+    ml_tensor *zero = ml_scalar(0, b->dtype, b->storage->device);
+    ml_tensor *is0 = zero ? ml_binary(ML_BIN_EQ, b, zero) : NULL;
+    ml_tensor *any = is0 ? ml_max(is0, ML_ALL_DIMS, false, NULL) : NULL;
+    ml_tensor *host = any ? ml_to_device(any, ML_CPU) : NULL;
+    int rc = host ? 0 : -1;
+    if (host && *(const uint8_t *)ml_data(host))
+        rc = ml_error_set("floor_divide: integer division by zero");
+    ml_tensor_release(zero);
+    ml_tensor_release(is0);
+    ml_tensor_release(any);
+    ml_tensor_release(host);
+    return rc;
+}
+
+ml_tensor *ml_binary(ml_binary_op op, ml_tensor *a, ml_tensor *b) {
+    if ((unsigned)op >= ML_BIN_COUNT) return ml_error_set("binary: unknown op %d", (int)op), NULL;
+    ml_dtype dt = ml_result_type(a, b);
+    /* an op of the float domain computes integers in float32 (torch's true division) */
+    if (ml_binary_float_only(op) && !ml_dtype_is_float(dt)) dt = ML_F32;
+    if (op == ML_BIN_FLOOR_DIVIDE && !ml_dtype_is_float(dt) && ml_numel(b) > 0) {
+        ml_tensor *bc = ml_cast(b, dt);
+        int rc = bc ? check_int_divisor(bc) : -1;
+        ml_tensor_release(bc);
+        if (rc) return NULL;
+    }
+    ml_tensor *out = binary_raw(op, a, b, dt);
+    int n_saved;
+    ml_backward_fn rule = binary_rule(op, &n_saved);
+    if (!out || !rule) return out;
+    ml_tensor *in[2] = {a, b};
+    ml_node *n = ml_node_attach(out, ml_binary_node_name(op), rule, 2, in);
+    if (n && n_saved >= 2) {
         ml_node_save(n, a);
         ml_node_save(n, b);
     }
+    if (n && n_saved >= 3) ml_node_save(n, out);
     return out;
 }
 
@@ -229,69 +250,40 @@ ml_tensor *ml_mul(ml_tensor *a, ml_tensor *b) { return ml_binary(ML_BIN_MUL, a, 
 ml_tensor *ml_div(ml_tensor *a, ml_tensor *b) { return ml_binary(ML_BIN_DIV, a, b); }
 ml_tensor *ml_pow(ml_tensor *a, ml_tensor *b) { return ml_binary(ML_BIN_POW, a, b); }
 
-/* --- unary --- */
+/* --- unary: every rule is one fused kernel of the backend (unary_backward) --- */
 
 static int unary_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     ml_unary_op op = (ml_unary_op)n->ints[0];
-    ml_tensor *s = n->saved[0]; /* input x, or output y where the rule wants it */
-    ml_tensor *r = NULL, *t = NULL;
-    switch (op) {
-    case ML_UN_NEG: r = ml_neg(g); break;
-    case ML_UN_EXP: r = ml_mul(g, s); break;                         /* y */
-    case ML_UN_LOG: r = ml_div(g, s); break;                         /* x */
-    case ML_UN_LOG1P: t = ml_add_scalar(s, 1.0); r = t ? ml_div(g, t) : NULL; break;
-    case ML_UN_ABS: t = ml_unary(ML_UN_SIGN, s); r = t ? ml_mul(g, t) : NULL; break;
-    case ML_UN_SQRT: t = ml_mul_scalar(s, 2.0); r = t ? ml_div(g, t) : NULL; break; /* y */
-    case ML_UN_SQUARE: t = ml_mul_scalar(s, 2.0); r = t ? ml_mul(g, t) : NULL; break;
-    case ML_UN_SIGN: r = ml_zeros_like(g); break;
-    case ML_UN_RELU: r = ml_binary(ML_BIN_RELU_BACKWARD, g, s); break;
-    case ML_UN_SIGMOID: r = ml_binary(ML_BIN_SIGMOID_BACKWARD, g, s); break;
-    case ML_UN_TANH: r = ml_binary(ML_BIN_TANH_BACKWARD, g, s); break;
-    case ML_UN_RECIPROCAL: /* -g * y^2 */
-        t = ml_mul(s, s);
-        if (t) {
-            ml_tensor *u = ml_mul(g, t);
-            r = u ? ml_neg(u) : NULL;
-            ml_tensor_release(u);
-        }
-        break;
-    default: break;
+    const ml_tensor *x = ml_unary_saves_x(op) ? n->saved[0] : NULL;
+    const ml_tensor *y = ml_unary_saves_y(op) ? n->saved[x ? 1 : 0] : NULL;
+    ml_tensor *out = ml_tensor_empty_like(g);
+    const ml_elementwise_ops *ew = out ? ml_need_elementwise(g, ml_unary_name(op)) : NULL;
+    if (!ew || ew->unary_backward(op, g, x, y, out)) {
+        ml_tensor_release(out);
+        return -1;
     }
-    ml_tensor_release(t);
-    gin[0] = r;
-    return r ? 0 : -1;
-}
-
-static bool saves_output(ml_unary_op op) {
-    return op == ML_UN_EXP || op == ML_UN_SQRT || op == ML_UN_SIGMOID || op == ML_UN_TANH ||
-           op == ML_UN_RECIPROCAL;
+    gin[0] = out;
+    return 0;
 }
 
 ml_tensor *ml_unary(ml_unary_op op, ml_tensor *x) {
-    bool float_only = !(op == ML_UN_NEG || op == ML_UN_ABS || op == ML_UN_SQUARE ||
-                        op == ML_UN_SIGN || op == ML_UN_RELU);
-    ml_tensor *src = float_only && !ml_dtype_is_float(x->dtype) ? ml_cast(x, ML_F32)
-                                                                 : ml_tensor_retain(x);
+    if ((unsigned)op >= ML_UN_COUNT) return ml_error_set("unary: unknown op %d", (int)op), NULL;
+    bool to_float = ml_unary_float_only(op) && !ml_dtype_is_float(x->dtype);
+    ml_tensor *src = to_float ? ml_cast(x, ML_F32) : ml_tensor_retain(x);
     if (!src) return NULL;
     ml_tensor *out = ml_tensor_empty(src->dtype, src->storage->device, src->ndim, src->shape);
-    const ml_elementwise_ops *ew = out ? ml_need_elementwise(src, unary_names[op]) : NULL;
+    const ml_elementwise_ops *ew = out ? ml_need_elementwise(src, ml_unary_name(op)) : NULL;
     if (out && (!ew || ew->unary(op, src, out))) {
         ml_tensor_release(out);
         out = NULL;
     }
-    if (out) {
-        static const char *const node_names[ML_UN_COUNT] = {
-            "NegBackward", "ExpBackward", "LogBackward", "Log1pBackward", "AbsBackward",
-            "SqrtBackward", "SquareBackward", "SignBackward", "ReluBackward",
-            "SigmoidBackward", "TanhBackward", "ReciprocalBackward"};
-        ml_node *n = ml_node_attach(out, node_names[op], unary_backward, 1, &src);
-        if (n) {
-            n->ints[0] = op;
-            ml_node_save(n, saves_output(op) ? out : src);
-        }
+    ml_node *n = out ? ml_node_attach(out, ml_unary_node_name(op), unary_backward, 1, &src) : NULL;
+    if (n) {
+        n->ints[0] = op;
+        if (ml_unary_saves_x(op)) ml_node_save(n, src);
+        if (ml_unary_saves_y(op)) ml_node_save(n, out);
     }
     ml_tensor_release(src);
-    (void)unary_names;
     return out;
 }
 

@@ -5,12 +5,18 @@
 #include "../backend/elementwise.h"
 #include "../tensor.h"
 
+/* op(a, b) of ML_BINARY_OPS (backend/elementwise_ops.h): NumPy broadcasting, torch's
+ * promotion (an op of the float domain computes integers in float32), uint8 for a
+ * mask op, and autograd when the list names a rule. An integer floor_divide by zero
+ * is an error. */
 ml_tensor *ml_binary(ml_binary_op op, ml_tensor *a, ml_tensor *b);
 ml_tensor *ml_add(ml_tensor *a, ml_tensor *b);
 ml_tensor *ml_sub(ml_tensor *a, ml_tensor *b);
 ml_tensor *ml_mul(ml_tensor *a, ml_tensor *b);
 ml_tensor *ml_div(ml_tensor *a, ml_tensor *b);
 ml_tensor *ml_pow(ml_tensor *a, ml_tensor *b);
+/* op(x) of ML_UNARY_OPS: in x's dtype, or float32 for an integer x and an op of the
+ * float domain; its backward is the list's rule, one kernel. */
 ml_tensor *ml_unary(ml_unary_op op, ml_tensor *x);
 ml_tensor *ml_neg(ml_tensor *x);
 ml_tensor *ml_clamp(ml_tensor *x, double lo, double hi);  /* NAN: no bound */

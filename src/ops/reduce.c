@@ -11,9 +11,6 @@
 #include "elementwise.h"
 #include "index.h"
 
-static const char *const reduce_names[ML_RED_COUNT] = {"sum", "mean", "max", "min",
-                                                       "argmax", "argmin", "logsumexp"};
-
 /* Output shape and the [outer, n, inner] split for a reduction over dim d (or all). */
 static void reduce_geometry(const ml_tensor *x, int d, bool keepdim, int *ndim, int64_t *shape,
                             int64_t *outer, int64_t *n, int64_t *inner) {
@@ -62,30 +59,54 @@ static int resolve_dim(const char *fname, const ml_tensor *x, int dim, int *d) {
     return 0;
 }
 
+/* The list's result column: the output dtype for an input of dtype dt, or -1 when
+ * the reduction refuses it. */
+#define RESULT_sum(dt) (ml_dtype_is_float(dt) ? (int)(dt) : (int)ML_I64)
+#define RESULT_float(dt) (ml_dtype_is_float(dt) ? (int)(dt) : -1)
+#define RESULT_same(dt) ((int)(dt))
+#define RESULT_index(dt) ((void)(dt), (int)ML_I64)
+#define RESULT_CASE_(NAME, name, Node, result, ...) case ML_RED_##NAME: return RESULT_##result(dt);
+static int result_dtype(ml_reduce_op op, ml_dtype dt) {
+    switch (op) {
+    ML_REDUCE_OPS(RESULT_CASE_)
+    default: return -1;
+    }
+}
+#undef RESULT_CASE_
+
+/* The backend's kernel of op (the table's field named by the list). */
+#define KERNEL_CASE_(NAME, name, ...) case ML_RED_##NAME: return ro->name;
+static ml_reduce_kernel *kernel_of(const ml_reduce_ops *ro, ml_reduce_op op) {
+    switch (op) {
+    ML_REDUCE_OPS(KERNEL_CASE_)
+    default: return NULL;
+    }
+}
+#undef KERNEL_CASE_
+
 /* Runs the kernel; values into *out, positions into *idx when asked. */
 static int reduce_raw(ml_reduce_op op, ml_tensor *x, int dim, bool keepdim, ml_tensor **out,
                       ml_tensor **idx) {
-    const char *fname = reduce_names[op];
+    const char *fname = ml_reduce_name(op);
     int d;
     if (resolve_dim(fname, x, dim, &d)) return -1;
     int nd;
     int64_t shape[ML_MAX_DIMS], outer, n, inner;
     reduce_geometry(x, d, keepdim, &nd, shape, &outer, &n, &inner);
-    if (n == 0 && op != ML_RED_SUM && op != ML_RED_MEAN && op != ML_RED_LOGSUMEXP)
+    if (n == 0 && !ml_reduce_empty_ok(op))
         return ml_error_set("%s: cannot reduce over an empty dim (use sum)", fname);
-    ml_dtype out_dt = x->dtype;
-    if (op == ML_RED_ARGMAX || op == ML_RED_ARGMIN) out_dt = ML_I64;
-    else if (op == ML_RED_SUM && !ml_dtype_is_float(x->dtype)) out_dt = ML_I64;
-    else if ((op == ML_RED_MEAN || op == ML_RED_LOGSUMEXP) && !ml_dtype_is_float(x->dtype))
+    const int out_dt = result_dtype(op, x->dtype);
+    if (out_dt < 0)
         return ml_error_set("%s: needs a floating point tensor, got %s (use :float() first)",
                             fname, ml_dtype_name(x->dtype));
     ml_tensor *src = ml_as_contiguous(x);
     if (!src) return -1;
-    *out = ml_tensor_empty(out_dt, x->storage->device, nd, shape);
+    *out = ml_tensor_empty((ml_dtype)out_dt, x->storage->device, nd, shape);
     if (idx) *idx = *out ? ml_tensor_empty(ML_I64, x->storage->device, nd, shape) : NULL;
     int rc = (*out && (!idx || *idx)) ? 0 : -1;
     const ml_reduce_ops *ro = rc == 0 ? ml_need_reduce(x, fname) : NULL;
-    if (rc == 0) rc = ro ? ro->reduce(op, src, outer, n, inner, *out, idx ? *idx : NULL) : -1;
+    ml_reduce_kernel *kernel = ro ? kernel_of(ro, op) : NULL;
+    if (rc == 0) rc = kernel ? kernel(src, outer, n, inner, *out, idx ? *idx : NULL) : -1;
     ml_tensor_release(src);
     if (rc) {
         ml_tensor_release(*out);
@@ -109,29 +130,36 @@ static ml_tensor *unreduce(ml_node *n, ml_tensor *g) {
     return ml_reshape(g, n->in_ndim[0], shape);
 }
 
-static int sum_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+/* The reductions' rules, named by ML_REDUCE_OPS. ints[0] is the dim (-1: all),
+ * ints[1] keepdim; saved[] and scalars[0] as the list's `saves` column says. */
+
+/* g spread over the reduced elements, times scale. */
+static int spread_backward(ml_node *n, ml_tensor *g, ml_tensor **gin, double scale) {
     ml_tensor *u = unreduce(n, g);
     if (!u) return -1;
     ml_tensor *e = ml_expand(u, n->in_ndim[0], n->in_shape[0]);
     ml_tensor_release(u);
     if (!e) return -1;
-    if (n->scalars[0] != 1.0) { /* mean: divide by the count */
-        gin[0] = ml_mul_scalar(e, n->scalars[0]);
-        ml_tensor_release(e);
-    } else {
-        gin[0] = ml_contiguous_copy(e);
-        ml_tensor_release(e);
-    }
+    gin[0] = scale != 1.0 ? ml_mul_scalar(e, scale) : ml_contiguous_copy(e);
+    ml_tensor_release(e);
     return gin[0] ? 0 : -1;
 }
 
-/* max/min over a dim: the gradient goes to the position found; over all elements
- * it is split evenly among the ties, as torch's amax does. logsumexp: g * softmax. */
-static int select_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+static int sum_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+    return spread_backward(n, g, gin, 1.0);
+}
+
+/* scalars[0]: how many elements each output is the mean of */
+static int mean_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+    return spread_backward(n, g, gin, 1.0 / (n->scalars[0] > 0 ? n->scalars[0] : 1.0));
+}
+
+/* Over all elements: max/min split the gradient evenly among the ties, as torch's
+ * amax does; logsumexp (lse): g * softmax. saved: x, y. */
+static int select_backward(ml_node *n, ml_tensor *g, ml_tensor **gin, bool lse) {
     ml_tensor *x = n->saved[0], *y = n->saved[1];
-    ml_tensor *u = unreduce(n, g), *uy = NULL, *mask = NULL, *w = NULL, *r = NULL;
+    ml_tensor *u = unreduce(n, g), *mask = NULL, *w = NULL, *r = NULL;
     ml_tensor *yk = NULL;
-    bool lse = n->ints[2];
     int rc = -1;
     if (!u) return -1;
     yk = unreduce(n, y);
@@ -159,7 +187,6 @@ static int select_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     rc = 0;
 done:
     ml_tensor_release(u);
-    ml_tensor_release(uy);
     ml_tensor_release(yk);
     ml_tensor_release(mask);
     ml_tensor_release(w);
@@ -180,37 +207,51 @@ static int index_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     return gin[0] ? 0 : -1;
 }
 
+/* max/min ("picked"): over a dim the saved positions, over all elements the ties */
+static int extreme_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+    return n->ints[0] >= 0 ? index_backward(n, g, gin) : select_backward(n, g, gin, false);
+}
+
+static int logsumexp_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+    return select_backward(n, g, gin, true);
+}
+
+/* The list's backward and saves columns. */
+enum { SAVES_none, SAVES_xy, SAVES_picked };
+#define RULE_CASE_(NAME, name, Node, result, empty, backward, saves) \
+    case ML_RED_##NAME: *saves_out = SAVES_##saves; return backward;
+static ml_backward_fn reduce_rule(ml_reduce_op op, int *saves_out) {
+    switch (op) {
+    ML_REDUCE_OPS(RULE_CASE_)
+    default: *saves_out = SAVES_none; return NULL;
+    }
+}
+#undef RULE_CASE_
+
 static ml_tensor *reduce_op(ml_reduce_op op, ml_tensor *x, int dim, bool keepdim,
                             ml_tensor **indices) {
     int d;
-    if (resolve_dim(reduce_names[op], x, dim, &d)) return NULL;
-    bool by_dim = d >= 0 && (op == ML_RED_MAX || op == ML_RED_MIN);
+    if (resolve_dim(ml_reduce_name(op), x, dim, &d)) return NULL;
+    int saves;
+    ml_backward_fn rule = reduce_rule(op, &saves);
+    /* max/min over a dim also give the positions (asked for, or the rule's) */
+    bool by_dim = d >= 0 && saves == SAVES_picked;
     bool need_idx = by_dim && (indices || ml_needs_graph(1, &x));
     ml_tensor *out = NULL, *idx = NULL;
     if (reduce_raw(op, x, d < 0 ? ML_ALL_DIMS : d, keepdim, &out, need_idx ? &idx : NULL))
         return NULL;
-    ml_node *n = NULL;
-    if (op == ML_RED_SUM || op == ML_RED_MEAN) {
-        n = ml_node_attach(out, op == ML_RED_SUM ? "SumBackward" : "MeanBackward", sum_backward, 1, &x);
-        if (n) {
-            int64_t cnt = d < 0 ? ml_numel(x) : x->shape[d];
-            n->scalars[0] = op == ML_RED_SUM ? 1.0 : 1.0 / (double)(cnt ? cnt : 1);
-        }
-    } else if (op == ML_RED_LOGSUMEXP || ((op == ML_RED_MAX || op == ML_RED_MIN) && d < 0)) {
-        n = ml_node_attach(out, op == ML_RED_LOGSUMEXP ? "LogsumexpBackward" : "AmaxBackward",
-                           select_backward, 1, &x);
-        if (n) {
-            ml_node_save(n, x);
-            ml_node_save(n, out);
-            n->ints[2] = op == ML_RED_LOGSUMEXP;
-        }
-    } else if (by_dim) {
-        n = ml_node_attach(out, "MaxBackward", index_backward, 1, &x);
-        if (n) ml_node_save(n, idx);
-    }
+    ml_node *n = rule ? ml_node_attach(out, ml_reduce_node_name(op), rule, 1, &x) : NULL;
     if (n) {
         n->ints[0] = d;
         n->ints[1] = keepdim;
+        if (saves == SAVES_none) {
+            n->scalars[0] = (double)(d < 0 ? ml_numel(x) : x->shape[d]);
+        } else if (by_dim) {
+            ml_node_save(n, idx);
+        } else {
+            ml_node_save(n, x);
+            ml_node_save(n, out);
+        }
     }
     if (indices) *indices = idx;
     else ml_tensor_release(idx);

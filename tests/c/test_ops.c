@@ -1,6 +1,7 @@
 /* The core's ops from C: shapes and strides, broadcasting rules, views (and the
  * error of viewing a non-contiguous tensor), reductions, matmul against a naive
- * triple loop (transposed views and batches included), indexing, the generator. */
+ * triple loop (transposed views and batches included), indexing, the generator,
+ * every op of the elementwise lists through the CPU table. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "autograd.h"
+#include "backend.h"
 #include "error.h"
 #include "ops.h"
 
@@ -299,6 +301,57 @@ static void test_large_elementwise_and_cache(void **state) {
     }
 }
 
+/* Every op of the elementwise lists through the CPU table: names and node names,
+ * the domain (integers refused by float-only ops, taken by the others), the fused
+ * backward of each op, and the check that the saved tensors match the rule. */
+static void test_elementwise_lists(void **state) {
+    (void)state;
+    const ml_elementwise_ops *ew = ml_cpu_backend()->elementwise;
+    int64_t shape[1] = {5};
+    ml_tensor *x = ml_full(ML_F64, ML_CPU, 1, shape, 0.75), *g = ml_full(ML_F64, ML_CPU, 1, shape, 2);
+    ml_tensor *xi = ml_full(ML_I64, ML_CPU, 1, shape, 3), *u8 = ml_full(ML_U8, ML_CPU, 1, shape, 3);
+    for (int k = 0; k < ML_UN_COUNT; k++) {
+        ml_unary_op op = (ml_unary_op)k;
+        const char *name = ml_unary_name(op), *node = ml_unary_node_name(op);
+        assert_string_not_equal(name, "?");
+        assert_non_null(strstr(node, "Backward"));
+        ml_tensor *y = ml_tensor_empty_like(x), *gx = ml_tensor_empty_like(x);
+        assert_int_equal(ew->unary(op, x, y), 0);
+        /* the fused rule against the op itself: g * dy/dx by a central difference */
+        const ml_tensor *sx = ml_unary_saves_x(op) ? x : NULL, *sy = ml_unary_saves_y(op) ? y : NULL;
+        assert_int_equal(ew->unary_backward(op, g, sx, sy, gx), 0);
+        ml_tensor *xp = ml_add_scalar(x, 1e-6), *xm = ml_add_scalar(x, -1e-6);
+        ml_tensor *yp = ml_unary(op, xp), *ym = ml_unary(op, xm);
+        double slope = (((double *)ml_data(yp))[0] - ((double *)ml_data(ym))[0]) / 2e-6;
+        assert_float_equal(((double *)ml_data(gx))[0], 2 * slope, 1e-5);
+        /* giving the rule what it does not read (or not what it does) is an error */
+        assert_int_equal(ew->unary_backward(op, g, sx ? NULL : x, sy, gx), -1);
+        assert_non_null(strstr(ml_error(), "saved tensors"));
+        /* integers: the float-only ops refuse them (ops/ casts to float32 first) */
+        ml_tensor *yi = ml_tensor_empty_like(xi), *yu = ml_tensor_empty_like(u8);
+        int want = ml_unary_float_only(op) ? -1 : 0;
+        assert_int_equal(ew->unary(op, xi, yi), want);
+        assert_int_equal(ew->unary(op, u8, yu), want);
+        if (want) assert_non_null(strstr(ml_error(), name));
+        ml_tensor *rel[] = {y, gx, xp, xm, yp, ym, yi, yu};
+        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) ml_tensor_release(rel[i]);
+    }
+    for (int k = 0; k < ML_BIN_COUNT; k++) {
+        ml_binary_op op = (ml_binary_op)k;
+        assert_string_not_equal(ml_binary_name(op), "?");
+        ml_tensor *y = ml_tensor_empty(ml_binary_is_mask(op) ? ML_U8 : ML_F64, ML_CPU, 1, shape);
+        assert_int_equal(ew->binary(op, x, g, y), 0);
+        ml_tensor_release(y);
+    }
+    /* a 0-dim operand and an empty tensor go through the same driver */
+    ml_tensor *s = ml_scalar(-2, ML_F32, ML_CPU), *e = ml_tensor_empty(ML_F32, ML_CPU, 1, (int64_t[]){0});
+    ml_tensor *rs = ml_unary(ML_UN_RELU, s), *re = ml_unary(ML_UN_EXP, e);
+    assert_float_equal(*(float *)ml_data(rs), 0.0f, 0);
+    assert_int_equal(ml_numel(re), 0);
+    ml_tensor *rel[] = {x, g, xi, u8, s, e, rs, re};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) ml_tensor_release(rel[i]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strides_and_views),
@@ -309,6 +362,7 @@ int main(void) {
         cmocka_unit_test(test_max_backward_routes_to_index),
         cmocka_unit_test(test_generator_repeatable),
         cmocka_unit_test(test_large_elementwise_and_cache),
+        cmocka_unit_test(test_elementwise_lists),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -153,25 +153,24 @@ local function add(name, inputs, fn, opts)
   cases[#cases + 1] = c
 end
 
--- unary (float32, with backward), on a matrix, a strided view, a 0-dim and a long vector
-local unary = {
-  {"neg", "randn"}, {"exp", "randn"}, {"log", "pos"}, {"log1p", "pos"}, {"abs", "randn"},
-  {"sqrt", "pos"}, {"square", "randn"}, {"sign", "randn"}, {"relu", "randn"},
-  {"sigmoid", "randn"}, {"tanh", "randn"}, {"reciprocal", "pos"},
-}
-for _, u in ipairs(unary) do
-  local op, kind = u[1], u[2]
+-- unary (float32, with backward), on a matrix, a strided view, a 0-dim and a long
+-- vector: every op of the list (src/backend/elementwise_ops.h), on positive inputs
+-- and on normal ones (NaN where an op is not defined there, at the same positions)
+local ops_list = require("moonlight.core")._elementwise_ops
+for _, u in ipairs(ops_list.unary) do
+  local op = u.name
   local f = function(x) return x[op](x) end
-  add(op .. " [33, 65]", {{{33, 65}, kind = kind, grad = true}}, f)
-  add(op .. " strided [65, 33]^T", {{{65, 33}, kind = kind, grad = true, view = "t"}}, f)
-  add(op .. " 0-dim", {{{}, kind = kind, grad = true}}, f)
-  add(op .. " [100003]", {{{100003}, kind = kind, grad = true}}, f)
-end
-for _, op in ipairs({"neg", "abs", "square", "sign", "relu"}) do
-  add(op .. " int64 [7, 9]", {{{7, 9}, kind = "int"}}, function(x) return x[op](x) end)
-end
-for _, op in ipairs({"abs", "sign", "relu", "square"}) do
-  add(op .. " uint8 [257]", {{{257}, kind = "u8"}}, function(x) return x[op](x) end)
+  for _, kind in ipairs({"randn", "pos"}) do
+    local sfx = kind == "pos" and " positive" or ""
+    add(op .. sfx .. " [33, 65]", {{{33, 65}, kind = kind, grad = true}}, f)
+    add(op .. sfx .. " strided [65, 33]^T", {{{65, 33}, kind = kind, grad = true, view = "t"}}, f)
+    add(op .. sfx .. " 0-dim", {{{}, kind = kind, grad = true}}, f)
+    add(op .. sfx .. " [100003]", {{{100003}, kind = kind, grad = true}}, f)
+  end
+  add(op .. " float64 [7, 9]", {{{7, 9}, kind = "f64", grad = true}}, f)
+  -- integers: the `any` ops in their dtype, the others cast to float32 first
+  add(op .. " int64 [7, 9]", {{{7, 9}, kind = "int"}}, f)
+  add(op .. " uint8 [257]", {{{257}, kind = "u8"}}, f)
 end
 
 -- binary, with broadcasting
@@ -196,6 +195,14 @@ end
 add("add strided + broadcast", {{{65, 33}, grad = true, view = "t"}, {{65}, grad = true}},
     function(a, b) return a + b end)
 add("mul by a number", {{{33, 65}, grad = true}}, function(a) return a * 2.5 - 1 end)
+add("floor_divide {33,65} by {65}", {{{33, 65}}, {{65}, kind = "pos"}},
+    function(a, b) return a // b end)
+add("floor_divide by zero float", {{{7}}}, function(a) return a // 0 end)
+add("floor_divide int64 {7,1} by {1,9}", {{{7, 1}, kind = "int"}, {{1, 9}, kind = "int"}},
+    function(a, b) return a // (b:abs() + 1) end)
+add("floor_divide uint8", {{{257}, kind = "u8"}, {{257}, kind = "u8"}},
+    function(a, b) return a // (b // 2 + 1) end)
+add("relu keeps NaN", {{{33, 65}, grad = true}}, function(x) return (x:log()):relu() end)
 for _, op in ipairs({"eq", "ne", "lt", "le", "gt", "ge"}) do
   add(op .. " float {3,1,5} by {4,1}", {{{3, 1, 5}}, {{4, 1}}}, function(a, b) return a[op](a, b) end)
   add(op .. " int64 {33,65} by {65}", {{{33, 65}, kind = "int"}, {{65}, kind = "int"}},
