@@ -59,33 +59,63 @@ static void set_arg(lua_State *L, char **argv, int argc, int script) {
     lua_setglobal(L, "arg");
 }
 
-/* moonlight plot metrics.csv [-o curves.png] */
+static void plot_usage(FILE *f) {
+    fprintf(f, "usage: moonlight plot metrics.csv [-o curves.png]\n"
+               "  Draws the curves of a CSVLogger's metrics.csv against step, one panel per\n"
+               "  metric: loss with val_loss, train_acc with val_acc (the name after a\n"
+               "  train_/val_/test_ prefix, without a _step/_epoch suffix).\n"
+               "  -o FILE      the PNG to write (default curves.png)\n"
+               "  -h, --help   print this help\n");
+}
+
+/* moonlight plot metrics.csv [-o curves.png]: errors are one line, no traceback
+ * (a wrong path or a bad file is the user's, not a bug) */
 static int plot_command(lua_State *L, int argc, char **argv) {
     const char *csv = NULL, *out = "curves.png";
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) out = argv[++i];
-        else if (!csv) csv = argv[i];
-        else {
-            fprintf(stderr, "moonlight plot: unexpected argument '%s'\n", argv[i]);
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            plot_usage(stdout);
+            return 0;
+        } else if (strcmp(a, "-o") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "moonlight plot: -o needs a file name\n");
+                return 1;
+            }
+            out = argv[++i];
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "moonlight plot: unknown option '%s'\n", a);
+            plot_usage(stderr);
+            return 1;
+        } else if (!csv) {
+            csv = a;
+        } else {
+            fprintf(stderr, "moonlight plot: unexpected argument '%s'\n", a);
+            plot_usage(stderr);
             return 1;
         }
     }
     if (!csv) {
-        fprintf(stderr, "usage: moonlight plot metrics.csv [-o curves.png]\n");
+        plot_usage(stderr);
         return 1;
     }
     static const char code[] =
         "local csv, out = ...\n"
         "require('moonlight')\n"
-        "require('moonlight.history').plot(csv, out)\n"
+        "local ok, err = pcall(require('moonlight.history').plot, csv, out)\n"
+        "if not ok then return tostring(err):gsub('^[^\\n]-:%d+: ', '') end\n"
         "print('wrote ' .. out)\n";
-    int status = luaL_loadbuffer(L, code, sizeof code - 1, "=plot");
-    if (status == LUA_OK) {
-        lua_pushstring(L, csv);
-        lua_pushstring(L, out);
-        return run_chunk(L, status, 2);
+    if (luaL_loadbuffer(L, code, sizeof code - 1, "=plot") != LUA_OK) return run_chunk(L, LUA_ERRSYNTAX, 0);
+    lua_pushstring(L, csv);
+    lua_pushstring(L, out);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) return run_chunk(L, LUA_ERRRUN, 0);
+    if (lua_isstring(L, -1)) { /* the error, without the position of the code that raised it */
+        fprintf(stderr, "moonlight plot: %s\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return 1;
     }
-    return run_chunk(L, status, 0);
+    lua_pop(L, 1);
+    return 0;
 }
 
 int main(int argc, char **argv) {
