@@ -1,15 +1,46 @@
 /* The moonlight CLI: `moonlight script.lua [args...]`, `moonlight -e 'code'`,
- * `moonlight --version`, `moonlight --help`. Runs the script in a Lua state with
- * the standard libraries and moonlight preloaded, `arg` set as lua(1) sets it.
- * Exit code 0 on success, 1 on a script error (the traceback goes to stderr). */
+ * `moonlight plot metrics.csv`, `moonlight --version`, `moonlight --help`. Runs the
+ * script in a Lua state with the standard libraries and moonlight preloaded, `arg`
+ * set as lua(1) sets it. Exit code 0 on success, 1 on a script error (the
+ * traceback goes to stderr), 130 when Ctrl-C stopped a Trainer:fit cleanly.
+ *
+ * Ctrl-C: while a fit runs, the first SIGINT asks it to stop after the current
+ * step (it saves a checkpoint, flushes its logger and raises an error that ends
+ * the script with 130); a second one, or one while no fit runs, ends the process
+ * at once, as SIGINT does by default. */
+#define _POSIX_C_SOURCE 200809L
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../lua/binding.h"
+#include "../lua/stop.h"
 #include "../version.h"
+
+/* polled by Trainer:fit (src/lua/stop.c); the handler only touches atomics */
+static ml_stop_request stop_request = {.after = ML_STOP_RAISE};
+
+static void on_sigint(int sig) {
+    if (atomic_load(&stop_request.fits) == 0 || atomic_exchange(&stop_request.requested, 1)) {
+        /* no fit to stop cleanly, or the second Ctrl-C: the default action, now */
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
+static void handle_sigint(void) {
+    struct sigaction sa, cur;
+    /* a SIGINT the parent ignores (a background job) stays ignored */
+    if (sigaction(SIGINT, NULL, &cur) != 0 || cur.sa_handler == SIG_IGN) return;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+}
 
 int luaopen_moonlight(lua_State *L);
 int luaopen_moonlight_bench(lua_State *L);
@@ -23,12 +54,16 @@ static void usage(FILE *f) {
             "  plot metrics.csv [-o curves.png]\n"
             "               draw a CSVLogger's loss curves to a PNG\n"
             "A script gets its arguments in `arg` (arg[0] is the script), as with lua.\n"
-            "Inside, `local ml = require \"moonlight\"` loads the library.\n");
+            "Inside, `local ml = require \"moonlight\"` loads the library.\n"
+            "Ctrl-C during Trainer:fit stops after the current step, saves a checkpoint\n"
+            "and exits with status 130; a second Ctrl-C exits at once.\n");
 }
 
 static int traceback(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
     if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    /* a fit stopped by Ctrl-C: its message says all, a traceback would not help */
+    if (atomic_load(&stop_request.stopped)) return 1;
     luaL_traceback(L, L, msg, 1);
     return 1;
 }
@@ -44,7 +79,7 @@ static int run_chunk(lua_State *L, int status, int nargs) {
     if (status != LUA_OK) {
         fprintf(stderr, "moonlight: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
-        return 1;
+        return atomic_load(&stop_request.stopped) ? 130 : 1;
     }
     return 0;
 }
@@ -133,6 +168,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     ml_lua_use_generational_gc(L); /* tensors die young: see src/lua/util.c */
+    ml_lua_set_stop_request(L, &stop_request);
+    handle_sigint();
     luaL_openlibs(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_moonlight);
