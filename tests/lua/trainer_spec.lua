@@ -47,7 +47,11 @@ end
 function Net:test_step(batch, batch_idx)
   self:log("test_loss", ml.F.mse_loss(self(batch[1]), batch[2]))
 end
-function Net:configure_optimizers() return optim.Adam(self:parameters(), {lr = 1e-2}) end
+function Net:configure_optimizers()
+  local opt = optim.Adam(self:parameters(), {lr = 1e-2})
+  if self.opts.sched then return {{opt}, {optim.lr_scheduler.StepLR(opt, {step_size = 1, gamma = 0.5})}} end
+  return opt
+end
 
 local function fit(opts)
   local dir = opts.dir or tmpdir()
@@ -114,6 +118,19 @@ describe("Trainer", function()
     local trainer, _, _, resumed = fit({seed = 99, epochs = 3, dir = dir, callbacks = {cp2},
                                         fit = {ckpt_path = dir .. "/exp/version_0/checkpoints/last.safetensors"}})
     assert.are.equal(3, trainer.current_epoch)
+    assert.are.equal(full.val_loss, resumed.val_loss)
+  end)
+
+  it("resumes with an epoch scheduler to the same numbers (the checkpoint holds the stepped scheduler)", function()
+    local full_trainer, _, _, full = fit({seed = 5, epochs = 3, model = {sched = true}})
+    local dir = tmpdir()
+    local ckdir = dir .. "/ck"
+    fit({seed = 5, epochs = 2, dir = dir, model = {sched = true},
+         callbacks = {ml.callbacks.ModelCheckpoint({save_last = true, dirpath = ckdir})}})
+    local trainer, _, _, resumed = fit({seed = 99, epochs = 3, dir = dir, model = {sched = true},
+                                        callbacks = {ml.callbacks.ModelCheckpoint({save_last = true, dirpath = ckdir})},
+                                        fit = {ckpt_path = "last"}})
+    assert.are.equal(full_trainer.optimizers[1].param_groups[1].lr, trainer.optimizers[1].param_groups[1].lr)
     assert.are.equal(full.val_loss, resumed.val_loss)
   end)
 
