@@ -139,6 +139,9 @@ end
 
 local Trainer = {}
 Trainer.__index = function(self, k)
+  -- methods first: they are looked up every step
+  local method = Trainer[k]
+  if method ~= nil then return method end
   if k == "current_epoch" then return rawget(self, "_epoch") end
   if k == "global_step" then return rawget(self, "_global_step") end
   if k == "log_dir" then
@@ -151,7 +154,7 @@ Trainer.__index = function(self, k)
     end
     return nil
   end
-  return Trainer[k]
+  return nil
 end
 Trainer.__name = "Trainer"
 
@@ -223,6 +226,7 @@ function trainer_mod.Trainer(opts)
   for _, cb in ipairs(opts.callbacks or {}) do self.callbacks[#self.callbacks + 1] = cb end
   self.plot = opts.plot
   self.interrupted = false
+  self._hook_cache = {}
   self.callback_metrics = {}
   self.logged_metrics = {}
   self.progress_bar_metrics = {}
@@ -280,27 +284,55 @@ end
 -- and tests/lua/trainer_hooks_spec.lua.
 ------------------------------------------------------------------------------
 
-function Trainer:_callback_hook(model, name, ...)
-  local cbs = self.callbacks
-  for i = 1, #cbs do
-    local cb = cbs[i]
-    local g = cb[name]
-    if type(g) == "function" then g(cb, self, model, ...) end
+-- Who has hook `name`: {cb1, fn1, cb2, fn2, ..., module = fn or false}, looked up
+-- once per entry point (fit, validate, test): a module's __index is a function
+-- (its parameters and children), and ten hooks a step made the lookups ~2 % of a
+-- reference step. Hooks a module or callback gains in the middle of a fit are seen
+-- by the next one.
+local function hooks_of(self, model, name)
+  local list = rawget(self, "_hook_cache")[name]
+  if list == nil then
+    list = {}
+    for _, cb in ipairs(self.callbacks) do
+      local g = cb[name]
+      if type(g) == "function" then
+        list[#list + 1] = cb
+        list[#list + 1] = g
+      end
+    end
+    local f = model[name]
+    list.module = type(f) == "function" and f or false
+    rawget(self, "_hook_cache")[name] = list
   end
+  return list
+end
+
+-- The module's hook function, or nil.
+local function module_fn(self, model, name) return hooks_of(self, model, name).module or nil end
+
+local function callback_hook(self, model, name, ...)
+  local list = hooks_of(self, model, name)
+  for i = 1, #list, 2 do list[i + 1](list[i], self, model, ...) end
 end
 
 -- The module's hook alone; returns what it returns.
-function Trainer:_module_hook(model, name, ...)
-  local f = model[name]
-  if type(f) == "function" then return f(model, ...) end
+local function module_hook(self, model, name, ...)
+  local f = hooks_of(self, model, name).module
+  if f then return f(model, ...) end
 end
 
 -- Callbacks, then the module; returns the module's result (on_train_batch_start
 -- returns -1 to end the epoch).
-function Trainer:_call(model, name, ...)
-  self:_callback_hook(model, name, ...)
-  return self:_module_hook(model, name, ...)
+local function call(self, model, name, ...)
+  local list = hooks_of(self, model, name)
+  for i = 1, #list, 2 do list[i + 1](list[i], self, model, ...) end
+  local f = list.module
+  if f then return f(model, ...) end
 end
+
+-- (methods too, for callbacks.lua; the loop uses the locals: a Trainer's __index is
+-- a function, so a method call costs a call more)
+Trainer._call, Trainer._callback_hook, Trainer._module_hook = call, callback_hook, module_hook
 
 local function is_monitoring(cb) return cb._is_model_checkpoint or cb._is_early_stopping end
 
@@ -310,7 +342,7 @@ function Trainer:_train_epoch_end_hooks(model)
   for _, cb in ipairs(self.callbacks) do
     if not is_monitoring(cb) and type(cb.on_train_epoch_end) == "function" then cb:on_train_epoch_end(self, model) end
   end
-  self:_module_hook(model, "on_train_epoch_end")
+  module_hook(self, model, "on_train_epoch_end")
   for _, cb in ipairs(self.callbacks) do
     if is_monitoring(cb) and type(cb.on_train_epoch_end) == "function" then cb:on_train_epoch_end(self, model) end
   end
@@ -319,6 +351,7 @@ end
 -- What every entry point starts with: configure_callbacks (its callbacks replace
 -- the trainer's of the same class), prepare_data, setup(stage).
 function Trainer:_setup(model, stage)
+  self._hook_cache = {}
   if type(model.configure_callbacks) == "function" then
     local extra = model:configure_callbacks()
     if extra ~= nil then
@@ -335,20 +368,21 @@ function Trainer:_setup(model, stage)
       for _, cb in ipairs(extra) do kept[#kept + 1] = cb end
       order_callbacks(kept)
       self.callbacks = kept
+      self._hook_cache = {}
     end
   end
-  self:_module_hook(model, "prepare_data")
-  self:_call(model, "setup", stage)
+  module_hook(self, model, "prepare_data")
+  call(self, model, "setup", stage)
 end
 
 function Trainer:_teardown(model, stage)
-  self:_call(model, "teardown", stage)
+  call(self, model, "teardown", stage)
 end
 
 -- on_exception hooks and the logger's finalize after a failure (Lightning's
 -- _interrupt); a failure inside them does not hide the first one.
 function Trainer:_on_exception(model, err)
-  pcall(self._call, self, model, "on_exception", err)
+  pcall(call, self, model, "on_exception", err)
   if self.logger and self.logger.finalize then pcall(self.logger.finalize, self.logger, "failed") end
 end
 
@@ -376,13 +410,13 @@ end
 -- batch to the trainer's device), on_after_batch_transfer; dataloader_idx is 1 (a
 -- Lua position, as batch_idx).
 function Trainer:_transfer(model, batch)
-  local f = model.on_before_batch_transfer
-  if type(f) == "function" then batch = f(model, batch, 1) end
-  f = model.transfer_batch_to_device
-  if type(f) == "function" then batch = f(model, batch, self.device, 1)
+  local f = module_fn(self, model, "on_before_batch_transfer")
+  if f then batch = f(model, batch, 1) end
+  f = module_fn(self, model, "transfer_batch_to_device")
+  if f then batch = f(model, batch, self.device, 1)
   else batch = move_batch(batch, self.device) end
-  f = model.on_after_batch_transfer
-  if type(f) == "function" then batch = f(model, batch, 1) end
+  f = module_fn(self, model, "on_after_batch_transfer")
+  if f then batch = f(model, batch, 1) end
   if batch == nil then
     error("the batch is nil after the batch transfer hooks (on_before_batch_transfer, " ..
       "transfer_batch_to_device and on_after_batch_transfer must return the batch)", 0)
@@ -661,8 +695,8 @@ function Trainer:_evaluate(model, loader, stage, max_batches, show_bar, desc, lo
     local f = model["on_" .. hook .. "_model_eval"]
     if type(f) == "function" then f(model) else model:eval() end
     self._results = results
-    self:_call(model, "on_" .. hook .. "_start")
-    self:_call(model, "on_" .. hook .. "_epoch_start")
+    call(self, model, "on_" .. hook .. "_start")
+    call(self, model, "on_" .. hook .. "_epoch_start")
     local bar = progress.new(desc, max_batches, {enabled = show_bar and self.enable_progress_bar and sys.isatty(1),
                                                  leave = false})
     local n = 0
@@ -671,9 +705,9 @@ function Trainer:_evaluate(model, loader, stage, max_batches, show_bar, desc, lo
       n = n + 1
       batch = self:_transfer(model, batch)
       self._current_batch = batch
-      self:_call(model, "on_" .. hook .. "_batch_start", batch, batch_idx)
+      call(self, model, "on_" .. hook .. "_batch_start", batch, batch_idx)
       local out = step_fn(model, batch, batch_idx)
-      self:_call(model, "on_" .. hook .. "_batch_end", out, batch, batch_idx)
+      call(self, model, "on_" .. hook .. "_batch_end", out, batch, batch_idx)
       self._current_batch = nil
       bar:update(1)
     end
@@ -681,12 +715,12 @@ function Trainer:_evaluate(model, loader, stage, max_batches, show_bar, desc, lo
     -- inside on_*_epoch_end, callback_metrics already hold this epoch's values
     -- (Lightning computes them from the results when they are read)
     self:_update_callback_metrics(results:epoch_metrics(false), results)
-    self:_call(model, "on_" .. hook .. "_epoch_end")
+    call(self, model, "on_" .. hook .. "_epoch_end")
     -- with what the epoch-end hooks logged
     metrics = results:epoch_metrics(false)
     self:_update_callback_metrics(metrics, results)
     if log_step then self:_log_row(metrics, log_step) end
-    self:_call(model, "on_" .. hook .. "_end")
+    call(self, model, "on_" .. hook .. "_end")
     f = model["on_" .. hook .. "_model_train"]
     if type(f) == "function" then f(model) else restore_modes(modes) end
   end)
@@ -734,22 +768,22 @@ function Trainer:_optimization_step(model, batch, batch_idx, optimizers)
     -- on the CPU the check is free; on a GPU it would wait for the device every
     -- step, so it happens when metrics are logged
     if self.device == "cpu" then check_finite(loss, self) end
-    self:_call(model, "on_before_zero_grad", opt)
-    local zg = model.optimizer_zero_grad
-    if type(zg) == "function" then zg(model, self._epoch, batch_idx, opt)
+    call(self, model, "on_before_zero_grad", opt)
+    local zg = module_fn(self, model, "optimizer_zero_grad")
+    if zg then zg(model, self._epoch, batch_idx, opt)
     else for _, o in ipairs(optimizers) do o:zero_grad() end end
-    self:_call(model, "on_before_backward", loss)
-    local bw = model.backward
-    if type(bw) == "function" then bw(model, loss) else loss:backward() end
-    self:_call(model, "on_after_backward")
-    self:_call(model, "on_before_optimizer_step", opt)
-    local cg = model.configure_gradient_clipping
-    if type(cg) == "function" then cg(model, opt, self.gradient_clip_val, self.gradient_clip_algorithm)
+    call(self, model, "on_before_backward", loss)
+    local bw = module_fn(self, model, "backward")
+    if bw then bw(model, loss) else loss:backward() end
+    call(self, model, "on_after_backward")
+    call(self, model, "on_before_optimizer_step", opt)
+    local cg = module_fn(self, model, "configure_gradient_clipping")
+    if cg then cg(model, opt, self.gradient_clip_val, self.gradient_clip_algorithm)
     else self:_clip_gradients(model, self.gradient_clip_val, self.gradient_clip_algorithm) end
     return loss
   end
-  local os_hook = model.optimizer_step
-  if type(os_hook) == "function" then
+  local os_hook = module_fn(self, model, "optimizer_step")
+  if os_hook then
     os_hook(model, self._epoch, batch_idx, opt, closure)
     if loss == nil then
       error("optimizer_step: the closure was not run: call optimizer:step(optimizer_closure) " ..
@@ -766,8 +800,8 @@ end
 
 -- Steps one scheduler (or lets the module's lr_scheduler_step do it).
 function Trainer:_step_scheduler(model, s, metric)
-  local f = model.lr_scheduler_step
-  if type(f) == "function" then f(model, s.scheduler, metric)
+  local f = module_fn(self, model, "lr_scheduler_step")
+  if f then f(model, s.scheduler, metric)
   elseif metric ~= nil then s.scheduler:step(metric)
   else s.scheduler:step() end
 end
@@ -797,7 +831,7 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
   local results = new_results("train")
   self._results = results
   model:train()
-  self:_call(model, "on_train_epoch_start")
+  call(self, model, "on_train_epoch_start")
   local bar = progress.new("Epoch " .. epoch, n_train, {enabled = self.enable_progress_bar})
   bar:set_postfix_fn(function()
     self:_update_callback_metrics({}, results)
@@ -825,7 +859,7 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
     n = n + 1
     batch = self:_transfer(model, batch)
     self._current_batch = batch
-    if self:_call(model, "on_train_batch_start", batch, batch_idx) == -1 then
+    if call(self, model, "on_train_batch_start", batch, batch_idx) == -1 then
       -- Lightning: the rest of the epoch is skipped
       self._current_batch = nil
       break
@@ -850,7 +884,7 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
     if type(out) == "table" and not core.is_tensor(out) then
       for k, v in pairs(out) do if k ~= "loss" then outputs[k] = v end end
     end
-    self:_call(model, "on_train_batch_end", outputs, batch, batch_idx)
+    call(self, model, "on_train_batch_end", outputs, batch, batch_idx)
     self._current_batch = nil
     step_callback_metrics(self.callback_metrics, results) -- and what the hook logged
     if self._global_step % self.log_every_n_steps == 0 then
@@ -950,7 +984,7 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
   local callbacks_mod = require "moonlight.callbacks"
   local ckpt
   if opts.ckpt_path then ckpt = callbacks_mod._restore_start(self, model, opts.ckpt_path) end
-  self:_module_hook(model, "configure_model")
+  module_hook(self, model, "configure_model")
   local optimizers, schedulers = parse_optimizers(model:configure_optimizers())
   self.optimizers = optimizers
   self.lr_schedulers = schedulers
@@ -959,7 +993,7 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
   local n_train = limit(n_train_total, self.limit_train_batches)
   local n_val = val_loader and limit(n_val_total, self.limit_val_batches) or 0
 
-  self:_call(model, "on_fit_start")
+  call(self, model, "on_fit_start")
   -- sanity check: a few validation batches before training, not logged; the
   -- generator is put back after it (Lightning's isolate_rng) and the metrics it
   -- produced are cleared
@@ -967,15 +1001,15 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
     local k = self.num_sanity_val_steps == -1 and n_val or math.min(self.num_sanity_val_steps, n_val)
     local rng = core.get_rng_state()
     self.sanity_checking = true
-    self:_callback_hook(model, "on_sanity_check_start")
+    callback_hook(self, model, "on_sanity_check_start")
     self:_evaluate(model, val_loader, "validation", k, true, "Sanity Checking")
-    self:_callback_hook(model, "on_sanity_check_end")
+    callback_hook(self, model, "on_sanity_check_end")
     self.sanity_checking = false
     self.callback_metrics, self.logged_metrics, self.progress_bar_metrics = {}, {}, {}
     core.set_rng_state(rng)
   end
 
-  self:_call(model, "on_train_start")
+  call(self, model, "on_train_start")
   while not self.should_stop do
     if self.max_epochs >= 0 and self._epoch >= self.max_epochs then break end
     if self.max_steps >= 0 and self._global_step >= self.max_steps then break end
@@ -991,8 +1025,8 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
     if self.should_stop and self._epoch < self.min_epochs then self.should_stop = false end
   end
   if self.interrupted then self:_save_interrupted(model) end
-  self:_call(model, "on_train_end")
-  self:_call(model, "on_fit_end")
+  call(self, model, "on_train_end")
+  call(self, model, "on_fit_end")
   self:_teardown(model, "fit")
   if self.logger and self.logger.finalize then self.logger:finalize("success") end
   if self.plot and self.logger and self.logger.metrics_file then
@@ -1072,7 +1106,7 @@ local function run_eval(self, model, loader, stage)
   self:_attach(model)
   local ok, metrics = pcall(function()
     self:_setup(model, fname)
-    self:_module_hook(model, "configure_model")
+    module_hook(self, model, "configure_model")
     if loader == nil then loader = model_loader(model, stage == "test" and "test_dataloader" or "val_dataloader") end
     if loader == nil then
       error(fname .. ": no data: pass a DataLoader or define " ..
