@@ -1115,7 +1115,7 @@ local function run_eval(self, model, loader, stage)
     local n = loader_length(loader, fname)
     local lim = stage == "test" and self.limit_test_batches or self.limit_val_batches
     local m = self:_evaluate(model, loader, stage, limit(n, lim), true,
-      stage == "test" and "Testing" or "Validation", self.logger and self._global_step or nil)
+      stage == "test" and "Testing" or "Validation", self._global_step)
     self:_teardown(model, fname)
     return m or {}
   end)
