@@ -843,9 +843,15 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
   self._resume_mid_epoch = nil
   if resume then core.set_rng_state(resume.epoch_rng) end
   local epoch_rng = core.get_rng_state()
-  local batches = train_loader:iter()
+  -- (any generic-for iterator: a function, or a function with its state)
+  local batches, iter_state, iter_ctl = train_loader:iter()
   if resume and resume.batches_done > 0 then
-    while n < resume.batches_done and batches() do n = n + 1 end
+    while n < resume.batches_done do
+      local idx = batches(iter_state, iter_ctl)
+      if idx == nil then break end
+      iter_ctl = idx
+      n = n + 1
+    end
     -- the generator as it was after those steps (stopped before the epoch began,
     -- it is the state the order was just drawn from: nothing to put back)
     core.set_rng_state(resume.rng)
@@ -853,7 +859,7 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
   end
   local stop_req = self._stop_req
   local epoch_start = sys.clock()
-  for batch_idx, batch in batches do
+  for batch_idx, batch in batches, iter_state, iter_ctl do
     if n >= n_train then break end
     if self.max_steps >= 0 and self._global_step >= self.max_steps then break end
     n = n + 1

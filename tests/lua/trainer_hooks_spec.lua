@@ -323,6 +323,25 @@ describe("Trainer hooks, in Lightning 2.x's order", function()
     assert.are.equal(1, trainer.global_step)
   end)
 
+  it("lets configure_callbacks replace the trainer's callbacks of the same class", function()
+    local dir = tmpdir()
+    local mine = ml.callbacks.ModelCheckpoint({dirpath = dir, save_last = true})
+    local extra = {on_fit_start = function() end}
+    local model = hooked_model({}, {extra = function(M)
+      function M:configure_callbacks() return {mine, extra} end
+    end})
+    local trainer = ml.Trainer({max_epochs = 1, logger = false, enable_progress_bar = false,
+                                enable_model_summary = false}) -- with its default ModelCheckpoint
+    trainer:fit(model, loader(2))
+    assert.are.equal(2, #trainer.callbacks)
+    assert.are.equal(extra, trainer.callbacks[1])
+    assert.are.equal(mine, trainer.checkpoint_callback)
+    assert.are.equal("file", ml._sys.kind(dir .. "/last.safetensors"))
+    -- validate and test keep logged_metrics without a logger too
+    trainer:validate(model, loader(1))
+    assert.is_number(trainer.logged_metrics.val_loss)
+  end)
+
   it("runs checkpoint callbacks last, after the module's on_train_epoch_end", function()
     local order = {}
     local cp = ml.callbacks.ModelCheckpoint({dirpath = tmpdir()})
