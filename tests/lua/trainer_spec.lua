@@ -134,6 +134,20 @@ describe("Trainer", function()
     assert.are.equal(full.val_loss, resumed.val_loss)
   end)
 
+  it("takes any loader whose iter() is a generic-for iterator (a function with its state)", function()
+    local ds = make_data(16, 2)
+    local loader = setmetatable({iter = function(self)
+      return function(st, i)
+        if i >= 4 then return nil end
+        return i + 1, {ds.tensors[1]:narrow(1, i * 4 + 1, 4), ds.tensors[2]:narrow(1, i * 4 + 1, 4)}
+      end, self, 0
+    end}, {__len = function() return 4 end})
+    local tr = ml.Trainer({max_epochs = 2, logger = false, enable_progress_bar = false,
+                           enable_model_summary = false, enable_checkpointing = false})
+    tr:fit(Net(), loader)
+    assert.are.equal(8, tr.global_step)
+  end)
+
   it("validates and tests, returning the logged metrics", function()
     local trainer, model = fit({epochs = 1})
     local loader = data.DataLoader(make_data(32, 4), {batch_size = 8})
