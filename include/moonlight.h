@@ -150,6 +150,18 @@ int ml_run_string(ml_runtime *rt, const char *code, int argc, const char *const 
 /* How many values the last run returned (0 after a failed run). */
 int ml_result_count(const ml_runtime *rt);
 
+/* Asks the Trainer:fit running on rt to stop cleanly: it finishes the current
+ * training step, saves interrupted.safetensors beside its ModelCheckpoint's
+ * checkpoints (fit(..., {ckpt_path = "last"}) resumes from it, mid-epoch), runs
+ * its end hooks, flushes its logger and returns normally with
+ * trainer.interrupted true; the script then goes on (ml_run_* returns ML_OK if
+ * it ends well). A request made while no fit runs applies to the next fit that
+ * starts on rt (it stops before its first step); a fit clears the request when
+ * it returns. Safe to call from
+ * another thread or from a signal handler (one atomic store; it sets no error
+ * message). ML_ERR_ARG when rt is NULL. */
+int ml_request_stop(ml_runtime *rt);
+
 /* --- tensors --- */
 typedef struct ml_tensor ml_tensor;
 

@@ -48,3 +48,17 @@ if(NOT ML_SANITIZE)
   set_tests_properties(embed.valgrind PROPERTIES LABELS "valgrind" WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
                        ENVIRONMENT "OMP_NUM_THREADS=1")
 endif()
+
+# Issue 17's soaks, short (the full ones are benchmarks: docs/PERFORMANCE.md): the
+# reference model trained 1,500 steps in one process and 150 ml_open/run/ml_close
+# cycles, the resident set flat within 5 % after a warm-up. Not under the
+# sanitizers (their allocators hold memory back on purpose).
+add_executable(soak_embed ${CMAKE_SOURCE_DIR}/scripts/bench/soak_embed.c)
+target_link_libraries(soak_embed PRIVATE moonlight_static)
+if(NOT ML_SANITIZE)
+  add_test(NAME soak.embed COMMAND soak_embed 150 50 25 0.05)
+  add_test(NAME soak.train COMMAND $<TARGET_FILE:moonlight> ${CMAKE_SOURCE_DIR}/scripts/bench/soak_train.lua
+                                   --steps 1500 --warmup 500 --every 250 --logs ${CMAKE_BINARY_DIR}/soak_logs)
+  set_tests_properties(soak.embed soak.train PROPERTIES LABELS soak WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+                       ENVIRONMENT "OMP_NUM_THREADS=1" SKIP_RETURN_CODE 77)
+endif()

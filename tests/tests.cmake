@@ -57,6 +57,13 @@ if(TEST lua.cuda_parity_spec)
   set_tests_properties(lua.cuda_parity_spec PROPERTIES LABELS cuda)
 endif()
 
+# Issue 17: SIGKILL at random moments while a run writes checkpoints and metrics.csv,
+# 50 times; after each, metrics.csv reads and the last checkpoint loads and resumes
+# (about 25 s, mostly waiting for the kills)
+add_test(NAME crash.sigkill COMMAND ${CMAKE_SOURCE_DIR}/tests/crash/run.sh $<TARGET_FILE:moonlight> 50 250)
+set_tests_properties(crash.sigkill PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR} LABELS crash
+                     TIMEOUT 300 ENVIRONMENT "OMP_NUM_THREADS=1")
+
 # Issue 14: a seeded run's numbers do not depend on the thread count or the load
 # (serial: it keeps a core busy on purpose; slow: not under the sanitizers)
 add_test(NAME determinism.reference

@@ -102,28 +102,48 @@ local function join_tensors(v, tensors)
   return out
 end
 
-function callbacks.save_checkpoint(trainer, model, path)
+-- save_checkpoint(trainer, model, path, extra): the checkpoint as Lightning builds
+-- it (a table: state_dict, optimizer_states, lr_schedulers, callbacks, epoch,
+-- global_step, hparams, and the generator state; extra's fields on top), handed
+-- to every callback's on_save_checkpoint(trainer, model, checkpoint) and then to
+-- the module's on_save_checkpoint(checkpoint), which may add fields (tensors
+-- too); then written. Tensors go into the file under their path (state_dict.<name>,
+-- optimizer_states.<i>.<...>, checkpoint.<key>.<...>), the rest into the literal.
+function callbacks.save_checkpoint(trainer, model, path, extra)
   local ml = require "moonlight"
-  local tensors = {}
-  for name, t in pairs(model:state_dict()) do tensors["state_dict." .. name] = t end
   local opt_states = {}
-  for i, opt in ipairs(trainer.optimizers or {}) do
-    opt_states[i] = split_tensors(opt:state_dict(), "optimizer_states." .. (i - 1), tensors)
-  end
+  for i, opt in ipairs(trainer.optimizers or {}) do opt_states[i] = opt:state_dict() end
   local sched_states = {}
   for i, s in ipairs(trainer.lr_schedulers or {}) do
     if s.scheduler.state_dict then sched_states[i] = s.scheduler:state_dict() end
   end
   local cb_states = {}
   for i, cb in ipairs(trainer.callbacks) do
-    if cb.state_dict then cb_states[i] = cb:state_dict() end
+    if type(cb.state_dict) == "function" then cb_states[i] = cb:state_dict() end
   end
-  local state = {
+  local ckpt = {
     epoch = trainer.current_epoch, global_step = trainer.global_step,
-    rng_state = to_hex(core.get_rng_state()), optimizer_states = opt_states,
-    lr_schedulers = sched_states, callbacks = cb_states,
+    rng_state = to_hex(core.get_rng_state()), state_dict = model:state_dict(),
+    optimizer_states = opt_states, lr_schedulers = sched_states, callbacks = cb_states,
     hparams = rawget(model, "hparams"),
   }
+  for k, v in pairs(extra or {}) do ckpt[k] = v end
+  for _, cb in ipairs(trainer.callbacks) do
+    if type(cb.on_save_checkpoint) == "function" then cb:on_save_checkpoint(trainer, model, ckpt) end
+  end
+  if type(model.on_save_checkpoint) == "function" then model:on_save_checkpoint(ckpt) end
+
+  local tensors, state = {}, {}
+  for name, t in pairs(ckpt.state_dict or {}) do tensors["state_dict." .. name] = t end
+  for k, v in pairs(ckpt) do
+    if k == "optimizer_states" then
+      local list = {}
+      for i, st in ipairs(v) do list[i] = split_tensors(st, "optimizer_states." .. (i - 1), tensors) end
+      state[k] = list
+    elseif k ~= "state_dict" then
+      state[k] = split_tensors(v, "checkpoint." .. tostring(k), tensors)
+    end
+  end
   -- tensors on a device are written from host copies
   for k, t in pairs(tensors) do
     if t.device ~= "cpu" then tensors[k] = t:cpu() end
@@ -141,43 +161,83 @@ function callbacks.load_checkpoint(path)
   return tensors, from_literal(literal)
 end
 
--- Restores model, optimizers, schedulers, callbacks, counters and the generator
--- from a checkpoint, so that training goes on as if it had not stopped.
-function callbacks._restore(trainer, model, ckpt_path)
-  local path = ckpt_path
-  if ckpt_path == "last" then
-    local cp
-    for _, cb in ipairs(trainer.callbacks) do if cb._is_model_checkpoint then cp = cb end end
-    path = cp and cp:last_path(trainer) or nil
-    if not path or not sys.kind(path) then
-      error("fit: ckpt_path=\"last\" but no last checkpoint was found" .. (path and (" at " .. path) or ""), 0)
+-- The path ckpt_path names: "last" is the newest of the ModelCheckpoint's
+-- last.safetensors and interrupted.safetensors (what a stopped fit saved), as
+-- Lightning's "last" is the newest of its candidates.
+local function resolve_ckpt_path(trainer, ckpt_path)
+  if ckpt_path ~= "last" then
+    if not sys.kind(ckpt_path) then error("fit: checkpoint '" .. tostring(ckpt_path) .. "' does not exist", 0) end
+    return ckpt_path
+  end
+  local cp = trainer.checkpoint_callback
+  local best, best_time
+  if cp then
+    for _, p in ipairs({cp:last_path(trainer), cp:interrupted_path(trainer)}) do
+      local t = sys.mtime(p)
+      if t and (not best_time or t > best_time) then best, best_time = p, t end
     end
   end
-  if not sys.kind(path) then error("fit: checkpoint '" .. tostring(path) .. "' does not exist", 0) end
+  if not best then
+    error("fit: ckpt_path=\"last\" but no last checkpoint was found" ..
+      (cp and (" in " .. cp:_dir(trainer)) or " (no ModelCheckpoint)"), 0)
+  end
+  return best
+end
+
+-- Restoring, in Lightning's order. First (before configure_optimizers) the file,
+-- the module's on_load_checkpoint(checkpoint), its weights, then the callbacks'
+-- on_load_checkpoint(trainer, model, checkpoint) and load_state_dict(state).
+-- Returns the checkpoint table for _restore_training.
+function callbacks._restore_start(trainer, model, ckpt_path)
+  local path = resolve_ckpt_path(trainer, ckpt_path)
   local tensors, state = callbacks.load_checkpoint(path)
+  local ckpt = join_tensors(state, tensors)
   local sd = {}
   for name, t in pairs(tensors) do
     local key = name:match("^state_dict%.(.+)$")
     if key then sd[key] = t end
   end
-  model:load_state_dict(sd)
-  for i, opt in ipairs(trainer.optimizers or {}) do
-    local st = state.optimizer_states and state.optimizer_states[i]
-    if st then opt:load_state_dict(join_tensors(st, tensors)) end
-  end
-  for i, s in ipairs(trainer.lr_schedulers or {}) do
-    local st = state.lr_schedulers and state.lr_schedulers[i]
-    if st and s.scheduler.load_state_dict then s.scheduler:load_state_dict(st) end
+  ckpt.state_dict = sd
+  if type(model.on_load_checkpoint) == "function" then model:on_load_checkpoint(ckpt) end
+  model:load_state_dict(ckpt.state_dict)
+  for _, cb in ipairs(trainer.callbacks) do
+    if type(cb.on_load_checkpoint) == "function" then cb:on_load_checkpoint(trainer, model, ckpt) end
   end
   for i, cb in ipairs(trainer.callbacks) do
-    local st = state.callbacks and state.callbacks[i]
-    if st and cb.load_state_dict then cb:load_state_dict(st) end
+    local st = ckpt.callbacks and ckpt.callbacks[i]
+    if st and type(cb.load_state_dict) == "function" then cb:load_state_dict(st) end
   end
-  -- the checkpoint was taken at the end of its epoch: go on with the next one
-  trainer._epoch = state.epoch + 1
-  trainer._global_step = state.global_step
-  core.set_rng_state(from_hex(state.rng_state))
+  ckpt.path = path
+  return ckpt
 end
+
+-- Then (after configure_optimizers) the optimizers, schedulers, counters and the
+-- generator, so that training goes on as if it had not stopped.
+function callbacks._restore_training(trainer, ckpt)
+  for i, opt in ipairs(trainer.optimizers or {}) do
+    local st = ckpt.optimizer_states and ckpt.optimizer_states[i]
+    if st then opt:load_state_dict(st) end
+  end
+  for i, s in ipairs(trainer.lr_schedulers or {}) do
+    local st = ckpt.lr_schedulers and ckpt.lr_schedulers[i]
+    if st and s.scheduler.load_state_dict then s.scheduler:load_state_dict(st) end
+  end
+  trainer._global_step = ckpt.global_step
+  if ckpt.batches_done then
+    -- saved inside an epoch (a stopped fit): that epoch again, its first
+    -- batches_done batches drawn in the same order and skipped
+    trainer._epoch = ckpt.epoch
+    trainer._resume_mid_epoch = {batches_done = ckpt.batches_done,
+                                 epoch_rng = from_hex(ckpt.epoch_rng_state),
+                                 rng = from_hex(ckpt.rng_state)}
+  else
+    -- saved at the end of its epoch: go on with the next one
+    trainer._epoch = ckpt.epoch + 1
+  end
+  core.set_rng_state(from_hex(ckpt.rng_state))
+end
+
+callbacks._to_hex = to_hex
 
 ------------------------------------------------------------------------------
 -- ModelCheckpoint
@@ -217,6 +277,8 @@ function ModelCheckpoint:_dir(trainer)
 end
 
 function ModelCheckpoint:last_path(trainer) return self:_dir(trainer) .. "/last.safetensors" end
+-- where a fit that was asked to stop (Ctrl-C, ml_request_stop) saves its state
+function ModelCheckpoint:interrupted_path(trainer) return self:_dir(trainer) .. "/interrupted.safetensors" end
 
 -- "epoch={epoch}-step={step}" by default; {name} fields come from the metrics
 function ModelCheckpoint:_format_name(trainer)
@@ -303,6 +365,8 @@ end
 
 local EarlyStopping = Callback:extend("EarlyStopping")
 callbacks.EarlyStopping = EarlyStopping
+-- a monitoring callback: its on_train_epoch_end runs after the module's (Lightning)
+EarlyStopping._is_early_stopping = true
 
 function EarlyStopping:init(opts)
   opts = check_options("EarlyStopping", opts, {monitor = "string", patience = "integer", mode = "string",

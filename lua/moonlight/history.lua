@@ -16,29 +16,41 @@ local function cell_value(cell)
   return math.tointeger(v) or v
 end
 
--- read(path) -> {columns = {...}, rows = {{col = number, ...}, ...}}. The file is
--- CSV per RFC 4180 (quoted cells may hold commas, quotes and line breaks), as the
--- CSVLogger writes it; empty cells are absent from their row.
+-- read(path) -> {columns = {...}, rows = {{col = number, ...}, ...}, truncated}.
+-- The file is CSV per RFC 4180 (quoted cells may hold commas, quotes and line
+-- breaks), as the CSVLogger writes it; empty cells are absent from their row.
+-- A last line that has no line break and not as many cells as the header is a
+-- row a killed writer did not finish: it is left out and `truncated` is true, so
+-- a run's log reads up to its last complete row. (A last row with all its cells
+-- is kept: a file written by hand may lack the final newline.)
 function history.read(path)
+  if type(path) ~= "string" then
+    util.fail("history.read", "expected the path of a metrics.csv, got %s", util.typename(path))
+  end
   local f, err = io.open(path, "rb")
-  if not f then error("history.read: cannot open " .. path .. ": " .. tostring(err), 2) end
+  -- io.open's message already names the path
+  if not f then util.fail("history.read", "cannot open %s", tostring(err)) end
   local text = f:read("a")
   f:close()
   local records = util.csv_records(text or "")
   local columns, line = records()
   if not columns then
-    if line then error(("history.read: %s %s"):format(path, line), 2) end
-    error("history.read: " .. path .. " is empty", 2)
+    if line then util.fail("history.read", "%s %s", path, line) end
+    util.fail("history.read", "%s is empty", path)
   end
-  local rows = {}
+  local rows, truncated = {}, false
   while true do
-    local cells, n = records()
+    local cells, n, ended = records()
     if not cells then
-      if n then error(("history.read: %s %s"):format(path, n), 2) end
+      if n then util.fail("history.read", "%s %s", path, n) end
       break
     end
     if #cells ~= #columns then
-      error(string.format("history.read: %s line %d has %d cells, the header %d", path, n, #cells, #columns), 2)
+      if not ended then
+        truncated = true
+        break
+      end
+      util.fail("history.read", "%s line %d has %d cells, the header %d", path, n, #cells, #columns)
     end
     local row = {}
     for i, c in ipairs(columns) do
@@ -46,7 +58,7 @@ function history.read(path)
     end
     rows[#rows + 1] = row
   end
-  return {columns = columns, rows = rows}
+  return {columns = columns, rows = rows, truncated = truncated}
 end
 
 -- per_epoch(h) -> rows, one per epoch: the last value of each column in that epoch
@@ -99,14 +111,24 @@ function history.format_table(rows, columns)
   return table.concat(lines, "\n")
 end
 
--- plot(metrics_csv, png_path): one panel per metric name (train and val_ curves of
--- a metric share a panel), each against step.
-function history.plot(csv_path, png_path, opts)
-  local h = history.read(csv_path)
+-- The panel a column is drawn on: its name without a train_/val_/test_ prefix or
+-- a _step/_epoch suffix, so that curves logged as users log them share one:
+-- loss, loss_step, loss_epoch and val_loss; train_acc and val_acc.
+local function panel_name(column)
+  local base = column:match("^train_(.+)$") or column:match("^val_(.+)$")
+               or column:match("^test_(.+)$") or column
+  return base:match("^(.+)_step$") or base:match("^(.+)_epoch$") or base
+end
+history._panel_name = panel_name
+
+-- panels(h) -> {{title = name, series = {{label = column, x = steps, y = values}}}}:
+-- one panel per metric, in the order the columns first name it; finite values
+-- only (a NaN or an infinity has no place on an axis), panels without any left out.
+function history.panels(h)
   local panels, by_name = {}, {}
   for _, c in ipairs(h.columns) do
     if c ~= "epoch" and c ~= "step" then
-      local base = c:gsub("^val_", ""):gsub("^test_", ""):gsub("_step$", ""):gsub("_epoch$", "")
+      local base = panel_name(c)
       local p = by_name[base]
       if not p then
         p = {title = base, series = {}}
@@ -116,10 +138,9 @@ function history.plot(csv_path, png_path, opts)
       local xs, ys = {}, {}
       for _, row in ipairs(h.rows) do
         local v = row[c]
-        -- finite numbers only: a NaN or an infinity has no place on an axis
         if type(v) == "number" and v - v == 0 and type(row.step) == "number" then
           xs[#xs + 1] = row.step
-          ys[#ys + 1] = row[c]
+          ys[#ys + 1] = v
         end
       end
       if #xs > 0 then p.series[#p.series + 1] = {label = c, x = xs, y = ys} end
@@ -127,7 +148,16 @@ function history.plot(csv_path, png_path, opts)
   end
   local keep = {}
   for _, p in ipairs(panels) do if #p.series > 0 then keep[#keep + 1] = p end end
-  if #keep == 0 then error("plot: " .. csv_path .. " has no metric with a step to plot", 2) end
+  return keep
+end
+
+-- plot(metrics_csv, png_path): the panels above, each against step, to a PNG.
+function history.plot(csv_path, png_path, opts)
+  if type(png_path) ~= "string" then
+    util.fail("plot", "expected the path of the PNG to write, got %s", util.typename(png_path))
+  end
+  local keep = history.panels(history.read(csv_path))
+  if #keep == 0 then util.fail("plot", "%s has no metric with a step to plot", csv_path) end
   core._plot_png(png_path, keep, opts or {})
   return png_path
 end

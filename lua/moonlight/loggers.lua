@@ -3,8 +3,11 @@
 -- Layout: save_dir/name/version_N/{metrics.csv, hparams.yaml}, N the next free
 -- number unless given. metrics.csv has every logged key plus epoch and step,
 -- columns sorted by name, empty cells where a row lacks a value. Each row reaches
--- the disk as it is logged (a crash loses at most the row being written); when a
--- row brings a new column the file is rewritten under a temporary name and renamed.
+-- the disk as it is logged, appended in one write (a crash loses at most the row
+-- being written), and none is kept in memory: a run of any length logs in
+-- constant memory. When a row brings a new column, the file is read back and
+-- rewritten with the new header under a temporary name, then renamed over it (a
+-- crash leaves the old file or the new one, never half of one).
 -- Cells are written per RFC 4180, as Python's csv module writes them: a name or a
 -- value holding a comma, a double quote or a line break is quoted, its quotes
 -- doubled (util.csv_line; ml.history reads them back the same way). Lines end
@@ -33,10 +36,14 @@ local function write_atomically(path, text)
   local tmp = path .. ".tmp"
   local f, err = io.open(tmp, "w")
   if not f then error("CSVLogger: cannot write " .. path .. ": " .. tostring(err), 0) end
-  f:write(text)
+  local ok, werr = f:write(text)
   f:close()
-  local ok, rerr = sys.rename(tmp, path)
-  if not ok then error("CSVLogger: " .. rerr, 0) end
+  if not ok then
+    os.remove(tmp)
+    error("CSVLogger: cannot write " .. path .. ": " .. tostring(werr), 0)
+  end
+  local rok, rerr = sys.rename(tmp, path)
+  if not rok then error("CSVLogger: " .. rerr, 0) end
 end
 
 local CSVLogger = {}
@@ -62,9 +69,8 @@ function loggers.CSVLogger(save_dir, opts)
   self.log_dir = self.root_dir .. "/" .. vname
   self.metrics_file = self.log_dir .. "/metrics.csv"
   self.prefix = opts.prefix or ""
-  self._columns = {}      -- sorted column names
+  self._columns = {}      -- sorted column names: all the logger keeps of its rows
   self._column_set = {}
-  self._rows = {}         -- every row so far, to rewrite when columns change
   self._hparams = {}
   return self
 end
@@ -89,6 +95,32 @@ local function row_line(columns, row)
     cells[i] = v == nil and "" or (type(v) == "number" and format_number(v) or tostring(v))
   end
   return util.csv_line(cells)
+end
+
+-- The rows written so far, read back from the file (as records of cells, by
+-- the header they were written under) and laid out under the new columns.
+local function rewrite_with_columns(path, columns, first)
+  local parts = {util.csv_line(columns)}
+  if not first then
+    local f = io.open(path, "rb")
+    local text = f and f:read("a") or ""
+    if f then f:close() end
+    local records = util.csv_records(text)
+    local header = records()
+    if header then
+      while true do
+        local cells, _, ended = records()
+        -- a row cut off by a crash of an earlier writer is left out
+        if not cells or (not ended and #cells ~= #header) then break end
+        local row = {}
+        for i, name in ipairs(header) do row[name] = cells[i] end
+        local out = {}
+        for i, name in ipairs(columns) do out[i] = row[name] or "" end
+        parts[#parts + 1] = util.csv_line(out)
+      end
+    end
+  end
+  write_atomically(path, table.concat(parts))
 end
 
 -- log_metrics({name = number, ...}, step): one row of metrics.csv.
@@ -116,18 +148,20 @@ function CSVLogger:log_metrics(metrics, step)
       new_column = true
     end
   end
-  self._rows[#self._rows + 1] = row
   if new_column then
     table.sort(self._columns)
-    local parts = {util.csv_line(self._columns)}
-    for _, r in ipairs(self._rows) do parts[#parts + 1] = row_line(self._columns, r) end
-    write_atomically(self.metrics_file, table.concat(parts))
-  else
-    local f, err = io.open(self.metrics_file, "a")
-    if not f then error("CSVLogger: cannot append to " .. self.metrics_file .. ": " .. tostring(err), 0) end
-    f:write(row_line(self._columns, row))
-    f:close()
+    -- the first row of this logger starts the file afresh (as before: a reused
+    -- version directory is overwritten, as Lightning warns it will be)
+    rewrite_with_columns(self.metrics_file, self._columns, not self._started)
+    self._started = true
   end
+  -- one write: a kill leaves the row whole or absent (history.read drops a
+  -- torn last line all the same)
+  local f, err = io.open(self.metrics_file, "a")
+  if not f then error("CSVLogger: cannot append to " .. self.metrics_file .. ": " .. tostring(err), 0) end
+  local ok, werr = f:write(row_line(self._columns, row))
+  f:close()
+  if not ok then error("CSVLogger: cannot append to " .. self.metrics_file .. ": " .. tostring(werr), 0) end
 end
 
 ------------------------------------------------------------------------------

@@ -596,6 +596,21 @@ function Module:log_dict(t, opts)
   for _, k in ipairs(names) do self:log(k, t[k], opts) end
 end
 
+-- self:clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm):
+-- clips the module's gradients by norm (default) or by value, as the Trainer's
+-- gradient_clip_val does; for a configure_gradient_clipping hook of one's own.
+-- All the module's parameters are clipped (Lightning: the optimizer's).
+function Module:clip_gradients(_optimizer, gradient_clip_val, gradient_clip_algorithm)
+  local trainer = rawget(self, "_trainer")
+  if not trainer then
+    util.raise("clip_gradients: self:clip_gradients can only be called inside a hook run by a Trainer")
+  end
+  if gradient_clip_val ~= nil and type(gradient_clip_val) ~= "number" then
+    util.fail("clip_gradients", "gradient_clip_val must be a number, got %s", util.typename(gradient_clip_val))
+  end
+  trainer:_clip_gradients(self, gradient_clip_val, gradient_clip_algorithm)
+end
+
 -- self:save_hyperparameters({name = value, ...}): self.hparams, which the
 -- Trainer hands to its logger (hparams.yaml) and stores in checkpoints
 function Module:save_hyperparameters(hp)

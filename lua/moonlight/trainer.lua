@@ -139,13 +139,22 @@ end
 
 local Trainer = {}
 Trainer.__index = function(self, k)
+  -- methods first: they are looked up every step
+  local method = Trainer[k]
+  if method ~= nil then return method end
   if k == "current_epoch" then return rawget(self, "_epoch") end
   if k == "global_step" then return rawget(self, "_global_step") end
   if k == "log_dir" then
     local lg = rawget(self, "logger")
     return lg and lg.log_dir or rawget(self, "default_root_dir")
   end
-  return Trainer[k]
+  if k == "checkpoint_callback" then -- Lightning's: the first ModelCheckpoint
+    for _, cb in ipairs(rawget(self, "callbacks")) do
+      if cb._is_model_checkpoint then return cb end
+    end
+    return nil
+  end
+  return nil
 end
 Trainer.__name = "Trainer"
 
@@ -167,6 +176,18 @@ local function positive_int(fname, name, v, allow_minus_one)
     error(string.format("%s: %s must be a non-negative integer%s, got %s", fname, name,
       allow_minus_one and " (or -1)" or "", tostring(v)), 3)
   end
+end
+
+-- Lightning runs checkpoint callbacks last, whatever their place in the list, so
+-- that they save what the other callbacks did in the same hook.
+local function order_callbacks(list)
+  local others, checkpoints = {}, {}
+  for _, cb in ipairs(list) do
+    local into = cb._is_model_checkpoint and checkpoints or others
+    into[#into + 1] = cb
+  end
+  for i, cb in ipairs(others) do list[i] = cb end
+  for i, cb in ipairs(checkpoints) do list[#others + i] = cb end
 end
 
 local function cuda_available()
@@ -204,6 +225,8 @@ function trainer_mod.Trainer(opts)
   self.callbacks = {}
   for _, cb in ipairs(opts.callbacks or {}) do self.callbacks[#self.callbacks + 1] = cb end
   self.plot = opts.plot
+  self.interrupted = false
+  self._hook_cache = {}
   self.callback_metrics = {}
   self.logged_metrics = {}
   self.progress_bar_metrics = {}
@@ -250,17 +273,124 @@ function trainer_mod.Trainer(opts)
       self.callbacks[#self.callbacks + 1] = callbacks.ModelCheckpoint({})
     end
   end
+  order_callbacks(self.callbacks)
   return self
 end
 
--- Calls hook on the module and on every callback.
-function Trainer:_hook(model, name, ...)
-  local f = model[name]
-  if type(f) == "function" then f(model, ...) end
-  for _, cb in ipairs(self.callbacks) do
-    local g = cb[name]
-    if type(g) == "function" then g(cb, self, model, ...) end
+------------------------------------------------------------------------------
+-- Hooks, in Lightning 2.x's order: each callback's hook(trainer, model, ...), in
+-- list order (checkpoint callbacks last), then the module's hook(...). Missing
+-- hooks are skipped. The full sequence per entry point is in docs/ARCHITECTURE.md
+-- and tests/lua/trainer_hooks_spec.lua.
+------------------------------------------------------------------------------
+
+-- Who has hook `name`: {cb1, fn1, cb2, fn2, ..., module = fn or false}, looked up
+-- once per entry point (fit, validate, test): a module's __index is a function
+-- (its parameters and children), and ten hooks a step made the lookups ~2 % of a
+-- reference step. Hooks a module or callback gains in the middle of a fit are seen
+-- by the next one.
+local function hooks_of(self, model, name)
+  local list = rawget(self, "_hook_cache")[name]
+  if list == nil then
+    list = {}
+    for _, cb in ipairs(self.callbacks) do
+      local g = cb[name]
+      if type(g) == "function" then
+        list[#list + 1] = cb
+        list[#list + 1] = g
+      end
+    end
+    local f = model[name]
+    list.module = type(f) == "function" and f or false
+    rawget(self, "_hook_cache")[name] = list
   end
+  return list
+end
+
+-- The module's hook function, or nil.
+local function module_fn(self, model, name) return hooks_of(self, model, name).module or nil end
+
+local function callback_hook(self, model, name, ...)
+  local list = hooks_of(self, model, name)
+  for i = 1, #list, 2 do list[i + 1](list[i], self, model, ...) end
+end
+
+-- The module's hook alone; returns what it returns.
+local function module_hook(self, model, name, ...)
+  local f = hooks_of(self, model, name).module
+  if f then return f(model, ...) end
+end
+
+-- Callbacks, then the module; returns the module's result (on_train_batch_start
+-- returns -1 to end the epoch).
+local function call(self, model, name, ...)
+  local list = hooks_of(self, model, name)
+  for i = 1, #list, 2 do list[i + 1](list[i], self, model, ...) end
+  local f = list.module
+  if f then return f(model, ...) end
+end
+
+-- (methods too, for callbacks.lua; the loop uses the locals: a Trainer's __index is
+-- a function, so a method call costs a call more)
+Trainer._call, Trainer._callback_hook, Trainer._module_hook = call, callback_hook, module_hook
+
+local function is_monitoring(cb) return cb._is_model_checkpoint or cb._is_early_stopping end
+
+-- on_train_epoch_end: other callbacks, the module, then the monitoring callbacks
+-- (ModelCheckpoint, EarlyStopping), so they see what the module logged there.
+function Trainer:_train_epoch_end_hooks(model)
+  for _, cb in ipairs(self.callbacks) do
+    if not is_monitoring(cb) and type(cb.on_train_epoch_end) == "function" then cb:on_train_epoch_end(self, model) end
+  end
+  module_hook(self, model, "on_train_epoch_end")
+  for _, cb in ipairs(self.callbacks) do
+    if is_monitoring(cb) and type(cb.on_train_epoch_end) == "function" then cb:on_train_epoch_end(self, model) end
+  end
+end
+
+-- What every entry point starts with: configure_callbacks (its callbacks replace
+-- the trainer's of the same class), prepare_data, setup(stage).
+function Trainer:_setup(model, stage)
+  self._hook_cache = {}
+  if type(model.configure_callbacks) == "function" then
+    local extra = model:configure_callbacks()
+    if extra ~= nil then
+      if type(extra) ~= "table" then
+        error("configure_callbacks must return a list of callbacks, got " .. type(extra), 0)
+      end
+      if getmetatable(extra) ~= nil or extra[1] == nil and next(extra) ~= nil then extra = {extra} end
+      local replaced = {}
+      for _, cb in ipairs(extra) do replaced[getmetatable(cb) or cb] = true end
+      local kept = {}
+      for _, cb in ipairs(self.callbacks) do
+        if not replaced[getmetatable(cb) or cb] then kept[#kept + 1] = cb end
+      end
+      for _, cb in ipairs(extra) do kept[#kept + 1] = cb end
+      order_callbacks(kept)
+      self.callbacks = kept
+      self._hook_cache = {}
+    end
+  end
+  module_hook(self, model, "prepare_data")
+  call(self, model, "setup", stage)
+end
+
+function Trainer:_teardown(model, stage)
+  call(self, model, "teardown", stage)
+end
+
+-- on_exception hooks and the logger's finalize after a failure (Lightning's
+-- _interrupt); a failure inside them does not hide the first one.
+function Trainer:_on_exception(model, err)
+  pcall(call, self, model, "on_exception", err)
+  if self.logger and self.logger.finalize then pcall(self.logger.finalize, self.logger, "failed") end
+end
+
+-- A loader from the module's *_dataloader() hook when none was passed.
+local function model_loader(model, hook)
+  local f = model[hook]
+  if type(f) == "function" then return f(model) end
+  return nil
 end
 
 local function move_batch(batch, device)
@@ -272,6 +402,24 @@ local function move_batch(batch, device)
     local out = {}
     for k, v in pairs(batch) do out[k] = move_batch(v, device) end
     return out
+  end
+  return batch
+end
+
+-- on_before_batch_transfer, transfer_batch_to_device (default: every tensor of the
+-- batch to the trainer's device), on_after_batch_transfer; dataloader_idx is 1 (a
+-- Lua position, as batch_idx).
+function Trainer:_transfer(model, batch)
+  local f = module_fn(self, model, "on_before_batch_transfer")
+  if f then batch = f(model, batch, 1) end
+  f = module_fn(self, model, "transfer_batch_to_device")
+  if f then batch = f(model, batch, self.device, 1)
+  else batch = move_batch(batch, self.device) end
+  f = module_fn(self, model, "on_after_batch_transfer")
+  if f then batch = f(model, batch, 1) end
+  if batch == nil then
+    error("the batch is nil after the batch transfer hooks (on_before_batch_transfer, " ..
+      "transfer_batch_to_device and on_after_batch_transfer must return the batch)", 0)
   end
   return batch
 end
@@ -364,11 +512,18 @@ local function parse_optimizers(ret)
   local opts, scheds = {}, {}
   local function add_sched(s)
     if s == nil then return end
+    local cfg
     if type(s) == "table" and s.scheduler then
-      scheds[#scheds + 1] = {scheduler = s.scheduler, interval = s.interval or "epoch", frequency = s.frequency or 1}
+      cfg = {scheduler = s.scheduler, interval = s.interval or "epoch", frequency = s.frequency or 1,
+             monitor = s.monitor}
     else
-      scheds[#scheds + 1] = {scheduler = s, interval = "epoch", frequency = 1}
+      cfg = {scheduler = s, interval = "epoch", frequency = 1}
     end
+    -- a scheduler that steps on a metric (ReduceLROnPlateau): after the epoch's
+    -- hooks, with callback_metrics[monitor] (Lightning)
+    local mt = getmetatable(cfg.scheduler)
+    cfg.reduce_on_plateau = cfg.scheduler.reduce_on_plateau == true or (mt and mt.__name == "ReduceLROnPlateau") or false
+    scheds[#scheds + 1] = cfg
   end
   if is_optimizer(ret) then
     opts[1] = ret
@@ -431,12 +586,18 @@ local function check_finite(loss, trainer, step_delta)
   end
 end
 
-function Trainer:_clip_gradients(model)
-  local clip = self.gradient_clip_val
+-- Clips the model's gradients to clip (by norm or by value); what the module's
+-- clip_gradients does and what Lightning's default configure_gradient_clipping
+-- calls with the Trainer's gradient_clip_val / gradient_clip_algorithm.
+function Trainer:_clip_gradients(model, clip, algorithm)
   if not clip or clip <= 0 then return end
+  algorithm = algorithm or "norm"
+  if algorithm ~= "norm" and algorithm ~= "value" then
+    error("clip_gradients: gradient_clip_algorithm must be \"norm\" or \"value\", got " .. tostring(algorithm), 0)
+  end
   core.no_grad(function()
     local params = model:parameters()
-    if self.gradient_clip_algorithm == "value" then
+    if algorithm == "value" then
       for _, p in ipairs(params) do
         if p.grad then p.grad:copy_(p.grad:clamp(-clip, clip)) end
       end
@@ -504,38 +665,66 @@ local function loader_length(loader, what)
   return #loader
 end
 
--- One pass of validation_step/test_step over a loader; returns the epoch metrics.
-function Trainer:_evaluate(model, loader, stage, max_batches, show_bar, desc)
+-- The module's mode (train/eval) of every submodule, to put back after an
+-- evaluation (Lightning's _ModuleMode).
+local function capture_modes(model)
+  local modes = {}
+  for i, m in ipairs(model:modules()) do modes[i] = {m, m.training} end
+  return modes
+end
+
+local function restore_modes(modes)
+  for _, e in ipairs(modes) do rawset(e[1], "training", e[2]) end
+end
+
+-- One pass of validation_step/test_step over max_batches of a loader, with
+-- Lightning's hooks; returns the epoch metrics and the result set (nil when the
+-- module has no such step or there is no batch to run). log_step: the step its
+-- row is logged at (nil: not logged, as in the sanity check).
+function Trainer:_evaluate(model, loader, stage, max_batches, show_bar, desc, log_step)
   local step_name = stage == "test" and "test_step" or "validation_step"
   local step_fn = model[step_name]
-  if type(step_fn) ~= "function" then return nil end
+  if type(step_fn) ~= "function" or max_batches <= 0 then return nil end
   local hook = stage == "test" and "test" or "validation"
-  local was_training = model.training
-  model:eval()
   local results = new_results(stage)
   local prev_results = self._results
-  self._results = results
-  self:_hook(model, "on_" .. hook .. "_epoch_start")
-  local bar = progress.new(desc, max_batches, {enabled = show_bar and self.enable_progress_bar and sys.isatty(1), leave = false})
+  local metrics
+  -- the whole loop without autograd, its hooks too (Lightning's run is no_grad)
   core.no_grad(function()
+    local modes = capture_modes(model)
+    local f = model["on_" .. hook .. "_model_eval"]
+    if type(f) == "function" then f(model) else model:eval() end
+    self._results = results
+    call(self, model, "on_" .. hook .. "_start")
+    call(self, model, "on_" .. hook .. "_epoch_start")
+    local bar = progress.new(desc, max_batches, {enabled = show_bar and self.enable_progress_bar and sys.isatty(1),
+                                                 leave = false})
     local n = 0
     for batch_idx, batch in loader:iter() do
       if n >= max_batches then break end
       n = n + 1
-      batch = move_batch(batch, self.device)
+      batch = self:_transfer(model, batch)
       self._current_batch = batch
-      step_fn(model, batch, batch_idx)
+      call(self, model, "on_" .. hook .. "_batch_start", batch, batch_idx)
+      local out = step_fn(model, batch, batch_idx)
+      call(self, model, "on_" .. hook .. "_batch_end", out, batch, batch_idx)
       self._current_batch = nil
       bar:update(1)
     end
+    bar:close()
+    -- inside on_*_epoch_end, callback_metrics already hold this epoch's values
+    -- (Lightning computes them from the results when they are read)
+    self:_update_callback_metrics(results:epoch_metrics(false), results)
+    call(self, model, "on_" .. hook .. "_epoch_end")
+    -- with what the epoch-end hooks logged
+    metrics = results:epoch_metrics(false)
+    self:_update_callback_metrics(metrics, results)
+    if log_step then self:_log_row(metrics, log_step) end
+    call(self, model, "on_" .. hook .. "_end")
+    f = model["on_" .. hook .. "_model_train"]
+    if type(f) == "function" then f(model) else restore_modes(modes) end
   end)
-  bar:close()
-  local metrics = results:epoch_metrics(false)
-  self:_hook(model, "on_" .. hook .. "_epoch_end")
-  -- epoch-end hooks may log too
-  for k, v in pairs(results:epoch_metrics(false)) do metrics[k] = v end
   self._results = prev_results
-  if was_training then model:train() end
   return metrics, results
 end
 
@@ -554,85 +743,315 @@ local function print_gpu_line(self)
     self.device == "cuda" and "True" or "False"))
 end
 
+-- The values of this step that callbacks see (Lightning's callback_metrics in
+-- training: the plain name and, for a value logged on step and on epoch, the
+-- name_step too). Tensors stay tensors until a number is needed.
+local function step_callback_metrics(cm, results)
+  for name, item in pairs(results.items) do
+    if item.fresh and item.on_step then
+      cm[name] = item.last
+      if item.on_epoch then cm[name .. "_step"] = item.last end
+    end
+  end
+end
+
+-- The training step as Lightning's automatic optimization runs it: a closure that
+-- runs training_step, zero_grad and backward (with their hooks), then
+-- on_before_optimizer_step and gradient clipping; the module's optimizer_step
+-- (default: optimizer:step(closure)) runs it. Returns the step's output and loss.
+function Trainer:_optimization_step(model, batch, batch_idx, optimizers)
+  local opt = optimizers[1]
+  local out, loss
+  local function closure()
+    out = model:training_step(batch, batch_idx)
+    loss = self:_check_loss(out)
+    -- on the CPU the check is free; on a GPU it would wait for the device every
+    -- step, so it happens when metrics are logged
+    if self.device == "cpu" then check_finite(loss, self) end
+    call(self, model, "on_before_zero_grad", opt)
+    local zg = module_fn(self, model, "optimizer_zero_grad")
+    if zg then zg(model, self._epoch, batch_idx, opt)
+    else for _, o in ipairs(optimizers) do o:zero_grad() end end
+    call(self, model, "on_before_backward", loss)
+    local bw = module_fn(self, model, "backward")
+    if bw then bw(model, loss) else loss:backward() end
+    call(self, model, "on_after_backward")
+    call(self, model, "on_before_optimizer_step", opt)
+    local cg = module_fn(self, model, "configure_gradient_clipping")
+    if cg then cg(model, opt, self.gradient_clip_val, self.gradient_clip_algorithm)
+    else self:_clip_gradients(model, self.gradient_clip_val, self.gradient_clip_algorithm) end
+    return loss
+  end
+  local os_hook = module_fn(self, model, "optimizer_step")
+  if os_hook then
+    os_hook(model, self._epoch, batch_idx, opt, closure)
+    if loss == nil then
+      error("optimizer_step: the closure was not run: call optimizer:step(optimizer_closure) " ..
+        where_of(self), 0)
+    end
+  else
+    -- closure first, then the update: what step(closure) does, with any optimizer
+    closure()
+    opt:step()
+  end
+  for i = 2, #optimizers do optimizers[i]:step() end
+  return out, loss
+end
+
+-- Steps one scheduler (or lets the module's lr_scheduler_step do it).
+function Trainer:_step_scheduler(model, s, metric)
+  local f = module_fn(self, model, "lr_scheduler_step")
+  if f then f(model, s.scheduler, metric)
+  elseif metric ~= nil then s.scheduler:step(metric)
+  else s.scheduler:step() end
+end
+
+-- What a stopped fit says: where it stopped, where its state went.
+local function stop_message(self, how)
+  local where = string.format("epoch %d, step %d", self._epoch, self._global_step)
+  local msg = string.format("fit: %s at %s", how, where)
+  if self.interrupted_ckpt_path then
+    msg = msg .. string.format("; checkpoint saved to %s (resume with fit(model, ..., {ckpt_path = \"last\"}))",
+      self.interrupted_ckpt_path)
+  elseif self.interrupted then
+    msg = msg .. "; no checkpoint saved (enable_checkpointing is false)"
+  end
+  return msg
+end
+
+-- Marks the fit as stopped on a request, inside an epoch after batches_done of
+-- its batches (epoch_rng: the generator state its loader drew its order from).
+function Trainer:_stop_requested_at(batches_done, epoch_rng)
+  self.interrupted = true
+  self._stopped_at = {batches_done = batches_done, epoch_rng = epoch_rng}
+end
+
 function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n_val, optimizers, schedulers)
   local epoch = self._epoch
   local results = new_results("train")
   self._results = results
   model:train()
-  self:_hook(model, "on_train_epoch_start")
+  call(self, model, "on_train_epoch_start")
   local bar = progress.new("Epoch " .. epoch, n_train, {enabled = self.enable_progress_bar})
   bar:set_postfix_fn(function()
     self:_update_callback_metrics({}, results)
     return self:_postfix()
   end)
-  local training_step = model.training_step
   local n = 0
+  -- a checkpoint saved inside this epoch: the same order again, its batches skipped
+  local resume = self._resume_mid_epoch
+  self._resume_mid_epoch = nil
+  if resume then core.set_rng_state(resume.epoch_rng) end
+  local epoch_rng = core.get_rng_state()
+  -- (any generic-for iterator: a function, or a function with its state)
+  local batches, iter_state, iter_ctl = train_loader:iter()
+  if resume and resume.batches_done > 0 then
+    while n < resume.batches_done do
+      local idx = batches(iter_state, iter_ctl)
+      if idx == nil then break end
+      iter_ctl = idx
+      n = n + 1
+    end
+    -- the generator as it was after those steps (stopped before the epoch began,
+    -- it is the state the order was just drawn from: nothing to put back)
+    core.set_rng_state(resume.rng)
+    bar:update(n)
+  end
+  local stop_req = self._stop_req
   local epoch_start = sys.clock()
-  for batch_idx, batch in train_loader:iter() do
+  for batch_idx, batch in batches, iter_state, iter_ctl do
     if n >= n_train then break end
     if self.max_steps >= 0 and self._global_step >= self.max_steps then break end
     n = n + 1
-    batch = move_batch(batch, self.device)
+    batch = self:_transfer(model, batch)
     self._current_batch = batch
-    self:_hook(model, "on_train_batch_start", batch, batch_idx)
-    local out = training_step(model, batch, batch_idx)
-    self._current_batch = nil
-    local loss = self:_check_loss(out)
-    -- on the CPU the check is free; on a GPU it would wait for the device every
-    -- step, so it happens when metrics are logged
-    if self.device == "cpu" then check_finite(loss, self) end
-    for _, opt in ipairs(optimizers) do opt:zero_grad() end
-    loss:backward()
-    self:_clip_gradients(model)
-    for _, opt in ipairs(optimizers) do opt:step() end
+    if call(self, model, "on_train_batch_start", batch, batch_idx) == -1 then
+      -- Lightning: the rest of the epoch is skipped
+      self._current_batch = nil
+      break
+    end
+    local out, loss = self:_optimization_step(model, batch, batch_idx, optimizers)
     for _, s in ipairs(schedulers) do
-      if s.interval == "step" and (self._global_step + 1) % s.frequency == 0 then s.scheduler:step() end
+      if s.interval == "step" and (self._global_step + 1) % s.frequency == 0 then self:_step_scheduler(model, s) end
+    end
+    -- epoch schedulers step after the epoch's last batch, before validation and
+    -- the checkpoint (Lightning): a checkpoint holds the stepped scheduler
+    if n == n_train then
+      for _, s in ipairs(schedulers) do
+        if s.interval == "epoch" and not s.reduce_on_plateau and (epoch + 1) % s.frequency == 0 then
+          self:_step_scheduler(model, s)
+        end
+      end
     end
     self._global_step = self._global_step + 1
-    self:_hook(model, "on_train_batch_end", out, batch, batch_idx)
+    -- on_train_batch_end sees this step's values in callback_metrics
+    step_callback_metrics(self.callback_metrics, results)
+    local outputs = {loss = loss:detach()}
+    if type(out) == "table" and not core.is_tensor(out) then
+      for k, v in pairs(out) do if k ~= "loss" then outputs[k] = v end end
+    end
+    call(self, model, "on_train_batch_end", outputs, batch, batch_idx)
+    self._current_batch = nil
+    step_callback_metrics(self.callback_metrics, results) -- and what the hook logged
     if self._global_step % self.log_every_n_steps == 0 then
       if self.device ~= "cpu" then check_finite(loss, self, -1) end
       self:_log_row(results:step_metrics(true), self._global_step - 1)
     end
-    -- the latest step values, as they are (a tensor stays a tensor until a number is
-    -- needed: on a GPU, item() waits for the device)
-    for name, item in pairs(results.items) do
-      if item.fresh then
-        if item.on_step then self.callback_metrics[item.on_epoch and (name .. "_step") or name] = item.last end
-        item.fresh = false
-      end
-    end
+    for _, item in pairs(results.items) do item.fresh = false end
     bar:update(1)
+    -- a stop request (Ctrl-C, ml_request_stop): this step is done; stop here
+    if stop_req and sys.stop_requested(stop_req) then
+      self:_stop_requested_at(n, epoch_rng)
+      break
+    end
   end
   self:_update_callback_metrics({}, results)
   self._train_epoch_time = sys.clock() - epoch_start
+  if self.interrupted then
+    bar:close()
+    self._results = nil
+    return
+  end
 
   -- validation at the end of the epoch, inside the training epoch as in Lightning
   if val_loader and n_val > 0 and (epoch + 1) % self.check_val_every_n_epoch == 0 then
     local vstart = sys.clock()
-    local vm, vresults = self:_evaluate(model, val_loader, "validation", n_val, true, "Validation")
+    -- Lightning's default hook frees the gradients before validating
+    local f = model.on_validation_model_zero_grad
+    if type(f) == "function" then f(model) else model:zero_grad() end
+    self:_evaluate(model, val_loader, "validation", n_val, true, "Validation", self._global_step - 1)
     self._val_time = sys.clock() - vstart
-    if vm then
-      self:_log_row(vm, self._global_step - 1)
-      self:_update_callback_metrics(vm, vresults)
-    end
-    self:_hook(model, "on_validation_end")
   end
 
+  -- the epoch's end: callback_metrics hold the epoch's aggregates before the hooks
+  -- run (Lightning), and what the hooks logged after
   self._results = results
-  self:_hook(model, "on_train_epoch_end")
-  local em = results:epoch_metrics(true)
-  self:_log_row(em, self._global_step - 1)
-  self:_update_callback_metrics(em, results)
+  local function epoch_metrics()
+    local em = results:epoch_metrics(true)
+    local cm = {}
+    for k, v in pairs(em) do cm[k] = v end
+    for name, item in pairs(results.items) do
+      if item.on_epoch and item.on_step and item.count > 0 then cm[name] = em[name .. "_epoch"] end
+    end
+    self:_update_callback_metrics(cm, results)
+    return em
+  end
+  epoch_metrics()
+  self:_train_epoch_end_hooks(model)
+  self:_log_row(epoch_metrics(), self._global_step - 1)
   self._results = nil
+  -- schedulers that follow a metric (ReduceLROnPlateau) step after the hooks
   for _, s in ipairs(schedulers) do
-    if s.interval == "epoch" and (epoch + 1) % s.frequency == 0 then s.scheduler:step() end
+    if s.interval == "epoch" and s.reduce_on_plateau and (epoch + 1) % s.frequency == 0 then
+      local metric = self.callback_metrics[s.monitor or "val_loss"]
+      if metric == nil then
+        error("lr scheduler: monitor='" .. tostring(s.monitor or "val_loss") .. "' is not among the logged metrics", 0)
+      end
+      self:_step_scheduler(model, s, to_number(metric))
+    end
   end
   bar:set_postfix(self:_postfix())
   bar:close()
 end
 
--- fit(model, train_loader, val_loader, {ckpt_path = path | "last"})
+-- Saves the state of a stopped fit (where the epoch stood, the generator) next to
+-- the ModelCheckpoint's checkpoints; none without a ModelCheckpoint.
+function Trainer:_save_interrupted(model)
+  local cp = self.checkpoint_callback
+  if not cp then return end
+  local at = self._stopped_at
+  local dir = cp:_dir(self)
+  local ok, err = sys.mkdir_p(dir)
+  if not ok then error("fit: cannot save the checkpoint of the stop: " .. err, 0) end
+  local callbacks = require "moonlight.callbacks"
+  local path = cp:interrupted_path(self)
+  callbacks.save_checkpoint(self, model, path, {batches_done = at.batches_done,
+                                               epoch_rng_state = callbacks._to_hex(at.epoch_rng)})
+  self.interrupted_ckpt_path = path
+end
+
+function Trainer:_fit(model, train_loader, val_loader, opts)
+  self:_setup(model, "fit")
+  if train_loader == nil then train_loader = model_loader(model, "train_dataloader") end
+  if train_loader == nil then
+    error("fit: no training data: pass a DataLoader or define the module's train_dataloader()", 0)
+  end
+  if val_loader == nil and type(model.validation_step) == "function" then
+    val_loader = model_loader(model, "val_dataloader")
+  end
+  local n_train_total = loader_length(train_loader, "fit: train_dataloaders")
+  local n_val_total = loader_length(val_loader, "fit: val_dataloaders")
+  print_gpu_line(self)
+  if self.logger then
+    self.logger:log_hyperparams(rawget(model, "hparams") or {})
+  end
+  if self.enable_model_summary then print(trainer_mod.model_summary(model)) end
+
+  local callbacks_mod = require "moonlight.callbacks"
+  local ckpt
+  if opts.ckpt_path then ckpt = callbacks_mod._restore_start(self, model, opts.ckpt_path) end
+  module_hook(self, model, "configure_model")
+  local optimizers, schedulers = parse_optimizers(model:configure_optimizers())
+  self.optimizers = optimizers
+  self.lr_schedulers = schedulers
+  if ckpt then callbacks_mod._restore_training(self, ckpt) end
+
+  local n_train = limit(n_train_total, self.limit_train_batches)
+  local n_val = val_loader and limit(n_val_total, self.limit_val_batches) or 0
+
+  call(self, model, "on_fit_start")
+  -- sanity check: a few validation batches before training, not logged; the
+  -- generator is put back after it (Lightning's isolate_rng) and the metrics it
+  -- produced are cleared
+  if val_loader and n_val > 0 and self.num_sanity_val_steps ~= 0 and not ckpt then
+    local k = self.num_sanity_val_steps == -1 and n_val or math.min(self.num_sanity_val_steps, n_val)
+    local rng = core.get_rng_state()
+    self.sanity_checking = true
+    callback_hook(self, model, "on_sanity_check_start")
+    self:_evaluate(model, val_loader, "validation", k, true, "Sanity Checking")
+    callback_hook(self, model, "on_sanity_check_end")
+    self.sanity_checking = false
+    self.callback_metrics, self.logged_metrics, self.progress_bar_metrics = {}, {}, {}
+    core.set_rng_state(rng)
+  end
+
+  call(self, model, "on_train_start")
+  while not self.should_stop do
+    if self.max_epochs >= 0 and self._epoch >= self.max_epochs then break end
+    if self.max_steps >= 0 and self._global_step >= self.max_steps then break end
+    -- a stop asked for between epochs: before the next one starts
+    if self._stop_req and sys.stop_requested(self._stop_req) then
+      self:_stop_requested_at(0, core.get_rng_state())
+      break
+    end
+    self:_run_training_epoch(model, train_loader, n_train, val_loader, n_val, optimizers, schedulers)
+    if self.interrupted then break end
+    -- Lightning's current_epoch ends as the number of epochs run
+    self._epoch = self._epoch + 1
+    if self.should_stop and self._epoch < self.min_epochs then self.should_stop = false end
+  end
+  if self.interrupted then self:_save_interrupted(model) end
+  call(self, model, "on_train_end")
+  call(self, model, "on_fit_end")
+  self:_teardown(model, "fit")
+  if self.logger and self.logger.finalize then self.logger:finalize("success") end
+  if self.plot and self.logger and self.logger.metrics_file then
+    local history = require "moonlight.history"
+    local path = type(self.plot) == "string" and self.plot or (self.logger.log_dir .. "/curves.png")
+    history.plot(self.logger.metrics_file, path)
+  end
+end
+
+-- fit(model, train_loader, val_loader, {ckpt_path = path | "last"}). Without
+-- loaders, the module's train_dataloader() / val_dataloader() give them.
+--
+-- A stop request (the CLI's Ctrl-C, ml_request_stop, Ctrl-C under a stock
+-- lua5.4) is polled after every training step and before every epoch: fit then
+-- finishes the step, saves interrupted.safetensors beside the ModelCheckpoint's
+-- files (resumable mid-epoch: ckpt_path = "last"), runs the end hooks, flushes the
+-- logger, sets trainer.interrupted, and then returns (ml_request_stop), raises an
+-- error the CLI turns into exit status 130, or hands the SIGINT back to the
+-- process's previous handler (stock lua5.4: "interrupted!"; see src/lua/stop.c).
 function Trainer:fit(model, train_loader, val_loader, opts)
   opts = check_options("fit", opts, {ckpt_path = "string"})
   if type(model) ~= "table" or type(model.training_step) ~= "function" then
@@ -641,54 +1060,27 @@ function Trainer:fit(model, train_loader, val_loader, opts)
   if type(model.configure_optimizers) ~= "function" then
     error("fit: the model has no configure_optimizers() method (return e.g. optim.Adam(self:parameters(), {lr = 1e-3}))", 2)
   end
-  local n_train_total = loader_length(train_loader, "fit: train_dataloaders")
-  local n_val_total = loader_length(val_loader, "fit: val_dataloaders")
   self:_attach(model)
-  print_gpu_line(self)
-  if self.logger then
-    self.logger:log_hyperparams(rawget(model, "hparams") or {})
+  self.interrupted = false
+  self.interrupted_ckpt_path = nil
+  local req, mode = sys.stop_begin()
+  self._stop_req = req
+  local ok, err = pcall(self._fit, self, model, train_loader, val_loader, opts)
+  self._stop_req = nil
+  if not ok then
+    self:_on_exception(model, err)
+    sys.stop_end(req, false)
+    error(err, 0)
   end
-  if self.enable_model_summary then print(trainer_mod.model_summary(model)) end
-
-  local optimizers, schedulers = parse_optimizers(model:configure_optimizers())
-  self.optimizers = optimizers
-  self.lr_schedulers = schedulers
-
-  if opts.ckpt_path then
-    require("moonlight.callbacks")._restore(self, model, opts.ckpt_path)
+  if self.interrupted and mode == "signal" then
+    -- before the SIGINT goes back to the previous handler, which may end the process
+    io.stderr:write(stop_message(self, "stopped by Ctrl-C (SIGINT)"), "\n")
+    io.stderr:flush()
   end
-
-  local n_train = limit(n_train_total, self.limit_train_batches)
-  local n_val = val_loader and limit(n_val_total, self.limit_val_batches) or 0
-
-  self:_hook(model, "on_fit_start")
-  -- sanity check: a couple of validation batches before training, not logged
-  if val_loader and n_val > 0 and self.num_sanity_val_steps ~= 0 and self._epoch == 0 and not opts.ckpt_path then
-    local k = self.num_sanity_val_steps == -1 and n_val or math.min(self.num_sanity_val_steps, n_val)
-    self.sanity_checking = true
-    self:_evaluate(model, val_loader, "validation", k, true, "Sanity Checking")
-    self.sanity_checking = false
-  end
-
-  self:_hook(model, "on_train_start")
-  local ok, err = pcall(function()
-    while not self.should_stop do
-      if self.max_epochs >= 0 and self._epoch >= self.max_epochs then break end
-      if self.max_steps >= 0 and self._global_step >= self.max_steps then break end
-      self:_run_training_epoch(model, train_loader, n_train, val_loader, n_val, optimizers, schedulers)
-      self._epoch = self._epoch + 1
-      if self.should_stop and self._epoch < self.min_epochs then self.should_stop = false end
-    end
-  end)
-  -- Lightning's current_epoch ends as the number of epochs run
-  if self.logger and self.logger.finalize then self.logger:finalize() end
-  if not ok then error(err, 0) end
-  self:_hook(model, "on_train_end")
-  self:_hook(model, "on_fit_end")
-  if self.plot and self.logger and self.logger.metrics_file then
-    local history = require "moonlight.history"
-    local path = type(self.plot) == "string" and self.plot or (self.logger.log_dir .. "/curves.png")
-    history.plot(self.logger.metrics_file, path)
+  local pending = sys.stop_end(req, self.interrupted)
+  if pending and mode == "raise" then
+    error(self.interrupted and stop_message(self, "stopped by Ctrl-C (SIGINT)") or
+      "fit: Ctrl-C came after the last step: training finished and was saved", 0)
   end
   return self.callback_metrics
 end
@@ -717,14 +1109,26 @@ local function run_eval(self, model, loader, stage)
   if type(model) ~= "table" or type(model[step]) ~= "function" then
     error(fname .. ": the model has no " .. step .. "(batch, batch_idx) method", 3)
   end
-  local n = loader_length(loader, fname)
   self:_attach(model)
-  local lim = stage == "test" and self.limit_test_batches or self.limit_val_batches
-  local metrics = self:_evaluate(model, loader, stage, limit(n, lim), true,
-    stage == "test" and "Testing" or "Validation")
-  metrics = metrics or {}
-  self:_update_callback_metrics(metrics)
-  if self.logger then self:_log_row(metrics, self._global_step) end
+  local ok, metrics = pcall(function()
+    self:_setup(model, fname)
+    module_hook(self, model, "configure_model")
+    if loader == nil then loader = model_loader(model, stage == "test" and "test_dataloader" or "val_dataloader") end
+    if loader == nil then
+      error(fname .. ": no data: pass a DataLoader or define " ..
+        (stage == "test" and "test_dataloader()" or "val_dataloader()"), 0)
+    end
+    local n = loader_length(loader, fname)
+    local lim = stage == "test" and self.limit_test_batches or self.limit_val_batches
+    local m = self:_evaluate(model, loader, stage, limit(n, lim), true,
+      stage == "test" and "Testing" or "Validation", self._global_step)
+    self:_teardown(model, fname)
+    return m or {}
+  end)
+  if not ok then
+    self:_on_exception(model, metrics)
+    error(metrics, 0)
+  end
   print_results_table(stage == "test" and "Test metric" or "Validate metric", metrics)
   return metrics
 end

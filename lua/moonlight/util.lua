@@ -241,12 +241,15 @@ function util.csv_line(cells)
   return table.concat(out, ",") .. "\n"
 end
 
--- csv_records(text) -> iterator of (cells, line): every record of a CSV text, as
--- an array of strings, with the line its record starts on. Quoted cells may hold
--- commas, doubled quotes and line breaks; records end with "\n" or "\r\n"; blank
--- lines are skipped. As Python's csv reader, characters after a closing quote up
--- to the next comma belong to the cell. An unterminated quote is an error:
--- nil, "line N: unterminated quoted cell" is returned in place of the cells.
+-- csv_records(text) -> iterator of (cells, line, ended): every record of a CSV
+-- text, as an array of strings, with the line its record starts on and whether a
+-- line break ends it (false for a last record cut off by the end of the text: a
+-- writer killed mid-row, or a file written without a final newline). Quoted
+-- cells may hold commas, doubled quotes and line breaks; records end with "\n" or
+-- "\r\n"; blank lines are skipped. As Python's csv reader, characters after a
+-- closing quote up to the next comma belong to the cell. An unterminated quote
+-- is an error: nil, "line N: unterminated quoted cell" is returned in place of
+-- the cells.
 function util.csv_records(text)
   local pos, line, n = 1, 1, #text
   return function()
@@ -291,7 +294,7 @@ function util.csv_records(text)
       cell = {}
       if not e then
         pos = n + 1
-        return cells, start_line
+        return cells, start_line, false
       end
       local sep = text:sub(e, e)
       if sep == "," then
@@ -299,7 +302,7 @@ function util.csv_records(text)
       else
         pos = e + (sep == "\r" and 2 or 1)
         line = line + 1
-        return cells, start_line
+        return cells, start_line, true
       end
     end
   end

@@ -6,6 +6,7 @@
 #include <lua.h>
 #include <stdbool.h>
 
+#include "../lua/stop.h"
 #include "../ops/creation.h"
 #include "../tensor.h"
 #include "moonlight.h"
@@ -21,6 +22,7 @@ struct ml_runtime {
     ml_generator gen, saved_gen;
     bool grad, saved_grad;
     char device[8];
+    ml_stop_request stop;  /* ml_request_stop (stop.c): polled by Trainer:fit */
 };
 
 /* Sets the runtime's (rt non-NULL) or this thread's (rt NULL) error; returns status. */

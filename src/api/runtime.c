@@ -379,6 +379,7 @@ static int f_open(lua_State *L) {
     lua_pushcfunction(L, luaopen_moonlight);
     lua_setfield(L, -2, "moonlight");
     lua_pop(L, 1);
+    ml_lua_set_stop_request(L, &c->rt->stop); /* fits poll ml_request_stop's flag */
     lua_getglobal(L, "require");
     lua_pushstring(L, "moonlight");
     lua_call(L, 1, 1);

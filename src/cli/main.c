@@ -1,15 +1,46 @@
 /* The moonlight CLI: `moonlight script.lua [args...]`, `moonlight -e 'code'`,
- * `moonlight --version`, `moonlight --help`. Runs the script in a Lua state with
- * the standard libraries and moonlight preloaded, `arg` set as lua(1) sets it.
- * Exit code 0 on success, 1 on a script error (the traceback goes to stderr). */
+ * `moonlight plot metrics.csv`, `moonlight --version`, `moonlight --help`. Runs the
+ * script in a Lua state with the standard libraries and moonlight preloaded, `arg`
+ * set as lua(1) sets it. Exit code 0 on success, 1 on a script error (the
+ * traceback goes to stderr), 130 when Ctrl-C stopped a Trainer:fit cleanly.
+ *
+ * Ctrl-C: while a fit runs, the first SIGINT asks it to stop after the current
+ * step (it saves a checkpoint, flushes its logger and raises an error that ends
+ * the script with 130); a second one, or one while no fit runs, ends the process
+ * at once, as SIGINT does by default. */
+#define _POSIX_C_SOURCE 200809L
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../lua/binding.h"
+#include "../lua/stop.h"
 #include "../version.h"
+
+/* polled by Trainer:fit (src/lua/stop.c); the handler only touches atomics */
+static ml_stop_request stop_request = {.after = ML_STOP_RAISE};
+
+static void on_sigint(int sig) {
+    if (atomic_load(&stop_request.fits) == 0 || atomic_exchange(&stop_request.requested, 1)) {
+        /* no fit to stop cleanly, or the second Ctrl-C: the default action, now */
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
+static void handle_sigint(void) {
+    struct sigaction sa, cur;
+    /* a SIGINT the parent ignores (a background job) stays ignored */
+    if (sigaction(SIGINT, NULL, &cur) != 0 || cur.sa_handler == SIG_IGN) return;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+}
 
 int luaopen_moonlight(lua_State *L);
 int luaopen_moonlight_bench(lua_State *L);
@@ -23,12 +54,16 @@ static void usage(FILE *f) {
             "  plot metrics.csv [-o curves.png]\n"
             "               draw a CSVLogger's loss curves to a PNG\n"
             "A script gets its arguments in `arg` (arg[0] is the script), as with lua.\n"
-            "Inside, `local ml = require \"moonlight\"` loads the library.\n");
+            "Inside, `local ml = require \"moonlight\"` loads the library.\n"
+            "Ctrl-C during Trainer:fit stops after the current step, saves a checkpoint\n"
+            "and exits with status 130; a second Ctrl-C exits at once.\n");
 }
 
 static int traceback(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
     if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    /* a fit stopped by Ctrl-C: its message says all, a traceback would not help */
+    if (atomic_load(&stop_request.stopped)) return 1;
     luaL_traceback(L, L, msg, 1);
     return 1;
 }
@@ -44,7 +79,7 @@ static int run_chunk(lua_State *L, int status, int nargs) {
     if (status != LUA_OK) {
         fprintf(stderr, "moonlight: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
-        return 1;
+        return atomic_load(&stop_request.stopped) ? 130 : 1;
     }
     return 0;
 }
@@ -59,33 +94,63 @@ static void set_arg(lua_State *L, char **argv, int argc, int script) {
     lua_setglobal(L, "arg");
 }
 
-/* moonlight plot metrics.csv [-o curves.png] */
+static void plot_usage(FILE *f) {
+    fprintf(f, "usage: moonlight plot metrics.csv [-o curves.png]\n"
+               "  Draws the curves of a CSVLogger's metrics.csv against step, one panel per\n"
+               "  metric: loss with val_loss, train_acc with val_acc (the name after a\n"
+               "  train_/val_/test_ prefix, without a _step/_epoch suffix).\n"
+               "  -o FILE      the PNG to write (default curves.png)\n"
+               "  -h, --help   print this help\n");
+}
+
+/* moonlight plot metrics.csv [-o curves.png]: errors are one line, no traceback
+ * (a wrong path or a bad file is the user's, not a bug) */
 static int plot_command(lua_State *L, int argc, char **argv) {
     const char *csv = NULL, *out = "curves.png";
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) out = argv[++i];
-        else if (!csv) csv = argv[i];
-        else {
-            fprintf(stderr, "moonlight plot: unexpected argument '%s'\n", argv[i]);
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            plot_usage(stdout);
+            return 0;
+        } else if (strcmp(a, "-o") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "moonlight plot: -o needs a file name\n");
+                return 1;
+            }
+            out = argv[++i];
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "moonlight plot: unknown option '%s'\n", a);
+            plot_usage(stderr);
+            return 1;
+        } else if (!csv) {
+            csv = a;
+        } else {
+            fprintf(stderr, "moonlight plot: unexpected argument '%s'\n", a);
+            plot_usage(stderr);
             return 1;
         }
     }
     if (!csv) {
-        fprintf(stderr, "usage: moonlight plot metrics.csv [-o curves.png]\n");
+        plot_usage(stderr);
         return 1;
     }
     static const char code[] =
         "local csv, out = ...\n"
         "require('moonlight')\n"
-        "require('moonlight.history').plot(csv, out)\n"
+        "local ok, err = pcall(require('moonlight.history').plot, csv, out)\n"
+        "if not ok then return tostring(err):gsub('^[^\\n]-:%d+: ', '') end\n"
         "print('wrote ' .. out)\n";
-    int status = luaL_loadbuffer(L, code, sizeof code - 1, "=plot");
-    if (status == LUA_OK) {
-        lua_pushstring(L, csv);
-        lua_pushstring(L, out);
-        return run_chunk(L, status, 2);
+    if (luaL_loadbuffer(L, code, sizeof code - 1, "=plot") != LUA_OK) return run_chunk(L, LUA_ERRSYNTAX, 0);
+    lua_pushstring(L, csv);
+    lua_pushstring(L, out);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) return run_chunk(L, LUA_ERRRUN, 0);
+    if (lua_isstring(L, -1)) { /* the error, without the position of the code that raised it */
+        fprintf(stderr, "moonlight plot: %s\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return 1;
     }
-    return run_chunk(L, status, 0);
+    lua_pop(L, 1);
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -103,6 +168,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     ml_lua_use_generational_gc(L); /* tensors die young: see src/lua/util.c */
+    ml_lua_set_stop_request(L, &stop_request);
+    handle_sigint();
     luaL_openlibs(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_moonlight);

@@ -1,7 +1,8 @@
 /* Operating-system helpers the Lua half needs and stock Lua lacks: a monotonic
  * clock (progress bars, benchmarks), isatty (progress bars redraw only on a
  * terminal), directories (the CSV logger's version_N folders) and atomic renames
- * (files are written under a temporary name and renamed into place). Exposed as
+ * (files are written under a temporary name and renamed into place), file times
+ * (the newest checkpoint) and fit's stop requests (stop.c). Exposed as
  * ml._sys; not part of the public API. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -17,6 +18,7 @@
 #include "../cpu/capability.h"
 #include "../threads.h"
 #include "binding.h"
+#include "stop.h"
 
 static int l_clock(lua_State *L) {
     lua_pushnumber(L, ml_clock_seconds());
@@ -96,6 +98,17 @@ static int l_kind(lua_State *L) {
     return 1;
 }
 
+/* mtime(path) -> seconds since the epoch (with fractions), or nil */
+static int l_mtime(lua_State *L) {
+    struct stat st;
+    if (stat(luaL_checkstring(L, 1), &st) != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushnumber(L, (double)st.st_mtim.tv_sec + (double)st.st_mtim.tv_nsec * 1e-9);
+    return 1;
+}
+
 static int l_rename(lua_State *L) {
     const char *from = luaL_checkstring(L, 1), *to = luaL_checkstring(L, 2);
     if (rename(from, to) != 0) {
@@ -159,12 +172,13 @@ void ml_lua_open_sys(lua_State *L, int module, int methods) {
     (void)methods;
     static const luaL_Reg funcs[] = {
         {"clock", l_clock}, {"isatty", l_isatty}, {"terminal_width", l_terminal_width},
-        {"mkdir_p", l_mkdir_p}, {"listdir", l_listdir}, {"kind", l_kind},
+        {"mkdir_p", l_mkdir_p}, {"listdir", l_listdir}, {"kind", l_kind}, {"mtime", l_mtime},
         {"rename", l_rename}, {"fsync", l_fsync}, {"getpid", l_getpid},
         {"peak_rss", l_peak_rss}, {"sleep", l_sleep}, {"cpu_capability", l_cpu_capability},
         {NULL, NULL}};
     lua_newtable(L);
     ml_lua_setfuncs(L, -1, funcs);
+    ml_lua_open_stop(L, -1); /* Trainer:fit's stop requests (stop.c) */
     lua_setfield(L, module, "_sys");
     static const luaL_Reg public_funcs[] = {{"set_num_threads", l_set_num_threads},
                                             {"get_num_threads", l_get_num_threads}, {NULL, NULL}};

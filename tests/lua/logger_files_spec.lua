@@ -79,6 +79,98 @@ describe("metrics.csv (RFC 4180)", function()
     assert.is_false(ok)
     assert.matches("line 2 has 3 cells, the header 2", e, 1, true)
   end)
+
+  it("reads a file up to its last complete row when the writer was killed mid-row", function()
+    local path = tmpdir() .. "/m.csv"
+    local function read_text(text)
+      local f = assert(io.open(path, "wb"))
+      f:write(text)
+      f:close()
+      return history.read(path)
+    end
+    -- a row cut off: fewer cells than the header and no line break
+    local h = read_text("epoch,loss,step\n0,0.5,0\n0,0.25,1\n0,0.1")
+    assert.is_true(h.truncated)
+    assert.are.same({{epoch = 0, loss = 0.5, step = 0}, {epoch = 0, loss = 0.25, step = 1}}, h.rows)
+    h = read_text("epoch,loss,step\n0,0.5,0\n0,")
+    assert.is_true(h.truncated)
+    assert.are.equal(1, #h.rows)
+    -- a whole last row without its newline (a file written by hand) is kept
+    h = read_text("epoch,loss,step\n0,0.5,0\n0,0.25,1")
+    assert.is_false(h.truncated)
+    assert.are.equal(2, #h.rows)
+    -- a short row that a line break ends is still an error
+    local ok, e = pcall(read_text, "epoch,loss,step\n0,0.5\n0,0.25,1\n")
+    assert.is_false(ok)
+    assert.matches("line 2 has 2 cells, the header 3", e, 1, true)
+  end)
+
+  it("says what is wrong, at the caller's line, when the file cannot be read", function()
+    local ok, e = pcall(history.read, "/nonexistent/metrics.csv")
+    assert.is_false(ok)
+    assert.matches("logger_files_spec.lua:%d+: history.read: cannot open /nonexistent/metrics.csv: No such file", e)
+    ok, e = pcall(history.read, 3)
+    assert.is_false(ok)
+    assert.matches("history.read: expected the path of a metrics.csv, got number", e, 1, true)
+  end)
+end)
+
+describe("the CSVLogger", function()
+  it("keeps no rows in memory: a long run logs in constant memory", function()
+    local logger = ml.loggers.CSVLogger(tmpdir(), {name = "stream"})
+    logger:log_metrics({loss = 1.0, epoch = 0}, 0)
+    collectgarbage("collect")
+    local before = collectgarbage("count")
+    for i = 1, 5000 do logger:log_metrics({loss = 1 / i, epoch = i // 100}, i) end
+    collectgarbage("collect")
+    local grown_kb = collectgarbage("count") - before
+    -- holding the rows took ~600 KB here (issue 17's soak: ~6 KB per 1,000 steps)
+    assert.is_true(grown_kb < 64, ("the Lua heap grew by %.0f KB over 5000 rows"):format(grown_kb))
+    local h = history.read(logger.metrics_file)
+    assert.are.equal(5001, #h.rows)
+    assert.are.equal(1 / 5000, h.rows[5001].loss)
+  end)
+
+  it("rewrites the file from the file when a column appears, keeping every row", function()
+    local logger = ml.loggers.CSVLogger(tmpdir(), {name = "cols"})
+    logger:log_metrics({b = 1, epoch = 0}, 0)
+    logger:log_metrics({b = 2, epoch = 0}, 1)
+    logger:log_metrics({a = 3, epoch = 0}, 2)
+    logger:log_metrics({c = 4, b = 5, epoch = 1}, 3)
+    assert.are.equal("a,b,c,epoch,step\n,1,,0,0\n,2,,0,1\n3,,,0,2\n,5,4,1,3\n", read_file(logger.metrics_file))
+    -- no temporary file is left behind
+    assert.is_nil(ml._sys.kind(logger.metrics_file .. ".tmp"))
+    -- a new logger in the same version directory starts the file afresh
+    local again = ml.loggers.CSVLogger(logger.save_dir, {name = "cols", version = 0})
+    again:log_metrics({z = 1}, 0)
+    assert.are.equal("step,z\n0,1\n", read_file(logger.metrics_file))
+  end)
+end)
+
+describe("the plot's panels", function()
+  local function titles(columns)
+    local rows = {{step = 0}}
+    for _, c in ipairs(columns) do rows[1][c] = 1.0 end
+    local out = {}
+    for _, p in ipairs(history.panels({columns = columns, rows = rows})) do
+      local labels = {}
+      for _, s in ipairs(p.series) do labels[#labels + 1] = s.label end
+      out[#out + 1] = p.title .. ": " .. table.concat(labels, " ")
+    end
+    return out
+  end
+
+  it("pair curves by the name after a train_/val_/test_ prefix, as users log them", function()
+    assert.are.same({"loss: train_loss val_loss"}, titles({"epoch", "step", "train_loss", "val_loss"}))
+    assert.are.same({"acc: train_acc val_acc", "loss: train_loss val_loss"},
+      titles({"epoch", "step", "train_acc", "train_loss", "val_acc", "val_loss"}))
+    assert.are.same({"error: error val_error", "loss: loss val_loss"},
+      titles({"epoch", "error", "loss", "step", "val_error", "val_loss"}))
+    assert.are.same({"loss: loss_epoch loss_step test_loss val_loss"},
+      titles({"epoch", "loss_epoch", "loss_step", "step", "test_loss", "val_loss"}))
+    -- a name that is only a prefix stays itself
+    assert.are.same({"train_: train_", "lr-Adam: lr-Adam"}, titles({"train_", "lr-Adam"}))
+  end)
 end)
 
 -- expected == got, NaN equal to NaN; a float must come back a float

@@ -47,7 +47,11 @@ end
 function Net:test_step(batch, batch_idx)
   self:log("test_loss", ml.F.mse_loss(self(batch[1]), batch[2]))
 end
-function Net:configure_optimizers() return optim.Adam(self:parameters(), {lr = 1e-2}) end
+function Net:configure_optimizers()
+  local opt = optim.Adam(self:parameters(), {lr = 1e-2})
+  if self.opts.sched then return {{opt}, {optim.lr_scheduler.StepLR(opt, {step_size = 1, gamma = 0.5})}} end
+  return opt
+end
 
 local function fit(opts)
   local dir = opts.dir or tmpdir()
@@ -115,6 +119,33 @@ describe("Trainer", function()
                                         fit = {ckpt_path = dir .. "/exp/version_0/checkpoints/last.safetensors"}})
     assert.are.equal(3, trainer.current_epoch)
     assert.are.equal(full.val_loss, resumed.val_loss)
+  end)
+
+  it("resumes with an epoch scheduler to the same numbers (the checkpoint holds the stepped scheduler)", function()
+    local full_trainer, _, _, full = fit({seed = 5, epochs = 3, model = {sched = true}})
+    local dir = tmpdir()
+    local ckdir = dir .. "/ck"
+    fit({seed = 5, epochs = 2, dir = dir, model = {sched = true},
+         callbacks = {ml.callbacks.ModelCheckpoint({save_last = true, dirpath = ckdir})}})
+    local trainer, _, _, resumed = fit({seed = 99, epochs = 3, dir = dir, model = {sched = true},
+                                        callbacks = {ml.callbacks.ModelCheckpoint({save_last = true, dirpath = ckdir})},
+                                        fit = {ckpt_path = "last"}})
+    assert.are.equal(full_trainer.optimizers[1].param_groups[1].lr, trainer.optimizers[1].param_groups[1].lr)
+    assert.are.equal(full.val_loss, resumed.val_loss)
+  end)
+
+  it("takes any loader whose iter() is a generic-for iterator (a function with its state)", function()
+    local ds = make_data(16, 2)
+    local loader = setmetatable({iter = function(self)
+      return function(st, i)
+        if i >= 4 then return nil end
+        return i + 1, {ds.tensors[1]:narrow(1, i * 4 + 1, 4), ds.tensors[2]:narrow(1, i * 4 + 1, 4)}
+      end, self, 0
+    end}, {__len = function() return 4 end})
+    local tr = ml.Trainer({max_epochs = 2, logger = false, enable_progress_bar = false,
+                           enable_model_summary = false, enable_checkpointing = false})
+    tr:fit(Net(), loader)
+    assert.are.equal(8, tr.global_step)
   end)
 
   it("validates and tests, returning the logged metrics", function()
