@@ -9,35 +9,20 @@
 #include "../error.h"
 #include "loss_cpu.h"
 
-int ml_loss_slots_init(ml_loss_slots *s, int64_t nb, const char *fname) {
+int ml_loss_slots_init_heap(ml_loss_slots *s, int64_t nb, ml_loss_kind kind) {
     s->n = nb;
-    s->heap = NULL;
-    if (nb <= ML_LOSS_STACK_SLOTS) {
-        s->sum = s->sum_buf;
-        s->bad = s->bad_buf;
-    } else {
-        s->heap = malloc((size_t)nb * (sizeof(double) + 1));
-        if (!s->heap)
-            return ml_error_set("%s: out of memory for %lld partial sums", fname, (long long)nb);
-        s->sum = s->heap;
-        s->bad = (unsigned char *)(s->sum + nb);
-    }
-    memset(s->sum, 0, sizeof(double) * (size_t)(nb > 0 ? nb : 0));
-    memset(s->bad, 0, (size_t)(nb > 0 ? nb : 0));
+    s->heap = calloc((size_t)nb, sizeof(double) + 1);
+    if (!s->heap)
+        return ml_error_set("%s: out of memory for %lld partial sums", ml_loss_name(kind),
+                            (long long)nb);
+    s->sum = s->heap;
+    s->bad = (unsigned char *)(s->sum + nb);
     return 0;
 }
 
 void ml_loss_slots_free(ml_loss_slots *s) {
     free(s->heap);
     s->heap = NULL;
-}
-
-double ml_loss_slots_sum(const ml_loss_slots *s) { return ml_sum_slots(s->sum, s->n); }
-
-bool ml_loss_slots_bad(const ml_loss_slots *s) {
-    for (int64_t b = 0; b < s->n; b++)
-        if (s->bad[b]) return true;
-    return false;
 }
 
 static int check_dtype(const ml_loss_args *a) {

@@ -28,12 +28,14 @@ int ml_cpu_class_norm(ml_loss_args *a) {
     const int64_t *TI = (const int64_t *)ml_data(a->target);
     int bad = 0;
     if (!a->weight) {
-        /* a count: exact in any order, so the loop may vectorise */
+        /* a count: exact in any order, so the loop may vectorise (bitwise, no
+         * branches) */
         int64_t cnt = 0;
         for (int64_t r = 0; r < rows; r++) {
             const int64_t t = TI[r];
-            cnt += t != ign;
-            bad |= t != ign && (t < 0 || t >= C);
+            const int counted = t != ign;
+            cnt += counted;
+            bad |= counted & ((t < 0) | (t >= C));
         }
         a->p.norm = (double)cnt;
         return bad ? -1 : 0;

@@ -325,7 +325,7 @@ int ml_cpu_ce16_forward(ml_loss_args *a, ml_tensor *out) {
     const int64_t rows = a->p.cls.n, R = ml_cpu_class_block_rows(a->p.cls.c);
     const bool none = a->p.reduction == ML_REDUCTION_NONE;
     ml_loss_slots slots;
-    if (ml_loss_slots_init(&slots, ml_nblocks(rows, R), "cross_entropy")) return -1;
+    if (ml_loss_slots_init(&slots, ml_nblocks(rows, R), ML_LOSS_CROSS_ENTROPY)) return -1;
     ce16_job j = {
         .a = a,
         .LSE = a->aux ? (double *)ml_data(a->aux) : NULL,
@@ -435,7 +435,7 @@ int ml_cpu_ce_rows16_forward(ml_loss_args *a, ml_tensor *out) {
     const int64_t rows = a->p.cls.n, C = a->p.cls.c, R = ml_cpu_class_block_rows(C);
     const bool none = a->p.reduction == ML_REDUCTION_NONE;
     ml_loss_slots slots;
-    if (ml_loss_slots_init(&slots, ml_nblocks(rows, R), "cross_entropy")) return -1;
+    if (ml_loss_slots_init(&slots, ml_nblocks(rows, R), ML_LOSS_CROSS_ENTROPY)) return -1;
     rows16_job j = {
         .X = (const float *)ml_data(a->input),
         .W = a->weight ? (const float *)ml_data(a->weight) : NULL,

@@ -139,7 +139,7 @@ int ml_cpu_ce_small_forward(ml_loss_args *a, ml_tensor *out) {
     const int64_t rows = a->p.cls.n, R = ml_cpu_class_block_rows(a->p.cls.c);
     const bool none = a->p.reduction == ML_REDUCTION_NONE;
     ml_loss_slots slots;
-    if (ml_loss_slots_init(&slots, ml_nblocks(rows, R), "cross_entropy")) return -1;
+    if (ml_loss_slots_init(&slots, ml_nblocks(rows, R), ML_LOSS_CROSS_ENTROPY)) return -1;
     ce_small_job j = {a, a->aux ? (double *)ml_data(a->aux) : NULL,
                       none ? (float *)ml_data(out) : NULL, &slots};
     ml_parallel_blocks(rows, R, ml_cpu_class_min_parallel(a->p.cls.c), ce_small_fwd_block, &j);

@@ -202,7 +202,7 @@ int ML_LOSS_FN(ml_cpu_class_forward)(ml_loss_args *a, ml_tensor *out) {
     const int64_t rows = a->p.cls.n * a->p.cls.inner, C = a->p.cls.c;
     const int64_t R = ml_cpu_class_block_rows(C);
     ml_loss_slots slots;
-    if (ml_loss_slots_init(&slots, ml_nblocks(rows, R), ml_loss_name(a->p.kind))) return -1;
+    if (ml_loss_slots_init(&slots, ml_nblocks(rows, R), a->p.kind)) return -1;
     ML_LOSS_FN(class_job) j;
     ML_LOSS_FN(class_job_init)(&j, a);
     j.O = j.none ? (T *)ml_data(out) : NULL;

@@ -43,14 +43,34 @@ typedef struct ml_loss_slots {
     void *heap;
 } ml_loss_slots;
 
+/* ml_loss_slots_init beyond ML_LOSS_STACK_SLOTS blocks. */
+int ml_loss_slots_init_heap(ml_loss_slots *s, int64_t nb, ml_loss_kind kind);
+
 /* Slots for nb blocks, zeroed. Returns 0, or -1 with ml_error set (out of memory,
- * naming fname). */
-int ml_loss_slots_init(ml_loss_slots *s, int64_t nb, const char *fname);
+ * naming the loss). Inline: a loss on the MLP's [128, 10] is a few hundred
+ * nanoseconds, and its one block should not pay for more than it uses. */
+static inline int ml_loss_slots_init(ml_loss_slots *s, int64_t nb, ml_loss_kind kind) {
+    if (nb > ML_LOSS_STACK_SLOTS) return ml_loss_slots_init_heap(s, nb, kind);
+    s->n = nb;
+    s->heap = NULL;
+    s->sum = s->sum_buf;
+    s->bad = s->bad_buf;
+    for (int64_t b = 0; b < nb; b++) {
+        s->sum[b] = 0;
+        s->bad[b] = 0;
+    }
+    return 0;
+}
+
 void ml_loss_slots_free(ml_loss_slots *s);
 /* The slots' sums added in block order. */
-double ml_loss_slots_sum(const ml_loss_slots *s);
+static inline double ml_loss_slots_sum(const ml_loss_slots *s) { return ml_sum_slots(s->sum, s->n); }
 /* Whether any block found bad data. */
-bool ml_loss_slots_bad(const ml_loss_slots *s);
+static inline bool ml_loss_slots_bad(const ml_loss_slots *s) {
+    unsigned char bad = 0;
+    for (int64_t b = 0; b < s->n; b++) bad |= s->bad[b];
+    return bad != 0;
+}
 
 /* The reduced loss from the sum of the per-element losses: / norm for "mean". */
 static inline double ml_loss_reduce(const ml_loss_params *p, double sum) {

@@ -65,34 +65,41 @@ EW_INLINE T ML_LOSS_FN(ew_loss_at)(const ML_LOSS_FN(ew_fwd_job) *j, const ml_los
 /* Elements [lo, hi) of block blk: the losses stored ("none") or summed into the
  * block's slot (16 lanes in double, lane k taking elements lo + k, lo + 16 + k,
  * ..., then the lanes added in order: an order fixed by lo and hi alone); mse's
- * gradient stored too when store_g. */
-EW_INLINE void ML_LOSS_FN(ew_fwd_range)(const ML_LOSS_FN(ew_fwd_job) *j, int64_t blk,
+ * gradient stored too when store_g. The job is copied in first: read through j,
+ * its fields (two_s, a float) could be changed by the stores to O and GC as far as
+ * the compiler knows, and it kept the loop scalar reloading them. Each chunk of 16
+ * takes two loops, the losses then their lanes, which gcc vectorises where one loop
+ * doing both stayed scalar. */
+EW_INLINE void ML_LOSS_FN(ew_fwd_range)(const ML_LOSS_FN(ew_fwd_job) *jp, int64_t blk,
                                         int64_t lo, int64_t hi, const ml_loss_kind kind,
                                         const bool none, const bool has_w, const bool store_g) {
+    const ML_LOSS_FN(ew_fwd_job) j = *jp;
     int bad = 0;
     if (none) {
         for (int64_t i = lo; i < hi; i++) {
-            j->O[i] = ML_LOSS_FN(ew_loss_at)(j, kind, has_w, i, &bad);
-            if (store_g) j->GC[i] = j->two_s * (j->X[i] - j->TG[i]);
+            j.O[i] = ML_LOSS_FN(ew_loss_at)(&j, kind, has_w, i, &bad);
+            if (store_g) j.GC[i] = j.two_s * (j.X[i] - j.TG[i]);
         }
     } else {
         double lane[EW_LANES] = {0};
+        T v[EW_LANES];
         int64_t i = lo;
         for (; i + EW_LANES <= hi; i += EW_LANES) {
             for (int k = 0; k < EW_LANES; k++) {
-                lane[k] += (double)ML_LOSS_FN(ew_loss_at)(j, kind, has_w, i + k, &bad);
-                if (store_g) j->GC[i + k] = j->two_s * (j->X[i + k] - j->TG[i + k]);
+                v[k] = ML_LOSS_FN(ew_loss_at)(&j, kind, has_w, i + k, &bad);
+                if (store_g) j.GC[i + k] = j.two_s * (j.X[i + k] - j.TG[i + k]);
             }
+            for (int k = 0; k < EW_LANES; k++) lane[k] += (double)v[k];
         }
         for (int k = 0; i + k < hi; k++) {
-            lane[k] += (double)ML_LOSS_FN(ew_loss_at)(j, kind, has_w, i + k, &bad);
-            if (store_g) j->GC[i + k] = j->two_s * (j->X[i + k] - j->TG[i + k]);
+            lane[k] += (double)ML_LOSS_FN(ew_loss_at)(&j, kind, has_w, i + k, &bad);
+            if (store_g) j.GC[i + k] = j.two_s * (j.X[i + k] - j.TG[i + k]);
         }
         double s = 0;
         for (int k = 0; k < EW_LANES; k++) s += lane[k];
-        j->slots->sum[blk] = s;
+        j.slots->sum[blk] = s;
     }
-    j->slots->bad[blk] = bad != 0;
+    j.slots->bad[blk] = bad != 0;
 }
 
 /* ew_fwd_range with the options that shape the loop as constants (has_w only for
@@ -137,7 +144,7 @@ int ML_LOSS_FN(ml_cpu_ew_forward)(ml_loss_args *a, ml_tensor *out) {
     const int64_t n = ml_numel(a->input);
     const bool none = a->p.reduction == ML_REDUCTION_NONE;
     ml_loss_slots slots;
-    if (ml_loss_slots_init(&slots, ml_nblocks(n, ML_SUM_BLOCK), ml_loss_name(kind))) return -1;
+    if (ml_loss_slots_init(&slots, ml_nblocks(n, ML_SUM_BLOCK), kind)) return -1;
     const double eps = kind == ML_LOSS_GAUSSIAN_NLL ? a->p.gaussian_nll.eps : a->p.poisson_nll.eps;
     const ML_LOSS_FN(ew_fwd_job) j = {
         .X = (const T *)ml_data(a->input),
@@ -148,7 +155,9 @@ int ML_LOSS_FN(ml_cpu_ew_forward)(ml_loss_args *a, ml_tensor *out) {
         .GC = kind == ML_LOSS_MSE && a->grad_cache ? (T *)ml_data(a->grad_cache) : NULL,
         .beta = (T)a->p.smooth_l1.beta,
         .eps = (T)eps,
-        .two_s = (T)(a->p.reduction == ML_REDUCTION_MEAN ? 2.0 / a->p.norm : 2.0),
+        /* (a division: only when there is a gradient to scale) */
+        .two_s = !a->grad_cache ? (T)0
+                 : (T)(a->p.reduction == ML_REDUCTION_MEAN ? 2.0 / a->p.norm : 2.0),
         .log_target = a->p.kl_div.log_target,
         .log_input = a->p.poisson_nll.log_input,
         .full = kind == ML_LOSS_GAUSSIAN_NLL ? a->p.gaussian_nll.full : a->p.poisson_nll.full,
@@ -181,9 +190,10 @@ typedef struct {
 
 /* Elements [lo, hi) of the gradients (dl/dx into GX, dl/dvar into GE), each
  * element's derivative times its grad_out (G[i] for "none", else s) and weight. */
-EW_INLINE void ML_LOSS_FN(ew_bwd_range)(const ML_LOSS_FN(ew_bwd_job) *j, int64_t lo, int64_t hi,
-                                        const ml_loss_kind kind, const bool none,
+EW_INLINE void ML_LOSS_FN(ew_bwd_range)(const ML_LOSS_FN(ew_bwd_job) *jp, int64_t lo,
+                                        int64_t hi, const ml_loss_kind kind, const bool none,
                                         const bool has_w, const bool has_gx, const bool has_ge) {
+    const ML_LOSS_FN(ew_bwd_job) jl = *jp, *j = &jl; /* see ew_fwd_range */
     for (int64_t i = lo; i < hi; i++) {
         const T x = j->X[i], t = j->TG[i];
         T gx = 0, ge = 0;
@@ -293,13 +303,16 @@ typedef struct {
 
 static void ML_LOSS_FN(scale_by_scalar)(void *ctx, int64_t lo, int64_t hi) {
     const ML_LOSS_FN(scale_job) *j = ctx;
+    T *restrict GX = j->GX;
     const T g = j->g;
-    for (int64_t i = lo; i < hi; i++) j->GX[i] *= g;
+    for (int64_t i = lo; i < hi; i++) GX[i] *= g;
 }
 
 static void ML_LOSS_FN(scale_by_element)(void *ctx, int64_t lo, int64_t hi) {
     const ML_LOSS_FN(scale_job) *j = ctx;
-    for (int64_t i = lo; i < hi; i++) j->GX[i] *= j->G[i];
+    T *restrict GX = j->GX;
+    const T *restrict G = j->G;
+    for (int64_t i = lo; i < hi; i++) GX[i] *= G[i];
 }
 
 /* Rows [lo, hi) of the batch dim: each class's gradient times its row's grad_out;
