@@ -31,6 +31,7 @@
 
 #define MAX_PARTIALS 1024
 
+/* The call's parameters as the kernels take them (by value, a plain struct). */
 struct loss_params {
     int kind;
     bool none, mean;
@@ -60,6 +61,7 @@ static loss_params params_of(const ml_loss_params *a) {
 
 /* --- elementwise losses --- */
 
+/* Element i's loss (before its weight); sets bad for bad data (bce, gaussian_nll). */
 template <class T>
 __device__ __forceinline__ T ew_loss(const loss_params &p, T x, T t, const T *E, int64_t i,
                                      bool &bad) {
@@ -131,6 +133,9 @@ __global__ void k_finish(const double *__restrict__ pacc, int nb, T *__restrict_
     }
 }
 
+/* The elementwise gradients from the saved operands: GX (input) and GE (var), each
+ * element's derivative times its grad_out (G[i] for "none", else G[0] / norm for
+ * "mean") and weight; either may be NULL. */
 template <class T>
 __global__ void k_ew_backward(loss_params p, const T *__restrict__ X, const T *__restrict__ TG,
                               const T *__restrict__ W, const T *__restrict__ E,
@@ -325,6 +330,7 @@ __global__ void k_class_forward(loss_params p, const T *__restrict__ X, const T 
     if (threadIdx.x == 0) pacc[blockIdx.x] = acc;
 }
 
+/* The class kinds' gradient from the saved operands and logsumexps. */
 template <int G, class T>
 __global__ void k_class_backward(loss_params p, const T *__restrict__ X, const T *__restrict__ W,
                                  const int64_t *__restrict__ TI, const T *__restrict__ TP,
@@ -368,13 +374,16 @@ __global__ void k_scale_grad(const T *__restrict__ G, T *__restrict__ GX, int64_
 
 /* --- dispatch --- */
 
+/* Blocks for a grid of `threads` threads, at most MAX_PARTIALS (one partial each). */
 static int blocks_capped(int64_t threads) {
     int64_t b = ml_cu_blocks(threads);
     return (int)(b < MAX_PARTIALS ? b : MAX_PARTIALS);
 }
 
+/* A warp per row: class dim last, 32 classes or more. */
 static bool warp_rows(const ml_loss_params *a) { return a->cls.inner == 1 && a->cls.c >= 32; }
 
+/* forward for element type T (contract: backend/loss.h). */
 template <class T>
 static int forward_t(ml_loss_args *a, ml_tensor *out) {
     const char *name = ml_loss_name(a->p.kind);
@@ -454,6 +463,7 @@ static int forward_t(ml_loss_args *a, ml_tensor *out) {
     return rc;
 }
 
+/* backward for element type T (contract: backend/loss.h). */
 template <class T>
 static int backward_t(const ml_loss_args *a, const ml_tensor *grad_out, ml_tensor *grad_input,
                       ml_tensor *grad_extra) {
@@ -488,6 +498,7 @@ static int backward_t(const ml_loss_args *a, const ml_tensor *grad_out, ml_tenso
     return 0;
 }
 
+/* scale_grad for element type T (contract: backend/loss.h). */
 template <class T>
 static int scale_grad_t(const ml_loss_params *lp, const ml_tensor *grad_out, ml_tensor *grad) {
     const int64_t n = ml_numel(grad);
@@ -499,11 +510,13 @@ static int scale_grad_t(const ml_loss_params *lp, const ml_tensor *grad_out, ml_
     return 0;
 }
 
+/* 0 for float32 / float64, else -1 with the error naming the loss. */
 static int float_input(const char *name, ml_dtype dt) {
     if (dt == ML_F32 || dt == ML_F64) return 0;
     return ml_error_set("%s: needs a floating point input, got %s", name, ml_dtype_name(dt));
 }
 
+/* The table's entries (contracts: backend/loss.h's ML_LOSS_ENTRIES). */
 static int cu_loss_forward(ml_loss_args *a, ml_tensor *out) {
     if (float_input(ml_loss_name(a->p.kind), a->input->dtype)) return -1;
     return a->input->dtype == ML_F32 ? forward_t<float>(a, out) : forward_t<double>(a, out);

@@ -25,6 +25,7 @@ void ml_loss_slots_free(ml_loss_slots *s) {
     s->heap = NULL;
 }
 
+/* 0 for a float32 / float64 input, else -1 with the error naming the loss. */
 static int check_dtype(const ml_loss_args *a) {
     if (a->input->dtype == ML_F32 || a->input->dtype == ML_F64) return 0;
     return ml_error_set("%s: needs a floating point input, got %s", ml_loss_name(a->p.kind),
@@ -50,6 +51,7 @@ static int class_forward(ml_loss_args *a, ml_tensor *out) {
     return f32 ? ml_cpu_class_forward_f(a, out) : ml_cpu_class_forward_d(a, out);
 }
 
+/* The table's entries (contracts: backend/loss.h's ML_LOSS_ENTRIES). */
 static int cpu_loss_forward(ml_loss_args *a, ml_tensor *out) {
     if (check_dtype(a)) return -1;
     if (ml_loss_is_class_kind(a->p.kind)) return class_forward(a, out);

@@ -34,6 +34,7 @@
 #define CE_SMALL_C ML_CE_SMALL_C
 #define CE_CHUNK 16 /* 16-row blocks whose loss terms are taken together */
 
+/* the lanes of the first n (<= 16, or all) rows or elements */
 static inline __mmask16 lanes_of(int64_t n) {
     return n >= CE_LANES ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
 }
@@ -284,6 +285,7 @@ static double ce_block16(const ml_loss_args *a, int64_t r0, int nb, double *LSE,
 
 /* --- c < 32: the summed blocks -------------------------------------------------- */
 
+/* What the blocks of one ml_cpu_ce16_forward call share. */
 typedef struct {
     const ml_loss_args *a;
     double *LSE;
@@ -345,6 +347,7 @@ int ml_cpu_ce16_forward(ml_loss_args *a, ml_tensor *out) {
 
 /* --- any c, one pass per row ------------------------------------------------------ */
 
+/* A row's largest logit (NaN logits skipped: a row of NaNs gives -inf). */
 static inline float row_max16(const float *x, int64_t C) {
     __m512 mv = _mm512_set1_ps(-INFINITY);
     for (int64_t k = 0; k < C; k += 16) {
@@ -370,6 +373,8 @@ static inline double row_sumexp16(const float *x, int64_t C, float m, float *g) 
     return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
 
+/* What the rows of one ml_cpu_ce_rows16_forward call share (as the reference's
+ * class_job): O for "none", GC and LSE when wanted, gsc the gradient's scale. */
 typedef struct {
     const float *X, *W;
     const int64_t *TI;

@@ -114,6 +114,7 @@ static double ce_fwd_block(const ml_loss_args *a, int64_t r0, int nb, double *LS
     return acc;
 }
 
+/* What the blocks of one ml_cpu_ce_small_forward call share. */
 typedef struct {
     const ml_loss_args *a;
     double *LSE;
@@ -217,6 +218,7 @@ static void ce_bwd_block(const ml_loss_args *a, int64_t r0, int nb, const float 
         if (tt[j] >= 0) gb[j * C + tt[j]] -= a1[j];
 }
 
+/* What the blocks of one ml_cpu_ce_small_backward call share. */
 typedef struct {
     const ml_loss_args *a;
     const float *G;
