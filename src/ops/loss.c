@@ -1,9 +1,17 @@
 /* Losses: PyTorch's shape rules and dtype checks per loss, the operands made
  * contiguous (and broadcast where torch broadcasts: bce weights, pos_weight,
- * gaussian_nll's var), one fused kernel forward, one fused kernel backward. */
+ * gaussian_nll's var), one fused kernel forward, one fused kernel backward.
+ *
+ * One autograd path for every backend: for the kinds of ml_loss_grad_in_forward
+ * (mse_loss, cross_entropy), when the input's gradient will be wanted, the forward
+ * kernel writes it (for a grad_out of 1) into a tensor that the node keeps alone;
+ * backward scales it by grad_out in place (scale_grad) and hands it on. The other
+ * kinds, and those when the input needs no gradient, save their operands and run
+ * the backward kernel. */
 #include "loss.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../autograd.h"
@@ -33,7 +41,7 @@ void ml_loss_options_init(ml_loss_options *o, ml_loss_kind kind) {
     o->log_input = true;
 }
 
-static bool is_class_kind(ml_loss_kind k) { return k >= ML_LOSS_NLL; }
+static bool is_class_kind(ml_loss_kind k) { return ml_loss_is_class_kind(k); }
 
 /* Losses whose gradient w.r.t. target is minus the one w.r.t. input. */
 static bool target_grad_is_neg(ml_loss_kind k) {
@@ -153,9 +161,8 @@ static int prepare_elementwise(prepared *p, ml_loss_kind kind, ml_tensor *input,
         ml_tensor_release(vu);
         if (!p->extra) return -1;
     }
-    p->args.n = ml_numel(input);
     if (o->reduction == ML_REDUCTION_MEAN)
-        p->args.norm = o->batchmean ? (input->ndim ? (double)input->shape[0] : 1.0)
+        p->args.p.norm = o->batchmean ? (input->ndim ? (double)input->shape[0] : 1.0)
                                     : (double)ml_numel(input);
     p->out_ndim = o->reduction == ML_REDUCTION_NONE ? input->ndim : 0;
     memcpy(p->out_shape, input->shape, sizeof(int64_t) * (size_t)input->ndim);
@@ -204,7 +211,7 @@ static int prepare_class(prepared *p, ml_loss_kind kind, ml_tensor *input, ml_te
                                 "class dim), got %s", fname, ml_shape_str(tnd, tshape, c, sizeof c),
                                 SHAPE(input, a), SHAPE(target, b));
     }
-    p->args.kind = kind;
+    p->args.p.kind = kind;
     if (kind != ML_LOSS_NLL && (o->label_smoothing < 0 || o->label_smoothing > 1))
         return ml_error_set("%s: label_smoothing must be between 0 and 1, got %g", fname,
                             o->label_smoothing);
@@ -223,16 +230,78 @@ static int prepare_class(prepared *p, ml_loss_kind kind, ml_tensor *input, ml_te
         p->weight = operand(o->weight, dt, 1, o->weight->shape);
         if (!p->weight) return -1;
     }
-    p->args.n = N;
-    p->args.c = C;
-    p->args.inner = inner;
-    p->args.norm = (double)(N * inner); /* _PROBS; the kernel sets the others' */
+    p->args.p.cls.n = N;
+    p->args.p.cls.c = C;
+    p->args.p.cls.inner = inner;
+    p->args.p.norm = (double)(N * inner); /* _PROBS; the kernel sets the others' */
     p->out_ndim = o->reduction == ML_REDUCTION_NONE ? tnd : 0;
     memcpy(p->out_shape, tshape, sizeof(int64_t) * (size_t)tnd);
     return 0;
 }
 
+/* What a loss node keeps for backward, in node->ctx (freed with the node): the
+ * call's typed parameters and how its saved tensors are laid out. */
+typedef struct loss_node {
+    ml_loss_params p;
+    bool grad_cached;    /* saved[SAVED_GRAD] is the input's gradient forward made,
+                          * and nothing else is saved */
+    bool var_unsqueezed; /* gaussian_nll's var lacked the input's last dim */
+} loss_node;
+
+/* node->saved[] slots (NULL where the call had none) */
+enum {
+    SAVED_GRAD = 0,   /* with grad_cached */
+    SAVED_INPUT = 0,  /* otherwise: input, target (broadcast, contiguous) */
+    SAVED_TARGET = 1,
+    SAVED_WEIGHT = 2, /* bce's elementwise weight, or the class weights */
+    SAVED_EXTRA = 3,  /* pos_weight or var; cross_entropy's logsumexps */
+    SAVED_COUNT = 4
+};
+_Static_assert(SAVED_COUNT <= ML_NODE_MAX_SAVED, "a loss node saves 4 tensors");
+
 static int loss_backward(ml_node *node, ml_tensor *g, ml_tensor **gin);
+
+/* The node's name, as torch's grad_fn names them. */
+static const char *node_name(ml_loss_kind kind) {
+    switch (kind) {
+    case ML_LOSS_MSE: return "MseLossBackward";
+    case ML_LOSS_NLL: return "NllLossBackward";
+    case ML_LOSS_CROSS_ENTROPY:
+    case ML_LOSS_CROSS_ENTROPY_PROBS: return "CrossEntropyLossBackward";
+    default: return "LossBackward";
+    }
+}
+
+/* Records the node of a loss computed into out (when a graph is wanted): the
+ * parameters, and either the gradient made by forward (taken from p) or the
+ * operands backward reads. Returns -1 with ml_error set when out of memory. */
+static int attach_node(ml_tensor *out, prepared *p, ml_tensor *input, ml_tensor *target,
+                       ml_tensor *var) {
+    ml_tensor *ins[3] = {input, target, var};
+    ml_node *node = ml_node_attach(out, "LossBackward", loss_backward, 3, ins);
+    if (!node) return 0;
+    loss_node *ln = malloc(sizeof *ln);
+    if (!ln) return ml_error_set("%s: out of memory", ml_loss_name(p->args.p.kind));
+    ln->p = p->args.p;
+    ln->grad_cached = p->cache != NULL;
+    ln->var_unsqueezed = p->var_unsqueezed;
+    node->ctx = ln;
+    node->free_ctx = free;
+    node->name = node_name(p->args.p.kind);
+    if (p->cache) {
+        /* the gradient is all backward needs; the node takes the reference */
+        node->saved[SAVED_GRAD] = p->cache;
+        node->n_saved = 1;
+        p->cache = NULL;
+        return 0;
+    }
+    ml_tensor *const keep[SAVED_COUNT] = {
+        [SAVED_INPUT] = p->input, [SAVED_TARGET] = p->target, [SAVED_WEIGHT] = p->weight,
+        [SAVED_EXTRA] = p->extra ? p->extra : p->aux};
+    for (int i = 0; i < SAVED_COUNT; i++) node->saved[i] = keep[i] ? ml_tensor_alias(keep[i]) : NULL;
+    node->n_saved = SAVED_COUNT;
+    return 0;
+}
 
 ml_tensor *ml_loss(ml_loss_kind kind, ml_tensor *input, ml_tensor *target, ml_tensor *var,
                    const ml_loss_options *o) {
@@ -255,27 +324,25 @@ ml_tensor *ml_loss(ml_loss_kind kind, ml_tensor *input, ml_tensor *target, ml_te
 
     prepared p;
     memset(&p, 0, sizeof p);
-    p.args.kind = kind;
-    p.args.reduction = o->reduction;
-    p.args.beta = o->beta;
-    p.args.eps = o->eps;
-    p.args.label_smoothing = o->label_smoothing;
-    p.args.ignore_index = o->ignore_index;
-    p.args.log_input = o->log_input;
-    p.args.full = o->full;
-    p.args.log_target = o->log_target;
+    ml_loss_params *lp = &p.args.p;
+    lp->kind = kind;
+    lp->reduction = o->reduction;
+    lp->smooth_l1.beta = o->beta;
+    lp->kl_div.log_target = o->log_target;
+    lp->poisson_nll = (ml_poisson_nll_opts){.log_input = o->log_input, .full = o->full, .eps = o->eps};
+    lp->gaussian_nll = (ml_gaussian_nll_opts){.full = o->full, .eps = o->eps};
+    lp->cls.ignore_index = o->ignore_index;
+    lp->cls.label_smoothing = o->label_smoothing;
     int rc = is_class_kind(kind) ? prepare_class(&p, kind, input, target, o)
                                  : prepare_elementwise(&p, kind, input, target, var, o);
-    kind = p.args.kind;
+    kind = lp->kind;
     ml_tensor *out = NULL;
     const ml_loss_ops *lo = rc == 0 ? ml_need_loss(input, fname) : NULL;
     if (rc == 0 && !lo) rc = -1;
-    /* mse_loss and cross_entropy make the input's gradient in the forward pass when
-     * it will be wanted (the backend can): the pass over the input is the only one,
-     * and backward is at most a scaling in place */
-    bool cache = rc == 0 && lo->grad_in_forward && input->requires_grad && ml_grad_enabled() &&
-                 (kind == ML_LOSS_MSE || kind == ML_LOSS_CROSS_ENTROPY ||
-                  kind == ML_LOSS_CROSS_ENTROPY_PROBS);
+    /* the input's gradient made in the forward pass when it will be wanted: the pass
+     * over the input is the only one, and backward is at most a scaling in place */
+    bool cache = rc == 0 && ml_loss_grad_in_forward(kind) && input->requires_grad &&
+                 ml_grad_enabled();
     /* probabilities that require grad want log_softmax(input) in backward, which
      * the cached gradient does not give: the saved operands then */
     if (kind == ML_LOSS_CROSS_ENTROPY_PROBS && target->requires_grad) cache = false;
@@ -283,7 +350,7 @@ ml_tensor *ml_loss(ml_loss_kind kind, ml_tensor *input, ml_tensor *target, ml_te
         p.cache = ml_tensor_empty_like(p.input);
         if (!p.cache) rc = -1;
     } else if (rc == 0 && is_class_kind(kind) && kind != ML_LOSS_NLL) {
-        int64_t rows = p.args.n * p.args.inner;
+        int64_t rows = lp->cls.n * lp->cls.inner;
         p.aux = ml_tensor_empty(ML_F64, input->storage->device, 1, &rows);
         if (!p.aux) rc = -1;
     }
@@ -300,42 +367,9 @@ ml_tensor *ml_loss(ml_loss_kind kind, ml_tensor *input, ml_tensor *target, ml_te
             out = NULL;
         }
     }
-    ml_tensor *ins[3] = {input, target, var};
-    ml_node *node = out ? ml_node_attach(out, "LossBackward", loss_backward, 3, ins) : NULL;
-    if (node) {
-        node->name = kind == ML_LOSS_MSE ? "MseLossBackward"
-                   : kind == ML_LOSS_NLL ? "NllLossBackward"
-                   : kind == ML_LOSS_CROSS_ENTROPY || kind == ML_LOSS_CROSS_ENTROPY_PROBS
-                       ? "CrossEntropyLossBackward" : "LossBackward";
-        node->ints[0] = kind;
-        node->ints[1] = p.args.reduction;
-        node->ints[2] = p.args.ignore_index;
-        node->ints[3] = p.args.n;
-        node->ints[4] = p.args.c;
-        node->ints[5] = p.args.inner;
-        node->ints[6] = p.args.log_input | p.args.full << 1 | p.args.log_target << 2 |
-                        p.var_unsqueezed << 3;
-        node->scalars[0] = p.args.beta;
-        node->scalars[1] = p.args.eps;
-        node->scalars[2] = p.args.label_smoothing;
-        node->scalars[3] = p.args.norm;
-        if (p.cache) {
-            /* the gradient is all backward needs; the node takes the reference */
-            node->saved[0] = p.cache;
-            node->n_saved = 1;
-            p.cache = NULL;
-            node->ints[7] = node->ints[8] = -1;
-            node->ints[9] = 1;
-        } else {
-            ml_node_save(node, p.input);
-            ml_node_save(node, p.target);
-            node->ints[7] = p.weight ? node->n_saved : -1;
-            if (p.weight) ml_node_save(node, p.weight);
-            ml_tensor *x = p.extra ? p.extra : p.aux;
-            node->ints[8] = x ? node->n_saved : -1;
-            if (x) ml_node_save(node, x);
-            node->ints[9] = 0;
-        }
+    if (out && attach_node(out, &p, input, target, var)) {
+        ml_tensor_release(out);
+        out = NULL;
     }
     prepared_release(&p);
     return out;
@@ -361,14 +395,13 @@ static ml_tensor *neg_to_target(const ml_node *node, ml_tensor *gx) {
 /* The gradient the forward made: scaled by g in place (nothing to do for a g of
  * 1), then handed on as the input's gradient (the node owned the only reference,
  * so a leaf takes it as its grad without a copy), and negated for mse's target. */
-static int cached_backward(ml_node *node, ml_loss_args *a, ml_tensor *g, ml_tensor **gin) {
-    ml_tensor *gx = node->saved[0];
-    node->saved[0] = NULL;
-    a->input = gx;
-    a->grad_cached = true;
+static int cached_backward(ml_node *node, const ml_loss_params *lp, ml_tensor *g,
+                           ml_tensor **gin) {
+    ml_tensor *gx = node->saved[SAVED_GRAD];
+    node->saved[SAVED_GRAD] = NULL;
     ml_tensor *gc = operand(g, gx->dtype, g->ndim, g->shape);
-    const ml_loss_ops *lo = gc ? ml_need_loss(gx, ml_loss_name(a->kind)) : NULL;
-    int rc = lo ? lo->backward(a, gc, gx, NULL) : -1;
+    const ml_loss_ops *lo = gc ? ml_need_loss(gx, ml_loss_name(lp->kind)) : NULL;
+    int rc = lo ? lo->scale_grad(lp, gc, gx) : -1;
     ml_tensor_release(gc);
     if (rc == 0 && node->needs_grad[1]) {
         gin[1] = neg_to_target(node, gx);
@@ -426,8 +459,9 @@ static ml_tensor *target_grad(ml_node *node, const ml_loss_args *a, ml_tensor *g
     scratch s = {.n = 0};
     ml_tensor *x = (ml_tensor *)a->input, *t = (ml_tensor *)a->target;
     ml_tensor *w = (ml_tensor *)a->weight, *d = NULL;
-    ml_tensor *gs = a->reduction == ML_REDUCTION_MEAN ? affine(&s, g, 1.0 / a->norm, 0.0) : g;
-    switch (a->kind) {
+    const ml_loss_params *lp = &a->p;
+    ml_tensor *gs = lp->reduction == ML_REDUCTION_MEAN ? affine(&s, g, 1.0 / lp->norm, 0.0) : g;
+    switch (lp->kind) {
     case ML_LOSS_BCE:
         d = bin(&s, ML_BIN_SUB, un(&s, ML_UN_LOG1P, un(&s, ML_UN_NEG, x)), un(&s, ML_UN_LOG, x));
         break;
@@ -440,7 +474,7 @@ static ml_tensor *target_grad(ml_node *node, const ml_loss_args *a, ml_tensor *g
         }
         break;
     case ML_LOSS_KL_DIV:
-        if (a->log_target) {
+        if (lp->kl_div.log_target) {
             d = bin(&s, ML_BIN_MUL, un(&s, ML_UN_EXP, t),
                     affine(&s, bin(&s, ML_BIN_SUB, t, x), 1.0, 1.0));
         } else {
@@ -449,9 +483,10 @@ static ml_tensor *target_grad(ml_node *node, const ml_loss_args *a, ml_tensor *g
         }
         break;
     case ML_LOSS_POISSON_NLL:
-        d = a->log_input ? un(&s, ML_UN_NEG, x)
-                         : un(&s, ML_UN_NEG, un(&s, ML_UN_LOG, affine(&s, x, 1.0, a->eps)));
-        if (a->full) {
+        d = lp->poisson_nll.log_input
+                ? un(&s, ML_UN_NEG, x)
+                : un(&s, ML_UN_NEG, un(&s, ML_UN_LOG, affine(&s, x, 1.0, lp->poisson_nll.eps)));
+        if (lp->poisson_nll.full) {
             ml_tensor *one = keep(&s, ml_scalar(1.0, t->dtype, t->storage->device));
             ml_tensor *gt1 = one ? bin(&s, ML_BIN_GT, t, one) : NULL;
             ml_tensor *m = gt1 ? keep(&s, ml_cast(gt1, x->dtype)) : NULL;
@@ -462,18 +497,18 @@ static ml_tensor *target_grad(ml_node *node, const ml_loss_args *a, ml_tensor *g
         break;
     case ML_LOSS_CROSS_ENTROPY_PROBS: {
         int cd = x->ndim == 1 ? 0 : 1;
-        d = affine(&s, keep(&s, ml_log_softmax(x, cd)), -(1.0 - a->label_smoothing), 0.0);
+        d = affine(&s, keep(&s, ml_log_softmax(x, cd)), -(1.0 - lp->cls.label_smoothing), 0.0);
         if (w && x->ndim > 1) {
             int64_t ws[ML_MAX_DIMS];
-            ws[0] = a->c;
+            ws[0] = lp->cls.c;
             for (int i = 1; i < x->ndim - 1; i++) ws[i] = 1;
             w = keep(&s, ml_reshape(w, x->ndim - 1, ws));
         }
-        if (gs && a->reduction == ML_REDUCTION_NONE) gs = keep(&s, ml_unsqueeze(gs, cd));
+        if (gs && lp->reduction == ML_REDUCTION_NONE) gs = keep(&s, ml_unsqueeze(gs, cd));
         break;
     }
     default:
-        ml_error_set("%s: no gradient rule for target", ml_loss_name(a->kind));
+        ml_error_set("%s: no gradient rule for target", ml_loss_name(lp->kind));
         break;
     }
     if (w) d = bin(&s, ML_BIN_MUL, d, w);
@@ -484,39 +519,27 @@ static ml_tensor *target_grad(ml_node *node, const ml_loss_args *a, ml_tensor *g
 }
 
 static int loss_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
+    const loss_node *ln = node->ctx;
+    if (ln->grad_cached) return cached_backward(node, &ln->p, g, gin);
     ml_loss_args a;
     memset(&a, 0, sizeof a);
-    a.kind = (ml_loss_kind)node->ints[0];
-    a.reduction = (ml_reduction)node->ints[1];
-    a.ignore_index = node->ints[2];
-    a.n = node->ints[3];
-    a.c = node->ints[4];
-    a.inner = node->ints[5];
-    a.log_input = node->ints[6] & 1;
-    a.full = node->ints[6] & 2;
-    a.log_target = node->ints[6] & 4;
-    bool var_unsqueezed = node->ints[6] & 8;
-    a.beta = node->scalars[0];
-    a.eps = node->scalars[1];
-    a.label_smoothing = node->scalars[2];
-    a.norm = node->scalars[3];
-    if (node->ints[9]) return cached_backward(node, &a, g, gin);
-    a.input = node->saved[0];
-    a.target = node->saved[1];
-    a.weight = node->ints[7] >= 0 ? node->saved[node->ints[7]] : NULL;
-    ml_tensor *x = node->ints[8] >= 0 ? node->saved[node->ints[8]] : NULL;
-    if (is_class_kind(a.kind)) a.aux = x;
-    else a.extra = x;
+    a.p = ln->p;
+    a.input = node->saved[SAVED_INPUT];
+    a.target = node->saved[SAVED_TARGET];
+    a.weight = node->saved[SAVED_WEIGHT];
+    if (is_class_kind(a.p.kind)) a.aux = node->saved[SAVED_EXTRA];
+    else a.extra = node->saved[SAVED_EXTRA];
+    const bool var_unsqueezed = ln->var_unsqueezed;
 
     const ml_tensor *in = a.input;
-    bool neg_target = target_grad_is_neg(a.kind);
+    bool neg_target = target_grad_is_neg(a.p.kind);
     bool want_x = node->needs_grad[0] || (node->needs_grad[1] && neg_target);
     bool want_var = node->needs_grad[2];
     ml_tensor *gc = operand(g, in->dtype, g->ndim, g->shape);
     ml_tensor *gx = gc && want_x ? ml_tensor_empty_like(in) : NULL;
     ml_tensor *gv = gc && want_var ? ml_tensor_empty_like(in) : NULL;
     int rc = -1;
-    const ml_loss_ops *lo = ml_need_loss(in, ml_loss_name(a.kind));
+    const ml_loss_ops *lo = ml_need_loss(in, ml_loss_name(a.p.kind));
     if (lo && gc && (!want_x || gx) && (!want_var || gv))
         rc = want_x || want_var ? lo->backward(&a, gc, gx, gv) : 0;
     if (rc == 0 && node->needs_grad[1] && !neg_target) {
