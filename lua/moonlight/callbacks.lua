@@ -238,6 +238,7 @@ function callbacks._restore_training(trainer, ckpt)
 end
 
 callbacks._to_hex = to_hex
+callbacks._to_literal, callbacks._from_literal = to_literal, from_literal
 
 ------------------------------------------------------------------------------
 -- ModelCheckpoint

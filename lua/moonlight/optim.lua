@@ -4,7 +4,7 @@
 -- with PyTorch 1.13's update rules and defaults.
 local core = require "moonlight.core"
 local util = require "moonlight.util"
-local check_options, set_of, fail = util.check_options, util.set_of, util.fail
+local check_options, fail = util.check_options, util.fail
 
 local optim = {}
 local is_tensor = core.is_tensor
@@ -262,6 +262,7 @@ end
 
 local Adam = setmetatable({}, {__index = Optimizer})
 Adam.__index = Adam
+Adam.__name = "Adam" -- the class name, as LearningRateMonitor names it (lr-Adam)
 
 -- optim.Adam(params, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0,
 --                     amsgrad = false, maximize = false}); weight decay as L2 (added to the gradient)
@@ -281,6 +282,7 @@ end
 
 local AdamW = setmetatable({}, {__index = Optimizer})
 AdamW.__index = AdamW
+AdamW.__name = "AdamW"
 
 -- optim.AdamW: Adam with decoupled weight decay (default 0.01): p <- p * (1 - lr * wd)
 function optim.AdamW(params, opts)
@@ -302,6 +304,7 @@ end
 
 local SGD = setmetatable({}, {__index = Optimizer})
 SGD.__index = SGD
+SGD.__name = "SGD"
 
 local function sgd_validate(fname, g)
   check_number(fname, "learning rate", g.lr, function(v) return v >= 0 end)
@@ -349,133 +352,9 @@ function SGD:step(closure)
 end
 
 ------------------------------------------------------------------------------
--- learning-rate schedulers (torch.optim.lr_scheduler, chainable form)
+-- learning-rate schedulers: torch.optim.lr_scheduler, in lr_scheduler.lua
 ------------------------------------------------------------------------------
 
-local lr_scheduler = {}
-optim.lr_scheduler = lr_scheduler
-
-local Scheduler = {}
-Scheduler.__index = Scheduler
-lr_scheduler.LRScheduler = Scheduler
-
-local function new_scheduler(cls, fname, opt, opts, allowed)
-  if type(opt) ~= "table" or type(opt.param_groups) ~= "table" then
-    fail(fname, "expected an optimizer, got %s", type(opt))
-  end
-  opts = check_options(fname, opts, allowed)
-  local self = setmetatable({optimizer = opt, _fname = fname}, cls)
-  local last_epoch = opts.last_epoch or -1
-  for i, g in ipairs(opt.param_groups) do
-    if last_epoch == -1 then
-      if g.initial_lr == nil then g.initial_lr = g.lr end
-    elseif g.initial_lr == nil then
-      fail(fname, "param 'initial_lr' is not specified in param_groups[%d] when resuming an optimizer", i)
-    end
-  end
-  self.base_lrs = {}
-  for i, g in ipairs(opt.param_groups) do self.base_lrs[i] = g.initial_lr end
-  self.last_epoch = last_epoch
-  self._step_count = 0
-  return self, opts
-end
-
-function Scheduler:_init_step()
-  self:step()
-end
-
--- step(): one epoch on; the groups' lr become get_lr()'s
-function Scheduler:step()
-  self._step_count = self._step_count + 1
-  self.last_epoch = self.last_epoch + 1
-  local lrs = self:get_lr()
-  for i, g in ipairs(self.optimizer.param_groups) do g.lr = lrs[i] end
-  self._last_lr = {}
-  for i, g in ipairs(self.optimizer.param_groups) do self._last_lr[i] = g.lr end
-end
-
-function Scheduler:get_last_lr()
-  local c = {}
-  for i, v in ipairs(self._last_lr) do c[i] = v end
-  return c
-end
-
-function Scheduler:state_dict()
-  local s = {}
-  for k, v in pairs(self) do if k ~= "optimizer" then s[k] = deep_copy(v) end end
-  return s
-end
-
-function Scheduler:load_state_dict(sd)
-  for k, v in pairs(sd) do if k ~= "optimizer" then self[k] = deep_copy(v) end end
-end
-
-local function group_lrs(self)
-  local out = {}
-  for i, g in ipairs(self.optimizer.param_groups) do out[i] = g.lr end
-  return out
-end
-
--- StepLR(opt, {step_size = n, gamma = 0.1}) or StepLR(opt, n, {gamma = 0.1}):
--- lr * gamma every step_size epochs
-local StepLR = setmetatable({}, {__index = Scheduler})
-StepLR.__index = StepLR
-function lr_scheduler.StepLR(opt, step_size, opts)
-  if type(step_size) == "table" then opts, step_size = step_size, step_size.step_size end
-  local o = {}
-  for k, v in pairs(opts or {}) do if k ~= "step_size" then o[k] = v end end
-  local self
-  self, o = new_scheduler(StepLR, "StepLR", opt, o, set_of("gamma", "last_epoch"))
-  if math.type(step_size) ~= "integer" or step_size < 1 then
-    error(("StepLR: step_size must be a positive integer, got %s"):format(tostring(step_size)), 2)
-  end
-  self.step_size, self.gamma = step_size, o.gamma or 0.1
-  self:_init_step()
-  return self
-end
-
-function StepLR:get_lr()
-  local lrs = group_lrs(self)
-  if self.last_epoch == 0 or self.last_epoch % self.step_size ~= 0 then return lrs end
-  for i, v in ipairs(lrs) do lrs[i] = v * self.gamma end
-  return lrs
-end
-
--- CosineAnnealingLR(opt, {T_max = n, eta_min = 0}) or CosineAnnealingLR(opt, n, {eta_min})
-local Cosine = setmetatable({}, {__index = Scheduler})
-Cosine.__index = Cosine
-function lr_scheduler.CosineAnnealingLR(opt, T_max, opts)
-  if type(T_max) == "table" then opts, T_max = T_max, T_max.T_max end
-  local o = {}
-  for k, v in pairs(opts or {}) do if k ~= "T_max" then o[k] = v end end
-  local self
-  self, o = new_scheduler(Cosine, "CosineAnnealingLR", opt, o, set_of("eta_min", "last_epoch"))
-  if type(T_max) ~= "number" or T_max <= 0 then
-    error(("CosineAnnealingLR: T_max must be a positive number, got %s"):format(tostring(T_max)), 2)
-  end
-  self.T_max, self.eta_min = T_max, o.eta_min or 0
-  self:_init_step()
-  return self
-end
-
-function Cosine:get_lr()
-  local lrs, e, T, eta = group_lrs(self), self.last_epoch, self.T_max, self.eta_min
-  if e == 0 then return lrs end
-  local pi = math.pi
-  if self._step_count == 1 and e > 0 then
-    for i, base in ipairs(self.base_lrs) do
-      lrs[i] = eta + (base - eta) * (1 + math.cos(e * pi / T)) / 2
-    end
-  elseif (e - 1 - T) % (2 * T) == 0 then
-    for i, base in ipairs(self.base_lrs) do
-      lrs[i] = lrs[i] + (base - eta) * (1 - math.cos(pi / T)) / 2
-    end
-  else
-    for i, v in ipairs(lrs) do
-      lrs[i] = (1 + math.cos(pi * e / T)) / (1 + math.cos(pi * (e - 1) / T)) * (v - eta) + eta
-    end
-  end
-  return lrs
-end
+optim.lr_scheduler = require "moonlight.lr_scheduler"
 
 return optim
