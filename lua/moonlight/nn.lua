@@ -56,6 +56,9 @@ nn.Module = Module
 local function is_module(v) return type(v) == "table" and rawget(v, "_modules") ~= nil end
 nn.is_module = is_module
 
+-- nn.utils: clip_grad_norm_, clip_grad_value_ (lua/moonlight/nn_utils.lua)
+nn.utils = require "moonlight.nn_utils"
+
 -- the registry of one instance: ordered names plus a map
 local function registry() return {names = {}, map = {}} end
 
@@ -597,10 +600,9 @@ function Module:log_dict(t, opts)
 end
 
 -- self:clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm):
--- clips the module's gradients by norm (default) or by value, as the Trainer's
+-- clips the optimizer's gradients by norm (default) or by value, as the Trainer's
 -- gradient_clip_val does; for a configure_gradient_clipping hook of one's own.
--- All the module's parameters are clipped (Lightning: the optimizer's).
-function Module:clip_gradients(_optimizer, gradient_clip_val, gradient_clip_algorithm)
+function Module:clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
   local trainer = rawget(self, "_trainer")
   if not trainer then
     util.raise("clip_gradients: self:clip_gradients can only be called inside a hook run by a Trainer")
@@ -608,7 +610,7 @@ function Module:clip_gradients(_optimizer, gradient_clip_val, gradient_clip_algo
   if gradient_clip_val ~= nil and type(gradient_clip_val) ~= "number" then
     util.fail("clip_gradients", "gradient_clip_val must be a number, got %s", util.typename(gradient_clip_val))
   end
-  trainer:_clip_gradients(self, gradient_clip_val, gradient_clip_algorithm)
+  trainer:_clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
 end
 
 -- self:save_hyperparameters({name = value, ...}): self.hparams, which the

@@ -586,35 +586,29 @@ local function check_finite(loss, trainer, step_delta)
   end
 end
 
--- Clips the model's gradients to clip (by norm or by value); what the module's
--- clip_gradients does and what Lightning's default configure_gradient_clipping
--- calls with the Trainer's gradient_clip_val / gradient_clip_algorithm.
-function Trainer:_clip_gradients(model, clip, algorithm)
+-- Clips the gradients of the optimizer's parameters (the model's when there is
+-- no optimizer) to clip, by norm (nn.utils.clip_grad_norm_) or by value
+-- (clip_grad_value_): what the module's clip_gradients does and what Lightning's
+-- default configure_gradient_clipping calls with the Trainer's
+-- gradient_clip_val / gradient_clip_algorithm. Nothing when clip is nil or <= 0.
+function Trainer:_clip_gradients(model, optimizer, clip, algorithm)
   if not clip or clip <= 0 then return end
   algorithm = algorithm or "norm"
   if algorithm ~= "norm" and algorithm ~= "value" then
     error("clip_gradients: gradient_clip_algorithm must be \"norm\" or \"value\", got " .. tostring(algorithm), 0)
   end
-  core.no_grad(function()
-    local params = model:parameters()
-    if algorithm == "value" then
-      for _, p in ipairs(params) do
-        if p.grad then p.grad:copy_(p.grad:clamp(-clip, clip)) end
-      end
-      return
+  local params
+  if optimizer and optimizer.param_groups then
+    params = {}
+    for _, g in ipairs(optimizer.param_groups) do
+      for _, p in ipairs(g.params) do params[#params + 1] = p end
     end
-    local total = 0
-    for _, p in ipairs(params) do
-      if p.grad then total = total + p.grad:double():square():sum():item() end
-    end
-    local norm = math.sqrt(total)
-    local coef = clip / (norm + 1e-6)
-    if coef < 1 then
-      for _, p in ipairs(params) do
-        if p.grad then p.grad:copy_(p.grad * coef) end
-      end
-    end
-  end)
+  else
+    params = model:parameters()
+  end
+  local utils = require "moonlight.nn_utils"
+  if algorithm == "value" then utils.clip_grad_value_(params, clip)
+  else utils.clip_grad_norm_(params, clip) end
 end
 
 -- metrics name -> number, plus epoch, for a logger row at step
@@ -779,7 +773,7 @@ function Trainer:_optimization_step(model, batch, batch_idx, optimizers)
     call(self, model, "on_before_optimizer_step", opt)
     local cg = module_fn(self, model, "configure_gradient_clipping")
     if cg then cg(model, opt, self.gradient_clip_val, self.gradient_clip_algorithm)
-    else self:_clip_gradients(model, self.gradient_clip_val, self.gradient_clip_algorithm) end
+    else self:_clip_gradients(model, opt, self.gradient_clip_val, self.gradient_clip_algorithm) end
     return loss
   end
   local os_hook = module_fn(self, model, "optimizer_step")
