@@ -317,4 +317,23 @@ function CSVLogger:__tostring()
     tostring(self.version))
 end
 
+------------------------------------------------------------------------------
+-- DummyLogger: what fast_dev_run puts in the logger's place (Lightning's)
+------------------------------------------------------------------------------
+
+local DummyLogger = {}
+DummyLogger.__index = DummyLogger
+DummyLogger.__name = "DummyLogger"
+
+-- a logger that takes everything and writes nothing
+function loggers.DummyLogger()
+  return setmetatable({name = "", version = ""}, DummyLogger)
+end
+
+function DummyLogger:log_metrics() end
+function DummyLogger:log_hyperparams() end
+function DummyLogger:save() end
+function DummyLogger:finalize() end
+function DummyLogger:__tostring() return "DummyLogger()" end
+
 return loggers

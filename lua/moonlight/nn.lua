@@ -614,12 +614,65 @@ function Module:clip_gradients(optimizer, gradient_clip_val, gradient_clip_algor
 end
 
 -- self:save_hyperparameters({name = value, ...}): self.hparams, which the
--- Trainer hands to its logger (hparams.yaml) and stores in checkpoints
+-- Trainer hands to its logger (hparams.yaml) and stores in checkpoints, and
+-- Model:load_from_checkpoint builds the model from. Without an argument, inside
+-- init: init's own arguments, by name (Lightning's), or, when init takes one
+-- table of options, a copy of that table.
 function Module:save_hyperparameters(hp)
   if hp ~= nil and (type(hp) ~= "table" or is_tensor(hp)) then
     util.fail("save_hyperparameters", "expected a table of name -> value, got %s", util.typename(hp))
   end
+  if hp == nil and debug and debug.getinfo then
+    hp = {}
+    local info = debug.getinfo(2, "u")
+    local names, values = {}, {}
+    for i = 1, info and info.nparams or 0 do
+      local name, value = debug.getlocal(2, i)
+      if name ~= "self" then names[#names + 1], values[#names + 1] = name, value end
+    end
+    if #names == 1 and type(values[1]) == "table" and getmetatable(values[1]) == nil then
+      for k, v in pairs(values[1]) do hp[k] = v end
+    else
+      for i, name in ipairs(names) do hp[name] = values[i] end
+    end
+  end
   rawset(self, "hparams", hp or {})
+end
+
+-- Model:load_from_checkpoint(path, overrides): a new Model from a Trainer
+-- checkpoint: its saved hyperparameters (overrides' values on top; also
+-- map_location and strict) passed to init, on_load_checkpoint, then the weights
+-- (lua/moonlight/callbacks.lua). A class method: called on the class.
+function Module.load_from_checkpoint(cls, path, overrides)
+  return require("moonlight.callbacks").load_from_checkpoint(cls, path, overrides)
+end
+
+-- Manual optimization (Lightning's): set self.automatic_optimization = false in
+-- init; training_step then calls self:optimizers(), opt:zero_grad(),
+-- self:manual_backward(loss), opt:step() itself.
+Module.automatic_optimization = true
+
+local function running_trainer(self, fname)
+  local trainer = rawget(self, "_trainer")
+  if not trainer then util.raise(fname .. ": self:" .. fname .. " can only be called inside a hook run by a Trainer") end
+  return trainer
+end
+
+-- self:optimizers(use_pl_optimizer = true): the optimizer configure_optimizers
+-- returned (wrapped: its step runs the hooks and counts global_step), a list when
+-- there are several
+function Module:optimizers(use_pl_optimizer)
+  return running_trainer(self, "optimizers"):_module_optimizers(self, use_pl_optimizer)
+end
+
+-- self:lr_schedulers(): the scheduler, a list when there are several, nil for none
+function Module:lr_schedulers()
+  return running_trainer(self, "lr_schedulers"):_module_lr_schedulers()
+end
+
+-- self:manual_backward(loss): loss:backward() with the backward hooks
+function Module:manual_backward(loss)
+  running_trainer(self, "manual_backward"):_manual_backward(self, loss)
 end
 
 ------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ function Optimizer:add_param_group(group)
   if type(group) ~= "table" or is_tensor(group) then
     fail(fname, "a param group must be a table {params = ..., ...}, got %s", util.typename(group))
   end
-  local allowed = {params = true}
+  local allowed = {params = true, name = "string"} -- a name: what LearningRateMonitor calls the group
   for k in pairs(self.defaults) do allowed[k] = true end
   check_options(fname, group, allowed, "param group key")
   local ps = group.params

@@ -154,27 +154,45 @@ Trainer.__index = function(self, k)
     end
     return nil
   end
+  if k == "checkpoint_callbacks" or k == "early_stopping_callbacks" then
+    local flag = k == "checkpoint_callbacks" and "_is_model_checkpoint" or "_is_early_stopping"
+    local list = {}
+    for _, cb in ipairs(rawget(self, "callbacks")) do if cb[flag] then list[#list + 1] = cb end end
+    return list
+  end
+  if k == "early_stopping_callback" then
+    for _, cb in ipairs(rawget(self, "callbacks")) do if cb._is_early_stopping then return cb end end
+    return nil
+  end
+  if k == "lr_schedulers" then return rawget(self, "lr_scheduler_configs") end -- the older name
+  if k == "loggers" then
+    local lg = rawget(self, "logger")
+    return lg and {lg} or {}
+  end
   return nil
 end
 Trainer.__name = "Trainer"
 
--- the integer counts are checked by positive_int below
+-- Every option, with its type (the integer counts are checked by positive_int
+-- below); docs/TRAINER.md describes each.
 local trainer_options = {
-  max_epochs = true, min_epochs = "integer", max_steps = true, accelerator = "string",
-  devices = true, logger = "boolean|table", log_every_n_steps = true, num_sanity_val_steps = true,
-  check_val_every_n_epoch = true, limit_train_batches = "number", limit_val_batches = "number",
-  limit_test_batches = "number", gradient_clip_val = "number", gradient_clip_algorithm = "string",
-  enable_progress_bar = "boolean", enable_model_summary = "boolean",
-  enable_checkpointing = "boolean", default_root_dir = "string", callbacks = "table",
+  max_epochs = true, min_epochs = "integer", max_steps = true, min_steps = "integer", max_time = "string|table",
+  accelerator = "string", devices = true, logger = "boolean|table", log_every_n_steps = true,
+  num_sanity_val_steps = true, check_val_every_n_epoch = true, val_check_interval = "number",
+  limit_train_batches = "number", limit_val_batches = "number", limit_test_batches = "number",
+  limit_predict_batches = "number", fast_dev_run = "boolean|integer", accumulate_grad_batches = true,
+  gradient_clip_val = "number", gradient_clip_algorithm = "string",
+  enable_progress_bar = "boolean", enable_model_summary = "boolean", enable_checkpointing = "boolean",
+  inference_mode = "boolean", default_root_dir = "string", callbacks = "table",
   seed = "integer", deterministic = true, detect_anomaly = true, precision = true,
   plot = "boolean|string",
 }
 
-local function positive_int(fname, name, v, allow_minus_one)
+local function positive_int(fname, name, v, allow_minus_one, min)
   if v == nil then return end
-  if math.type(v) ~= "integer" or (v < 0 and not (allow_minus_one and v == -1)) then
-    error(string.format("%s: %s must be a non-negative integer%s, got %s", fname, name,
-      allow_minus_one and " (or -1)" or "", tostring(v)), 3)
+  if math.type(v) ~= "integer" or (v < (min or 0) and not (allow_minus_one and v == -1)) then
+    error(string.format("%s: %s must be a%s integer%s, got %s", fname, name,
+      (min or 0) > 0 and " positive" or " non-negative", allow_minus_one and " (or -1)" or "", tostring(v)), 3)
   end
 end
 
@@ -194,24 +212,50 @@ local function cuda_available()
   return core.cuda_is_available and core.cuda_is_available() or false
 end
 
+-- val_check_interval: an integer count of training batches, or a fraction of the
+-- epoch in [0, 1] (Lightning's; 1.0 by default: at the epoch's end)
+local function check_val_check_interval(v)
+  if v == nil then return 1.0 end
+  if math.type(v) == "integer" then
+    if v < 1 then error("Trainer: val_check_interval must be a positive integer or a fraction in (0, 1], got " .. v, 3) end
+  elseif v < 0 or v > 1 then
+    error(string.format("Trainer: `val_check_interval` should be in the range [0.0, 1.0] (a fraction of the " ..
+      "epoch) or an integer number of training batches, but got %s", util.format_number(v)), 3)
+  end
+  return v
+end
+
 function trainer_mod.Trainer(opts)
   opts = check_options("Trainer", opts, trainer_options)
   positive_int("Trainer", "max_epochs", opts.max_epochs, true)
   positive_int("Trainer", "max_steps", opts.max_steps, true)
+  positive_int("Trainer", "min_steps", opts.min_steps)
   positive_int("Trainer", "log_every_n_steps", opts.log_every_n_steps)
   positive_int("Trainer", "num_sanity_val_steps", opts.num_sanity_val_steps, true)
-  positive_int("Trainer", "check_val_every_n_epoch", opts.check_val_every_n_epoch)
+  if opts.check_val_every_n_epoch ~= false then
+    positive_int("Trainer", "check_val_every_n_epoch", opts.check_val_every_n_epoch, false, 1)
+  end
+  positive_int("Trainer", "accumulate_grad_batches", opts.accumulate_grad_batches, false, 1)
   local self = setmetatable({}, Trainer)
-  self.max_epochs = opts.max_epochs
   self.max_steps = opts.max_steps or -1
-  if self.max_epochs == nil then self.max_epochs = (self.max_steps == -1) and 1000 or -1 end
+  self.min_steps = opts.min_steps
+  self.max_time = opts.max_time
+  self.max_epochs = opts.max_epochs
+  if self.max_epochs == nil then
+    self.max_epochs = (self.max_steps == -1 and self.max_time == nil) and 1000 or -1
+  end
   self.min_epochs = opts.min_epochs or 0
   self.log_every_n_steps = opts.log_every_n_steps or 50
   self.num_sanity_val_steps = opts.num_sanity_val_steps or 2
-  self.check_val_every_n_epoch = opts.check_val_every_n_epoch or 1
+  -- false: Lightning's None (validation every val_check_interval batches, across epochs)
+  if opts.check_val_every_n_epoch == false then self.check_val_every_n_epoch = nil
+  else self.check_val_every_n_epoch = opts.check_val_every_n_epoch or 1 end
+  self.val_check_interval = check_val_check_interval(opts.val_check_interval)
   self.limit_train_batches = opts.limit_train_batches
   self.limit_val_batches = opts.limit_val_batches
   self.limit_test_batches = opts.limit_test_batches
+  self.limit_predict_batches = opts.limit_predict_batches
+  self.accumulate_grad_batches = opts.accumulate_grad_batches or 1
   self.gradient_clip_val = opts.gradient_clip_val
   self.gradient_clip_algorithm = opts.gradient_clip_algorithm or "norm"
   if self.gradient_clip_algorithm ~= "norm" and self.gradient_clip_algorithm ~= "value" then
@@ -221,6 +265,7 @@ function trainer_mod.Trainer(opts)
   self.enable_progress_bar = opts.enable_progress_bar ~= false
   self.enable_model_summary = opts.enable_model_summary ~= false
   self.enable_checkpointing = opts.enable_checkpointing ~= false
+  self.inference_mode = opts.inference_mode ~= false
   self.default_root_dir = opts.default_root_dir or "."
   self.callbacks = {}
   for _, cb in ipairs(opts.callbacks or {}) do self.callbacks[#self.callbacks + 1] = cb end
@@ -232,7 +277,10 @@ function trainer_mod.Trainer(opts)
   self.progress_bar_metrics = {}
   self._epoch = 0
   self._global_step = 0
+  self._batches_that_stepped = 0
   self.should_stop = false
+  self.optimizers = {}
+  self.lr_scheduler_configs = {}
 
   -- the accelerator
   local acc = opts.accelerator or "auto"
@@ -264,14 +312,43 @@ function trainer_mod.Trainer(opts)
     self.logger = opts.logger
   end
 
+  local callbacks = require "moonlight.callbacks"
   -- a ModelCheckpoint by default, as Lightning
+  local has_checkpoint, has_timer = false, false
+  for _, cb in ipairs(self.callbacks) do
+    if cb._is_model_checkpoint then has_checkpoint = true end
+    if cb._is_timer then has_timer = true end
+  end
   if self.enable_checkpointing then
-    local has = false
-    for _, cb in ipairs(self.callbacks) do if cb._is_model_checkpoint then has = true end end
-    if not has then
-      local callbacks = require "moonlight.callbacks"
-      self.callbacks[#self.callbacks + 1] = callbacks.ModelCheckpoint({})
-    end
+    if not has_checkpoint then self.callbacks[#self.callbacks + 1] = callbacks.ModelCheckpoint({}) end
+  elseif has_checkpoint then
+    error("Trainer: Trainer was configured with `enable_checkpointing=False` but found `ModelCheckpoint` " ..
+      "in callbacks list.", 2)
+  end
+  -- max_time: Lightning's Timer callback, checked after every training step
+  if self.max_time ~= nil and not has_timer then
+    self.callbacks[#self.callbacks + 1] = callbacks.Timer({duration = self.max_time, interval = "step"})
+  end
+
+  -- fast_dev_run: n batches of each loop (1 for true), one epoch, no sanity check,
+  -- and nothing written: a logger that drops what it gets, no checkpoints
+  local fdr = opts.fast_dev_run
+  if fdr == true then fdr = 1 elseif fdr == false or fdr == nil then fdr = 0 end
+  if fdr < 0 then
+    error(string.format("Trainer: fast_dev_run=%d is not a valid configuration. It should be >= 0.", fdr), 2)
+  end
+  self.fast_dev_run = fdr == 1 or (fdr > 1 and fdr) or false
+  if fdr > 0 then
+    self.limit_train_batches, self.limit_val_batches = fdr, fdr
+    self.limit_test_batches, self.limit_predict_batches = fdr, fdr
+    self.max_steps = fdr
+    self.num_sanity_val_steps = 0
+    self.max_epochs = 1
+    self.val_check_interval = 1.0
+    self.check_val_every_n_epoch = 1
+    if self.logger then self.logger = loggers.DummyLogger() end
+    print(string.format("Running in `fast_dev_run` mode: will run the requested loop using %d batch(es). " ..
+      "Logging and checkpointing is suppressed.", fdr))
   end
   order_callbacks(self.callbacks)
   return self
@@ -504,48 +581,93 @@ function trainer_mod.model_summary(model)
   return table.concat(lines, "\n")
 end
 
--- configure_optimizers may return an optimizer, {opt, ...}, {{opts}, {schedulers}},
--- or {optimizer = opt, lr_scheduler = sched | {scheduler = s, interval = "epoch"|"step"}}.
+-- configure_optimizers' return, in Lightning's forms: an optimizer; a list of
+-- optimizers; two lists {{optimizers}, {schedulers}} (the second may be one
+-- scheduler); {optimizer = opt, lr_scheduler = scheduler | config, monitor = name};
+-- a list of such tables; nil (no optimizer). A scheduler config is
+-- {scheduler = s, interval = "epoch" | "step", frequency = 1, monitor = "val_loss",
+-- strict = true, name = "my-lr"}. Returns the optimizers and the configs.
 local function is_optimizer(o) return type(o) == "table" and type(o.step) == "function" and type(o.zero_grad) == "function" end
+local function is_scheduler(s) return type(s) == "table" and type(s.step) == "function" and s.optimizer ~= nil end
+
+local sched_config_keys = {scheduler = true, interval = "string", frequency = "integer", monitor = "string",
+                           strict = "boolean", name = "string", reduce_on_plateau = "boolean", opt_idx = true}
+local opt_dict_keys = {optimizer = true, lr_scheduler = true, monitor = "string"}
+
+local function scheduler_config(s, monitor)
+  local fname = "configure_optimizers"
+  local cfg
+  if type(s) == "table" and not is_scheduler(s) and s.scheduler ~= nil then
+    check_options(fname, s, sched_config_keys, "lr scheduler config key")
+    cfg = {scheduler = s.scheduler, interval = s.interval or "epoch", frequency = s.frequency or 1,
+           monitor = s.monitor or monitor, strict = s.strict ~= false, name = s.name,
+           reduce_on_plateau = s.reduce_on_plateau}
+  else
+    cfg = {scheduler = s, interval = "epoch", frequency = 1, monitor = monitor, strict = true}
+  end
+  if not is_scheduler(cfg.scheduler) then
+    error(fname .. ": the lr scheduler must be a scheduler (ml.optim.lr_scheduler.*) or a config " ..
+      "{scheduler = s, interval = \"epoch\" | \"step\", ...}, got " .. util.typename(cfg.scheduler), 0)
+  end
+  if cfg.interval ~= "epoch" and cfg.interval ~= "step" then
+    error(string.format('%s: the lr scheduler config has interval = "%s": it must be "epoch" or "step"',
+      fname, tostring(cfg.interval)), 0)
+  end
+  if cfg.frequency < 1 then error(fname .. ": the lr scheduler's frequency must be a positive integer", 0) end
+  -- a scheduler that steps on a metric (ReduceLROnPlateau): after validation, with
+  -- callback_metrics[monitor]
+  if cfg.reduce_on_plateau == nil then cfg.reduce_on_plateau = cfg.scheduler.reduce_on_plateau == true end
+  if cfg.reduce_on_plateau and not cfg.monitor then
+    error(fname .. ": The lr scheduler dict must include a monitor when a `ReduceLROnPlateau` scheduler is " ..
+      'used. For example: {optimizer = optimizer, lr_scheduler = {scheduler = scheduler, monitor = "your_loss"}}', 0)
+  end
+  return cfg
+end
 
 local function parse_optimizers(ret)
-  local opts, scheds = {}, {}
-  local function add_sched(s)
-    if s == nil then return end
-    local cfg
-    if type(s) == "table" and s.scheduler then
-      cfg = {scheduler = s.scheduler, interval = s.interval or "epoch", frequency = s.frequency or 1,
-             monitor = s.monitor}
-    else
-      cfg = {scheduler = s, interval = "epoch", frequency = 1}
-    end
-    -- a scheduler that steps on a metric (ReduceLROnPlateau): after the epoch's
-    -- hooks, with callback_metrics[monitor] (Lightning)
-    local mt = getmetatable(cfg.scheduler)
-    cfg.reduce_on_plateau = cfg.scheduler.reduce_on_plateau == true or (mt and mt.__name == "ReduceLROnPlateau") or false
-    scheds[#scheds + 1] = cfg
+  local fname = "configure_optimizers"
+  local opts, configs = {}, {}
+  local function add_dict(d)
+    check_options(fname, d, opt_dict_keys, "key")
+    opts[#opts + 1] = d.optimizer
+    if d.lr_scheduler ~= nil then configs[#configs + 1] = scheduler_config(d.lr_scheduler, d.monitor) end
   end
-  if is_optimizer(ret) then
+  if ret == nil then
+    print("`LightningModule.configure_optimizers` returned `nil`, this fit will run with no optimizer")
+  elseif is_optimizer(ret) then
     opts[1] = ret
-  elseif type(ret) == "table" and ret.optimizer then
-    opts[1] = ret.optimizer
-    add_sched(ret.lr_scheduler)
-  elseif type(ret) == "table" and type(ret[1]) == "table" and not is_optimizer(ret[1]) and type(ret[2]) == "table" then
+  elseif type(ret) == "table" and ret.optimizer ~= nil then
+    add_dict(ret)
+  elseif type(ret) == "table" and #ret == 2 and type(ret[1]) == "table" and not is_optimizer(ret[1])
+         and ret[1].optimizer == nil and (is_optimizer(ret[1][1]) or #ret[1] == 0) then
     for _, o in ipairs(ret[1]) do opts[#opts + 1] = o end
-    for _, s in ipairs(ret[2]) do add_sched(s) end
-  elseif type(ret) == "table" then
-    for _, o in ipairs(ret) do opts[#opts + 1] = o end
-  end
-  if #opts == 0 then
-    error("configure_optimizers must return an optimizer (e.g. optim.Adam(self:parameters(), {lr = 1e-3})), " ..
-      "got " .. type(ret), 0)
+    local sch = ret[2]
+    if is_scheduler(sch) or (type(sch) == "table" and sch.scheduler ~= nil) then sch = {sch} end
+    for _, s in ipairs(sch) do configs[#configs + 1] = scheduler_config(s) end
+  elseif type(ret) == "table" and getmetatable(ret) == nil and ret[1] ~= nil then
+    for _, o in ipairs(ret) do
+      if type(o) == "table" and not is_optimizer(o) and o.optimizer ~= nil then add_dict(o)
+      else opts[#opts + 1] = o end
+    end
+  else
+    error(fname .. ": unknown configuration: return an optimizer, a list of optimizers, " ..
+      "{{optimizers}, {schedulers}}, {optimizer = opt, lr_scheduler = sched} or a list of those; got " ..
+      util.typename(ret), 0)
   end
   for i, o in ipairs(opts) do
     if not is_optimizer(o) then
-      error("configure_optimizers: item " .. i .. " is not an optimizer (it has no step/zero_grad)", 0)
+      error(fname .. ": item " .. i .. " is not an optimizer (it has no step/zero_grad)", 0)
     end
   end
-  return opts, scheds
+  local known = {}
+  for _, o in ipairs(opts) do known[o] = true end
+  for _, c in ipairs(configs) do
+    if not known[c.scheduler.optimizer] then
+      error(fname .. ": Some schedulers are attached with an optimizer that wasn't returned from " ..
+        "`configure_optimizers`.", 0)
+    end
+  end
+  return opts, configs
 end
 
 -- "(epoch E, step S)" for a message; made only when one is raised.
@@ -671,10 +793,23 @@ local function restore_modes(modes)
   for _, e in ipairs(modes) do rawset(e[1], "training", e[2]) end
 end
 
+-- The epoch metrics of an evaluation run for the logger (x_epoch for a value
+-- logged on step and epoch) and for callback_metrics (x as well).
+local function eval_epoch_metrics(results)
+  local logged = results:epoch_metrics(true)
+  local cm = {}
+  for k, v in pairs(logged) do cm[k] = v end
+  for name, item in pairs(results.items) do
+    if item.on_epoch and item.on_step and item.count > 0 then cm[name] = logged[name .. "_epoch"] end
+  end
+  return logged, cm
+end
+
 -- One pass of validation_step/test_step over max_batches of a loader, with
 -- Lightning's hooks; returns the epoch metrics and the result set (nil when the
 -- module has no such step or there is no batch to run). log_step: the step its
--- row is logged at (nil: not logged, as in the sanity check).
+-- epoch row is logged at (nil: not logged, as in the sanity check); values logged
+-- on_step go to the logger after each batch, at the batch's index in the run.
 function Trainer:_evaluate(model, loader, stage, max_batches, show_bar, desc, log_step)
   local step_name = stage == "test" and "test_step" or "validation_step"
   local step_fn = model[step_name]
@@ -703,16 +838,22 @@ function Trainer:_evaluate(model, loader, stage, max_batches, show_bar, desc, lo
       local out = step_fn(model, batch, batch_idx)
       call(self, model, "on_" .. hook .. "_batch_end", out, batch, batch_idx)
       self._current_batch = nil
+      if log_step then
+        local sm = results:step_metrics(true)
+        if next(sm) ~= nil then self:_log_row(sm, n - 1) end
+      end
+      for _, item in pairs(results.items) do item.fresh = false end
       bar:update(1)
     end
     bar:close()
     -- inside on_*_epoch_end, callback_metrics already hold this epoch's values
     -- (Lightning computes them from the results when they are read)
-    self:_update_callback_metrics(results:epoch_metrics(false), results)
+    local _, cm = eval_epoch_metrics(results)
+    self:_update_callback_metrics(cm, results)
     call(self, model, "on_" .. hook .. "_epoch_end")
     -- with what the epoch-end hooks logged
-    metrics = results:epoch_metrics(false)
-    self:_update_callback_metrics(metrics, results)
+    metrics, cm = eval_epoch_metrics(results)
+    self:_update_callback_metrics(cm, results)
     if log_step then self:_log_row(metrics, log_step) end
     call(self, model, "on_" .. hook .. "_end")
     f = model["on_" .. hook .. "_model_train"]
@@ -724,7 +865,7 @@ end
 
 function Trainer:_attach(model)
   if type(model) ~= "table" or type(model.parameters) ~= "function" then
-    error("Trainer: expected an nn.Module to fit, got " .. type(model), 0)
+    error("Trainer: expected an nn.Module, got " .. type(model), 0)
   end
   rawset(model, "_trainer", self)
   rawset(model, "trainer", self)
@@ -749,12 +890,23 @@ local function step_callback_metrics(cm, results)
   end
 end
 
+------------------------------------------------------------------------------
+-- Optimization: automatic (Lightning's closure), with gradient accumulation, and
+-- manual (self.automatic_optimization = false)
+------------------------------------------------------------------------------
+
 -- The training step as Lightning's automatic optimization runs it: a closure that
--- runs training_step, zero_grad and backward (with their hooks), then
--- on_before_optimizer_step and gradient clipping; the module's optimizer_step
--- (default: optimizer:step(closure)) runs it. Returns the step's output and loss.
-function Trainer:_optimization_step(model, batch, batch_idx, optimizers)
+-- runs training_step, zero_grad (on the first batch of an accumulation window
+-- only) and backward of the loss divided by accumulate_grad_batches (so that the
+-- gradients of the window add up to those of its mean loss), with their hooks;
+-- then, when the optimizer steps, on_before_optimizer_step and gradient
+-- clipping; the module's optimizer_step (default: optimizer:step(closure)) runs
+-- it. While accumulating, the closure runs alone. n: the batch's position in the
+-- epoch. Returns the step's output and the (divided) loss.
+function Trainer:_optimization_step(model, batch, batch_idx, n, optimizers, accumulating)
   local opt = optimizers[1]
+  local accumulate = self.accumulate_grad_batches
+  local first_of_window = (n - 1) % accumulate == 0
   local out, loss
   local function closure()
     out = model:training_step(batch, batch_idx)
@@ -762,19 +914,26 @@ function Trainer:_optimization_step(model, batch, batch_idx, optimizers)
     -- on the CPU the check is free; on a GPU it would wait for the device every
     -- step, so it happens when metrics are logged
     if self.device == "cpu" then check_finite(loss, self) end
-    call(self, model, "on_before_zero_grad", opt)
-    local zg = module_fn(self, model, "optimizer_zero_grad")
-    if zg then zg(model, self._epoch, batch_idx, opt)
-    else for _, o in ipairs(optimizers) do o:zero_grad() end end
+    if accumulate > 1 then loss = loss / accumulate end
+    if opt and first_of_window then
+      call(self, model, "on_before_zero_grad", opt)
+      local zg = module_fn(self, model, "optimizer_zero_grad")
+      if zg then zg(model, self._epoch, batch_idx, opt) else opt:zero_grad() end
+    end
     call(self, model, "on_before_backward", loss)
     local bw = module_fn(self, model, "backward")
     if bw then bw(model, loss) else loss:backward() end
     call(self, model, "on_after_backward")
+    if accumulating or not opt then return loss end
     call(self, model, "on_before_optimizer_step", opt)
     local cg = module_fn(self, model, "configure_gradient_clipping")
     if cg then cg(model, opt, self.gradient_clip_val, self.gradient_clip_algorithm)
     else self:_clip_gradients(model, opt, self.gradient_clip_val, self.gradient_clip_algorithm) end
     return loss
+  end
+  if accumulating or not opt then
+    closure()
+    return out, loss
   end
   local os_hook = module_fn(self, model, "optimizer_step")
   if os_hook then
@@ -788,8 +947,98 @@ function Trainer:_optimization_step(model, batch, batch_idx, optimizers)
     closure()
     opt:step()
   end
-  for i = 2, #optimizers do optimizers[i]:step() end
   return out, loss
+end
+
+-- A manual optimization step: training_step does it all (self:optimizers(),
+-- self:manual_backward(loss), opt:step()). Returns the outputs on_train_batch_end
+-- gets (Lightning's ManualResult: the returned table, or {loss = tensor}, its
+-- loss detached) and the loss, if any.
+function Trainer:_manual_step(model, batch, batch_idx)
+  local out = model:training_step(batch, batch_idx)
+  local outputs = {}
+  if core.is_tensor(out) then
+    outputs.loss = out
+  elseif type(out) == "table" then
+    for k, v in pairs(out) do outputs[k] = v end
+  elseif out ~= nil then
+    error("In manual optimization, `training_step` must either return a Tensor or have no return " ..
+      where_of(self), 0)
+  end
+  if core.is_tensor(outputs.loss) then outputs.loss = outputs.loss:detach() end
+  return outputs, outputs.loss
+end
+
+-- The optimizer self:optimizers() returns (Lightning's LightningOptimizer): the
+-- optimizer's fields and methods, and a step(closure) that runs the closure,
+-- the on_before_optimizer_step hooks, the step, and counts it (global_step, in
+-- manual optimization).
+local LightningOptimizer = {__name = "LightningOptimizer"}
+LightningOptimizer.__index = function(w, k)
+  local m = LightningOptimizer[k]
+  if m ~= nil then return m end
+  local opt = rawget(w, "_optimizer")
+  local v = opt[k]
+  if type(v) == "function" then
+    return function(self, ...)
+      if self == w then return v(opt, ...) end
+      return v(self, ...)
+    end
+  end
+  return v
+end
+LightningOptimizer.__tostring = function(w) return "LightningOptimizer(" .. tostring(rawget(w, "_optimizer")) .. ")" end
+
+function LightningOptimizer:step(closure)
+  local trainer, model, opt = rawget(self, "_trainer"), rawget(self, "_model"), rawget(self, "_optimizer")
+  local result
+  if closure ~= nil then
+    local mt = getmetatable(closure)
+    if type(closure) ~= "function" and not (type(mt) == "table" and mt.__call) then
+      util.fail("step", "When `optimizer.step(closure)` is called, the closure should be callable")
+    end
+    result = core.enable_grad(closure)
+  end
+  call(trainer, model, "on_before_optimizer_step", opt)
+  opt:step()
+  if model.automatic_optimization == false then trainer._global_step = trainer._global_step + 1 end
+  return result
+end
+
+function LightningOptimizer:zero_grad(opts) return rawget(self, "_optimizer"):zero_grad(opts) end
+
+local function wrap_optimizer(trainer, model, opt)
+  return setmetatable({_trainer = trainer, _model = model, _optimizer = opt, optimizer = opt}, LightningOptimizer)
+end
+
+-- self:optimizers(use_pl_optimizer): the optimizer (LightningOptimizer), or the list
+-- of them when there are several
+function Trainer:_module_optimizers(model, use_pl_optimizer)
+  local list = use_pl_optimizer == false and self.optimizers or rawget(self, "_lightning_optimizers") or {}
+  if #list == 1 then return list[1] end
+  return list
+end
+
+-- self:lr_schedulers(): the scheduler, the list of them, or nil
+function Trainer:_module_lr_schedulers()
+  local configs = self.lr_scheduler_configs
+  if #configs == 0 then return nil end
+  if #configs == 1 then return configs[1].scheduler end
+  local list = {}
+  for i, c in ipairs(configs) do list[i] = c.scheduler end
+  return list
+end
+
+-- self:manual_backward(loss): backward with its hooks (manual optimization only)
+function Trainer:_manual_backward(model, loss)
+  if model.automatic_optimization ~= false then
+    util.raise("manual_backward: To use manual_backward, please disable automatic optimization: " ..
+      "set model property `automatic_optimization` as False")
+  end
+  call(self, model, "on_before_backward", loss)
+  local bw = module_fn(self, model, "backward")
+  if bw then bw(model, loss) else loss:backward() end
+  call(self, model, "on_after_backward")
 end
 
 -- Steps one scheduler (or lets the module's lr_scheduler_step do it).
@@ -799,6 +1048,27 @@ function Trainer:_step_scheduler(model, s, metric)
   elseif metric ~= nil then s.scheduler:step(metric)
   else s.scheduler:step() end
 end
+
+-- Steps a scheduler that follows a metric (ReduceLROnPlateau) with
+-- callback_metrics[monitor]; a missing metric is an error with strict (the
+-- default), else a warning and no step.
+function Trainer:_step_plateau(model, s)
+  local v = self.callback_metrics[s.monitor]
+  if v == nil then
+    local msg = string.format("ReduceLROnPlateau conditioned on metric %s which is not available", s.monitor)
+    if s.strict then
+      error(string.format("%s. Available metrics are: [%s]. Condition can be set using `monitor` key in " ..
+        "lr scheduler dict", msg, table.concat(util.sorted_keys(self.callback_metrics), ", ")), 0)
+    end
+    io.stderr:write(msg .. " but strict is set to `False`. Skipping learning rate update.\n")
+    return
+  end
+  self:_step_scheduler(model, s, to_number(v))
+end
+
+------------------------------------------------------------------------------
+-- fit
+------------------------------------------------------------------------------
 
 -- What a stopped fit says: where it stopped, where its state went.
 local function stop_message(self, how)
@@ -820,10 +1090,47 @@ function Trainer:_stop_requested_at(batches_done, epoch_rng)
   self._stopped_at = {batches_done = batches_done, epoch_rng = epoch_rng}
 end
 
-function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n_val, optimizers, schedulers)
+-- Lightning's _can_stop_early: min_epochs epochs done and min_steps steps taken
+function Trainer:_can_stop_early()
+  return self._epoch >= self.min_epochs and (self.min_steps == nil or self._global_step >= self.min_steps)
+end
+
+-- Whether this epoch validates at all (Lightning's _should_check_val_epoch)
+function Trainer:_should_check_val_epoch(val_loader, n_val)
+  if not val_loader or n_val <= 0 then return false end
+  local every = self.check_val_every_n_epoch
+  return every == nil or (self._epoch + 1) % every == 0
+end
+
+-- Whether to validate after the n-th batch of the epoch (Lightning's
+-- _should_check_val_fx): every val_check_batch batches (of the epoch, or of the
+-- whole fit when check_val_every_n_epoch is nil), and when a stop was asked for.
+function Trainer:_is_val_check_batch(n)
+  if self.should_stop and self:_can_stop_early() then return true end
+  local current = self.check_val_every_n_epoch == nil and self._total_batch_idx or n
+  return current % self._val_check_batch == 0
+end
+
+function Trainer:_run_validation(model, val_loader, n_val)
+  local vstart = sys.clock()
+  -- Lightning's default hook frees the gradients before validating
+  local f = model.on_validation_model_zero_grad
+  if type(f) == "function" then f(model) else model:zero_grad() end
+  self.validating = true
+  self:_evaluate(model, val_loader, "validation", n_val, true, "Validation", self._batches_that_stepped)
+  self.validating = false
+  self._val_time = (self._val_time or 0) + (sys.clock() - vstart)
+end
+
+function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n_val)
   local epoch = self._epoch
   local results = new_results("train")
+  local schedulers = self.lr_scheduler_configs
+  local optimizers = self.optimizers
+  local automatic = model.automatic_optimization ~= false
+  local accumulate = self.accumulate_grad_batches
   self._results = results
+  self._val_time = nil
   model:train()
   call(self, model, "on_train_epoch_start")
   local bar = progress.new("Epoch " .. epoch, n_train, {enabled = self.enable_progress_bar})
@@ -851,12 +1158,15 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
     core.set_rng_state(resume.rng)
     bar:update(n)
   end
+  local validate_epoch = self:_should_check_val_epoch(val_loader, n_val)
   local stop_req = self._stop_req
   local epoch_start = sys.clock()
   for batch_idx, batch in batches, iter_state, iter_ctl do
     if n >= n_train then break end
     if self.max_steps >= 0 and self._global_step >= self.max_steps then break end
     n = n + 1
+    self._total_batch_idx = self._total_batch_idx + 1
+    local is_last = n == n_train
     batch = self:_transfer(model, batch)
     self._current_batch = batch
     if call(self, model, "on_train_batch_start", batch, batch_idx) == -1 then
@@ -864,57 +1174,76 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
       self._current_batch = nil
       break
     end
-    local out, loss = self:_optimization_step(model, batch, batch_idx, optimizers)
-    for _, s in ipairs(schedulers) do
-      if s.interval == "step" and (self._global_step + 1) % s.frequency == 0 then self:_step_scheduler(model, s) end
-    end
-    -- epoch schedulers step after the epoch's last batch, before validation and
-    -- the checkpoint (Lightning): a checkpoint holds the stepped scheduler
-    if n == n_train then
-      for _, s in ipairs(schedulers) do
-        if s.interval == "epoch" and not s.reduce_on_plateau and (epoch + 1) % s.frequency == 0 then
-          self:_step_scheduler(model, s)
+    -- Lightning's _should_accumulate: the optimizer steps once accumulate_grad_batches
+    -- batches have run, and on the epoch's last batch
+    local accumulating = automatic and n % accumulate ~= 0 and not is_last
+    local outputs, loss
+    if automatic then
+      local out
+      out, loss = self:_optimization_step(model, batch, batch_idx, n, optimizers, accumulating)
+      outputs = {loss = loss:detach()}
+      if type(out) == "table" and not core.is_tensor(out) then
+        for k, v in pairs(out) do if k ~= "loss" then outputs[k] = v end end
+      end
+      if not accumulating then
+        for _, s in ipairs(schedulers) do
+          if s.interval == "step" and not s.reduce_on_plateau and n % s.frequency == 0 then
+            self:_step_scheduler(model, s)
+          end
         end
       end
+      -- epoch schedulers step after the epoch's last batch, before validation and
+      -- the checkpoint (Lightning): a checkpoint holds the stepped scheduler
+      if is_last then
+        for _, s in ipairs(schedulers) do
+          if s.interval == "epoch" and not s.reduce_on_plateau and (epoch + 1) % s.frequency == 0 then
+            self:_step_scheduler(model, s)
+          end
+        end
+      end
+      if not accumulating then self._global_step = self._global_step + 1 end
+    else
+      outputs, loss = self:_manual_step(model, batch, batch_idx)
     end
-    self._global_step = self._global_step + 1
     -- on_train_batch_end sees this step's values in callback_metrics
     step_callback_metrics(self.callback_metrics, results)
-    local outputs = {loss = loss:detach()}
-    if type(out) == "table" and not core.is_tensor(out) then
-      for k, v in pairs(out) do if k ~= "loss" then outputs[k] = v end end
-    end
     call(self, model, "on_train_batch_end", outputs, batch, batch_idx)
     self._current_batch = nil
     step_callback_metrics(self.callback_metrics, results) -- and what the hook logged
-    if self._global_step % self.log_every_n_steps == 0 then
-      if self.device ~= "cpu" then check_finite(loss, self, -1) end
-      self:_log_row(results:step_metrics(true), self._global_step - 1)
+    if not accumulating then
+      -- Lightning's should_update_logs: every log_every_n_steps steps (and when stopping)
+      if (self._batches_that_stepped + 1) % self.log_every_n_steps == 0 or self.should_stop then
+        if self.device ~= "cpu" and loss then check_finite(loss, self, -1) end
+        self:_log_row(results:step_metrics(true), self._batches_that_stepped)
+      end
+      for _, item in pairs(results.items) do item.fresh = false end
     end
-    for _, item in pairs(results.items) do item.fresh = false end
     bar:update(1)
-    -- a stop request (Ctrl-C, ml_request_stop): this step is done; stop here
-    if stop_req and sys.stop_requested(stop_req) then
+    -- validation after the step (Lightning's on_advance_end), inside the epoch
+    if validate_epoch and self:_is_val_check_batch(n) then
+      self:_run_validation(model, val_loader, n_val)
+    end
+    if automatic and not accumulating then
+      for _, s in ipairs(schedulers) do
+        if s.interval == "step" and s.reduce_on_plateau and n % s.frequency == 0 then self:_step_plateau(model, s) end
+      end
+    end
+    if not accumulating then self._batches_that_stepped = self._batches_that_stepped + 1 end
+    -- a stop request (Ctrl-C, ml_request_stop): this step is done; stop here (at
+    -- an optimizer step: accumulated gradients are not saved)
+    if stop_req and not accumulating and sys.stop_requested(stop_req) then
       self:_stop_requested_at(n, epoch_rng)
       break
     end
+    -- should_stop (EarlyStopping, the Timer of max_time) ends the epoch here
+    if self.should_stop and self:_can_stop_early() then break end
   end
   self:_update_callback_metrics({}, results)
-  self._train_epoch_time = sys.clock() - epoch_start
+  self._train_epoch_time = sys.clock() - epoch_start - (self._val_time or 0)
   if self.interrupted then
     bar:close()
     self._results = nil
     return
-  end
-
-  -- validation at the end of the epoch, inside the training epoch as in Lightning
-  if val_loader and n_val > 0 and (epoch + 1) % self.check_val_every_n_epoch == 0 then
-    local vstart = sys.clock()
-    -- Lightning's default hook frees the gradients before validating
-    local f = model.on_validation_model_zero_grad
-    if type(f) == "function" then f(model) else model:zero_grad() end
-    self:_evaluate(model, val_loader, "validation", n_val, true, "Validation", self._global_step - 1)
-    self._val_time = sys.clock() - vstart
   end
 
   -- the epoch's end: callback_metrics hold the epoch's aggregates before the hooks
@@ -932,18 +1261,17 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
   end
   epoch_metrics()
   self:_train_epoch_end_hooks(model)
-  self:_log_row(epoch_metrics(), self._global_step - 1)
-  self._results = nil
-  -- schedulers that follow a metric (ReduceLROnPlateau) step after the hooks
-  for _, s in ipairs(schedulers) do
-    if s.interval == "epoch" and s.reduce_on_plateau and (epoch + 1) % s.frequency == 0 then
-      local metric = self.callback_metrics[s.monitor or "val_loss"]
-      if metric == nil then
-        error("lr scheduler: monitor='" .. tostring(s.monitor or "val_loss") .. "' is not among the logged metrics", 0)
+  -- schedulers that follow a metric (ReduceLROnPlateau) step after the hooks, when
+  -- the epoch ran to its end
+  if automatic and n == n_train then
+    for _, s in ipairs(schedulers) do
+      if s.interval == "epoch" and s.reduce_on_plateau and (epoch + 1) % s.frequency == 0 then
+        self:_step_plateau(model, s)
       end
-      self:_step_scheduler(model, s, to_number(metric))
     end
   end
+  self:_log_row(epoch_metrics(), self._batches_that_stepped - 1)
+  self._results = nil
   bar:set_postfix(self:_postfix())
   bar:close()
 end
@@ -952,7 +1280,7 @@ end
 -- the ModelCheckpoint's checkpoints; none without a ModelCheckpoint.
 function Trainer:_save_interrupted(model)
   local cp = self.checkpoint_callback
-  if not cp then return end
+  if not cp or self.fast_dev_run then return end
   local at = self._stopped_at
   local dir = cp:_dir(self)
   local ok, err = sys.mkdir_p(dir)
@@ -964,7 +1292,33 @@ function Trainer:_save_interrupted(model)
   self.interrupted_ckpt_path = path
 end
 
+-- Lightning's val_check_batch: validation every this many training batches
+local function val_check_batch(self, n_train)
+  local v = self.val_check_interval
+  if math.type(v) == "integer" then
+    if v > n_train and self.check_val_every_n_epoch ~= nil then
+      error(string.format("fit: `val_check_interval` (%d) must be less than or equal to the number of the " ..
+        "training batches (%d). If you want to disable validation set `limit_val_batches` to 0.0 instead. If " ..
+        "you want to validate based on the total training batches, set `check_val_every_n_epoch=false`.",
+        v, n_train), 0)
+    end
+    return v
+  end
+  return math.max(1, math.floor(n_train * v))
+end
+
 function Trainer:_fit(model, train_loader, val_loader, opts)
+  local automatic = model.automatic_optimization ~= false
+  if not automatic then
+    if self.gradient_clip_val and self.gradient_clip_val > 0 then
+      error("fit: Automatic gradient clipping is not supported for manual optimization. Remove " ..
+        "`Trainer(gradient_clip_val=...)` or switch to automatic optimization.", 0)
+    end
+    if self.accumulate_grad_batches ~= 1 then
+      error("fit: Automatic gradient accumulation is not supported for manual optimization. Remove " ..
+        "`Trainer(accumulate_grad_batches=...)` or switch to automatic optimization.", 0)
+    end
+  end
   self:_setup(model, "fit")
   if train_loader == nil then train_loader = model_loader(model, "train_dataloader") end
   if train_loader == nil then
@@ -982,16 +1336,28 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
   if self.enable_model_summary then print(trainer_mod.model_summary(model)) end
 
   local callbacks_mod = require "moonlight.callbacks"
-  local ckpt
-  if opts.ckpt_path then ckpt = callbacks_mod._restore_start(self, model, opts.ckpt_path) end
+  -- configure_model builds what the checkpoint's weights load into (Lightning 2.x:
+  -- configure_model, then the restore, then configure_optimizers)
   module_hook(self, model, "configure_model")
-  local optimizers, schedulers = parse_optimizers(model:configure_optimizers())
+  local ckpt
+  if opts.ckpt_path then ckpt = callbacks_mod._restore_start(self, model, opts.ckpt_path, "fit") end
+  local optimizers, configs = parse_optimizers(model:configure_optimizers())
+  if automatic and #optimizers > 1 then
+    error("fit: Training with multiple optimizers is only supported with manual optimization. Set " ..
+      "`self.automatic_optimization = false` and access your optimizers in `training_step` with " ..
+      "`local opt1, opt2 = table.unpack(self:optimizers())`.", 0)
+  end
   self.optimizers = optimizers
-  self.lr_schedulers = schedulers
+  self.lr_scheduler_configs = configs
+  self._lightning_optimizers = {}
+  for i, o in ipairs(optimizers) do self._lightning_optimizers[i] = wrap_optimizer(self, model, o) end
+  self._total_batch_idx = 0
   if ckpt then callbacks_mod._restore_training(self, ckpt) end
 
   local n_train = limit(n_train_total, self.limit_train_batches)
   local n_val = val_loader and limit(n_val_total, self.limit_val_batches) or 0
+  self.num_training_batches, self.num_val_batches = n_train, n_val
+  if n_train > 0 then self._val_check_batch = val_check_batch(self, n_train) end
 
   call(self, model, "on_fit_start")
   -- sanity check: a few validation batches before training, not logged; the
@@ -1009,23 +1375,30 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
     core.set_rng_state(rng)
   end
 
-  call(self, model, "on_train_start")
-  while not self.should_stop do
-    if self.max_epochs >= 0 and self._epoch >= self.max_epochs then break end
-    if self.max_steps >= 0 and self._global_step >= self.max_steps then break end
-    -- a stop asked for between epochs: before the next one starts
-    if self._stop_req and sys.stop_requested(self._stop_req) then
-      self:_stop_requested_at(0, core.get_rng_state())
-      break
+  if n_train == 0 then
+    print("`Trainer.fit` stopped: No training batches.")
+  else
+    self.training = true
+    call(self, model, "on_train_start")
+    while not self.should_stop do
+      if self.max_epochs >= 0 and self._epoch >= self.max_epochs then break end
+      if self.max_steps >= 0 and self._global_step >= self.max_steps then break end
+      -- a stop asked for between epochs: before the next one starts
+      if self._stop_req and sys.stop_requested(self._stop_req) then
+        self:_stop_requested_at(0, core.get_rng_state())
+        break
+      end
+      self:_run_training_epoch(model, train_loader, n_train, val_loader, n_val)
+      if self.interrupted then break end
+      -- Lightning's current_epoch ends as the number of epochs run
+      self._epoch = self._epoch + 1
+      -- min_epochs / min_steps not met: training goes on
+      if self.should_stop and not self:_can_stop_early() then self.should_stop = false end
     end
-    self:_run_training_epoch(model, train_loader, n_train, val_loader, n_val, optimizers, schedulers)
-    if self.interrupted then break end
-    -- Lightning's current_epoch ends as the number of epochs run
-    self._epoch = self._epoch + 1
-    if self.should_stop and self._epoch < self.min_epochs then self.should_stop = false end
+    if self.interrupted then self:_save_interrupted(model) end
+    call(self, model, "on_train_end")
+    self.training = false
   end
-  if self.interrupted then self:_save_interrupted(model) end
-  call(self, model, "on_train_end")
   call(self, model, "on_fit_end")
   self:_teardown(model, "fit")
   if self.logger and self.logger.finalize then self.logger:finalize("success") end
@@ -1036,8 +1409,14 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
   end
 end
 
--- fit(model, train_loader, val_loader, {ckpt_path = path | "last"}). Without
--- loaders, the module's train_dataloader() / val_dataloader() give them.
+-- A plain table where a loader was expected: the options (fit(model, {ckpt_path = ...})
+-- takes the loaders from the module's hooks)
+local function is_options_table(t)
+  return type(t) == "table" and getmetatable(t) == nil and t.iter == nil and t[1] == nil
+end
+
+-- fit(model, train_loader, val_loader, {ckpt_path = path | "last" | "best"}).
+-- Without loaders, the module's train_dataloader() / val_dataloader() give them.
 --
 -- A stop request (the CLI's Ctrl-C, ml_request_stop, Ctrl-C under a stock
 -- lua5.4) is polled after every training step and before every epoch: fit then
@@ -1047,6 +1426,11 @@ end
 -- error the CLI turns into exit status 130, or hands the SIGINT back to the
 -- process's previous handler (stock lua5.4: "interrupted!"; see src/lua/stop.c).
 function Trainer:fit(model, train_loader, val_loader, opts)
+  if opts == nil and val_loader == nil and is_options_table(train_loader) then
+    opts, train_loader = train_loader, nil
+  elseif opts == nil and is_options_table(val_loader) then
+    opts, val_loader = val_loader, nil
+  end
   opts = check_options("fit", opts, {ckpt_path = "string"})
   if type(model) ~= "table" or type(model.training_step) ~= "function" then
     error("fit: the model has no training_step(batch, batch_idx) method", 2)
@@ -1055,12 +1439,14 @@ function Trainer:fit(model, train_loader, val_loader, opts)
     error("fit: the model has no configure_optimizers() method (return e.g. optim.Adam(self:parameters(), {lr = 1e-3}))", 2)
   end
   self:_attach(model)
+  self.state = {fn = "fit", stage = "train"}
   self.interrupted = false
   self.interrupted_ckpt_path = nil
   local req, mode = sys.stop_begin()
   self._stop_req = req
   local ok, err = pcall(self._fit, self, model, train_loader, val_loader, opts)
   self._stop_req = nil
+  self.state = {fn = "finished"}
   if not ok then
     self:_on_exception(model, err)
     sys.stop_end(req, false)
@@ -1078,6 +1464,10 @@ function Trainer:fit(model, train_loader, val_loader, opts)
   end
   return self.callback_metrics
 end
+
+------------------------------------------------------------------------------
+-- validate, test, predict
+------------------------------------------------------------------------------
 
 local function print_results_table(title, metrics)
   local names = {}
@@ -1097,16 +1487,25 @@ local function print_results_table(title, metrics)
   print(line)
 end
 
-local function run_eval(self, model, loader, stage)
+local eval_options = {ckpt_path = "string", verbose = "boolean"}
+
+local function run_eval(self, model, loader, stage, opts)
   local fname = stage == "test" and "test" or "validate"
+  if opts == nil and is_options_table(loader) then opts, loader = loader, nil end
+  opts = check_options(fname, opts, eval_options)
   local step = stage == "test" and "test_step" or "validation_step"
   if type(model) ~= "table" or type(model[step]) ~= "function" then
     error(fname .. ": the model has no " .. step .. "(batch, batch_idx) method", 3)
   end
   self:_attach(model)
+  self.state = {fn = fname, stage = stage}
   local ok, metrics = pcall(function()
     self:_setup(model, fname)
     module_hook(self, model, "configure_model")
+    if opts.ckpt_path then
+      local callbacks_mod = require "moonlight.callbacks"
+      callbacks_mod._restore_weights(self, model, opts.ckpt_path, fname)
+    end
     if loader == nil then loader = model_loader(model, stage == "test" and "test_dataloader" or "val_dataloader") end
     if loader == nil then
       error(fname .. ": no data: pass a DataLoader or define " ..
@@ -1114,21 +1513,111 @@ local function run_eval(self, model, loader, stage)
     end
     local n = loader_length(loader, fname)
     local lim = stage == "test" and self.limit_test_batches or self.limit_val_batches
+    self[stage == "test" and "testing" or "validating"] = true
     local m = self:_evaluate(model, loader, stage, limit(n, lim), true,
-      stage == "test" and "Testing" or "Validation", self._global_step)
+      stage == "test" and "Testing" or "Validation", self._batches_that_stepped)
+    self[stage == "test" and "testing" or "validating"] = false
     self:_teardown(model, fname)
     return m or {}
   end)
+  self.state = {fn = "finished"}
   if not ok then
     self:_on_exception(model, metrics)
     error(metrics, 0)
   end
-  print_results_table(stage == "test" and "Test metric" or "Validate metric", metrics)
+  if opts.verbose ~= false then print_results_table(stage == "test" and "Test metric" or "Validate metric", metrics) end
   return metrics
 end
 
-function Trainer:validate(model, loader) return run_eval(self, model, loader, "validation") end
-function Trainer:test(model, loader) return run_eval(self, model, loader, "test") end
+-- validate(model, loader, {ckpt_path = "best" | "last" | path, verbose = true}):
+-- one validation run; returns the logged metrics (name -> number). With ckpt_path
+-- the model's weights come from that checkpoint first ("best": the
+-- ModelCheckpoint's best_model_path). Without a loader, val_dataloader().
+function Trainer:validate(model, loader, opts) return run_eval(self, model, loader, "validation", opts) end
+
+-- test(model, loader, {ckpt_path, verbose}): the same with test_step
+function Trainer:test(model, loader, opts) return run_eval(self, model, loader, "test", opts) end
+
+-- The default predict_step: the model on the batch's inputs (the batch itself when
+-- it is a tensor, else its first element: datasets give {x, y}).
+local function default_predict_step(model, batch)
+  if core.is_tensor(batch) then return model(batch) end
+  if type(batch) == "table" and batch[1] ~= nil then return model(batch[1]) end
+  return model(batch)
+end
+
+-- predict(model, loader, {ckpt_path, return_predictions = true}): predict_step
+-- (default: the model's forward on the batch's inputs) on every batch, without
+-- gradients, the model in eval mode, with Lightning's predict hooks; returns the
+-- list of per-batch outputs (nil with return_predictions = false). Without a
+-- loader, predict_dataloader().
+function Trainer:predict(model, loader, opts)
+  if opts == nil and is_options_table(loader) then opts, loader = loader, nil end
+  opts = check_options("predict", opts, {ckpt_path = "string", return_predictions = "boolean"})
+  if type(model) ~= "table" or type(model.parameters) ~= "function" then
+    error("predict: expected an nn.Module, got " .. util.typename(model), 2)
+  end
+  self:_attach(model)
+  self.state = {fn = "predict", stage = "predict"}
+  local keep = opts.return_predictions ~= false
+  local ok, preds = pcall(function()
+    self:_setup(model, "predict")
+    module_hook(self, model, "configure_model")
+    if opts.ckpt_path then
+      local callbacks_mod = require "moonlight.callbacks"
+      callbacks_mod._restore_weights(self, model, opts.ckpt_path, "predict")
+    end
+    if loader == nil then loader = model_loader(model, "predict_dataloader") end
+    if loader == nil then error("predict: no data: pass a DataLoader or define predict_dataloader()", 0) end
+    local max_batches = limit(loader_length(loader, "predict"), self.limit_predict_batches)
+    local out = keep and {} or nil
+    if max_batches > 0 then
+      self.predicting = true
+      self:_predict_loop(model, loader, max_batches, out)
+      self.predicting = false
+    end
+    self:_teardown(model, "predict")
+    return out
+  end)
+  self.state = {fn = "finished"}
+  self.predicting = false
+  if not ok then
+    self:_on_exception(model, preds)
+    error(preds, 0)
+  end
+  return preds
+end
+
+function Trainer:_predict_loop(model, loader, max_batches, out)
+  local step_fn = module_fn(self, model, "predict_step") or default_predict_step
+  core.no_grad(function()
+    local modes = capture_modes(model)
+    local f = model.on_predict_model_eval
+    if type(f) == "function" then f(model) else model:eval() end
+    model:zero_grad()
+    call(self, model, "on_predict_start")
+    call(self, model, "on_predict_epoch_start")
+    local bar = progress.new("Predicting", max_batches, {enabled = self.enable_progress_bar and sys.isatty(1),
+                                                         leave = false})
+    local n = 0
+    for batch_idx, batch in loader:iter() do
+      if n >= max_batches then break end
+      n = n + 1
+      batch = self:_transfer(model, batch)
+      self._current_batch = batch
+      call(self, model, "on_predict_batch_start", batch, batch_idx)
+      local pred = step_fn(model, batch, batch_idx)
+      if out then out[n] = pred end
+      call(self, model, "on_predict_batch_end", pred, batch, batch_idx)
+      self._current_batch = nil
+      bar:update(1)
+    end
+    bar:close()
+    call(self, model, "on_predict_epoch_end")
+    call(self, model, "on_predict_end")
+    restore_modes(modes)
+  end)
+end
 
 trainer_mod.Trainer_class = Trainer
 return trainer_mod

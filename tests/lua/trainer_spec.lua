@@ -232,7 +232,10 @@ describe("Trainer", function()
     local h = history.read(logger.log_dir .. "/metrics.csv")
     local val_rows = 0
     for _, r in ipairs(h.rows) do if r.val_loss then val_rows = val_rows + 1 end end
-    assert.are.equal(1, val_rows) -- epoch 1 only (the 2nd), not epoch 0
+    -- not at epoch 0 (check_val_every_n_epoch = 2), and not at epoch 1 either:
+    -- max_steps ends it after 2 of its 8 batches, before its validation batch, as
+    -- in Lightning ("working as intended", Lightning issue 9855)
+    assert.are.equal(0, val_rows)
     local tr2 = ml.Trainer({max_epochs = 2, limit_train_batches = 3, logger = false,
                             enable_progress_bar = false, enable_model_summary = false,
                             enable_checkpointing = false})
