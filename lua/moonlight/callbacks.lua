@@ -323,6 +323,9 @@ local load_options = {map_location = "string", strict = "boolean"}
 -- keyword arguments. The model is returned in train mode, as constructed.
 function callbacks.load_from_checkpoint(cls, path, overrides)
   local fname = "load_from_checkpoint"
+  if type(cls) == "string" then
+    util.fail(fname, "call it on the class with a colon: Model:load_from_checkpoint(path)")
+  end
   if type(cls) ~= "table" or rawget(cls, "_modules") ~= nil then
     util.fail(fname, "The classmethod `load_from_checkpoint` cannot be called on an instance. Please call it " ..
       "on the class type (Model:load_from_checkpoint(path)) and make sure the return value is used.")

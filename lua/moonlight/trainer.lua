@@ -188,6 +188,8 @@ local trainer_options = {
   plot = "boolean|string",
 }
 
+trainer_mod._options = trainer_options -- (docs/TRAINER.md lists each; trainer_options_spec checks)
+
 local function positive_int(fname, name, v, allow_minus_one, min)
   if v == nil then return end
   if math.type(v) ~= "integer" or (v < (min or 0) and not (allow_minus_one and v == -1)) then

@@ -322,3 +322,25 @@ describe("self:log column names", function()
     assert.is_true(math.abs(per_epoch[1].val_sum - 3 * per_epoch[1].val_loss_epoch) < 1e-5)
   end)
 end)
+
+describe("docs/TRAINER.md", function()
+  local f = assert(io.open("docs/TRAINER.md"))
+  local doc = f:read("a")
+  f:close()
+  it("describes every Trainer option", function()
+    for name in pairs(require("moonlight.trainer")._options) do
+      assert.is_truthy(doc:find("`" .. name .. "`", 1, true), "option " .. name .. " is not in docs/TRAINER.md")
+    end
+  end)
+  it("names every callback, logger and scheduler", function()
+    for name, v in pairs(ml.callbacks) do
+      if type(v) == "table" and name:match("^%u") then
+        assert.is_truthy(doc:find(name, 1, true), "callback " .. name)
+      end
+    end
+    for name in pairs(ml.loggers) do assert.is_truthy(doc:find(name, 1, true), "logger " .. name) end
+    for name, v in pairs(ml.optim.lr_scheduler) do
+      if type(v) == "function" then assert.is_truthy(doc:find("`" .. name .. "(", 1, true), "scheduler " .. name) end
+    end
+  end)
+end)
