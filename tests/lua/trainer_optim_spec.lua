@@ -184,6 +184,55 @@ describe("ReduceLROnPlateau and OneCycleLR in the Trainer", function()
   end)
 end)
 
+describe("resuming with schedulers", function()
+  it("a resumed fit steps ReduceLROnPlateau and OneCycleLR on from where they were", function()
+    local function configure(self)
+      local o1 = optim.SGD(self.a:parameters(), {lr = 0.1, momentum = 0.9})
+      local o2 = optim.SGD(self.b:parameters(), {lr = 0.1})
+      return {{optimizer = o1, lr_scheduler = {scheduler = S.OneCycleLR(o1, {max_lr = 0.05, total_steps = 8}),
+                                               interval = "step"}},
+              {optimizer = o2, lr_scheduler = S.ReduceLROnPlateau(o2, {patience = 0, factor = 0.5}),
+               monitor = "val_metric"}}
+    end
+    -- two optimizers: manual optimization, stepping the schedulers as Lightning's docs show
+    local function extra(M)
+      function M:init() self.a = nn.Linear(3, 4); self.b = nn.Linear(4, 1); self.automatic_optimization = false end
+      function M:training_step(batch)
+        local o1, o2 = table.unpack(self:optimizers())
+        local loss = ml.F.mse_loss(self.b(self.a(batch[1])), batch[2])
+        o1:zero_grad(); o2:zero_grad()
+        self:manual_backward(loss)
+        o1:step(); o2:step()
+        local s1 = self:lr_schedulers()[1]
+        s1:step()
+      end
+      function M:on_validation_epoch_end()
+        if not self.trainer.sanity_checking then self:lr_schedulers()[2]:step(self.trainer.callback_metrics.val_metric) end
+      end
+    end
+    local full = trainer({max_epochs = 4})
+    local mf = module(configure, extra)
+    full:fit(mf, loader(4, 2), loader(4, 2))
+    local dir = tmpdir()
+    local cp = function() return ml.callbacks.ModelCheckpoint({dirpath = dir, save_last = true}) end
+    local first = ml.Trainer({max_epochs = 2, logger = false, enable_progress_bar = false, enable_model_summary = false,
+                              num_sanity_val_steps = 0, callbacks = {cp()}})
+    first:fit(module(configure, extra), loader(4, 2), loader(4, 2))
+    local resumed = ml.Trainer({max_epochs = 4, logger = false, enable_progress_bar = false,
+                                enable_model_summary = false, num_sanity_val_steps = 0, callbacks = {cp()}})
+    local mr = module(configure, extra)
+    resumed:fit(mr, loader(4, 2), loader(4, 2), {ckpt_path = "last"})
+    for i = 1, 2 do
+      local a, b = full.optimizers[i].param_groups[1], resumed.optimizers[i].param_groups[1]
+      assert.are.equal(a.lr, b.lr, "optimizer " .. i)
+      assert.are.equal(a.momentum, b.momentum)
+    end
+    assert.are.equal(0.1 * 0.125, resumed.optimizers[2].param_groups[1].lr)
+    assert.are.equal(full.global_step, resumed.global_step)
+    assert.are.equal(0, (mf.a.weight - mr.a.weight):abs():max():item())
+  end)
+end)
+
 describe("LearningRateMonitor", function()
   local function lr_rows(logger)
     local out = {}
