@@ -128,6 +128,12 @@ function callbacks.save_checkpoint(trainer, model, path, extra)
     optimizer_states = opt_states, lr_schedulers = sched_states, callbacks = cb_states,
     hparams = rawget(model, "hparams"),
   }
+  -- saved inside an epoch (after a validation that val_check_interval runs mid-epoch):
+  -- where the epoch stands, so that a resumed fit goes on from there
+  local at = rawget(trainer, "_in_epoch")
+  if at and not (extra and extra.batches_done) then
+    ckpt.batches_done, ckpt.epoch_rng_state = at.batches_done, to_hex(at.epoch_rng)
+  end
   for k, v in pairs(extra or {}) do ckpt[k] = v end
   for _, cb in ipairs(trainer.callbacks) do
     if type(cb.on_save_checkpoint) == "function" then cb:on_save_checkpoint(trainer, model, ckpt) end

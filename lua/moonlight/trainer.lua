@@ -1221,9 +1221,12 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
       for _, item in pairs(results.items) do item.fresh = false end
     end
     bar:update(1)
-    -- validation after the step (Lightning's on_advance_end), inside the epoch
+    -- validation after the step (Lightning's on_advance_end), inside the epoch; a
+    -- checkpoint saved there records where the epoch stands, to resume from there
     if validate_epoch and self:_is_val_check_batch(n) then
+      self._in_epoch = n < n_train and {batches_done = n, epoch_rng = epoch_rng} or nil
       self:_run_validation(model, val_loader, n_val)
+      self._in_epoch = nil
     end
     if automatic and not accumulating then
       for _, s in ipairs(schedulers) do

@@ -180,6 +180,29 @@ describe("val_check_interval", function()
   end)
 end)
 
+describe("a checkpoint saved by a validation inside the epoch", function()
+  it("resumes the epoch where it stood: the uninterrupted run's weights", function()
+    local train = data.DataLoader(dataset(64, 4), {batch_size = 8, shuffle = true})
+    local val = data.DataLoader(dataset(16, 5), {batch_size = 8})
+    local function run(max_epochs, dir, ckpt_path)
+      ml.manual_seed(11)
+      local m = Reg()
+      local t = ml.Trainer({max_epochs = max_epochs, logger = false, enable_progress_bar = false,
+                            enable_model_summary = false, num_sanity_val_steps = 0, val_check_interval = 0.5,
+                            callbacks = {ml.callbacks.ModelCheckpoint({dirpath = dir, save_top_k = -1})}})
+      t:fit(m, train, val, ckpt_path and {ckpt_path = ckpt_path} or nil)
+      return m, t
+    end
+    local full, tf = run(2, tmpdir())
+    local dir = tmpdir()
+    run(1, dir)
+    -- epoch 0, after its 4th batch of 8
+    local resumed, tr = run(2, tmpdir(), dir .. "/epoch=0-step=4.safetensors")
+    assert.are.equal(tf.global_step, tr.global_step)
+    assert.are.equal(0, max_diff(full, resumed))
+  end)
+end)
+
 describe("fast_dev_run", function()
   it("runs n batches of training and validation, one epoch, and writes nothing", function()
     for _, case in ipairs({{true, 1}, {3, 3}}) do
