@@ -109,13 +109,16 @@ end
 -- the module's on_save_checkpoint(checkpoint), which may add fields (tensors
 -- too); then written. Tensors go into the file under their path (state_dict.<name>,
 -- optimizer_states.<i>.<...>, checkpoint.<key>.<...>), the rest into the literal.
-function callbacks.save_checkpoint(trainer, model, path, extra)
+-- weights_only (ModelCheckpoint's save_weights_only): no optimizer or scheduler state.
+function callbacks.save_checkpoint(trainer, model, path, extra, weights_only)
   local ml = require "moonlight"
   local opt_states = {}
-  for i, opt in ipairs(trainer.optimizers or {}) do opt_states[i] = opt:state_dict() end
   local sched_states = {}
-  for i, s in ipairs(trainer.lr_scheduler_configs or {}) do
-    if s.scheduler.state_dict then sched_states[i] = s.scheduler:state_dict() end
+  if not weights_only then
+    for i, opt in ipairs(trainer.optimizers or {}) do opt_states[i] = opt:state_dict() end
+    for i, s in ipairs(trainer.lr_scheduler_configs or {}) do
+      if s.scheduler.state_dict then sched_states[i] = s.scheduler:state_dict() end
+    end
   end
   local cb_states = {}
   for i, cb in ipairs(trainer.callbacks) do
@@ -453,7 +456,7 @@ function ModelCheckpoint:_should_save_on_train_epoch_end(trainer)
 end
 
 function ModelCheckpoint:_save_model(trainer, model, path)
-  callbacks.save_checkpoint(trainer, model, path)
+  callbacks.save_checkpoint(trainer, model, path, nil, self.save_weights_only)
   self._last_global_step_saved = trainer.global_step
 end
 

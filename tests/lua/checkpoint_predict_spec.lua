@@ -194,6 +194,20 @@ describe("save_hyperparameters and load_from_checkpoint with an options table", 
     f:close()
   end)
 
+  it("save_weights_only: no optimizer state, enough to load the model", function()
+    local dir = tmpdir()
+    ml.manual_seed(3)
+    local m = OptsNet({in_dim = 4, out_dim = 1})
+    local cp = ml.callbacks.ModelCheckpoint({dirpath = dir, save_weights_only = true})
+    local x = ml.randn({8, 4})
+    quiet_trainer(dir, {max_epochs = 1, callbacks = {cp}}):fit(m, data.DataLoader(
+      data.TensorDataset(x, ml.randn({8, 1})), {batch_size = 4}))
+    local ckpt = ml.callbacks.read_checkpoint(cp.best_model_path)
+    assert.are.same({}, ckpt.optimizer_states)
+    assert.are.equal(2, ckpt.global_step)
+    same_tensor(OptsNet:load_from_checkpoint(cp.best_model_path)(x), m(x), "weights only")
+  end)
+
   it("strict = false loads a checkpoint with keys the model lacks", function()
     local dir = tmpdir()
     local Big = nn.Module:extend("Big")
