@@ -583,6 +583,7 @@ function EarlyStopping:init(opts)
   self.min_delta = math.abs(opts.min_delta or 0)
   self.verbose = opts.verbose
   self.check_on_train_epoch_end = opts.check_on_train_epoch_end
+  self.check_finite = opts.check_finite ~= false
   self.wait_count = 0
   self.best_score = nil
   self.stopped_epoch = 0
@@ -614,6 +615,16 @@ function EarlyStopping:_run_early_stopping_check(trainer)
     error("EarlyStopping: monitor='" .. self.monitor .. "' is not among the logged metrics", 0)
   end
   if core.is_tensor(v) then v = v:item() end
+  -- check_finite (default true): a NaN or infinite metric stops at once (Lightning)
+  if self.check_finite and (v ~= v or v == math.huge or v == -math.huge) then
+    trainer.should_stop = true
+    self.stopped_epoch = trainer.current_epoch
+    if self.verbose then
+      print(string.format("Monitored metric %s = %s is not finite. Previous best value was %s. Signaling " ..
+        "Trainer to stop.", self.monitor, tostring(v), tostring(self.best_score)))
+    end
+    return
+  end
   local improved
   if self.best_score == nil then improved = true
   elseif self.mode == "min" then improved = v < self.best_score - self.min_delta

@@ -255,6 +255,14 @@ describe("max_time", function()
     assert.are.equal(-1, ml.Trainer({max_time = "00:00:01:00", logger = false}).max_epochs)
   end)
 
+  it("EarlyStopping stops at once on a non-finite metric (check_finite)", function()
+    local m = Reg()
+    function m:validation_step() self:log("val_loss", self.trainer.current_epoch == 1 and 0 / 0 or 1.0) end
+    local t = trainer({max_epochs = 10, callbacks = {ml.callbacks.EarlyStopping({monitor = "val_loss", patience = 5})}})
+    t:fit(m, data.DataLoader(dataset(16, 4), {batch_size = 8}), data.DataLoader(dataset(8, 5), {batch_size = 8}))
+    assert.are.equal(2, t.current_epoch)
+  end)
+
   it("min_steps and min_epochs hold a stop back", function()
     local t = trainer({max_epochs = 3, min_steps = 10})
     local m = Reg()
