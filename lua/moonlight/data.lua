@@ -355,24 +355,258 @@ do
 end
 
 ---------------------------------------------------------------------------
+-- Subset, ConcatDataset, random_split (torch.utils.data)
+---------------------------------------------------------------------------
+
+-- The columns of a dataset made here (a field of the object itself, so that a
+-- user's dataset with an __index function is never asked for it), or nil. A
+-- dataset whose columns cost something to make (ConcatDataset copies data) has
+-- _make_columns instead, called on first use; false records "none".
+--
+-- A column: data (all rows), chain (flattened transforms), raw(i) (sample i
+-- before transforms, i 1-based in this dataset), labels (class ids), and rows:
+-- nil (sample i is row i - 1) or int64 [n], the 0-based data row of each sample
+-- (a Subset's view of its dataset's rows).
+local function columns_of(ds)
+  if type(ds) ~= "table" then return nil end
+  local cols = rawget(ds, "_columns")
+  if cols == nil then
+    local make = rawget(ds, "_make_columns")
+    if not make then return nil end
+    cols = make(ds) or false
+    rawset(ds, "_columns", cols)
+  end
+  return cols or nil
+end
+
+local function dataset_len(ds, fname, what)
+  local ok, n = pcall(function() return #ds end)
+  if not ok or math.type(n) ~= "integer" then
+    fail(fname, "%s must be a dataset (#ds and ds[i]), got %s", what, util.typename(ds))
+  end
+  return n
+end
+
+-- Subset(dataset, indices): the samples of dataset at indices, in that order.
+-- indices: a list of 1-based positions (Lua's), or an int64 tensor of 0-based
+-- ones (data, as randperm makes them). subset.indices is the list of 1-based
+-- positions. A dataset made here keeps its columns (the loader still gathers
+-- them in C, through the positions).
+do
+  local methods, mt = dataset_class("Subset")
+  function methods:get(i)
+    if self._columns then return Dataset.get(self, i) end
+    return self.dataset[self.indices[i]]
+  end
+  data.Subset = setmetatable(methods, {__call = function(_, dataset, indices)
+    local n = dataset_len(dataset, "Subset", "dataset")
+    local pos = {}
+    if core.is_tensor(indices) then
+      if indices:dim() ~= 1 or (indices.dtype ~= "int64" and indices.dtype ~= "uint8") then
+        fail("Subset", "indices must be a list of positions or an int64 tensor [k] of 0-based "
+             .. "indices, got a %s tensor of shape %s", indices.dtype, shape_str(indices))
+      end
+      for k, v in ipairs(indices:cpu():totable()) do pos[k] = v + 1 end
+    elseif type(indices) == "table" then
+      for k, v in ipairs(indices) do pos[k] = v end
+    else
+      fail("Subset", "indices must be a list of positions or an int64 tensor, got %s", util.typename(indices))
+    end
+    for k, v in ipairs(pos) do
+      if math.type(v) ~= "integer" then
+        if type(v) == "number" and v == math.floor(v) then
+          pos[k] = math.tointeger(v)
+        else
+          fail("Subset", "index %d is %s, expected an integer position", k, tostring(v))
+        end
+      end
+      if pos[k] < 1 or pos[k] > n then
+        fail("Subset", "position %d (index %d) is out of range for a dataset of %d samples "
+             .. "(positions are 1-based)", pos[k], k, n)
+      end
+    end
+    local self = {dataset = dataset, indices = pos, _n = #pos}
+    local pcols = columns_of(dataset)
+    if pcols then
+      local idx0 = {}
+      for k, v in ipairs(pos) do idx0[k] = v - 1 end
+      local rows0 = core.tensor(idx0, {dtype = "int64"}):reshape({#pos})
+      local cols = {}
+      for c, pc in ipairs(pcols) do
+        local praw = pc.raw
+        cols[c] = {data = pc.data, chain = pc.chain, labels = pc.labels,
+                   rows = pc.rows and core._gather_rows(pc.rows, rows0) or rows0,
+                   raw = function(i) return praw(pos[i]) end}
+      end
+      self._columns = cols
+    end
+    return setmetatable(self, mt)
+  end})
+end
+
+-- the transform chains of two columns are the same steps
+local function same_chain(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if not rawequal(a[i], b[i]) then return false end
+  end
+  return true
+end
+
+-- ConcatDataset{ds1, ds2, ...}: their samples one after the other
+-- (cumulative_sizes as torch). When every part is a dataset made here with
+-- columns of the same dtypes, row shapes and transforms, it has columns too:
+-- the parts' positions into one shared tensor, or else their rows copied into
+-- one tensor (on first use by a loader).
+do
+  local methods, mt = dataset_class("ConcatDataset")
+  -- the part holding sample i, and i's position in it
+  local function locate(self, i)
+    local cum = self.cumulative_sizes
+    local lo, hi = 1, #cum
+    while lo < hi do
+      local mid = (lo + hi) // 2
+      if cum[mid] >= i then hi = mid else lo = mid + 1 end
+    end
+    return lo, i - (cum[lo - 1] or 0)
+  end
+  function methods:get(i)
+    local p, k = locate(self, i)
+    return self.datasets[p][k]
+  end
+  local function make_columns(self)
+    local parts = {}
+    for p, ds in ipairs(self.datasets) do
+      parts[p] = columns_of(ds)
+      if not parts[p] or #parts[p] ~= #parts[1] then return nil end
+    end
+    local cols = {}
+    for c, first in ipairs(parts[1]) do
+      local shared, dt = true, first.data.dtype
+      local row_shape = shape_str(first.data):gsub("^%[%d+", "[")
+      for p = 2, #parts do
+        local col = parts[p][c]
+        if col.data.dtype ~= dt or shape_str(col.data):gsub("^%[%d+", "[") ~= row_shape
+           or not same_chain(col.chain, first.chain) or (col.labels or false) ~= (first.labels or false) then
+          return nil
+        end
+        shared = shared and rawequal(col.data, first.data)
+      end
+      local rows, datas = {}, {}
+      for p, pc in ipairs(parts) do
+        local col, n = pc[c], #self.datasets[p]
+        rows[p] = col.rows or core.arange(n, {dtype = "int64"})
+        if not shared then datas[p] = col.rows and core._gather_rows(col.data, col.rows) or col.data end
+      end
+      local raws = {}
+      for p, pc in ipairs(parts) do raws[p] = pc[c].raw end
+      cols[c] = {
+        chain = first.chain, labels = first.labels,
+        data = shared and first.data or core.cat(datas, 1),
+        rows = shared and core.cat(rows, 1) or nil,
+        raw = function(i)
+          local p, k = locate(self, i)
+          return raws[p](k)
+        end,
+      }
+    end
+    return cols
+  end
+  data.ConcatDataset = setmetatable(methods, {__call = function(_, datasets)
+    if type(datasets) ~= "table" or core.is_tensor(datasets) or rawget(datasets, "_n") then
+      fail("ConcatDataset", "expected a list of datasets, got %s", util.typename(datasets))
+    end
+    if #datasets == 0 then fail("ConcatDataset", "datasets should not be an empty list") end
+    local self = {datasets = {}, cumulative_sizes = {}, _make_columns = make_columns}
+    local total = 0
+    for p, ds in ipairs(datasets) do
+      total = total + dataset_len(ds, "ConcatDataset", "part " .. p)
+      self.datasets[p] = ds
+      self.cumulative_sizes[p] = total
+    end
+    self._n = total
+    return setmetatable(self, mt)
+  end})
+end
+
+-- random_split(dataset, lengths [, generator]): Subsets of lengths[k] samples
+-- each, disjoint, drawn by one permutation from generator (an ml.Generator;
+-- default ml's own generator). lengths are counts summing to #dataset, or
+-- fractions summing to 1 (torch's rule: floor(n * f) each, then the remainder
+-- given one by one from the first split on). Returns the list of Subsets.
+function data.random_split(dataset, lengths, generator)
+  local n = dataset_len(dataset, "random_split", "dataset")
+  if type(lengths) ~= "table" or #lengths == 0 then
+    fail("random_split", "lengths must be a list of counts or fractions, got %s", util.typename(lengths))
+  end
+  if generator ~= nil and not core._is_generator(generator) then
+    fail("random_split", "generator must be an ml.Generator, got %s", util.typename(generator))
+  end
+  local sizes, sum = {}, 0
+  for i, l in ipairs(lengths) do
+    if type(l) ~= "number" or l < 0 then
+      fail("random_split", "length %d must be a non-negative number, got %s", i, tostring(l))
+    end
+    sum = sum + l
+  end
+  -- torch: math.isclose(sum, 1) and sum <= 1 means fractions
+  if math.abs(sum - 1) <= 1e-9 * math.max(1, math.abs(sum)) and sum <= 1 then
+    for i, f in ipairs(lengths) do
+      if f < 0 or f > 1 then fail("random_split", "fraction at index %d is not between 0 and 1", i) end
+      sizes[i] = math.floor(n * f)
+    end
+    local given = 0
+    for _, s in ipairs(sizes) do given = given + s end
+    for i = 0, n - given - 1 do
+      local k = i % #sizes + 1
+      sizes[k] = sizes[k] + 1
+    end
+    for i, s in ipairs(sizes) do
+      if s == 0 then
+        io.stderr:write(string.format("random_split: length of split at index %d is 0. This might "
+                                      .. "result in an empty dataset.\n", i))
+      end
+    end
+  else
+    for i, l in ipairs(lengths) do
+      if math.type(l) ~= "integer" and l ~= math.floor(l) then
+        fail("random_split", "length %d is %s: give counts (integers) or fractions summing to 1", i, tostring(l))
+      end
+      sizes[i] = math.tointeger(l)
+    end
+  end
+  local total = 0
+  for _, s in ipairs(sizes) do total = total + s end
+  if total ~= n then
+    fail("random_split", "sum of input lengths (%d) does not equal the length of the input dataset (%d)",
+         total, n)
+  end
+  local perm = core.randperm(n, {generator = generator}):totable()
+  local out, offset = {}, 0
+  for k, s in ipairs(sizes) do
+    local pos = {}
+    for j = 1, s do pos[j] = perm[offset + j] + 1 end
+    offset = offset + s
+    out[k] = data.Subset(dataset, pos)
+  end
+  return out
+end
+
+---------------------------------------------------------------------------
 -- DataLoader
 ---------------------------------------------------------------------------
 
 local DataLoader = {}
 DataLoader.__index = DataLoader
 
--- the columns of a dataset made here (a field of the object itself, so that a
--- user's dataset with an __index function is never asked for it)
-local function columns_of(ds)
-  return type(ds) == "table" and rawget(ds, "_columns") or nil
-end
 DataLoader.__name = "DataLoader"
 
 -- batch_size and seed are checked below, with their ranges
 local loader_options = {batch_size = true, shuffle = "boolean", drop_last = "boolean", seed = true,
-                        device = "string"}
+                        device = "string", generator = true}
 
--- DataLoader(dataset, {batch_size = 1, shuffle = false, drop_last = false, seed, device})
+-- DataLoader(dataset, {batch_size = 1, shuffle = false, drop_last = false, seed, generator, device})
+-- generator (an ml.Generator): the shuffled orders are drawn from it, as torch's.
 function data.DataLoader(dataset, opts)
   if type(dataset) ~= "table" and type(dataset) ~= "userdata" then
     fail("DataLoader", "expected a dataset, got %s", type(dataset))
@@ -385,9 +619,16 @@ function data.DataLoader(dataset, opts)
   if opts.seed ~= nil and math.type(opts.seed) ~= "integer" then
     fail("DataLoader", "seed must be an integer, got %s", tostring(opts.seed))
   end
+  if opts.generator ~= nil and not core._is_generator(opts.generator) then
+    fail("DataLoader", "generator must be an ml.Generator, got %s", util.typename(opts.generator))
+  end
+  if opts.generator ~= nil and opts.seed ~= nil then
+    fail("DataLoader", "give seed or generator, not both")
+  end
   local self = setmetatable({
     dataset = dataset, batch_size = bs, shuffle = opts.shuffle and true or false,
-    drop_last = opts.drop_last and true or false, seed = opts.seed, device = "cpu",
+    drop_last = opts.drop_last and true or false, seed = opts.seed, generator = opts.generator,
+    device = "cpu",
     _device_columns = {},
   }, DataLoader)
   if opts.device then self:to(opts.device) end
@@ -424,9 +665,10 @@ DataLoader.cuda = function(self) return self:to("cuda") end
 DataLoader.cpu = function(self) return self:to("cpu") end
 
 -- This epoch's order: a fresh permutation from ml's generator (or the loader's
--- own when it has a seed), 0-based int64.
+-- generator, or its own state when it has a seed), 0-based int64.
 function DataLoader:_order(n)
   if not self.shuffle then return core.arange(n, {dtype = "int64"}) end
+  if self.generator then return core.randperm(n, {generator = self.generator}) end
   if self.seed == nil then return core.randperm(n) end
   local saved = core.get_rng_state()
   if self._rng then core.set_rng_state(self._rng) else core.manual_seed(self.seed) end
@@ -448,6 +690,11 @@ end
 -- gather; what follows runs on the whole batch. next_idx (or nil): the next
 -- batch's positions, whose rows the scaled gather prefetches into the cache.
 local function gather_column(col, src, idx, next_idx)
+  if col.rows then
+    -- a Subset's (or ConcatDataset's) positions -> rows of the data
+    idx = core._gather_rows(col.rows, idx)
+    if next_idx then next_idx = core._gather_rows(col.rows, next_idx) end
+  end
   local chain, first, k = col.chain, col.chain[1], 1
   local out
   local dt, nd = src.dtype, src:dim()
