@@ -164,6 +164,327 @@ function transforms.OneHot(n)
   })
 end
 
+---------------------------------------------------------------------------
+-- augmentation (torchvision's random transforms, on tensors [..., H, W])
+---------------------------------------------------------------------------
+-- Each draws its numbers per image from ml's generator (or its own `generator`
+-- option, an ml.Generator): a fixed count of uniform numbers per image, drawn
+-- as one [B, k] tensor, so a batch draws what its images would draw one after
+-- the other. The per-pixel work is the data family's augment kernels in C (and
+-- CUDA: a batch on the GPU is augmented there, with the numbers drawn on the
+-- host). Images are [H, W] or [C, H, W] (a batch: [B, H, W] or [B, C, H, W]),
+-- uint8 as loaded or float after ToTensor.
+
+local PAD_MODES = {constant = 0, edge = 1, reflect = 2, symmetric = 3}
+
+-- x as [B, C, H, W] and how to give an output [B, C, h, w] x's rank back
+local function as_nchw(x, batched, fname)
+  if not core.is_tensor(x) then fail(fname, "expected a tensor image, got %s", util.typename(x)) end
+  local nd, lo = x:dim(), batched and 1 or 0
+  if nd ~= 2 + lo and nd ~= 3 + lo then
+    fail(fname, "expected an image [H, W] or [C, H, W]%s, got shape %s",
+         batched and " with a leading batch dim" or "", shape_str(x))
+  end
+  local s = x:shape()
+  local b = batched and s[1] or 1
+  local c = nd == 3 + lo and s[lo + 1] or 1
+  local x4 = x:reshape({b, c, s[nd - 1], s[nd]})
+  return x4, function(out)
+    local o = out:shape()
+    local shape = {}
+    if batched then shape[#shape + 1] = b end
+    if nd == 3 + lo then shape[#shape + 1] = c end
+    shape[#shape + 1] = o[3]
+    shape[#shape + 1] = o[4]
+    return out:reshape(shape)
+  end
+end
+
+-- k uniform numbers in [0, 1) for each of n images, as Lua rows
+local function draws(self, n, k)
+  return core.rand({n, k}, {dtype = "float64", generator = self.generator}):totable()
+end
+
+local function check_generator(fname, g)
+  if g ~= nil and not core._is_generator(g) then
+    fail(fname, "option 'generator' must be an ml.Generator, got %s", util.typename(g))
+  end
+end
+
+-- a number or a {lo, hi} pair; a number v means (-v, v) (center) or (1 - v, 1 + v)
+local function range_of(fname, what, v, around_one)
+  if type(v) == "number" then
+    if v < 0 then fail(fname, "if %s is a single number, it must be non-negative", what) end
+    if around_one then return {math.max(0, 1 - v), 1 + v} end
+    return {-v, v}
+  end
+  if type(v) == "table" and #v == 2 and type(v[1]) == "number" and type(v[2]) == "number" then
+    if v[1] > v[2] then fail(fname, "%s range must be {min, max} with min <= max", what) end
+    return {v[1], v[2]}
+  end
+  fail(fname, "%s must be a number or a {min, max} pair, got %s", what, util.typename(v))
+end
+
+-- torchvision's random transform object: sample/batch forms run one kernel on
+-- the images with per-image params made by self:_params(n, h, w)
+local function random_transform(kind, fields, run)
+  fields.sample = function(self, x)
+    local x4, back = as_nchw(x, false, fields.name)
+    return back(run(self, x4))
+  end
+  fields.batch = function(self, xb)
+    local x4, back = as_nchw(xb, true, fields.name)
+    return back(run(self, x4))
+  end
+  return builtin(kind, fields)
+end
+
+-- RandomCrop(size, {padding, pad_if_needed = false, fill = 0, padding_mode =
+-- "constant", generator}): a random size[1] x size[2] window (size: a number for
+-- a square); padding: n (all sides), {lr, tb} or {left, top, right, bottom}.
+function transforms.RandomCrop(size, opts)
+  local fname = "RandomCrop"
+  opts = check_options(fname, opts, {padding = "number|table", pad_if_needed = "boolean",
+                                     fill = "number", padding_mode = "string", generator = true})
+  check_generator(fname, opts.generator)
+  local th, tw
+  if math.type(size) == "integer" then th, tw = size, size
+  elseif type(size) == "table" and math.type(size[1]) == "integer" and math.type(size[2]) == "integer" then
+    th, tw = size[1], size[2]
+  else
+    fail(fname, "size must be an integer or {height, width}, got %s", util.typename(size))
+  end
+  if th < 1 or tw < 1 then fail(fname, "size must be positive, got %d x %d", th, tw) end
+  local pad = opts.padding or 0
+  local pl, pt, pr, pb
+  if type(pad) == "number" then pl, pt, pr, pb = pad, pad, pad, pad
+  elseif #pad == 2 then pl, pt, pr, pb = pad[1], pad[2], pad[1], pad[2]
+  elseif #pad == 4 then pl, pt, pr, pb = pad[1], pad[2], pad[3], pad[4]
+  else fail(fname, "padding must be a number or a list of 2 or 4 numbers, got %d numbers", #pad) end
+  for _, v in ipairs({pl, pt, pr, pb}) do
+    if math.type(v) ~= "integer" or v < 0 then fail(fname, "padding must be non-negative integers") end
+  end
+  local mode = PAD_MODES[opts.padding_mode or "constant"]
+  if not mode then
+    fail(fname, "padding_mode must be constant, edge, reflect or symmetric, got %q", opts.padding_mode)
+  end
+  local fill = opts.fill or 0
+  return random_transform("random_crop", {
+    name = fname, generator = opts.generator,
+    repr = string.format("RandomCrop(size=(%d, %d), padding=%s)", th, tw,
+                         opts.padding and (type(pad) == "number" and tostring(pad) or "(" .. numbers(pad) .. ")")
+                         or "None"),
+  }, function(self, x4)
+    local s = x4:shape()
+    local n, h, w = s[1], s[3], s[4]
+    -- the padded image, grown by pad_if_needed as torchvision's (both sides)
+    local top, left, hp, wp = pt, pl, h + pt + pb, w + pl + pr
+    if opts.pad_if_needed and hp < th then top, hp = top + th - hp, hp + 2 * (th - hp) end
+    if opts.pad_if_needed and wp < tw then left, wp = left + tw - wp, wp + 2 * (tw - wp) end
+    if hp < th or wp < tw then
+      fail(fname, "required crop size (%d, %d) is larger than the padded image size (%d, %d)", th, tw, hp, wp)
+    end
+    local u = draws(self, n, 2)
+    local prm = {}
+    for b = 1, n do
+      prm[b] = {math.floor(u[b][1] * (hp - th + 1)) - top, math.floor(u[b][2] * (wp - tw + 1)) - left, 0}
+    end
+    return core._augment_crop(x4, core.tensor(prm, {dtype = "int64"}), th, tw, mode, fill)
+  end)
+end
+
+-- RandomHorizontalFlip(p = 0.5, {generator}): each image flipped left-right with
+-- probability p.
+function transforms.RandomHorizontalFlip(p, opts)
+  local fname = "RandomHorizontalFlip"
+  if p == nil then p = 0.5 end
+  if type(p) ~= "number" or p < 0 or p > 1 then fail(fname, "p must be a probability, got %s", tostring(p)) end
+  opts = check_options(fname, opts, {generator = true})
+  check_generator(fname, opts.generator)
+  return random_transform("random_hflip", {
+    name = fname, generator = opts.generator,
+    repr = string.format("RandomHorizontalFlip(p=%s)", util.format_number(p + 0.0)),
+  }, function(self, x4)
+    local s = x4:shape()
+    local u = draws(self, s[1], 1)
+    local prm = {}
+    for b = 1, s[1] do prm[b] = {0, 0, u[b][1] < p and 1 or 0} end
+    return core._augment_crop(x4, core.tensor(prm, {dtype = "int64"}), s[3], s[4], 0, 0)
+  end)
+end
+
+-- torchvision's _get_inverse_affine_matrix: output -> input, centred coordinates
+local function inverse_affine(cx, cy, angle, tx, ty, scale, shx, shy)
+  local rot, sx, sy = math.rad(angle), math.rad(shx), math.rad(shy)
+  local a = math.cos(rot - sy) / math.cos(sy)
+  local b = -math.cos(rot - sy) * math.tan(sx) / math.cos(sy) - math.sin(rot)
+  local c = math.sin(rot - sy) / math.cos(sy)
+  local d = -math.sin(rot - sy) * math.tan(sx) / math.cos(sy) + math.cos(rot)
+  local m = {d / scale, -b / scale, 0.0, -c / scale, a / scale, 0.0}
+  m[3] = m[3] + m[1] * (-cx - tx) + m[2] * (-cy - ty)
+  m[6] = m[6] + m[4] * (-cx - tx) + m[5] * (-cy - ty)
+  m[3] = m[3] + cx
+  m[6] = m[6] + cy
+  return m
+end
+
+-- Python's round(): halves to even
+local function round_half_even(v)
+  local f = math.floor(v)
+  local r = v - f
+  if r > 0.5 or (r == 0.5 and f % 2 == 1) then f = f + 1 end
+  return f
+end
+
+local affine_options = {interpolation = "string", fill = "number", center = "table", generator = true}
+
+local function affine_common(fname, opts)
+  local interp = opts.interpolation or "nearest"
+  if interp ~= "nearest" and interp ~= "bilinear" then
+    fail(fname, "interpolation must be \"nearest\" or \"bilinear\", got %q", interp)
+  end
+  if opts.center and (type(opts.center[1]) ~= "number" or type(opts.center[2]) ~= "number") then
+    fail(fname, "center must be {x, y} in pixels")
+  end
+  check_generator(fname, opts.generator)
+  return interp == "bilinear"
+end
+
+-- centre offsets of torchvision (center given in pixels, or the image's centre)
+local function centre(opts, h, w)
+  if not opts.center then return 0.0, 0.0 end
+  return opts.center[1] - w * 0.5, opts.center[2] - h * 0.5
+end
+
+-- RandomRotation(degrees, {interpolation = "nearest", center, fill = 0, generator}):
+-- rotated by an angle drawn from (-degrees, degrees) or {min, max}, counter-clockwise.
+function transforms.RandomRotation(degrees, opts)
+  local fname = "RandomRotation"
+  opts = check_options(fname, opts, {interpolation = "string", fill = "number", center = "table",
+                                     generator = true, expand = "boolean"})
+  if opts.expand then fail(fname, "expand = true is not supported (the output keeps the input's size)") end
+  local range = range_of(fname, "degrees", degrees)
+  local bilinear = affine_common(fname, opts)
+  local fill = opts.fill or 0
+  return random_transform("random_rotation", {
+    name = fname, generator = opts.generator,
+    repr = string.format("RandomRotation(degrees=[%s], interpolation=%s, expand=False, fill=%s)",
+                         numbers({range[1] + 0.0, range[2] + 0.0}), opts.interpolation or "nearest",
+                         util.format_number(fill)),
+  }, function(self, x4)
+    local s = x4:shape()
+    local cx, cy = centre(opts, s[3], s[4])
+    local u = draws(self, s[1], 1)
+    local prm = {}
+    for b = 1, s[1] do
+      local angle = range[1] + (range[2] - range[1]) * u[b][1]
+      prm[b] = inverse_affine(cx, cy, -angle, 0, 0, 1, 0, 0)
+    end
+    return core._augment_affine(x4, core.tensor(prm, {dtype = "float64"}), bilinear, fill)
+  end)
+end
+
+-- RandomAffine(degrees, {translate = {fx, fy}, scale = {min, max}, shear, interpolation
+-- = "nearest", fill = 0, center, generator}): torchvision's random affine: an
+-- angle from degrees, a whole-pixel shift up to fx * width and fy * height, a
+-- scale from its range, a shear in degrees (a number s: x in (-s, s); {a, b}: x;
+-- {a, b, c, d}: x in (a, b), y in (c, d)).
+function transforms.RandomAffine(degrees, opts)
+  local fname = "RandomAffine"
+  local spec = {translate = "table", scale = "table", shear = "number|table"}
+  for k, v in pairs(affine_options) do spec[k] = v end
+  opts = check_options(fname, opts, spec)
+  local range = range_of(fname, "degrees", degrees)
+  local bilinear = affine_common(fname, opts)
+  local tr, sc = opts.translate, opts.scale
+  if tr and (#tr ~= 2 or tr[1] < 0 or tr[1] > 1 or tr[2] < 0 or tr[2] > 1) then
+    fail(fname, "translate must be {fx, fy}, each between 0 and 1")
+  end
+  if sc and (#sc ~= 2 or sc[1] <= 0 or sc[1] > sc[2]) then
+    fail(fname, "scale must be {min, max} with 0 < min <= max")
+  end
+  local shx, shy = {0, 0}, {0, 0}
+  if type(opts.shear) == "number" then shx = range_of(fname, "shear", opts.shear)
+  elseif type(opts.shear) == "table" then
+    if #opts.shear == 2 then shx = range_of(fname, "shear", opts.shear)
+    elseif #opts.shear == 4 then
+      shx = range_of(fname, "shear", {opts.shear[1], opts.shear[2]})
+      shy = range_of(fname, "shear", {opts.shear[3], opts.shear[4]})
+    else fail(fname, "shear must be a number or a list of 2 or 4 numbers") end
+  end
+  local fill = opts.fill or 0
+  local parts = {string.format("degrees=[%s]", numbers({range[1] + 0.0, range[2] + 0.0}))}
+  if tr then parts[#parts + 1] = string.format("translate=(%s)", numbers(tr)) end
+  if sc then parts[#parts + 1] = string.format("scale=(%s)", numbers(sc)) end
+  if opts.shear then parts[#parts + 1] = string.format("shear=[%s]", numbers({shx[1], shx[2], shy[1], shy[2]})) end
+  return random_transform("random_affine", {
+    name = fname, generator = opts.generator,
+    repr = "RandomAffine(" .. table.concat(parts, ", ") .. ")",
+  }, function(self, x4)
+    local s = x4:shape()
+    local h, w = s[3], s[4]
+    local cx, cy = centre(opts, h, w)
+    local u = draws(self, s[1], 6)
+    local prm = {}
+    for b = 1, s[1] do
+      local r = u[b]
+      local angle = range[1] + (range[2] - range[1]) * r[1]
+      local tx, ty = 0, 0
+      if tr then
+        local mx, my = tr[1] * w, tr[2] * h
+        tx, ty = round_half_even(-mx + 2 * mx * r[2]), round_half_even(-my + 2 * my * r[3])
+      end
+      local scale = sc and sc[1] + (sc[2] - sc[1]) * r[4] or 1.0
+      local sx = shx[1] + (shx[2] - shx[1]) * r[5]
+      local sy = shy[1] + (shy[2] - shy[1]) * r[6]
+      prm[b] = inverse_affine(cx, cy, angle, tx, ty, scale, sx, sy)
+    end
+    return core._augment_affine(x4, core.tensor(prm, {dtype = "float64"}), bilinear, fill)
+  end)
+end
+
+-- ColorJitter(brightness, contrast [, saturation, hue] [, {generator}]) for
+-- greyscale images: each factor drawn from [max(0, 1 - v), 1 + v] (or a {min,
+-- max} pair), the two steps in a random order, as torchvision's. Saturation and
+-- hue need colour: they must be 0 or nil.
+function transforms.ColorJitter(brightness, contrast, saturation, hue, opts)
+  local fname = "ColorJitter"
+  local args = {brightness, contrast, saturation, hue, opts}
+  -- a trailing options table may come after fewer numbers
+  for i = 1, 4 do
+    if type(args[i]) == "table" and not (#args[i] == 2 and type(args[i][1]) == "number") then
+      opts = args[i]
+      for k = i, 4 do args[k] = nil end
+      break
+    end
+  end
+  brightness, contrast, saturation, hue = args[1], args[2], args[3], args[4]
+  opts = check_options(fname, opts, {generator = true})
+  check_generator(fname, opts.generator)
+  for _, v in ipairs({{saturation, "saturation"}, {hue, "hue"}}) do
+    if v[1] ~= nil and v[1] ~= 0 then
+      fail(fname, "%s needs colour images; ColorJitter here jitters greyscale images (brightness, contrast)", v[2])
+    end
+  end
+  local br = brightness and brightness ~= 0 and range_of(fname, "brightness", brightness, true) or nil
+  local ct = contrast and contrast ~= 0 and range_of(fname, "contrast", contrast, true) or nil
+  local function r(x) return x and "(" .. numbers({x[1] + 0.0, x[2] + 0.0}) .. ")" or "None" end
+  return random_transform("color_jitter", {
+    name = fname, generator = opts.generator,
+    repr = string.format("ColorJitter(brightness=%s, contrast=%s, saturation=None, hue=None)", r(br), r(ct)),
+  }, function(self, x4)
+    local n = x4:size(1)
+    local u = draws(self, n, 3)
+    local prm = {}
+    for b = 1, n do
+      local q = u[b]
+      prm[b] = {br and br[1] + (br[2] - br[1]) * q[2] or -1, ct and ct[1] + (ct[2] - ct[1]) * q[3] or -1,
+                q[1] < 0.5 and 1 or 0}
+    end
+    return core._augment_jitter(x4, core.tensor(prm, {dtype = "float64"}))
+  end)
+end
+
 -- flattens nested Compose chains; a plain function is a step of its own
 local function chain_of(t, out)
   out = out or {}
