@@ -328,6 +328,8 @@ local function inverse_affine(cx, cy, angle, tx, ty, scale, shx, shy)
   return m
 end
 
+transforms._inverse_affine = inverse_affine -- for the tests
+
 -- Python's round(): halves to even
 local function round_half_even(v)
   local f = math.floor(v)
