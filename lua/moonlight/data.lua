@@ -487,6 +487,38 @@ function transforms.ColorJitter(brightness, contrast, saturation, hue, opts)
   end)
 end
 
+-- Lambda(fn): torchvision's, fn applied to each sample (as a plain function).
+-- Lambda(fn, {batched = true}): fn written for a whole batch [B, ...] (the
+-- loader gathers the rows in C and calls fn once per batch); a single sample x
+-- goes through fn as a batch of one (fn(x:unsqueeze(1))[1]). The batch form is
+-- what a user writes for speed: a per-sample function costs a call, a view and
+-- its ops per sample, then a stack (docs/ARCHITECTURE.md, "Data").
+function transforms.Lambda(fn, opts)
+  opts = check_options("Lambda", opts, {batched = "boolean"})
+  local mt = getmetatable(fn)
+  if type(fn) ~= "function" and not (mt and mt.__call) then
+    fail("Lambda", "expected a function, got %s", util.typename(fn))
+  end
+  if not opts.batched then
+    return setmetatable({fn = fn}, {
+      __call = function(_, x) return fn(x) end,
+      __tostring = function() return "Lambda()" end,
+    })
+  end
+  return builtin("lambda_batched", {
+    repr = "Lambda(batched=True)", fn = fn,
+    sample = function(_, x)
+      local out = fn(core.is_tensor(x) and x:unsqueeze(1) or x)
+      if not core.is_tensor(out) or out:dim() == 0 or out:size(1) ~= 1 then
+        fail("Lambda", "a batched function must return a batch (a tensor [1, ...] for one sample), got %s",
+             core.is_tensor(out) and shape_str(out) or util.typename(out))
+      end
+      return out[1]
+    end,
+    batch = function(_, xb) return fn(xb) end,
+  })
+end
+
 -- flattens nested Compose chains; a plain function is a step of its own
 local function chain_of(t, out)
   out = out or {}
@@ -1042,9 +1074,43 @@ local function gather_column(col, src, idx, next_idx)
   return out
 end
 
+-- A chain with functions in it, cut for the loader into: the built-in steps
+-- before the first function (prefix: gathered in C as an all-built-in column
+-- would be, then read row by row), the steps from the first function to the
+-- last (middle: per sample), and the built-in steps after it (suffix: on the
+-- stacked batch). Per sample, the prefix's rows are what its steps give one
+-- sample (ToTensor's bits; a folded Normalize within an ulp, as the gathered
+-- columns). Random built-ins draw per batch there, not interleaved with the
+-- functions' samples.
+local function split_chain(col)
+  local chain = col.chain
+  local first, last = 1, #chain
+  while first <= #chain and is_builtin(chain[first]) do first = first + 1 end
+  while last >= 1 and is_builtin(chain[last]) do last = last - 1 end
+  local sp = {middle = {table.unpack(chain, first, last)}, suffix = {table.unpack(chain, last + 1, #chain)}}
+  if first > 1 then
+    sp.prefix = {chain = {table.unpack(chain, 1, first - 1)}, rows = col.rows, labels = col.labels}
+  end
+  return sp
+end
+
+local collate
+
+-- the samples of a split column stacked, and its suffix run on the batch (per
+-- sample when the samples are not tensors)
+local function finish_split(sp, vals)
+  if #sp.suffix > 0 and not core.is_tensor(vals[1]) then
+    for s = 1, #vals do vals[s] = apply_chain(sp.suffix, vals[s]) end
+    return collate(vals)
+  end
+  local out = collate(vals)
+  for _, step in ipairs(sp.suffix) do out = step:batch(out) end
+  return out
+end
+
 -- default_collate: tensors are stacked, integers give int64, other numbers
 -- float32, booleans uint8; strings and anything else stay a list.
-local function collate(values)
+function collate(values)
   local v1 = values[1]
   if core.is_tensor(v1) then return core.stack(values, 1) end
   if type(v1) == "number" then
@@ -1092,12 +1158,13 @@ function DataLoader:iter()
   end
   local b = 0
   -- which columns are gathered in C, decided once an epoch rather than every batch
-  local builtin = {}
+  local builtin, split = {}, {}
   local prefetch = false -- a ToTensor gather, which takes the next batch's positions
   if cols then
     for c, col in ipairs(cols) do
       builtin[c] = all_builtin(col.chain)
       prefetch = prefetch or builtin[c] and col.chain[1] ~= nil and col.chain[1].kind == "to_tensor"
+      if not builtin[c] then split[c] = split_chain(col) end
     end
   end
   return function()
@@ -1114,10 +1181,18 @@ function DataLoader:iter()
         if builtin[c] then
           batch[c] = gather_column(col, self._device_columns[c] or col.data, idx, next_idx)
         else
-          pos = pos or positions(start, len)
-          local vals, raw, chain = {}, col.raw, col.chain
-          for s = 1, len do vals[s] = apply_chain(chain, raw(pos[s])) end
-          batch[c] = to_device(collate(vals), device)
+          local sp, vals = split[c], {}
+          if sp.prefix then
+            -- the built-in steps before the first function, in C on the batch
+            -- (from the host's copy: the function sees what it saw before)
+            local pre = gather_column(sp.prefix, col.data, idx, nil)
+            for s = 1, len do vals[s] = apply_chain(sp.middle, pre[s]) end
+          else
+            pos = pos or positions(start, len)
+            local raw = col.raw
+            for s = 1, len do vals[s] = apply_chain(sp.middle, raw(pos[s])) end
+          end
+          batch[c] = to_device(finish_split(sp, vals), device)
         end
       end
     else
