@@ -251,19 +251,31 @@ static int64_t planes_min(const augment_job *j) {
 }
 
 /* One output plane of a crop, for an element size es that the caller makes a
- * constant (inlined per size, so the copies are moves of that size). */
+ * constant (inlined per size, so the copies are moves of that size). Unflipped,
+ * the part of a row inside the source is one memcpy; the padding around it and
+ * flipped rows go pixel by pixel. */
 static inline __attribute__((always_inline)) void crop_plane(const augment_job *j, int64_t p,
                                                               size_t es) {
     const int64_t *prm = (const int64_t *)j->params + (p / j->c) * 3;
-    const int64_t top = prm[0], left = prm[1], flip = prm[2];
-    const char *src = j->src + (size_t)(p * j->h * j->w) * es;
-    char *out = j->out + (size_t)(p * j->oh * j->ow) * es;
+    const int64_t top = prm[0], left = prm[1], flip = prm[2], w = j->w, ow = j->ow;
+    const char *src = j->src + (size_t)(p * j->h * w) * es;
+    char *out = j->out + (size_t)(p * j->oh * ow) * es;
+    /* the columns x whose source left + x lies inside the image */
+    int64_t in_lo = -left < 0 ? 0 : -left > ow ? ow : -left;
+    int64_t in_hi = w - left < in_lo ? in_lo : w - left > ow ? ow : w - left;
+    if (flip) in_lo = in_hi = 0;
     for (int64_t y = 0; y < j->oh; y++) {
         const int64_t sy = ml_aug_pad_index(top + y, j->h, j->mode);
-        char *o = out + (size_t)(y * j->ow) * es;
-        for (int64_t x = 0; x < j->ow; x++) {
-            const int64_t sx = sy < 0 ? -1 : ml_aug_pad_index(left + (flip ? j->ow - 1 - x : x), j->w, j->mode);
-            memcpy(o + (size_t)x * es, sx < 0 ? j->fill_bytes : src + (size_t)(sy * j->w + sx) * es, es);
+        char *o = out + (size_t)(y * ow) * es;
+        const char *row = src + (size_t)(sy * w) * es;
+        for (int64_t x = 0; x < ow; x++) {
+            if (x == in_lo && in_hi > in_lo && sy >= 0) {
+                memcpy(o + (size_t)x * es, row + (size_t)(left + x) * es, (size_t)(in_hi - in_lo) * es);
+                x = in_hi - 1;
+                continue;
+            }
+            const int64_t sx = sy < 0 ? -1 : ml_aug_pad_index(left + (flip ? ow - 1 - x : x), w, j->mode);
+            memcpy(o + (size_t)x * es, sx < 0 ? j->fill_bytes : row + (size_t)sx * es, es);
         }
     }
 }
