@@ -197,3 +197,63 @@ describe("augmentation transforms", function()
     assert.matches("Compose%(RandomCrop%(size=%(28, 28%), padding=2%), ToTensor%(%), Normalize", tostring(chain))
   end)
 end)
+
+describe("Lua functions in a chain", function()
+  local function loader_all(ds, bs)
+    local xs, ys = {}, {}
+    for _, b in data.DataLoader(ds, {batch_size = bs}):iter() do
+      xs[#xs + 1] = b[1]
+      ys[#ys + 1] = b[2]
+    end
+    return ml.cat(xs, 1), ml.cat(ys, 1)
+  end
+
+  local function dataset(x, y, tf, ttf)
+    local ds = data.TensorDataset(x, y)
+    ds._columns[1].chain = {}
+    local function steps(t)
+      if t == nil then return {} end
+      if type(t) == "table" and t.kind == "compose" then return t.steps end
+      return {t}
+    end
+    for i, s in ipairs(steps(tf)) do ds._columns[1].chain[i] = s end
+    ds._columns[2].chain = {}
+    for i, s in ipairs(steps(ttf)) do ds._columns[2].chain[i] = s end
+    return ds
+  end
+
+  it("Lambda(fn, {batched = true}) gives the batches fn gives per sample", function()
+    local x = image(8, {30, 28, 28}, "uint8")
+    local y = ml.arange(30, {dtype = "int64"})
+    local per_sample = function(v) return v:float() / 255 - 0.5 end
+    local batched = T.Lambda(function(v) return v:float() / 255 - 0.5 end, {batched = true})
+    local a = loader_all(dataset(x, y, per_sample), 8)
+    local b = loader_all(dataset(x, y, batched), 8)
+    testing.assert_close(b, a, {rtol = 0, atol = 0})
+    -- one sample goes through as a batch of one
+    testing.assert_close(batched(x[3]), per_sample(x[3]), {rtol = 0, atol = 0})
+    assert.are.equal("Lambda(batched=True)", tostring(batched))
+    assert.are.equal("Lambda()", tostring(T.Lambda(per_sample)))
+    local ok, err = pcall(function() T.Lambda(function(v) return 1 end, {batched = true})(x[1]) end)
+    assert.matches("Lambda: a batched function must return a batch", err)
+  end)
+
+  it("a chain with a function: built-in steps around it on the batch, the same values", function()
+    local x = image(9, {21, 28, 28}, "uint8")
+    local y = ml.tensor({3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4, 6}, {dtype = "int64"})
+    local tf = T.Compose({T.ToTensor(), T.Normalize(0.1307, 0.3081), function(v) return v * 2 end,
+                          T.Normalize(0.5, 2)})
+    local ttf = T.Compose({T.OneHot(10), function(v) return v * 3 end})
+    local ds = dataset(x, y, tf, ttf)
+    local bx, by = loader_all(ds, 6)
+    local sx, sy = {}, {}
+    for i = 1, 21 do
+      local s = ds[i]
+      sx[i], sy[i] = s[1], s[2]
+    end
+    -- the gathered prefix folds Normalize into the gather: within an ulp
+    testing.assert_close(bx, ml.stack(sx))
+    testing.assert_close(by, ml.stack(sy), {rtol = 0, atol = 0})
+    assert.are.same({21, 1, 28, 28}, bx:shape())
+  end)
+end)
