@@ -8,6 +8,7 @@
  * so the values are bit-equal to the CPU's. gather_one_hot reports a label out of
  * range as the CPU does, which costs one wait on the stream per call. */
 #include "common.cuh"
+#include "backend/augment.h"
 
 static int64_t row_len(const ml_tensor *t) {
     int64_t n = 1;
@@ -170,6 +171,160 @@ static int cu_data_gather_rows(const ml_tensor *src, const ml_tensor *indices, m
             (const uint8_t *)ml_data(src), ip, (uint8_t *)ml_data(out), total, rb);
     }
     ML_CU_LAUNCHED("gather_rows");
+    return 0;
+}
+
+/* --- augmentation (contract: src/backend/data.h; formulas: src/backend/augment.h):
+ * a thread per output pixel for crops and warps; a block per image for the
+ * colour jitter, whose contrast needs the image's mean (a block reduction in a
+ * fixed order). --- */
+
+template <class T>
+__global__ void k_augment_crop(const T *__restrict__ src, const int64_t *__restrict__ prm,
+                               T *__restrict__ out, int64_t total, int64_t c, int64_t h, int64_t w,
+                               int64_t oh, int64_t ow, int mode, T fill) {
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total;
+         e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t x = e % ow, y = (e / ow) % oh, p = e / (ow * oh), b = p / c;
+        const int64_t top = prm[b * 3], left = prm[b * 3 + 1], flip = prm[b * 3 + 2];
+        const int64_t sy = ml_aug_pad_index(top + y, h, mode);
+        const int64_t sx = sy < 0 ? -1 : ml_aug_pad_index(left + (flip ? ow - 1 - x : x), w, mode);
+        out[e] = sx < 0 ? fill : src[(p * h + sy) * w + sx];
+    }
+}
+
+template <class T>
+static void crop_launch(const ml_tensor *src, const ml_tensor *params, int mode, T fill, ml_tensor *out) {
+    const int64_t total = ml_numel(out);
+    k_augment_crop<T><<<ml_cu_blocks(total), ML_CU_THREADS, 0, ml_cu_stream()>>>(
+        (const T *)ml_data(src), (const int64_t *)ml_data(params), (T *)ml_data(out), total,
+        src->shape[1], src->shape[2], src->shape[3], out->shape[2], out->shape[3], mode, fill);
+}
+
+static int cu_data_augment_crop(const ml_tensor *src, const ml_tensor *params, int pad_mode,
+                                double fill, ml_tensor *out) {
+    if (ml_numel(out) == 0) return 0;
+    switch (src->dtype) {
+    case ML_F32: crop_launch<float>(src, params, pad_mode, (float)fill, out); break;
+    case ML_F64: crop_launch<double>(src, params, pad_mode, fill, out); break;
+    case ML_I64: crop_launch<int64_t>(src, params, pad_mode, (int64_t)fill, out); break;
+    default: crop_launch<uint8_t>(src, params, pad_mode, ml_aug_round_u8(fill), out); break;
+    }
+    ML_CU_LAUNCHED("augment_crop");
+    return 0;
+}
+
+__device__ inline void store_aug(float *o, double v) { *o = (float)v; }
+__device__ inline void store_aug(double *o, double v) { *o = v; }
+__device__ inline void store_aug(uint8_t *o, double v) { *o = ml_aug_round_u8(v); }
+
+template <class T>
+__global__ void k_augment_affine(const T *__restrict__ src, const double *__restrict__ prm,
+                                 T *__restrict__ out, int64_t total, int64_t c, int64_t h,
+                                 int64_t w, int bilinear, double fill) {
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total;
+         e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t x = e % w, y = (e / w) % h, p = e / (w * h);
+        const T *plane = src + p * h * w;
+        double px, py, v;
+        ml_aug_affine_source(prm + (p / c) * 6, x, y, w, h, &px, &py);
+        if (bilinear) {
+            ml_aug_taps t;
+            ml_aug_bilinear_taps(px, py, w, h, &t);
+            double acc = 0.0;
+            for (int k = 0; k < t.n; k++) acc = fma(t.wt[k], (double)plane[t.idx[k]], acc);
+            v = ml_aug_bilinear_value(acc, t.mask, fill);
+        } else {
+            const int64_t ix = ml_aug_nearest(px, w), iy = ml_aug_nearest(py, h);
+            v = ix < 0 || iy < 0 ? fill : (double)plane[iy * w + ix];
+        }
+        store_aug(out + e, v);
+    }
+}
+
+template <class T>
+static void affine_launch(const ml_tensor *src, const ml_tensor *params, int bilinear, double fill,
+                          ml_tensor *out) {
+    const int64_t total = ml_numel(out);
+    k_augment_affine<T><<<ml_cu_blocks(total), ML_CU_THREADS, 0, ml_cu_stream()>>>(
+        (const T *)ml_data(src), (const double *)ml_data(params), (T *)ml_data(out), total,
+        src->shape[1], src->shape[2], src->shape[3], bilinear, fill);
+}
+
+static int cu_data_augment_affine(const ml_tensor *src, const ml_tensor *params, int bilinear,
+                                  double fill, ml_tensor *out) {
+    if (src->dtype == ML_I64)
+        return ml_error_set("affine: images must be float32, float64 or uint8, got int64");
+    if (ml_numel(out) == 0) return 0;
+    switch (src->dtype) {
+    case ML_F32: affine_launch<float>(src, params, bilinear, fill, out); break;
+    case ML_F64: affine_launch<double>(src, params, bilinear, fill, out); break;
+    default: affine_launch<uint8_t>(src, params, bilinear, fill, out); break;
+    }
+    ML_CU_LAUNCHED("augment_affine");
+    return 0;
+}
+
+/* one jitter step on a pixel of each type (torchvision's _blend; uint8 in float
+ * and truncated, as .to(uint8)) */
+__device__ inline float jitter_px(float v, double m, double f) {
+    return ml_aug_blend_f(v, (float)m, (float)f, (float)(1.0 - f), 1.0f);
+}
+__device__ inline double jitter_px(double v, double m, double f) {
+    return ml_aug_blend_d(v, m, f, 1.0 - f);
+}
+__device__ inline uint8_t jitter_px(uint8_t v, double m, double f) {
+    return (uint8_t)ml_aug_blend_f((float)v, (float)m, (float)f, (float)(1.0 - f), 255.0f);
+}
+
+/* block b: image b (n pixels), already copied into out; its steps in order. The
+ * mean is summed in double by the block in a fixed order (the CPU sums in
+ * pixel order: equal for uint8, within rounding for floats), then rounded to
+ * the image's float type as the CPU does. */
+template <class T>
+__global__ void k_augment_jitter(const double *__restrict__ prm, T *__restrict__ out, int64_t n) {
+    __shared__ double partial[ML_CU_THREADS];
+    const int64_t b = blockIdx.x;
+    T *img = out + b * n;
+    const bool contrast_first = prm[b * 3 + 2] != 0;
+    for (int step = 0; step < 2; step++) {
+        const bool contrast = (step == 0) == contrast_first;
+        const double f = contrast ? prm[b * 3 + 1] : prm[b * 3];
+        if (f < 0) continue;
+        double mean = 0.0;
+        if (contrast) {
+            double s = 0.0;
+            for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += (double)img[i];
+            partial[threadIdx.x] = s;
+            __syncthreads();
+            for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
+                if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+                __syncthreads();
+            }
+            mean = partial[0] / (double)n;
+            __syncthreads();
+        }
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) img[i] = jitter_px(img[i], mean, f);
+        __syncthreads();
+    }
+}
+
+static int cu_data_augment_jitter(const ml_tensor *src, const ml_tensor *params, ml_tensor *out) {
+    if (src->dtype == ML_I64)
+        return ml_error_set("color_jitter: images must be float32, float64 or uint8, got int64");
+    const int64_t b = src->shape[0], n = src->shape[2] * src->shape[3];
+    if (b == 0 || n == 0) return 0;
+    cudaStream_t s = ml_cu_stream();
+    cudaError_t e = cudaMemcpyAsync(ml_data(out), ml_data(src), (size_t)ml_numel(src) * ml_dtype_size(src->dtype),
+                                    cudaMemcpyDeviceToDevice, s);
+    if (e != cudaSuccess) return ml_cu_fail("color_jitter", e);
+    const double *p = (const double *)ml_data(params);
+    switch (src->dtype) {
+    case ML_F32: k_augment_jitter<float><<<(unsigned)b, ML_CU_THREADS, 0, s>>>(p, (float *)ml_data(out), n); break;
+    case ML_F64: k_augment_jitter<double><<<(unsigned)b, ML_CU_THREADS, 0, s>>>(p, (double *)ml_data(out), n); break;
+    default: k_augment_jitter<uint8_t><<<(unsigned)b, ML_CU_THREADS, 0, s>>>(p, (uint8_t *)ml_data(out), n); break;
+    }
+    ML_CU_LAUNCHED("augment_jitter");
     return 0;
 }
 

@@ -27,6 +27,17 @@ if(NOT ML_SANITIZE)
                        RUN_SERIAL TRUE)
 endif()
 
+# The LuaRocks package (tests/install/test_luarocks.sh): luarocks make into a
+# temporary tree, require "moonlight" from stock lua5.4. Its CMake build dir is
+# kept in this build dir (the first run compiles the module, ~1 min on two idle
+# cores; later runs are incremental). Alone, as embed.install: it compiles.
+if(NOT ML_SANITIZE)
+  add_test(NAME install.luarocks
+           COMMAND ${CMAKE_SOURCE_DIR}/tests/install/test_luarocks.sh ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR})
+  set_tests_properties(install.luarocks PROPERTIES LABELS "install" RUN_SERIAL TRUE TIMEOUT 900
+                       SKIP_RETURN_CODE 77 ENVIRONMENT "OMP_NUM_THREADS=1")
+endif()
+
 # valgrind: ml_open / run / ml_close 100 times, no leak. Valgrind reports no
 # AVX-512, so the CPU backend runs its avx2 kernels there (src/cpu/capability.h).
 # Skipped (77) without valgrind.

@@ -20,6 +20,7 @@ local lazy = {
   nn = "moonlight.nn", F = "moonlight.functional", optim = "moonlight.optim",
   data = "moonlight.data", testing = "moonlight.testing", metrics = "moonlight.metrics",
   loggers = "moonlight.loggers", callbacks = "moonlight.callbacks",
+  autograd = "moonlight.autograd",
 }
 -- Names that live inside a submodule but are reached from ml directly.
 local lazy_fields = {

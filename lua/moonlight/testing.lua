@@ -1,6 +1,8 @@
 -- ml.testing: torch.testing for Lua specs.
 --   assert_close(actual, expected, {rtol =, atol =, equal_nan = false, check_dtype = true, msg =})
 --   gradcheck(fn, {inputs...}, {eps = 1e-6, atol = 1e-5, rtol = 1e-3})
+--   assert_trajectory(values, "golden/name.csv", {rtol = 1e-5, atol = 1e-6})
+--   seeded(fn [, seed = 0]) -> fn's results
 -- The comparisons run as tensor ops in C; Lua only looks at the one element it
 -- reports. gradcheck perturbs inputs element by element (it is meant for small
 -- inputs), reading and writing single elements through core._flat_get/_flat_set.
@@ -200,6 +202,140 @@ function M.gradcheck(fn, inputs, opts)
   end)
   if msg then error(msg, 2) end
   return true
+end
+
+-- Per-step values as Lua numbers: a list of numbers or 0-dim/one-element
+-- tensors, or a 1-D tensor.
+local function trajectory_numbers(values)
+  if core.is_tensor(values) then
+    if values:dim() > 1 then
+      error("assert_trajectory: expected a 1-D tensor of per-step values, got shape "
+            .. shape_str(values:shape()), 3)
+    end
+    return values:double():reshape({-1}):totable()
+  end
+  if type(values) ~= "table" then
+    error("assert_trajectory: expected a list of numbers (or a 1-D tensor), got " .. type(values), 3)
+  end
+  local out = {}
+  for i, v in ipairs(values) do
+    if core.is_tensor(v) then
+      if v:numel() ~= 1 then
+        error(string.format("assert_trajectory: step %d is a tensor of shape %s, expected one value",
+                            i, shape_str(v:shape())), 3)
+      end
+      v = v:item()
+    end
+    if type(v) ~= "number" then
+      error(string.format("assert_trajectory: step %d is a %s, expected a number", i, type(v)), 3)
+    end
+    out[i] = v
+  end
+  return out
+end
+
+local function write_golden(path, nums)
+  local sys = core._sys
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" then
+    local ok, err = sys.mkdir_p(dir)
+    if not ok then error("assert_trajectory: cannot create " .. dir .. ": " .. tostring(err), 3) end
+  end
+  local util = require "moonlight.util"
+  local lines = {"step,value"}
+  for i, v in ipairs(nums) do lines[#lines + 1] = i .. "," .. util.format_number(v) end
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "w")
+  if not f then error("assert_trajectory: cannot write " .. path .. ": " .. tostring(err), 3) end
+  f:write(table.concat(lines, "\n"), "\n")
+  f:close()
+  local ok, rerr = os.rename(tmp, path)
+  if not ok then error("assert_trajectory: cannot write " .. path .. ": " .. tostring(rerr), 3) end
+end
+
+local function read_golden(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local nums, n = {}, 0
+  for line in f:lines() do
+    n = n + 1
+    if n > 1 and line ~= "" then
+      local step, v = line:match("^(%d+),(.*)$")
+      local num = v and (tonumber(v) or (v == "nan" and 0 / 0) or (v == "inf" and math.huge)
+                         or (v == "-inf" and -math.huge))
+      if not step or not num or tonumber(step) ~= #nums + 1 then
+        f:close()
+        error(string.format("assert_trajectory: %s line %d is not 'step,value' (%q); delete the "
+                            .. "file or set MOONLIGHT_UPDATE_GOLDEN=1 to write it again", path, n, line), 3)
+      end
+      nums[#nums + 1] = num
+    end
+  end
+  f:close()
+  return nums
+end
+
+local trajectory_options = {rtol = {"number", 1e-5}, atol = {"number", 1e-6}}
+
+-- assert_trajectory(values, path, {rtol, atol}): pins per-step numbers (losses,
+-- a metric) to a golden CSV file ("step,value", values as Python's repr writes
+-- them, so a double reads back exactly). When the file is absent, or
+-- MOONLIGHT_UPDATE_GOLDEN=1 is set, it writes the file and passes; otherwise the
+-- values must have as many steps as the file, each within atol + rtol *
+-- |expected| (NaN matches NaN), and an error names the first step that differs
+-- with both values. Returns true and whether the file was written.
+function M.assert_trajectory(values, path, opts)
+  opts = check_opts("assert_trajectory", opts, trajectory_options)
+  if type(path) ~= "string" or path == "" then
+    error("assert_trajectory: expected the golden file's path, got " .. type(path), 2)
+  end
+  local nums = trajectory_numbers(values)
+  local golden = os.getenv("MOONLIGHT_UPDATE_GOLDEN") ~= "1" and read_golden(path) or nil
+  if not golden then
+    write_golden(path, nums)
+    return true, true
+  end
+  local rtol, atol = opts.rtol, opts.atol
+  local first, bad = nil, 0
+  local n = math.min(#nums, #golden)
+  for i = 1, n do
+    local a, e = nums[i], golden[i]
+    local same = a == e or (a ~= a and e ~= e) or math.abs(a - e) <= atol + rtol * math.abs(e)
+    if not same then
+      bad = bad + 1
+      first = first or i
+    end
+  end
+  if #nums ~= #golden then
+    error(string.format("assert_trajectory: %d steps, but %s has %d%s (set MOONLIGHT_UPDATE_GOLDEN=1 "
+                        .. "to write it again)", #nums, path, #golden,
+                        first and string.format("; step %d already differs", first) or ""), 2)
+  end
+  if first then
+    local a, e = nums[first], golden[first]
+    error(string.format("assert_trajectory: step %d of %d differs from %s: actual %s, expected %s "
+                        .. "(difference %s, allowed %s = atol %g + rtol %g * |expected|); %d of %d steps "
+                        .. "differ (set MOONLIGHT_UPDATE_GOLDEN=1 to accept the new values)",
+                        first, #nums, path, fmt(a), fmt(e), fmt(math.abs(a - e)),
+                        fmt(atol + rtol * math.abs(e)), atol, rtol, bad, #nums), 2)
+  end
+  return true, false
+end
+
+-- seeded(fn [, seed]): runs fn(...) with ml's generator seeded (default 0) and
+-- puts the generator back as it was afterwards, when fn raises too. Returns
+-- fn's results.
+function M.seeded(fn, seed, ...)
+  if type(fn) ~= "function" then error("seeded: expected a function, got " .. type(fn), 2) end
+  if seed ~= nil and math.type(seed) ~= "integer" then
+    error("seeded: seed must be an integer, got " .. tostring(seed), 2)
+  end
+  local state = core.get_rng_state()
+  core.manual_seed(seed or 0)
+  local r = table.pack(pcall(fn, ...))
+  core.set_rng_state(state)
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
 end
 
 return M

@@ -22,7 +22,23 @@
  *    [N], out float [B, n_classes]; a label outside [0, n_classes) is an error.
  *  - gather_labels: out[b] = labels[indices[b]] as int64.
  *  - gather_rows: out[b, ...] = src[indices[b], ...], any dtype (out has src's):
- *    TensorDataset batches and raw (untransformed) samples. */
+ *    TensorDataset batches and raw (untransformed) samples.
+ *
+ * The augmentation entries (RandomCrop, RandomHorizontalFlip, RandomRotation,
+ * RandomAffine, ColorJitter; per-pixel formulas in augment.h): src contiguous
+ * images [B, C, H, W], out contiguous [B, C, Ho, Wo] of src's dtype, params
+ * contiguous on src's device with one row of numbers per image b (drawn by the
+ * caller, so that a seeded run is the same on every device):
+ *  - augment_crop: params int64 [B, 3] = (top, left, flip); out[b, c, y, x] =
+ *    src[b, c, pad(top + y), pad(left + x')] with x' = flip ? Wo - 1 - x : x and
+ *    pad the padding rule of pad_mode (ML_AUG_PAD_*: fill for constant). Any
+ *    dtype (fill converted to it). Crops, pads and flips.
+ *  - augment_affine: params float64 [B, 6], each image's inverse affine matrix in
+ *    torchvision's centred coordinates; Ho = H, Wo = W; bilinear (1) or nearest
+ *    (0) sampling, fill outside. float32, float64 or uint8.
+ *  - augment_jitter: params float64 [B, 3] = (brightness factor, contrast factor,
+ *    contrast first: 0/1); a factor < 0 skips its step; C == 1 (the contrast's
+ *    mean is the image's). float32, float64 (values in [0, 1]) or uint8. */
 #define ML_DATA_ENTRIES(X, P)                                                            \
     X(P, int, gather_scaled,                                                             \
       (const ml_tensor *src, const ml_tensor *indices, double scale, double shift,       \
@@ -30,7 +46,12 @@
     X(P, int, gather_one_hot,                                                            \
       (const ml_tensor *labels, const ml_tensor *indices, int64_t n_classes, ml_tensor *out)) \
     X(P, int, gather_labels, (const ml_tensor *labels, const ml_tensor *indices, ml_tensor *out)) \
-    X(P, int, gather_rows, (const ml_tensor *src, const ml_tensor *indices, ml_tensor *out))
+    X(P, int, gather_rows, (const ml_tensor *src, const ml_tensor *indices, ml_tensor *out)) \
+    X(P, int, augment_crop,                                                              \
+      (const ml_tensor *src, const ml_tensor *params, int pad_mode, double fill, ml_tensor *out)) \
+    X(P, int, augment_affine,                                                            \
+      (const ml_tensor *src, const ml_tensor *params, int bilinear, double fill, ml_tensor *out)) \
+    X(P, int, augment_jitter, (const ml_tensor *src, const ml_tensor *params, ml_tensor *out))
 
 typedef struct ml_data_ops {
     ML_DATA_ENTRIES(ML_BACKEND_FIELD, _)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../backend.h"
+#include "../backend/augment.h"
 #include "../error.h"
 #include "parallel.h"
 
@@ -225,6 +226,212 @@ static int cpu_data_gather_rows(const ml_tensor *src, const ml_tensor *indices, 
                        (size_t)row_len(src) * ml_dtype_size(src->dtype)};
     ml_parallel_for(j.n, ML_PAR_MIN_COPY_BYTES / (int64_t)(j.rb > 0 ? j.rb : 1) + 1,
                     copy_rows_range, &j);
+    return 0;
+}
+
+/* --- augmentation (contract: src/backend/data.h; formulas: src/backend/augment.h) ---
+ * Work is split by planes (one channel of one image) across threads: a batch
+ * of MNIST images is 128 planes of 784 pixels. */
+
+typedef struct {
+    const char *src;
+    char *out;
+    const void *params;
+    int64_t c, h, w, oh, ow; /* channels, input and output plane sizes */
+    ml_dtype dtype;
+    int mode;                /* pad mode, or bilinear */
+    double fill;
+    char fill_bytes[8];      /* fill in the dtype (crop) */
+} augment_job;
+
+/* the planes per thread below which a batch stays on one thread */
+static int64_t planes_min(const augment_job *j) {
+    int64_t bytes = j->oh * j->ow * (int64_t)ml_dtype_size(j->dtype);
+    return ML_PAR_MIN_COPY_BYTES / (bytes > 0 ? bytes : 1) + 1;
+}
+
+/* One output plane of a crop, for an element size es that the caller makes a
+ * constant (inlined per size, so the copies are moves of that size). Unflipped,
+ * the part of a row inside the source is one memcpy; the padding around it and
+ * flipped rows go pixel by pixel. */
+static inline __attribute__((always_inline)) void crop_plane(const augment_job *j, int64_t p,
+                                                              size_t es) {
+    const int64_t *prm = (const int64_t *)j->params + (p / j->c) * 3;
+    const int64_t top = prm[0], left = prm[1], flip = prm[2], w = j->w, ow = j->ow;
+    const char *src = j->src + (size_t)(p * j->h * w) * es;
+    char *out = j->out + (size_t)(p * j->oh * ow) * es;
+    /* the columns x whose source left + x lies inside the image */
+    int64_t in_lo = -left < 0 ? 0 : -left > ow ? ow : -left;
+    int64_t in_hi = w - left < in_lo ? in_lo : w - left > ow ? ow : w - left;
+    if (flip) in_lo = in_hi = 0;
+    for (int64_t y = 0; y < j->oh; y++) {
+        const int64_t sy = ml_aug_pad_index(top + y, j->h, j->mode);
+        char *o = out + (size_t)(y * ow) * es;
+        const char *row = src + (size_t)(sy * w) * es;
+        for (int64_t x = 0; x < ow; x++) {
+            if (x == in_lo && in_hi > in_lo && sy >= 0) {
+                memcpy(o + (size_t)x * es, row + (size_t)(left + x) * es, (size_t)(in_hi - in_lo) * es);
+                x = in_hi - 1;
+                continue;
+            }
+            const int64_t sx = sy < 0 ? -1 : ml_aug_pad_index(left + (flip ? ow - 1 - x : x), w, j->mode);
+            memcpy(o + (size_t)x * es, sx < 0 ? j->fill_bytes : row + (size_t)sx * es, es);
+        }
+    }
+}
+
+static void crop_range(void *ctx, int64_t p0, int64_t p1) {
+    const augment_job *j = ctx;
+    const size_t es = ml_dtype_size(j->dtype);
+    for (int64_t p = p0; p < p1; p++) {
+        switch (es) {
+        case 1: crop_plane(j, p, 1); break;
+        case 4: crop_plane(j, p, 4); break;
+        default: crop_plane(j, p, 8); break;
+        }
+    }
+}
+
+/* fill converted to dt, as bytes (a uint8 fill is rounded and clamped) */
+static void fill_in_dtype(double fill, ml_dtype dt, char *bytes) {
+    switch (dt) {
+    case ML_F32: { float v = (float)fill; memcpy(bytes, &v, sizeof v); break; }
+    case ML_F64: memcpy(bytes, &fill, sizeof fill); break;
+    case ML_I64: { int64_t v = (int64_t)fill; memcpy(bytes, &v, sizeof v); break; }
+    default: { uint8_t v = ml_aug_round_u8(fill); memcpy(bytes, &v, sizeof v); break; }
+    }
+}
+
+static void job_shape(augment_job *j, const ml_tensor *src, const ml_tensor *params, double fill,
+                      int mode, ml_tensor *out) {
+    j->src = ml_data(src);
+    j->out = ml_data(out);
+    j->params = ml_data(params);
+    j->c = src->shape[1];
+    j->h = src->shape[2];
+    j->w = src->shape[3];
+    j->oh = out->shape[2];
+    j->ow = out->shape[3];
+    j->dtype = src->dtype;
+    j->mode = mode;
+    j->fill = fill;
+}
+
+static int cpu_data_augment_crop(const ml_tensor *src, const ml_tensor *params, int pad_mode,
+                                 double fill, ml_tensor *out) {
+    augment_job j;
+    job_shape(&j, src, params, fill, pad_mode, out);
+    fill_in_dtype(fill, src->dtype, j.fill_bytes);
+    ml_parallel_for(src->shape[0] * j.c, planes_min(&j), crop_range, &j);
+    return 0;
+}
+
+/* One output plane of an affine warp, for a dtype the caller makes a constant. */
+static inline __attribute__((always_inline)) void affine_plane(const augment_job *j, int64_t p,
+                                                                ml_dtype dt) {
+    const double *m = (const double *)j->params + (p / j->c) * 6;
+    const int64_t w = j->w, h = j->h, n = w * h;
+    for (int64_t y = 0; y < h; y++) {
+        for (int64_t x = 0; x < w; x++) {
+            double px, py, v;
+            ml_aug_affine_source(m, x, y, w, h, &px, &py);
+            if (j->mode) {
+                ml_aug_taps t;
+                ml_aug_bilinear_taps(px, py, w, h, &t);
+                double acc = 0.0;
+                for (int k = 0; k < t.n; k++) {
+                    double s = dt == ML_F32   ? ((const float *)j->src)[p * n + t.idx[k]]
+                               : dt == ML_F64 ? ((const double *)j->src)[p * n + t.idx[k]]
+                                              : ((const uint8_t *)j->src)[p * n + t.idx[k]];
+                    acc = fma(t.wt[k], s, acc);
+                }
+                v = ml_aug_bilinear_value(acc, t.mask, j->fill);
+            } else {
+                int64_t ix = ml_aug_nearest(px, w), iy = ml_aug_nearest(py, h);
+                int64_t k = ix < 0 || iy < 0 ? -1 : iy * w + ix;
+                v = k < 0                ? j->fill
+                    : dt == ML_F32 ? ((const float *)j->src)[p * n + k]
+                    : dt == ML_F64 ? ((const double *)j->src)[p * n + k]
+                                   : ((const uint8_t *)j->src)[p * n + k];
+            }
+            const int64_t o = p * n + y * w + x;
+            if (dt == ML_F32) ((float *)j->out)[o] = (float)v;
+            else if (dt == ML_F64) ((double *)j->out)[o] = v;
+            else ((uint8_t *)j->out)[o] = ml_aug_round_u8(v);
+        }
+    }
+}
+
+static void affine_range(void *ctx, int64_t p0, int64_t p1) {
+    const augment_job *j = ctx;
+    for (int64_t p = p0; p < p1; p++) {
+        switch (j->dtype) {
+        case ML_F32: affine_plane(j, p, ML_F32); break;
+        case ML_F64: affine_plane(j, p, ML_F64); break;
+        default: affine_plane(j, p, ML_U8); break;
+        }
+    }
+}
+
+static int cpu_data_augment_affine(const ml_tensor *src, const ml_tensor *params, int bilinear,
+                                   double fill, ml_tensor *out) {
+    if (src->dtype == ML_I64)
+        return ml_error_set("affine: images must be float32, float64 or uint8, got int64");
+    augment_job j;
+    job_shape(&j, src, params, fill, bilinear, out);
+    /* a warp costs more per pixel than a copy: split sooner */
+    ml_parallel_for(src->shape[0] * j.c, planes_min(&j) / 8 + 1, affine_range, &j);
+    return 0;
+}
+
+/* One image's brightness/contrast steps, in place on out (C == 1: the image is
+ * one plane of n pixels). */
+static void jitter_image(const augment_job *j, int64_t b) {
+    const double *prm = (const double *)j->params + b * 3;
+    const int64_t n = j->h * j->w;
+    const bool contrast_first = prm[2] != 0;
+    for (int step = 0; step < 2; step++) {
+        const bool contrast = (step == 0) == contrast_first;
+        const double f = contrast ? prm[1] : prm[0];
+        if (f < 0) continue;
+        if (j->dtype == ML_F64) {
+            double *o = (double *)j->out + b * n, mean = 0.0;
+            if (contrast) {
+                for (int64_t i = 0; i < n; i++) mean += o[i];
+                mean /= (double)n;
+            }
+            for (int64_t i = 0; i < n; i++) o[i] = ml_aug_blend_d(o[i], mean, f, 1.0 - f);
+        } else if (j->dtype == ML_F32) {
+            float *o = (float *)j->out + b * n;
+            double sum = 0.0;
+            if (contrast)
+                for (int64_t i = 0; i < n; i++) sum += o[i];
+            const float mean = (float)(sum / (double)n);
+            for (int64_t i = 0; i < n; i++) o[i] = ml_aug_blend_f(o[i], mean, (float)f, (float)(1.0 - f), 1.0f);
+        } else {
+            uint8_t *o = (uint8_t *)j->out + b * n;
+            double sum = 0.0;
+            if (contrast)
+                for (int64_t i = 0; i < n; i++) sum += o[i];
+            const float mean = (float)(sum / (double)n);
+            for (int64_t i = 0; i < n; i++)
+                o[i] = (uint8_t)ml_aug_blend_f((float)o[i], mean, (float)f, (float)(1.0 - f), 255.0f);
+        }
+    }
+}
+
+static void jitter_range(void *ctx, int64_t b0, int64_t b1) {
+    const augment_job *j = ctx;
+    for (int64_t b = b0; b < b1; b++) jitter_image(j, b);
+}
+
+static int cpu_data_augment_jitter(const ml_tensor *src, const ml_tensor *params, ml_tensor *out) {
+    if (src->dtype == ML_I64)
+        return ml_error_set("color_jitter: images must be float32, float64 or uint8, got int64");
+    augment_job j;
+    job_shape(&j, src, params, 0, 0, out);
+    memcpy(j.out, j.src, (size_t)ml_numel(src) * ml_dtype_size(src->dtype));
+    ml_parallel_for(src->shape[0], planes_min(&j), jitter_range, &j);
     return 0;
 }
 

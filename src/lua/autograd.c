@@ -6,7 +6,11 @@
 static int l_backward(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
     ml_tensor *g = lua_isnoneornil(L, 2) ? NULL : ml_lua_check_tensor(L, 2);
-    if (ml_backward(t, g)) return ml_lua_error(L);
+    /* nodes of ml.autograd.Function call back into this state */
+    lua_State *prev = ml_lua_function_enter(L);
+    int rc = ml_backward(t, g);
+    ml_lua_function_leave(L, prev);
+    if (rc) return ml_lua_error(L);
     return 0;
 }
 
@@ -53,4 +57,5 @@ void ml_lua_open_autograd(lua_State *L, int module, int methods) {
         {"detach", l_detach}, {NULL, NULL}};
     ml_lua_setfuncs(L, methods, methods_funcs);
     ml_lua_setfuncs(L, module, module_funcs);
+    ml_lua_open_autograd_function(L, module);
 }

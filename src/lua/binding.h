@@ -60,6 +60,14 @@ ml_tensor *ml_lua_opt_tensor(lua_State *L, int idx, const char *key, const char 
 ml_dtype ml_lua_opt_dtype(lua_State *L, int idx, const char *fname, ml_dtype def);
 ml_device ml_lua_opt_device(lua_State *L, int idx, const char *fname, ml_device def);
 
+/* ml.Generator (src/lua/generator.c): the object at idx or NULL; the option
+ * `generator` of the options table at idx (NULL when absent; another value is an
+ * error naming fname). Borrowed from the Lua value. */
+struct ml_generator;
+struct ml_generator *ml_lua_test_generator(lua_State *L, int idx);
+struct ml_generator *ml_lua_opt_generator(lua_State *L, int idx, const char *fname);
+void ml_lua_open_generator(lua_State *L, int module);
+
 /* Registers funcs into the table at index t. */
 void ml_lua_setfuncs(lua_State *L, int t, const luaL_Reg *funcs);
 
@@ -71,6 +79,13 @@ void ml_lua_open_reduce(lua_State *L, int module, int methods);
 void ml_lua_open_matmul(lua_State *L, int module, int methods);
 void ml_lua_open_softmax(lua_State *L, int module, int methods);
 void ml_lua_open_autograd(lua_State *L, int module, int methods);
+/* ml.autograd.Function's nodes (src/lua/autograd_function.c), opened by the
+ * autograd family. enter/leave bracket ml_backward: they name the state that
+ * runs it (Lua backward functions are called there; returns the previous one)
+ * and afterwards drop what freed Function nodes left in its registry. */
+void ml_lua_open_autograd_function(lua_State *L, int module);
+lua_State *ml_lua_function_enter(lua_State *L);
+void ml_lua_function_leave(lua_State *L, lua_State *prev);
 void ml_lua_open_sys(lua_State *L, int module, int methods);
 void ml_lua_open_plot(lua_State *L, int module, int methods);
 void ml_lua_open_metrics(lua_State *L, int module, int methods);

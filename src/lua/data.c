@@ -49,12 +49,34 @@ static int l_gather_rows(lua_State *L) {
     return ml_lua_push_tensor(L, ml_gather_rows(src, idx));
 }
 
+/* _augment_crop(images [B, C, H, W], params int64 [B, 3], out_h, out_w, pad_mode, fill) */
+static int l_augment_crop(lua_State *L) {
+    ml_tensor *src = ml_lua_check_tensor(L, 1), *p = ml_lua_check_tensor(L, 2);
+    lua_Integer oh = luaL_checkinteger(L, 3), ow = luaL_checkinteger(L, 4);
+    int mode = (int)luaL_checkinteger(L, 5);
+    double fill = luaL_optnumber(L, 6, 0);
+    return ml_lua_push_tensor(L, ml_augment_crop(src, p, oh, ow, mode, fill));
+}
+
+/* _augment_affine(images, theta float64 [B, 6], bilinear, fill) */
+static int l_augment_affine(lua_State *L) {
+    ml_tensor *src = ml_lua_check_tensor(L, 1), *p = ml_lua_check_tensor(L, 2);
+    return ml_lua_push_tensor(L, ml_augment_affine(src, p, lua_toboolean(L, 3), luaL_optnumber(L, 4, 0)));
+}
+
+/* _augment_jitter(images, params float64 [B, 3]) */
+static int l_augment_jitter(lua_State *L) {
+    ml_tensor *src = ml_lua_check_tensor(L, 1), *p = ml_lua_check_tensor(L, 2);
+    return ml_lua_push_tensor(L, ml_augment_jitter(src, p));
+}
+
 void ml_lua_open_data(lua_State *L, int module, int methods) {
     (void)methods;
     static const luaL_Reg funcs[] = {
         {"_read_idx", l_read_idx},         {"_read_idx_pair", l_read_idx_pair},
         {"_gather_scaled", l_gather_scaled}, {"_gather_one_hot", l_gather_one_hot},
         {"_gather_labels", l_gather_labels}, {"_gather_rows", l_gather_rows},
-        {NULL, NULL}};
+        {"_augment_crop", l_augment_crop}, {"_augment_affine", l_augment_affine},
+        {"_augment_jitter", l_augment_jitter}, {NULL, NULL}};
     ml_lua_setfuncs(L, module, funcs);
 }

@@ -10,6 +10,8 @@
 #include "binding.h"
 
 static const char *const creation_opts[] = {"dtype", "device", "requires_grad", NULL};
+/* rand and randn also take torch's generator */
+static const char *const random_opts[] = {"dtype", "device", "requires_grad", "generator", NULL};
 
 /* --- building a tensor from nested Lua tables --- */
 
@@ -124,11 +126,13 @@ static int creation_common(lua_State *L, const char *fname, int kind) {
         value = luaL_checknumber(L, next);
         next++;
     }
-    ml_lua_check_options(L, next, fname, creation_opts);
+    ml_lua_check_options(L, next, fname, kind >= 3 ? random_opts : creation_opts);
     ml_dtype dt = ml_lua_opt_dtype(L, next, fname, ML_F32);
+    ml_generator *g = kind >= 3 ? ml_lua_opt_generator(L, next, fname) : NULL;
+    if (!g) g = ml_default_generator();
     ml_tensor *t;
-    if (kind == 3) t = ml_rand(dt, ML_CPU, ndim, shape, 0, 1);
-    else if (kind == 4) t = ml_randn(dt, ML_CPU, ndim, shape, 0, 1);
+    if (kind == 3) t = ml_rand_from(g, dt, ML_CPU, ndim, shape, 0, 1);
+    else if (kind == 4) t = ml_randn_from(g, dt, ML_CPU, ndim, shape, 0, 1);
     else t = ml_full(dt, ML_CPU, ndim, shape, kind == 1 ? 1.0 : value);
     return finish_creation(L, t, next, fname);
 }
@@ -172,9 +176,13 @@ static int l_arange(lua_State *L) {
     return finish_creation(L, ml_arange(start, end, step, dt, ML_CPU), nnum + 1, "arange");
 }
 
+/* randperm(n [, {generator = g}]) */
 static int l_randperm(lua_State *L) {
+    static const char *const opts[] = {"generator", NULL};
     lua_Integer n = luaL_checkinteger(L, 1);
-    return ml_lua_push_tensor(L, ml_randperm(n));
+    ml_lua_check_options(L, 2, "randperm", opts);
+    ml_generator *g = ml_lua_opt_generator(L, 2, "randperm");
+    return ml_lua_push_tensor(L, ml_randperm_from(g ? g : ml_default_generator(), n));
 }
 
 static int l_manual_seed(lua_State *L) {

@@ -127,33 +127,42 @@ double ml_generator_normal(ml_generator *g) {
 
 ml_tensor *ml_rand(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape, double lo,
                    double hi) {
-    if (!ml_dtype_is_float(dt))
-        return ml_error_set("rand: dtype must be float32 or float64, got %s", ml_dtype_name(dt)), NULL;
-    ml_tensor *t = ml_tensor_empty(dt, ML_CPU, ndim, shape);
-    if (!t) return NULL;
-    ml_generator *g = ml_default_generator();
-    FILL_HOST(t, lo + (hi - lo) * ml_generator_uniform(g));
-    return on_device(t, dev);
+    return ml_rand_from(ml_default_generator(), dt, dev, ndim, shape, lo, hi);
 }
 
 ml_tensor *ml_randn(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape, double mean,
                     double std) {
+    return ml_randn_from(ml_default_generator(), dt, dev, ndim, shape, mean, std);
+}
+
+ml_tensor *ml_randperm(int64_t n) { return ml_randperm_from(ml_default_generator(), n); }
+
+ml_tensor *ml_rand_from(ml_generator *g, ml_dtype dt, ml_device dev, int ndim,
+                        const int64_t *shape, double lo, double hi) {
+    if (!ml_dtype_is_float(dt))
+        return ml_error_set("rand: dtype must be float32 or float64, got %s", ml_dtype_name(dt)), NULL;
+    ml_tensor *t = ml_tensor_empty(dt, ML_CPU, ndim, shape);
+    if (!t) return NULL;
+    FILL_HOST(t, lo + (hi - lo) * ml_generator_uniform(g));
+    return on_device(t, dev);
+}
+
+ml_tensor *ml_randn_from(ml_generator *g, ml_dtype dt, ml_device dev, int ndim,
+                         const int64_t *shape, double mean, double std) {
     if (!ml_dtype_is_float(dt))
         return ml_error_set("randn: dtype must be float32 or float64, got %s", ml_dtype_name(dt)), NULL;
     ml_tensor *t = ml_tensor_empty(dt, ML_CPU, ndim, shape);
     if (!t) return NULL;
-    ml_generator *g = ml_default_generator();
     FILL_HOST(t, mean + std * ml_generator_normal(g));
     return on_device(t, dev);
 }
 
-ml_tensor *ml_randperm(int64_t n) {
+ml_tensor *ml_randperm_from(ml_generator *g, int64_t n) {
     if (n < 0) return ml_error_set("randperm: negative n %lld", (long long)n), NULL;
     ml_tensor *t = ml_tensor_empty(ML_I64, ML_CPU, 1, &n);
     if (!t) return NULL;
     int64_t *p = (int64_t *)ml_data(t);
     for (int64_t i = 0; i < n; i++) p[i] = i;
-    ml_generator *g = ml_default_generator();
     /* Fisher-Yates with an unbiased bounded draw (Lemire's method) */
     for (int64_t i = n - 1; i > 0; i--) {
         uint64_t bound = (uint64_t)i + 1;

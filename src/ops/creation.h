@@ -20,11 +20,19 @@ ml_tensor *ml_randn(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape, 
 /* A random permutation of 0 .. n-1 (int64), as torch.randperm. */
 ml_tensor *ml_randperm(int64_t n);
 
-/* The generator: xoshiro256** seeded through splitmix64, one per thread. */
+/* The generator: xoshiro256** seeded through splitmix64, one per thread (the
+ * default), or any number of them owned by the caller (ml.Generator). */
 typedef struct ml_generator {
     uint64_t s[4];
     uint64_t seed;
 } ml_generator;
+/* ml_rand, ml_randn and ml_randperm drawing from g (not NULL) instead of the
+ * thread's default generator, as torch's generator= argument. */
+ml_tensor *ml_rand_from(ml_generator *g, ml_dtype dt, ml_device dev, int ndim,
+                        const int64_t *shape, double lo, double hi);
+ml_tensor *ml_randn_from(ml_generator *g, ml_dtype dt, ml_device dev, int ndim,
+                         const int64_t *shape, double mean, double std);
+ml_tensor *ml_randperm_from(ml_generator *g, int64_t n);
 ml_generator *ml_default_generator(void);
 void ml_generator_seed(ml_generator *g, uint64_t seed);
 uint64_t ml_generator_next(ml_generator *g);

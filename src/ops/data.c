@@ -2,6 +2,7 @@
 #include "data.h"
 
 #include "../backend.h"
+#include "../backend/augment.h"
 #include "../error.h"
 #include "elementwise.h"
 
@@ -139,4 +140,102 @@ ml_tensor *ml_gather_rows(const ml_tensor *src, const ml_tensor *indices) {
     ml_tensor *out = ml_tensor_empty(src->dtype, src->storage->device, src->ndim, shape);
     if (!out) return finish(NULL, idx, -1);
     return finish(out, idx, ops->gather_rows(src, idx, out));
+}
+
+/* --- augmentation --- */
+
+/* Checks images [B, C, H, W] and their params [B, k] of dtype pdt; returns
+ * contiguous params on the images' device (a new reference) and *img, the
+ * images made contiguous (a new reference). */
+static ml_tensor *augment_inputs(const char *fname, const ml_tensor *src, const ml_tensor *params,
+                                 ml_dtype pdt, int64_t k, ml_tensor **img) {
+    char a[ML_SHAPE_STR_MAX];
+    *img = NULL;
+    if (src->ndim != 4)
+        return ml_error_set("%s: images must be [B, C, H, W], got shape %s", fname,
+                            ml_shape_str(src->ndim, src->shape, a, sizeof a)), NULL;
+    if (params->dtype != pdt || params->ndim != 2 || params->shape[0] != src->shape[0] ||
+        params->shape[1] != k)
+        return ml_error_set("%s: params must be %s [%lld, %lld], got %s %s", fname, ml_dtype_name(pdt),
+                            (long long)src->shape[0], (long long)k, ml_dtype_name(params->dtype),
+                            ml_shape_str(params->ndim, params->shape, a, sizeof a)), NULL;
+    ml_device dev = src->storage->device;
+    ml_tensor *p = ml_is_contiguous(params) ? ml_tensor_retain((ml_tensor *)params)
+                                            : ml_contiguous_copy((ml_tensor *)params);
+    if (p && p->storage->device != dev) {
+        ml_tensor *d = ml_to_device(p, dev);
+        ml_tensor_release(p);
+        p = d;
+    }
+    if (!p) return NULL;
+    *img = ml_is_contiguous(src) ? ml_tensor_retain((ml_tensor *)src) : ml_contiguous_copy((ml_tensor *)src);
+    if (!*img) {
+        ml_tensor_release(p);
+        return NULL;
+    }
+    return p;
+}
+
+static ml_tensor *augment_finish(ml_tensor *out, ml_tensor *img, ml_tensor *p, int rc) {
+    ml_tensor_release(img);
+    ml_tensor_release(p);
+    if (rc) {
+        ml_tensor_release(out);
+        return NULL;
+    }
+    return out;
+}
+
+ml_tensor *ml_augment_crop(const ml_tensor *src, const ml_tensor *params, int64_t out_h,
+                           int64_t out_w, int pad_mode, double fill) {
+    const char *fname = "crop";
+    const ml_data_ops *ops = data_ops(fname, src);
+    if (!ops) return NULL;
+    if (out_h < 0 || out_w < 0)
+        return ml_error_set("%s: output size %lld x %lld is negative", fname, (long long)out_h,
+                            (long long)out_w), NULL;
+    if (pad_mode < ML_AUG_PAD_CONSTANT || pad_mode > ML_AUG_PAD_SYMMETRIC)
+        return ml_error_set("%s: unknown padding mode %d", fname, pad_mode), NULL;
+    ml_tensor *img;
+    ml_tensor *p = augment_inputs(fname, src, params, ML_I64, 3, &img);
+    if (!p) return NULL;
+    if (pad_mode != ML_AUG_PAD_CONSTANT && (img->shape[2] == 0 || img->shape[3] == 0) &&
+        out_h * out_w > 0)
+        return augment_finish(NULL, img, p, ml_error_set("%s: cannot pad an empty image", fname));
+    int64_t shape[4] = {img->shape[0], img->shape[1], out_h, out_w};
+    ml_tensor *out = ml_tensor_empty(img->dtype, img->storage->device, 4, shape);
+    int rc = out ? ops->augment_crop(img, p, pad_mode, fill, out) : -1;
+    return augment_finish(out, img, p, rc);
+}
+
+ml_tensor *ml_augment_affine(const ml_tensor *src, const ml_tensor *params, bool bilinear,
+                             double fill) {
+    const char *fname = "affine";
+    const ml_data_ops *ops = data_ops(fname, src);
+    if (!ops) return NULL;
+    if (src->dtype == ML_I64)
+        return ml_error_set("%s: images must be float32, float64 or uint8, got int64", fname), NULL;
+    ml_tensor *img;
+    ml_tensor *p = augment_inputs(fname, src, params, ML_F64, 6, &img);
+    if (!p) return NULL;
+    ml_tensor *out = ml_tensor_empty_like(img);
+    int rc = out ? ops->augment_affine(img, p, bilinear, fill, out) : -1;
+    return augment_finish(out, img, p, rc);
+}
+
+ml_tensor *ml_augment_jitter(const ml_tensor *src, const ml_tensor *params) {
+    const char *fname = "color_jitter";
+    const ml_data_ops *ops = data_ops(fname, src);
+    if (!ops) return NULL;
+    if (src->dtype == ML_I64)
+        return ml_error_set("%s: images must be float32, float64 or uint8, got int64", fname), NULL;
+    if (src->ndim == 4 && src->shape[1] != 1)
+        return ml_error_set("%s: brightness and contrast of greyscale images (1 channel), got %lld "
+                            "channels", fname, (long long)src->shape[1]), NULL;
+    ml_tensor *img;
+    ml_tensor *p = augment_inputs(fname, src, params, ML_F64, 3, &img);
+    if (!p) return NULL;
+    ml_tensor *out = ml_tensor_empty_like(img);
+    int rc = out ? ops->augment_jitter(img, p, out) : -1;
+    return augment_finish(out, img, p, rc);
 }

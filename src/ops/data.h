@@ -27,4 +27,20 @@ ml_tensor *ml_gather_labels(const ml_tensor *labels, const ml_tensor *indices);
 /* any src [N, ...] -> [B, ...] of src's dtype */
 ml_tensor *ml_gather_rows(const ml_tensor *src, const ml_tensor *indices);
 
+/* Augmentation of images [B, C, H, W] (any device; the params, one row per image,
+ * drawn by the caller and made on the host or on the images' device; the
+ * backend contract in src/backend/data.h, the formulas in src/backend/augment.h).
+ * Each returns a new contiguous tensor of the images' dtype, or NULL. */
+/* params int64 [B, 3] = (top, left, flip) -> [B, C, out_h, out_w]; pad_mode
+ * ML_AUG_PAD_* (constant: fill) */
+ml_tensor *ml_augment_crop(const ml_tensor *src, const ml_tensor *params, int64_t out_h,
+                           int64_t out_w, int pad_mode, double fill);
+/* params float64 [B, 6]: each image's inverse affine matrix (torchvision's
+ * centred coordinates); nearest or bilinear sampling, fill outside. float32,
+ * float64, uint8. */
+ml_tensor *ml_augment_affine(const ml_tensor *src, const ml_tensor *params, bool bilinear,
+                             double fill);
+/* params float64 [B, 3] = (brightness, contrast, contrast first); C == 1 */
+ml_tensor *ml_augment_jitter(const ml_tensor *src, const ml_tensor *params);
+
 #endif

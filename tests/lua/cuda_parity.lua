@@ -570,6 +570,59 @@ add("data DataLoader batches on the device", {{{300, 28, 28}, kind = "u8"}, ids(
       return table.unpack(out)
     end, {rtol = 0, atol = 0})
 
+-- data family: augmentation kernels (crop/pad/flip, affine warps, jitter), the
+-- per-image params drawn on the host as the transforms draw them
+local function aug_params(n, kind)
+  ml.manual_seed(6)
+  local u = ml.rand({n, 3}, {dtype = "float64"}):totable()
+  local out = {}
+  for b = 1, n do
+    if kind == "crop" then
+      out[b] = {math.floor(u[b][1] * 9) - 4, math.floor(u[b][2] * 9) - 4, u[b][3] < 0.5 and 1 or 0}
+    elseif kind == "affine" then
+      local a, s = (u[b][1] - 0.5) * 4, 0.8 + 0.4 * u[b][2]
+      out[b] = {math.cos(a) / s, math.sin(a) / s, u[b][3] * 3 - 1.5, -math.sin(a) / s, math.cos(a) / s, 0.7}
+    else
+      out[b] = {0.5 + u[b][1], u[b][2] < 0.3 and -1 or 0.5 + u[b][2], u[b][3] < 0.5 and 1 or 0}
+    end
+  end
+  return ml.tensor(out, {dtype = kind == "crop" and "int64" or "float64"})
+end
+add("data augment_crop: pad modes, flips, uint8/float32/int64, odd sizes", {{{13, 2, 17, 11}, kind = "u8"},
+    {{13, 2, 17, 11}}, {{13, 1, 5, 3}, kind = "int"}},
+    function(a, b, c)
+      local p = aug_params(13, "crop")
+      return core._augment_crop(a, p, 15, 12, 0, 7), core._augment_crop(a, p, 9, 13, 1, 0),
+             core._augment_crop(b, p, 17, 11, 2, 0), core._augment_crop(b, p, 20, 6, 3, 0),
+             core._augment_crop(c, p, 4, 7, 0, -3)
+    end, {rtol = 0, atol = 0})
+add("data augment_affine: nearest and bilinear, fill, float32/float64/uint8", {{{9, 3, 19, 23}},
+    {{9, 1, 12, 7}, kind = "f64"}, {{9, 1, 28, 28}, kind = "u8"}},
+    function(a, b, c)
+      local p = aug_params(9, "affine")
+      return core._augment_affine(a, p, false, 0), core._augment_affine(a, p, true, 0.25),
+             core._augment_affine(b, p, true, -1), core._augment_affine(c, p, false, 30),
+             core._augment_affine(c, p, true, 0)
+    end, {rtol = 1e-6, atol = 1e-6})
+add("data augment_jitter: brightness, contrast, both orders, float32/float64/uint8", {{{21, 1, 13, 29}, kind = "unit"},
+    {{21, 1, 28, 28}, kind = "u8"}, {{21, 1, 7, 5}, kind = "f64"}},
+    function(a, b, c)
+      local p = aug_params(21, "jitter")
+      return core._augment_jitter(a:abs(), p), core._augment_jitter(b, p), core._augment_jitter(c:abs():clamp(0, 1), p)
+    end, {rtol = 1e-6, atol = 1e-6})
+add("data transforms on a batch on the device", {{{6, 1, 28, 28}, kind = "u8"}},
+    function(x)
+      local T = ml.data.transforms
+      local out = {}
+      for i, t in ipairs({T.RandomCrop(24, {padding = 3}), T.RandomHorizontalFlip(), T.RandomRotation(20),
+                          T.RandomAffine(15, {translate = {0.1, 0.2}, scale = {0.8, 1.2}, interpolation = "bilinear"}),
+                          T.ColorJitter(0.5, 0.5)}) do
+        ml.manual_seed(30 + i)
+        out[i] = t:batch(x:float() / 255)
+      end
+      return table.unpack(out)
+    end, {rtol = 1e-6, atol = 1e-6})
+
 -- the reference MLP (784-64-32-10, softmax, MSE on one-hot targets, Adam 1e-3,
 -- batch 128) trained 50 steps on both devices from the same initial weights and
 -- batch order: MNIST when data/mnist is there, else synthetic data of its shape
