@@ -28,8 +28,18 @@ void ml_lua_cache_tensor_metatable(lua_State *L, int mt); /* once, when it is ma
 ml_tensor *ml_lua_tensor_or_number(lua_State *L, int idx, const ml_tensor *like);
 /* Raises the core's last error as a Lua error. */
 int ml_lua_error(lua_State *L);
+/* The same, naming fname: the core's generic "tensor: " prefix (shape and memory
+ * checks of ml_tensor_empty) becomes "fname: ", another message gets "fname: "
+ * in front unless it starts with it. Never returns. */
+int ml_lua_error_in(lua_State *L, const char *fname);
+/* Pushes "chunk:line: " of the user's code: the first Lua function on the stack
+ * (from level 1, the caller of the running C function) that is not part of the
+ * Lua half (chunks "@lua/moonlight/..."), so that a check in C reached through
+ * library code names the user's line, as util.raise does in Lua. Falls back to
+ * level 1 when there is no such function. */
+void ml_lua_where(lua_State *L);
 /* luaL_error with C's full printf formats (%lld, %g, %zu...), which Lua's own
- * formatter lacks. Never returns. */
+ * formatter lacks, at the user's line (ml_lua_where). Never returns. */
 int ml_lua_errorf(lua_State *L, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

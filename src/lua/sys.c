@@ -148,6 +148,17 @@ static int l_cpu_capability(lua_State *L) {
     return 1;
 }
 
+/* raise(msg): error(msg) at the user's line (ml_lua_where): util.raise's way in a
+ * state without the debug library (ML_LIB_SAFE). */
+static int l_raise(lua_State *L) {
+    size_t n;
+    const char *msg = luaL_checklstring(L, 1, &n);
+    ml_lua_where(L);
+    lua_pushlstring(L, msg, n);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
 static int l_sleep(lua_State *L) {
     double s = luaL_checknumber(L, 1);
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
@@ -161,7 +172,7 @@ void ml_lua_open_sys(lua_State *L, int module, int methods) {
         {"clock", l_clock}, {"isatty", l_isatty}, {"terminal_width", l_terminal_width},
         {"mkdir_p", l_mkdir_p}, {"listdir", l_listdir}, {"kind", l_kind},
         {"rename", l_rename}, {"fsync", l_fsync}, {"getpid", l_getpid},
-        {"peak_rss", l_peak_rss}, {"sleep", l_sleep}, {"cpu_capability", l_cpu_capability},
+        {"peak_rss", l_peak_rss}, {"sleep", l_sleep}, {"raise", l_raise}, {"cpu_capability", l_cpu_capability},
         {NULL, NULL}};
     lua_newtable(L);
     ml_lua_setfuncs(L, -1, funcs);
