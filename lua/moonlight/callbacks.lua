@@ -263,7 +263,7 @@ function ModelCheckpoint:on_train_epoch_end(trainer, model)
         table.sort(self.best_k, function(a, b) return better(self.mode, a.score, b.score) end)
         while self.save_top_k >= 0 and #self.best_k > self.save_top_k do
           local drop = table.remove(self.best_k)
-          os.remove(drop.path)
+          sys.remove(drop.path)
         end
         self.best_model_path = self.best_k[1].path
         self.best_model_score = self.best_k[1].score
@@ -274,7 +274,7 @@ function ModelCheckpoint:on_train_epoch_end(trainer, model)
       self.best_k[#self.best_k + 1] = {path = path, score = saved_step}
       while self.save_top_k >= 0 and #self.best_k > self.save_top_k do
         local drop = table.remove(self.best_k, 1)
-        if drop.path ~= path then os.remove(drop.path) end
+        if drop.path ~= path then sys.remove(drop.path) end
       end
       self.best_model_path = path
     end

@@ -253,7 +253,7 @@ local split_files = {
 }
 
 local function file_exists(path)
-  local f = io.open(path, "rb")
+  local f = core._sys.open(path, "rb")
   if f then f:close() return true end
   return false
 end

@@ -20,7 +20,7 @@ end
 -- CSV per RFC 4180 (quoted cells may hold commas, quotes and line breaks), as the
 -- CSVLogger writes it; empty cells are absent from their row.
 function history.read(path)
-  local f, err = io.open(path, "rb")
+  local f, err = core._sys.open(path, "rb")
   if not f then error("history.read: cannot open " .. path .. ": " .. tostring(err), 2) end
   local text = f:read("a")
   f:close()

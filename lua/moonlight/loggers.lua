@@ -31,7 +31,7 @@ end
 
 local function write_atomically(path, text)
   local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "w")
+  local f, err = sys.open(tmp, "w")
   if not f then error("CSVLogger: cannot write " .. path .. ": " .. tostring(err), 0) end
   f:write(text)
   f:close()
@@ -75,10 +75,10 @@ function CSVLogger:_ensure_dir()
   local ok, err = sys.mkdir_p(self.log_dir)
   if not ok then error("CSVLogger: cannot create log directory: " .. err, 0) end
   local probe = self.log_dir .. "/.write_test"
-  local f = io.open(probe, "w")
+  local f = sys.open(probe, "w")
   if not f then error("CSVLogger: log directory '" .. self.log_dir .. "' is not writable", 0) end
   f:close()
-  os.remove(probe)
+  sys.remove(probe)
   self._dir_ready = true
 end
 
@@ -123,7 +123,7 @@ function CSVLogger:log_metrics(metrics, step)
     for _, r in ipairs(self._rows) do parts[#parts + 1] = row_line(self._columns, r) end
     write_atomically(self.metrics_file, table.concat(parts))
   else
-    local f, err = io.open(self.metrics_file, "a")
+    local f, err = sys.open(self.metrics_file, "a")
     if not f then error("CSVLogger: cannot append to " .. self.metrics_file .. ": " .. tostring(err), 0) end
     f:write(row_line(self._columns, row))
     f:close()

@@ -70,6 +70,34 @@ ml_tensor *ml_lua_opt_tensor(lua_State *L, int idx, const char *key, const char 
 ml_dtype ml_lua_opt_dtype(lua_State *L, int idx, const char *fname, ml_dtype def);
 ml_device ml_lua_opt_device(lua_State *L, int idx, const char *fname, ml_device def);
 
+/* --- limits an embedding host places on a Lua state (src/api/runtime.c) ---
+ * A state made with ml_lua_guard_alloc as its allocator carries a guard: its
+ * memory budget (Lua heap and tensors, one limit), its file sandbox, and the
+ * flag ml_interrupt raises. It is found through the allocator, which a script
+ * cannot replace, not through anything a script could reach. States without one
+ * (the CLI, stock lua5.4) are unconfined. */
+struct ml_sandbox;
+typedef struct ml_lua_guard {
+    struct ml_budget *budget;         /* NULL: no memory limit */
+    const struct ml_sandbox *sandbox; /* NULL: file access unconfined */
+    _Atomic int *interrupted;         /* non-zero once the host asked to stop, or NULL */
+    void *owner;                      /* the runtime */
+} ml_lua_guard;
+/* lua_Alloc with ud = the guard: counts the Lua heap into the budget's lua_bytes
+ * and refuses growth past its limit (Lua then collects and raises "not enough
+ * memory"). */
+void *ml_lua_guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+/* The state's guard, or NULL. */
+ml_lua_guard *ml_lua_guard_of(lua_State *L);
+/* The path (a string) at idx checked against the state's sandbox for access
+ * (ML_ACCESS_READ or ML_ACCESS_WRITE, src/sandbox.h). Pushes the path to use and
+ * returns it: the resolved one, or idx's own string when the state is
+ * unconfined. Raises an error naming fname when access is denied. */
+const char *ml_lua_check_path(lua_State *L, int idx, int access, const char *fname);
+/* true when the state's host asked it to stop (C loops that may run long check
+ * it and return early; the interrupt hook then raises). */
+int ml_lua_interrupted(lua_State *L);
+
 /* Registers funcs into the table at index t. */
 void ml_lua_setfuncs(lua_State *L, int t, const luaL_Reg *funcs);
 

@@ -5,6 +5,7 @@
 
 #include "../error.h"
 #include "../safetensors.h"
+#include "../sandbox.h"
 #include "binding.h"
 
 static int cmp_str(const void *a, const void *b) {
@@ -14,9 +15,11 @@ static int cmp_str(const void *a, const void *b) {
 /* _safetensors_save(tensors, path, metadata) */
 static int l_save(lua_State *L) {
     luaL_argexpected(L, lua_istable(L, 1) && !ml_lua_test_tensor(L, 1), 1, "a table name -> tensor");
-    const char *path = luaL_checkstring(L, 2);
+    luaL_checkstring(L, 2);
     if (!lua_isnoneornil(L, 3)) luaL_argexpected(L, lua_istable(L, 3), 3, "a table of strings");
     lua_settop(L, 3);
+    const char *path = ml_lua_check_path(L, 2, ML_ACCESS_WRITE, "save");
+    lua_replace(L, 2); /* keeps the resolved path alive at index 2 */
     /* names, sorted, kept alive in a Lua array at index 4 */
     lua_newtable(L);
     int n = 0;
@@ -84,7 +87,7 @@ static int box_gc(lua_State *L) {
 
 /* _safetensors_load(path) -> tensors, metadata */
 static int l_load(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = ml_lua_check_path(L, 1, ML_ACCESS_READ, "load");
     ml_safetensors **box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = NULL;
     luaL_setmetatable(L, BOX_MT);
