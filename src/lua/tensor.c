@@ -115,18 +115,21 @@ static int set_requires_grad(lua_State *L, ml_tensor *t, int on, const char *fna
     return 0;
 }
 
-/* Applies the dtype/device/requires_grad options to a fresh host tensor. */
+/* Applies the device/requires_grad options (opts: an absolute index) to a fresh
+ * host tensor, taking over the reference. t is on the Lua stack before an option
+ * is read, so that a bad option's error does not leak it. */
 static int finish_creation(lua_State *L, ml_tensor *t, int opts, const char *fname) {
     if (!t) return ml_lua_error_in(L, fname);
+    ml_lua_push_tensor(L, t);
     ml_device dev = ml_lua_opt_device(L, opts, fname, ML_CPU);
+    int rg = ml_lua_opt_bool(L, opts, "requires_grad", fname, 0);
     if (dev != t->storage->device) {
         ml_tensor *d = ml_to_device(t, dev);
-        ml_tensor_release(t);
-        if (!d) return ml_lua_error(L);
+        if (!d) return ml_lua_error_in(L, fname);
+        lua_pop(L, 1);
+        ml_lua_push_tensor(L, d);
         t = d;
     }
-    int rg = ml_lua_opt_bool(L, opts, "requires_grad", fname, 0);
-    ml_lua_push_tensor(L, t);
     if (rg) set_requires_grad(L, t, 1, fname);
     return 1;
 }
@@ -366,7 +369,7 @@ static void push_nested(lua_State *L, const ml_tensor *t, int depth, int64_t *id
         push_element(L, t, idx);
         return;
     }
-    lua_createtable(L, (int)t->shape[depth], 0);
+    lua_createtable(L, (int)t->shape[depth], 0); /* <= INT_MAX: l_totable checked */
     for (int64_t i = 0; i < t->shape[depth]; i++) {
         idx[depth] = i;
         push_nested(L, t, depth + 1, idx);
@@ -374,12 +377,25 @@ static void push_nested(lua_State *L, const ml_tensor *t, int depth, int64_t *id
     }
 }
 
+/* totable(): nested Lua tables. Refused when it would make more Lua values (the
+ * tables of every level and the numbers) than Lua can index, 2^31 - 1: a shape
+ * such as [2^40, 0] has no element but would make 2^40 empty tables. */
 static int l_totable(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
+    int64_t count = 0, level = 1;
+    for (int d = 0; d < t->ndim && count <= INT32_MAX; d++) {
+        if (!ml_mul_size(level, t->shape[d], &level)) level = INT64_MAX;
+        count = level > INT64_MAX - count ? INT64_MAX : count + level;
+    }
+    if (count > INT32_MAX) {
+        char a[ML_SHAPE_STR_MAX];
+        return ml_lua_errorf(L, "totable: a tensor of shape %s makes more Lua tables and numbers "
+                             "than Lua can index (2^31 - 1)", ml_shape_str(t->ndim, t->shape, a, sizeof a));
+    }
     ml_tensor *h = host_view(L, t);
+    ml_lua_push_tensor(L, h); /* owned by the stack: a memory error below cannot leak it */
     int64_t idx[ML_MAX_DIMS] = {0};
     push_nested(L, h, 0, idx);
-    ml_tensor_release(h);
     return 1;
 }
 
@@ -432,12 +448,12 @@ static void print_nested(luaL_Buffer *b, const ml_tensor *t, int depth, int64_t 
 static int l_tostring(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
     ml_tensor *h = host_view(L, t);
+    ml_lua_push_tensor(L, h); /* owned by the stack: a memory error below cannot leak it */
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "tensor(");
     int64_t idx[ML_MAX_DIMS] = {0};
     print_nested(&b, h, 0, idx, 7);
-    ml_tensor_release(h);
     if (t->dtype != ML_F32) {
         luaL_addstring(&b, ", dtype=");
         luaL_addstring(&b, ml_dtype_name(t->dtype));

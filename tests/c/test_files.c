@@ -99,6 +99,11 @@ static void test_bytes_beyond_memory_refused_first(void **state) {
     assert_error_has("[4194304, 1048576]");
 }
 
+static void keep_host(void *data, void *ctx) {
+    (void)data;
+    (void)ctx;
+}
+
 static void test_budget_counts_tensor_bytes(void **state) {
     (void)state;
     ml_budget *b = ml_budget_new(1000, NULL, NULL);
@@ -122,7 +127,7 @@ static void test_budget_counts_tensor_bytes(void **state) {
     /* memory the caller wraps is its own: not counted */
     static float host[1000];
     int64_t s1000[1] = {1000};
-    ml_tensor *w = ml_tensor_from_blob(host, ML_F32, ML_CPU, 1, s1000, NULL, NULL);
+    ml_tensor *w = ml_tensor_from_blob(host, ML_F32, ML_CPU, 1, s1000, keep_host, NULL);
     assert_non_null(w);
     ml_tensor_release(w);
     ml_budget_swap(prev);

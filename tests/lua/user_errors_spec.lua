@@ -93,6 +93,12 @@ describe("creation functions", function()
     has(err(ml.arange, 0, 0 / 0), "arange:")
     has(err(function() return ml.ones({1, 1}):expand({1 << 40, 1 << 40}) end), "expand: shape")
     has(err(function() return ml.ones({2}):view({1 << 62, 4, -1}) end), "view: shape")
+    -- no element, but 2^40 empty tables: found by fuzzing (it hung)
+    local empty = ml.zeros({1 << 40, 0})
+    has(err(empty.totable, empty), "totable: a tensor of shape [1099511627776, 0] makes more Lua "
+        .. "tables and numbers than Lua can index")
+    has(tostring(empty), "...")
+    assert.are.same({{}, {}}, ml.zeros({2, 0}):totable())
     -- and the library still works
     assert.are.equal(6, ml.ones({2, 3}):sum():item())
   end)
