@@ -550,7 +550,12 @@ ml_safetensors *ml_safetensors_load(const char *path) {
         const st_entry *en = &entries[i];
         const cJSON *e = en->entry;
         ml_tensor *t = ml_tensor_empty((ml_dtype)en->dtype, ML_CPU, en->ndim, en->shape);
-        if (!t) goto fail;
+        if (!t) { /* memory: name the file and the tensor */
+            char why[512];
+            const char *m = ml_error();
+            snprintf(why, sizeof why, "%s", strncmp(m, "tensor: ", 8) == 0 ? m + 8 : m);
+            LOAD_FAIL("load: '%s': tensor '%s': %s", path, e->string, why);
+        }
         st->names[st->n] = strdup(e->string);
         st->tensors[st->n] = t;
         st->n++;

@@ -873,6 +873,9 @@ ml_runtime *ml_open(const ml_options *opts) {
 void ml_close(ml_runtime *rt) {
     if (!rt) return;
     watchdog_stop(rt);
+    /* no collection from inside lua_close (a finalizer making a tensor past the
+     * limit); tensors the host still holds keep the budget alive after */
+    ml_budget_detach(rt->budget);
     if (rt->L) {
         atomic_store(&rt->interrupt, ML_INTR_NONE); /* finalizers run undisturbed */
         lua_sethook(rt->L, NULL, 0, 0);
@@ -880,9 +883,6 @@ void ml_close(ml_runtime *rt) {
         lua_close(rt->L);
         leave(rt);
     }
-    /* tensors the host still holds keep the budget alive; they just stop counting
-     * into a runtime that is gone */
-    ml_budget_detach(rt->budget);
     ml_budget_release(rt->budget);
     ml_sandbox_free(rt->sandbox);
     free(rt->err);

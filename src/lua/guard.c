@@ -1,5 +1,6 @@
 /* Limits an embedding host places on a Lua state: the allocator that counts the
  * Lua heap into a memory budget, and the file sandbox checks (see binding.h). */
+#define _POSIX_C_SOURCE 200809L /* PATH_MAX */
 #include <limits.h>
 #include <stdlib.h>
 
