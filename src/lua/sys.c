@@ -225,6 +225,8 @@ void ml_lua_open_sys(lua_State *L, int module, int methods) {
     lua_getfield(L, -1, "open");
     lua_pushcclosure(L, l_open, 1);
     lua_setfield(L, -3, "open");
+    lua_getfield(L, -1, "stdout"); /* the progress bars' stream, io or not */
+    lua_setfield(L, -3, "stdout");
     lua_pop(L, 1);
     lua_pushcfunction(L, l_remove);
     lua_setfield(L, -2, "remove");

@@ -217,6 +217,28 @@ static void test_granted_directories(void **state) {
                "assert(h.rows[1].loss == 0.5)");
     run_fails(rt, "ml.loggers.CSVLogger(IN, {name = 'run'}):log_metrics({loss = 1}, 0)", ML_ERR_SCRIPT,
               "outside the directories this runtime may write");
+    /* a whole fit: its logger, checkpoints and progress bar, confined */
+    run_ok(rt, "local nn, F = ml.nn, ml.F\n"
+               "ml.manual_seed(0)\n"
+               "local Net = nn.Module:extend('Net')\n"
+               "function Net:init() self.fc = nn.Linear(2, 1) end\n"
+               "function Net:forward(x) return self.fc(x) end\n"
+               "function Net:training_step(batch)\n"
+               "  local loss = F.mse_loss(self(batch[1]), batch[2]); self:log('loss', loss); return loss\n"
+               "end\n"
+               "function Net:configure_optimizers() return ml.optim.SGD(self:parameters(), {lr = 0.1}) end\n"
+               "function fit_in(dir)\n"
+               "  local x = ml.randn({32, 2})\n"
+               "  local loader = ml.data.DataLoader(ml.data.TensorDataset(x, x:sum(2, true)), {batch_size = 8})\n"
+               "  local trainer = ml.Trainer({max_epochs = 2, default_root_dir = dir, log_every_n_steps = 1})\n"
+               "  trainer:fit(Net(), loader)\n"
+               "  return trainer\n"
+               "end\n"
+               "local trainer = fit_in(OUT)\n"
+               "assert(#ml._sys.listdir(trainer.logger.log_dir .. '/checkpoints') == 1)\n"
+               "local h = require('moonlight.history').read(trainer.logger.metrics_file)\n"
+               "assert(#h.rows == 8, #h.rows)");
+    run_fails(rt, "fit_in(IN)", ML_ERR_SCRIPT, "outside the directories this runtime may write");
     ml_close(rt);
 
     /* a runtime with io, os or debug is not sandboxed: granting directories to it
