@@ -29,8 +29,9 @@ struct lua_State *fuzz_lua_state(void);
  * *error when error is not NULL), a load error aborts. */
 int fuzz_lua_call(const char *code, int nargs, const char *const *args, const char **error);
 
-/* Once per process: a memory budget of 256 MiB for every tensor this thread
- * makes, so that an input cannot ask for the machine's memory. */
+/* Once per process: a memory budget of 32 MiB for every tensor this thread
+ * makes, so that an input cannot ask for the machine's memory (nor spend its
+ * time filling hundreds of MB: a refusal is as interesting as a success). */
 void fuzz_limit_tensor_memory(void);
 
 #endif

@@ -44,7 +44,7 @@ const char *fuzz_write_file(const uint8_t *data, size_t size, const char *suffix
 void fuzz_limit_tensor_memory(void) {
     static ml_budget *budget;
     if (budget) return;
-    budget = ml_budget_new((size_t)256 << 20, NULL, NULL);
+    budget = ml_budget_new((size_t)32 << 20, NULL, NULL);
     if (!budget) abort();
     ml_budget_swap(budget);
 }
