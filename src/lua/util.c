@@ -155,10 +155,9 @@ static const char *key_of(lua_State *L, int fn, int depth) {
 }
 
 /* The name of the C function running at level 0 ("?" when none is found). A
- * function called through a tail call or a table field
- * has no name from the call site: it is then looked up in the core module (and
- * its tables, such as ml.F's) by value, as luaL_argerror looks in the loaded
- * modules. */
+ * function reached through a tail call has no name from its call site: it is
+ * then looked up by value in the core module and its tables (such as _loss, the
+ * C side of ml.F), as luaL_argerror looks in the loaded modules. */
 static const char *called_name(lua_State *L) {
     lua_Debug ar;
     const char *fname = "?";
@@ -177,8 +176,8 @@ static const char *called_name(lua_State *L) {
     return fname;
 }
 
-/* ", got table (a Lua table; make a tensor with ml.tensor(t))": what a table
- * where a tensor belongs most likely means. */
+/* What a Lua table where a tensor belongs most likely means, to follow "got
+ * table" in a message; "" for other types. */
 static const char *got_hint(lua_State *L, int idx) {
     return lua_type(L, idx) == LUA_TTABLE ? " (a Lua table: make it a tensor with ml.tensor(...))" : "";
 }

@@ -266,24 +266,24 @@ static void test_memory_limit_counts_tensors(void **state) {
     (void)state;
     ml_options o;
     ml_options_init(&o);
-    o.memory_limit = 64u << 20;
+    o.memory_limit = 16u << 20;
     ml_runtime *rt = ml_open(&o);
     assert_non_null(rt);
-    /* 40 MiB fits; 40 MiB more does not, and the script may catch it */
-    run_ok(rt, "keep = ml.zeros({10 << 20})\n"
-               "local ok, e = pcall(ml.ones, {10 << 20})\n"
-               "assert(not ok and e:find(\"ones: a float32 tensor of shape [10485760] (41943040 bytes) "
-               "would pass the runtime's memory limit\", 1, true), e)");
+    /* 10 MiB fits; 10 MiB more does not, and the script may catch it */
+    run_ok(rt, "keep = ml.zeros({10 << 18})\n"
+               "local ok, e = pcall(ml.ones, {10 << 18})\n"
+               "assert(not ok and e:find(\"ones: a float32 tensor of shape [2621440] (10485760 bytes) "
+               "would pass the runtime's memory limit of 16777216 bytes\", 1, true), e)");
     run_fails(rt, "local t = keep + 1", ML_ERR_MEMORY, "memory limit");
-    run_fails(rt, "local x = ml.randn({4096, 4096}):matmul(ml.randn({4096, 4096}))", ML_ERR_MEMORY,
+    run_fails(rt, "local x = ml.randn({1024, 1024}):matmul(ml.randn({1024, 1024}))", ML_ERR_MEMORY,
               "memory limit");
     /* dead tensors do not count once collected: a full collection runs before a
      * tensor is refused */
     run_ok(rt, "keep = nil\n"
-               "for i = 1, 50 do local t = ml.zeros({4 << 20}) end\n"
-               "for i = 1, 20 do local t = ml.zeros({12 << 20}) end");
+               "for i = 1, 20 do local t = ml.zeros({1 << 20}) end\n"
+               "for i = 1, 8 do local t = ml.zeros({3 << 20}) end");
     /* the Lua heap and the tensors share the limit */
-    run_fails(rt, "keep = ml.zeros({15 << 20}) local s = {} for i = 1, 1e6 do s[i] = {i} end", ML_ERR_MEMORY,
+    run_fails(rt, "keep = ml.zeros({3 << 20}) local s = {} for i = 1, 1e6 do s[i] = {i} end", ML_ERR_MEMORY,
               "not enough memory");
     run_ok(rt, "keep = nil collectgarbage() return 1");
     /* a tensor the host keeps outlives the runtime */
