@@ -170,9 +170,62 @@ static void sync_parent(const char *path) {
     }
 }
 
+/* Length of the valid UTF-8 prefix of s[0..n) (n when all of it is valid): no
+ * overlong forms, no surrogates, nothing above U+10FFFF (Rust's from_utf8). */
+static size_t utf8_valid_prefix(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t len;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F; /* no surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else {
+            return i;
+        }
+        if (n - i < len) return i;
+        if (s[i + 1] < lo || s[i + 1] > hi) return i;
+        for (size_t k = 2; k < len; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF) return i;
+        i += len;
+    }
+    return n;
+}
+
+/* 0 when s is valid UTF-8, else -1 with ml_error set naming what: a header is JSON
+ * text, which readers (ours, the reference) refuse otherwise. */
+static int check_utf8(const char *what, const char *s) {
+    size_t n = strlen(s);
+    if (utf8_valid_prefix((const unsigned char *)s, n) == n) return 0;
+    return ml_error_set("save: %s is not valid UTF-8 (a safetensors header is JSON text; encode "
+                        "binary data, e.g. as hex)", what);
+}
+
 int ml_safetensors_save(const char *path, int n, const char *const *names,
                         ml_tensor *const *tensors, int n_meta, const char *const *meta_keys,
                         const char *const *meta_values) {
+    char what[300];
+    for (int i = 0; i < n; i++) {
+        snprintf(what, sizeof what, "tensor name '%.200s'", names[i]);
+        if (check_utf8(what, names[i])) return -1;
+    }
+    for (int i = 0; i < n_meta; i++) {
+        snprintf(what, sizeof what, "a metadata key");
+        if (check_utf8(what, meta_keys[i])) return -1;
+        snprintf(what, sizeof what, "metadata '%.200s'", meta_keys[i]);
+        if (check_utf8(what, meta_values[i])) return -1;
+    }
     cJSON *root = cJSON_CreateObject();
     if (!root) return ml_error_set("save: out of memory");
     if (n_meta > 0) {
@@ -289,39 +342,6 @@ static bool json_uint(const cJSON *j, uint64_t *out) {
     if (!(v >= 0 && v <= 9007199254740992.0) || v != (double)(uint64_t)v) return false;
     *out = (uint64_t)v;
     return true;
-}
-
-/* Length of the valid UTF-8 prefix of s[0..n) (n when all of it is valid): no
- * overlong forms, no surrogates, nothing above U+10FFFF (Rust's from_utf8). */
-static size_t utf8_valid_prefix(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F; /* no surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else {
-            return i;
-        }
-        if (n - i < len) return i;
-        if (s[i + 1] < lo || s[i + 1] > hi) return i;
-        for (size_t k = 2; k < len; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xBF) return i;
-        i += len;
-    }
-    return n;
 }
 
 /* true when the JSON text holds the escape \u0000 in a string. */

@@ -30,6 +30,10 @@ static int l_save(lua_State *L) {
         if (!ml_lua_test_tensor(L, -1))
             return ml_lua_errorf(L, "save: '%s' is a %s, expected a tensor", lua_tostring(L, -2),
                               luaL_typename(L, -1));
+        size_t len;
+        const char *name = lua_tolstring(L, -2, &len);
+        if (strlen(name) != len) /* C strings would cut it, and JSON names cannot hold it here */
+            return ml_lua_errorf(L, "save: tensor name '%s...' holds a NUL character", name);
         lua_pop(L, 1);
         lua_pushvalue(L, -1);
         lua_rawseti(L, 4, ++n);
@@ -43,6 +47,10 @@ static int l_save(lua_State *L) {
                 return ml_lua_errorf(L, "save: metadata must map strings to strings (safetensors' "
                                   "__metadata__), got %s -> %s", luaL_typename(L, -2), luaL_typename(L, -1));
             lua_tostring(L, -1); /* a number value becomes its string, in place */
+            size_t kl, vl;
+            const char *k = lua_tolstring(L, -2, &kl), *v = lua_tolstring(L, -1, &vl);
+            if (strlen(k) != kl || strlen(v) != vl)
+                return ml_lua_errorf(L, "save: metadata '%s' holds a NUL character", k);
             lua_pushvalue(L, -2);
             lua_rawseti(L, 5, 2 * m + 1);
             lua_rawseti(L, 5, 2 * m + 2);
