@@ -63,7 +63,8 @@ typedef enum ml_status {
     ML_ERR_IO = 4,       /* a file could not be read */
     ML_ERR_TYPE = 5,     /* a value exists but is not of the type asked for */
     ML_ERR_NOT_FOUND = 6,/* a name (global, field, return value) does not exist (nil) */
-    ML_ERR_DEVICE = 7    /* the device asked for is not available */
+    ML_ERR_DEVICE = 7,   /* the device asked for is not available */
+    ML_ERR_INTERRUPTED = 8 /* stopped by ml_interrupt or the runtime's time limit */
 } ml_status;
 
 /* A short name for a status: "ML_ERR_ARG", ... */
@@ -76,8 +77,15 @@ typedef struct ml_runtime ml_runtime;
  * always opened. Without ML_LIB_PACKAGE, `require` still works for moonlight's own
  * (preloaded) modules but loads nothing from disk: package.loadlib is removed and
  * package.path/cpath are empty. ML_LIB_SAFE is a sandbox: no io, os, debug, and
- * that restricted package. Moonlight's own functions (ml.save, ml.load, datasets)
- * do their file access in C and work without io/os. */
+ * that restricted package.
+ *
+ * A runtime opened without io, os and debug (ML_LIB_SAFE, or fewer) is
+ * SANDBOXED: Moonlight's own file access (ml.save, ml.load, datasets, loggers,
+ * checkpoints, plots, and the base library's loadfile/dofile) reaches only the
+ * directories granted in ml_options.read_dirs / write_dirs, none unless granted;
+ * paths are resolved first (symlinks followed, ".." applied), so neither leads
+ * out; `load` and the file loaders take text chunks only (a binary chunk can
+ * break Lua's memory safety); package.searchpath is removed. */
 enum {
     ML_LIB_BASE = 1 << 0,
     ML_LIB_PACKAGE = 1 << 1,
@@ -96,20 +104,36 @@ enum {
 typedef struct ml_options {
     /* Lua libraries to open (ML_LIB_* flags); 0 means ML_LIB_ALL. */
     unsigned libs;
-    /* Most bytes the Lua state may allocate (its tables, strings, closures; not
-     * tensor data, which lives outside Lua). 0: no limit. An allocation beyond it
-     * fails after a full collection; the script gets Lua's "not enough memory"
-     * error, the call returns ML_ERR_MEMORY, and the runtime stays usable. */
+    /* Most bytes the runtime may hold: the Lua state's own (tables, strings,
+     * closures) and the data of the tensors its scripts make, on the CPU and on a
+     * device, counted together. 0: no limit. A Lua allocation beyond it fails
+     * after a full collection: the script gets Lua's "not enough memory". A tensor
+     * beyond it (after a full collection too) is a Lua error naming the function,
+     * its shape and the limit ("zeros: a float32 tensor of shape [...] (N bytes)
+     * would pass the runtime's memory limit of L bytes ..."). Either way the call
+     * returns ML_ERR_MEMORY when the error reaches it, and the runtime stays
+     * usable. Memory the host wraps (ml_tensor_wrap) is the host's, not counted. */
     size_t memory_limit;
     /* "cpu", "cuda" or "auto" (NULL is "auto": cuda when a GPU is usable, else
      * cpu). "cuda" without a usable GPU makes ml_open fail (ML_ERR_DEVICE). The
      * chosen device is `ml.host.device` in Lua; scripts put their model and data
      * there (host tensors stay where the host's memory is). */
     const char *device;
+    /* A sandboxed runtime's directories (see ML_LIB_SAFE): reads are allowed
+     * below each of read_dirs, reads and writes below each of write_dirs.
+     * NULL-terminated arrays of existing directories (resolved by ml_open, which
+     * fails with ML_ERR_ARG for one that is not a directory); NULL: none. Given
+     * to a runtime that is not sandboxed, ml_open fails (ML_ERR_ARG). */
+    const char *const *read_dirs;
+    const char *const *write_dirs;
+    /* Seconds each call into the runtime (ml_run_file, ml_call_tensor, ...) may
+     * run; 0: no limit. Past it the script is stopped as by ml_interrupt and the
+     * call returns ML_ERR_INTERRUPTED. */
+    double time_limit;
 } ml_options;
 
-/* Fills *opts with the defaults (all libraries, no limit, "auto"). A zeroed
- * ml_options means the same. */
+/* Fills *opts with the defaults (all libraries, no limits, "auto", no granted
+ * directories). A zeroed ml_options means the same. */
 void ml_options_init(ml_options *opts);
 
 /* Opens a runtime: a Lua state with the chosen libraries, moonlight loaded as the
@@ -123,6 +147,20 @@ ml_runtime *ml_open(const ml_options *opts);
  * host wrapped get their release callback when no reference is left). NULL is a
  * no-op. Must not be called from inside a host callback of the same runtime. */
 void ml_close(ml_runtime *rt);
+
+/* Asks the script running on rt to stop: at its next Lua instruction it gets an
+ * error ("interrupted by the host (ml_interrupt)") that pcall, xpcall and
+ * coroutines cannot swallow (they raise it again), and the outermost call returns
+ * ML_ERR_INTERRUPTED; the runtime stays usable. Safe to call from another thread
+ * or from a signal handler (it only sets a flag and a Lua hook), at any time
+ * between ml_open and ml_close (not concurrently with ml_close). When no call is
+ * running, the next Lua code that runs stops at its first instruction (ml_run_*
+ * and ml_call_* return ML_ERR_INTERRUPTED; the getters and setters, which run
+ * none, are unaffected): no interrupt is lost between a host's check and its
+ * next call. Code running in C does not stop until it returns to Lua (a host
+ * callback, one long tensor op, a Lua string-library function); Moonlight's own
+ * sleeps do. ML_ERR_ARG for NULL. */
+int ml_interrupt(ml_runtime *rt);
 
 /* The last error message of rt, with the Lua traceback when a script raised it;
  * "" when the last call succeeded. With rt NULL: the last error of a call that

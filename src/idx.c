@@ -125,7 +125,16 @@ static void convert(const idx_type *ty, const unsigned char *src, int64_t n, voi
     }
 }
 
-static ml_tensor *load(gzFile f, const char *path) {
+/* Deflate's best ratio is 1032:1 (RFC 1951 blocks of 258-byte matches), for any
+ * number of gzip members: a compressed file of n bytes cannot hold more than
+ * this many. */
+#define GZ_MAX_RATIO 1032
+
+/* Reads the IDX stream f (gzip or plain) of a regular file of file_size bytes. The
+ * size the header claims is checked against the file before anything is
+ * allocated: exactly for a plain file, by deflate's best ratio for a compressed
+ * one (a 100-byte file once had 13 GB asked for before the read found it short). */
+static ml_tensor *load(gzFile f, const char *path, int64_t file_size) {
     unsigned char head[4];
     int64_t got = read_full(f, path, head, 4);
     if (got < 0) return NULL;
@@ -171,7 +180,18 @@ static ml_tensor *load(gzFile f, const char *path) {
     }
     char dstr[ML_SHAPE_STR_MAX];
     dims_str(ndim, dims, dstr, sizeof dstr);
-    int64_t nbytes = numel * (int64_t)ty->size;
+    int64_t nbytes = numel * (int64_t)ty->size; /* read_dims bounds numel by INT64_MAX / 16 */
+    if (gzdirect(f) && header + nbytes != file_size) {
+        ml_error_set(FN ": %s: %lld bytes expected for %s, found %lld", path,
+                     (long long)(header + nbytes), dstr, (long long)file_size);
+        return NULL;
+    }
+    if (!gzdirect(f) && (header + nbytes) / GZ_MAX_RATIO > file_size) {
+        ml_error_set(FN ": %s: the header claims %s (%lld bytes), more than %lld compressed bytes "
+                     "can hold (deflate compresses at most %d:1)", path, dstr,
+                     (long long)(header + nbytes), (long long)file_size, GZ_MAX_RATIO);
+        return NULL;
+    }
     ml_tensor *t = ml_tensor_empty(ty->dtype, ML_CPU, ndim, dims);
     if (!t) return NULL;
     void *buf = ml_data(t);
@@ -263,15 +283,28 @@ ml_tensor *ml_idx_load(const char *path) {
     ml_tensor *mapped = map_plain_u8(path);
     if (mapped) return mapped;
     ml_error_clear();
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        ml_error_set(FN ": %s: cannot open: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        ml_error_set(FN ": %s: not a regular file", path);
+        return NULL;
+    }
     errno = 0;
-    gzFile f = gzopen(path, "rb");
+    gzFile f = gzdopen(fd, "rb");
     if (!f) {
+        close(fd);
         ml_error_set(FN ": %s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
         return NULL;
     }
     gzbuffer(f, 1 << 17);
-    ml_tensor *t = load(f, path);
-    gzclose(f);
+    ml_tensor *t = load(f, path, (int64_t)st.st_size);
+    gzclose(f); /* closes fd */
     return t;
 }
 

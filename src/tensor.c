@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/sysinfo.h>
+#endif
 
 #include "autograd.h"
 #include "backend.h"
@@ -37,11 +40,35 @@ int ml_device_from_name(const char *name) {
 
 int64_t ml_shape_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        if (!ml_mul_size(n, shape[i], &n)) return INT64_MAX;
     return n;
 }
 
-int64_t ml_numel(const ml_tensor *t) { return ml_shape_numel(t->ndim, t->shape); }
+/* A tensor's shape passed ml_shape_check, so its product fits. */
+int64_t ml_numel(const ml_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return n;
+}
+
+int ml_shape_check(const char *fname, int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > ML_MAX_DIMS)
+        return ml_error_set("%s: %d dims requested, at most %d are supported", fname, ndim, ML_MAX_DIMS);
+    char a[ML_SHAPE_STR_MAX];
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0)
+            return ml_error_set("%s: size %lld of dim %d in shape %s is negative (sizes must be >= 0)",
+                                fname, (long long)shape[i], i + 1, ml_shape_str(ndim, shape, a, sizeof a));
+    /* the non-zero sizes' product bounds numel and every contiguous stride, which
+     * ml_contiguous_strides computes by multiplying the sizes after a dim */
+    int64_t p = 1;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] && !ml_mul_size(p, shape[i], &p))
+            return ml_error_set("%s: shape %s has more elements than a tensor can hold (at most "
+                                "2^63 - 1)", fname, ml_shape_str(ndim, shape, a, sizeof a));
+    return 0;
+}
 
 void ml_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides) {
     int64_t s = 1;
@@ -95,17 +122,8 @@ static void struct_free(void *p, size_t n) {
     if (p) ml_cpu_backend()->memory->free(p, n);
 }
 
-static ml_tensor *tensor_struct(ml_dtype dt, int ndim, const int64_t *shape) {
-    if (ndim < 0 || ndim > ML_MAX_DIMS) {
-        ml_error_set("tensor: %d dims requested, at most %d are supported", ndim, ML_MAX_DIMS);
-        return NULL;
-    }
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0) {
-            ml_error_set("tensor: negative size %lld in dim %d", (long long)shape[i], i + 1);
-            return NULL;
-        }
-    }
+/* A tensor struct with shape's contiguous strides; the shape has been checked. */
+static ml_tensor *tensor_struct_checked(ml_dtype dt, int ndim, const int64_t *shape) {
     ml_tensor *t = struct_alloc(sizeof *t);
     if (!t) return NULL; /* the allocator set the error */
     t->refcount = 1;
@@ -116,9 +134,32 @@ static ml_tensor *tensor_struct(ml_dtype dt, int ndim, const int64_t *shape) {
     return t;
 }
 
-/* A contiguous tensor of a fresh storage of its size on dev, data not set yet. */
-static ml_tensor *tensor_with_storage(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape) {
-    ml_tensor *t = tensor_struct(dt, ndim, shape);
+/* The same for a shape not checked yet: views of any strides (an expand
+ * included) can only have shapes whose counts fit. */
+static ml_tensor *tensor_struct(ml_dtype dt, int ndim, const int64_t *shape) {
+    if (ml_shape_check("tensor", ndim, shape)) return NULL;
+    return tensor_struct_checked(dt, ndim, shape);
+}
+
+/* The bytes of a tensor of shape (checked), or -1 with ml_error set when the
+ * shape is bad or its bytes do not fit in 63 bits. */
+static int tensor_nbytes(ml_dtype dt, int ndim, const int64_t *shape, size_t *nbytes) {
+    if (ml_shape_check("tensor", ndim, shape)) return -1;
+    int64_t n;
+    if (!ml_mul_size(ml_shape_numel(ndim, shape), (int64_t)ml_dtype_size(dt), &n)) {
+        char a[ML_SHAPE_STR_MAX];
+        return ml_error_set("tensor: a %s tensor of shape %s needs more than 2^63 bytes",
+                            ml_dtype_name(dt), ml_shape_str(ndim, shape, a, sizeof a));
+    }
+    *nbytes = (size_t)n;
+    return 0;
+}
+
+/* A contiguous tensor of a fresh storage of nbytes on dev, data not set yet; the
+ * shape was checked by tensor_nbytes. */
+static ml_tensor *tensor_with_storage(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape,
+                                      size_t nbytes) {
+    ml_tensor *t = tensor_struct_checked(dt, ndim, shape);
     if (!t) return NULL;
     ml_storage *s = struct_alloc(sizeof *s);
     if (!s) {
@@ -127,9 +168,123 @@ static ml_tensor *tensor_with_storage(ml_dtype dt, ml_device dev, int ndim, cons
     }
     s->refcount = 1;
     s->device = dev;
-    s->nbytes = (size_t)ml_numel(t) * ml_dtype_size(dt);
+    s->nbytes = nbytes;
     t->storage = s;
     return t;
+}
+
+/* "1.5 GiB" */
+static const char *human_bytes(double v, char *buf, size_t n) {
+    static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    int u = 0;
+    while (v >= 1024 && u < 6) v /= 1024, u++;
+    snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return buf;
+}
+
+/* This machine's RAM plus swap, in bytes (UINT64_MAX when unknown): a CPU tensor
+ * larger than that is refused before the allocator is asked, as Linux's default
+ * overcommit heuristic would refuse it, but with a message that says why (and
+ * without ASan aborting on an absurd request). Read once. */
+static uint64_t machine_memory(void) {
+    static _Atomic uint64_t cached;
+    uint64_t v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v) return v;
+    v = UINT64_MAX;
+#ifdef __linux__
+    struct sysinfo si;
+    if (sysinfo(&si) == 0 && si.mem_unit > 0)
+        v = ((uint64_t)si.totalram + (uint64_t)si.totalswap) * si.mem_unit;
+#endif
+    atomic_store_explicit(&cached, v, memory_order_relaxed);
+    return v;
+}
+
+/* --- memory budgets (see tensor.h) --- */
+
+struct ml_budget {
+    size_t limit;                  /* 0: count only */
+    size_t lua_bytes;              /* the Lua heap, kept by the state's allocator */
+    _Atomic int64_t tensor_bytes;  /* live storages charged here, freed on any thread */
+    _Atomic unsigned refusals;
+    _Atomic int refs;
+    void (*reclaim)(void *ctx);
+    void *ctx;
+    bool reclaiming;               /* reclaim runs finalizers: no recursion */
+};
+
+static _Thread_local ml_budget *current_budget;
+
+ml_budget *ml_budget_new(size_t limit, void (*reclaim)(void *ctx), void *ctx) {
+    ml_budget *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->limit = limit;
+    b->reclaim = reclaim;
+    b->ctx = ctx;
+    atomic_init(&b->refs, 1);
+    return b;
+}
+
+void ml_budget_retain(ml_budget *b) {
+    if (b) atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+}
+
+void ml_budget_release(ml_budget *b) {
+    if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) free(b);
+}
+
+void ml_budget_detach(ml_budget *b) {
+    if (!b) return;
+    b->reclaim = NULL;
+    b->ctx = NULL;
+}
+
+ml_budget *ml_budget_swap(ml_budget *b) {
+    ml_budget *old = current_budget;
+    current_budget = b;
+    return old;
+}
+
+size_t ml_budget_limit(const ml_budget *b) { return b ? b->limit : 0; }
+int64_t ml_budget_tensor_bytes(const ml_budget *b) {
+    return b ? atomic_load_explicit(&b->tensor_bytes, memory_order_relaxed) : 0;
+}
+size_t *ml_budget_lua_bytes(ml_budget *b) { return &b->lua_bytes; }
+unsigned ml_budget_refusals(const ml_budget *b) {
+    return b ? atomic_load_explicit(&b->refusals, memory_order_relaxed) : 0;
+}
+
+/* Charges nbytes to b: 0, or -1 with ml_error set when they would pass its limit
+ * even after one reclaim (dead tensors waiting for the Lua collector count until
+ * it runs). */
+static int budget_charge(ml_budget *b, size_t nbytes, ml_dtype dt, int ndim, const int64_t *shape) {
+    for (int attempt = 0; b->limit; attempt++) {
+        uint64_t used = (uint64_t)b->lua_bytes +
+                        (uint64_t)atomic_load_explicit(&b->tensor_bytes, memory_order_relaxed);
+        if (used <= b->limit && nbytes <= b->limit - used) break;
+        if (attempt == 0 && b->reclaim && !b->reclaiming) {
+            b->reclaiming = true;
+            b->reclaim(b->ctx);
+            b->reclaiming = false;
+            continue;
+        }
+        atomic_fetch_add_explicit(&b->refusals, 1, memory_order_relaxed);
+        char a[ML_SHAPE_STR_MAX];
+        return ml_error_set("tensor: a %s tensor of shape %s (%zu bytes) would pass "
+                            ML_BUDGET_REFUSED " of %zu bytes (%llu in use: %lld by tensors, %zu by "
+                            "Lua)", ml_dtype_name(dt), ml_shape_str(ndim, shape, a, sizeof a), nbytes,
+                            b->limit, (unsigned long long)used,
+                            (long long)atomic_load_explicit(&b->tensor_bytes, memory_order_relaxed),
+                            b->lua_bytes);
+    }
+    atomic_fetch_add_explicit(&b->tensor_bytes, (int64_t)nbytes, memory_order_relaxed);
+    ml_budget_retain(b);
+    return 0;
+}
+
+static void budget_uncharge(ml_budget *b, size_t nbytes) {
+    atomic_fetch_sub_explicit(&b->tensor_bytes, (int64_t)nbytes, memory_order_relaxed);
+    ml_budget_release(b);
 }
 
 /* Bytes of tensor data the backends hold for live storages (what from_blob wraps is
@@ -144,16 +299,30 @@ int64_t ml_storage_live_bytes(void) {
 ml_tensor *ml_tensor_empty(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape) {
     const ml_backend *be = ml_backend_get(dev);
     if (!be) return NULL;
-    ml_tensor *t = tensor_with_storage(dt, dev, ndim, shape);
-    if (!t) return NULL;
-    ml_storage *s = t->storage;
-    /* Never a zero-byte allocation, so data is always a valid pointer. */
-    s->data = be->memory->alloc(s->nbytes ? s->nbytes : 1);
-    if (!s->data) {
-        struct_free(s, sizeof *s);
-        struct_free(t, sizeof *t);
+    size_t nbytes = 0; /* set by tensor_nbytes; gcc cannot see it through ml_error_set */
+    if (tensor_nbytes(dt, ndim, shape, &nbytes)) return NULL;
+    if (dev == ML_CPU && nbytes > machine_memory()) {
+        char a[ML_SHAPE_STR_MAX], h1[32], h2[32];
+        ml_error_set("tensor: a %s tensor of shape %s needs %zu bytes (%s), more than this "
+                     "machine's memory (RAM and swap: %s)", ml_dtype_name(dt),
+                     ml_shape_str(ndim, shape, a, sizeof a), nbytes,
+                     human_bytes((double)nbytes, h1, sizeof h1),
+                     human_bytes((double)machine_memory(), h2, sizeof h2));
         return NULL;
     }
+    ml_budget *b = current_budget;
+    if (b && budget_charge(b, nbytes, dt, ndim, shape)) return NULL;
+    ml_tensor *t = tensor_with_storage(dt, dev, ndim, shape, nbytes);
+    ml_storage *s = t ? t->storage : NULL;
+    /* Never a zero-byte allocation, so data is always a valid pointer. */
+    if (s) s->data = be->memory->alloc(nbytes ? nbytes : 1);
+    if (!s || !s->data) {
+        if (b) budget_uncharge(b, nbytes);
+        if (s) struct_free(s, sizeof *s);
+        if (t) struct_free(t, sizeof *t);
+        return NULL;
+    }
+    s->budget = b;
     atomic_fetch_add_explicit(&live_storage_bytes, (int64_t)s->nbytes, memory_order_relaxed);
     return t;
 }
@@ -165,7 +334,9 @@ ml_tensor *ml_tensor_empty_like(const ml_tensor *t) {
 ml_tensor *ml_tensor_from_blob(void *data, ml_dtype dt, ml_device dev, int ndim,
                                const int64_t *shape, void (*release)(void *, void *),
                                void *ctx) {
-    ml_tensor *t = tensor_with_storage(dt, dev, ndim, shape);
+    size_t nbytes = 0;
+    if (tensor_nbytes(dt, ndim, shape, &nbytes)) return NULL;
+    ml_tensor *t = tensor_with_storage(dt, dev, ndim, shape, nbytes);
     if (!t) return NULL;
     t->storage->data = data;
     t->storage->release = release;
@@ -181,6 +352,7 @@ static void storage_release(ml_storage *s) {
         const ml_backend *be = ml_backend_get(s->device);
         if (be) be->memory->free(s->data, s->nbytes ? s->nbytes : 1);
         atomic_fetch_sub_explicit(&live_storage_bytes, (int64_t)s->nbytes, memory_order_relaxed);
+        if (s->budget) budget_uncharge(s->budget, s->nbytes);
     }
     struct_free(s, sizeof *s);
 }

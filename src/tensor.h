@@ -27,6 +27,8 @@ bool ml_dtype_is_float(ml_dtype dt);
 const char *ml_device_name(ml_device dev);   /* "cpu", "cuda" */
 int ml_device_from_name(const char *name);   /* -1 when unknown; "gpu" is "cuda" */
 
+struct ml_budget;
+
 typedef struct ml_storage {
     int refcount;
     ml_device device;
@@ -36,6 +38,8 @@ typedef struct ml_storage {
      * callback instead of the device allocator. */
     void (*release)(void *data, void *ctx);
     void *release_ctx;
+    /* The memory budget nbytes were charged to (see ml_budget below), or NULL. */
+    struct ml_budget *budget;
 } ml_storage;
 
 struct ml_node;
@@ -55,6 +59,11 @@ typedef struct ml_tensor {
 } ml_tensor;
 
 /* --- lifetime --- */
+/* A new contiguous tensor, data not set. NULL with ml_error set ("tensor: ...")
+ * when the shape is bad (more than ML_MAX_DIMS dims, a negative size, more
+ * elements than int64 holds), when its bytes exceed this machine's memory (RAM +
+ * swap, for a CPU tensor: refused before asking for them), when this thread's
+ * memory budget refuses them (see ml_budget), or when the allocator fails. */
 ml_tensor *ml_tensor_empty(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape);
 ml_tensor *ml_tensor_empty_like(const ml_tensor *t);
 ml_tensor *ml_tensor_retain(ml_tensor *t);
@@ -73,7 +82,21 @@ ml_tensor *ml_tensor_alias(const ml_tensor *t);
 
 /* --- shape helpers --- */
 int64_t ml_numel(const ml_tensor *t);
+/* The product of the sizes; INT64_MAX when it does not fit (no tensor has such a
+ * shape: ml_shape_check refuses it), so comparisons with a real count fail. */
 int64_t ml_shape_numel(int ndim, const int64_t *shape);
+/* *out = a * b for sizes (>= 0); false, *out untouched, when it overflows int64.
+ * Every product of user-given sizes goes through it (signed overflow is UB). */
+static inline bool ml_mul_size(int64_t a, int64_t b, int64_t *out) {
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r)) return false;
+    *out = r;
+    return true;
+}
+/* 0 when shape can be a tensor's: ndim in 0..ML_MAX_DIMS, sizes >= 0, and the
+ * product of its non-zero sizes fits in int64 (so numel and every contiguous
+ * stride do). Else -1 with ml_error set: "fname: ..." naming the shape. */
+int ml_shape_check(const char *fname, int ndim, const int64_t *shape);
 bool ml_is_contiguous(const ml_tensor *t);
 bool ml_same_shape(const ml_tensor *a, const ml_tensor *b);
 void ml_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
@@ -86,6 +109,39 @@ static inline void *ml_data(const ml_tensor *t) {
 }
 /* Normalises a possibly negative 0-based dim against ndim; -1 when out of range. */
 int ml_wrap_dim(int dim, int ndim);
+
+/* --- memory budgets ---
+ * The embedding API's memory_limit (include/moonlight.h) covers tensor data as
+ * well as the Lua heap. A budget counts both against one limit: the bytes of
+ * every storage allocated while it is this thread's budget (ml_budget_swap; the
+ * runtime makes its own current while a script runs), and lua_bytes, which the
+ * Lua state's allocator keeps. A storage remembers the budget it was charged to
+ * and gives the bytes back when freed, on whatever thread; budgets are reference
+ * counted (the owner and each charged storage), so a tensor the host keeps after
+ * ml_close can still be freed. Allocations with no current budget are not
+ * counted (the CLI, stock lua5.4, host calls outside a runtime). */
+typedef struct ml_budget ml_budget;
+/* A new budget (one reference) of limit bytes (0: no limit, count only), or NULL
+ * when out of memory. reclaim(ctx), when set, is called once before a tensor is
+ * refused, to free what is dead (the runtime runs a full Lua collection); it may
+ * free storages charged to the budget, and must not allocate tensors. */
+ml_budget *ml_budget_new(size_t limit, void (*reclaim)(void *ctx), void *ctx);
+void ml_budget_retain(ml_budget *b);
+void ml_budget_release(ml_budget *b);
+/* Drops the reclaim callback (its context is going away); the budget stays. */
+void ml_budget_detach(ml_budget *b);
+/* Makes b (may be NULL) this thread's current budget; returns the previous one. */
+ml_budget *ml_budget_swap(ml_budget *b);
+size_t ml_budget_limit(const ml_budget *b);
+/* Bytes of live storages charged to b. */
+int64_t ml_budget_tensor_bytes(const ml_budget *b);
+/* The Lua heap's bytes, kept by the state's allocator (one thread at a time). */
+size_t *ml_budget_lua_bytes(ml_budget *b);
+/* How many tensors b refused so far (the API maps a failed call to ML_ERR_MEMORY
+ * when this grew during it). */
+unsigned ml_budget_refusals(const ml_budget *b);
+/* The phrase every refusal's message contains. */
+#define ML_BUDGET_REFUSED "the runtime's memory limit"
 
 /* --- views (share storage; no copy) --- */
 ml_tensor *ml_view_raw(const ml_tensor *t, int ndim, const int64_t *shape,

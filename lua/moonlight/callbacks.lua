@@ -188,7 +188,7 @@ function callbacks.read_checkpoint(path)
   return ckpt
 end
 
-local function warn(msg) io.stderr:write(msg, "\n") end
+local function warn(msg) sys.stderr:write(msg, "\n") end
 
 -- The path ckpt_path names, or nil (a warning) when "last" finds nothing:
 -- "last" is the newest of the ModelCheckpoint's last.safetensors and
@@ -495,7 +495,7 @@ function ModelCheckpoint:_save_topk(trainer, model)
       table.sort(self.best_k, function(a, b) return better(self.mode, a.score, b.score) end)
       while self.save_top_k >= 0 and #self.best_k > self.save_top_k do
         local drop = table.remove(self.best_k)
-        if drop.path ~= path then os.remove(drop.path) end
+        if drop.path ~= path then sys.remove(drop.path) end
       end
       if self.verbose then
         print(string.format("Epoch %d, global step %d: %s reached %s (best %s), saving model to %s",
@@ -515,7 +515,7 @@ function ModelCheckpoint:_save_topk(trainer, model)
     table.insert(self.best_k, 1, {path = path, score = trainer.global_step})
     while self.save_top_k >= 0 and #self.best_k > self.save_top_k do
       local drop = table.remove(self.best_k)
-      if drop.path ~= path then os.remove(drop.path) end
+      if drop.path ~= path then sys.remove(drop.path) end
     end
   end
   self:_update_best()

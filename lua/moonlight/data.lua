@@ -608,7 +608,7 @@ local split_files = {
 }
 
 local function file_exists(path)
-  local f = io.open(path, "rb")
+  local f = core._sys.open(path, "rb")
   if f then f:close() return true end
   return false
 end
@@ -918,7 +918,7 @@ function data.random_split(dataset, lengths, generator)
     end
     for i, s in ipairs(sizes) do
       if s == 0 then
-        io.stderr:write(string.format("random_split: length of split at index %d is 0. This might "
+        core._sys.stderr:write(string.format("random_split: length of split at index %d is 0. This might "
                                       .. "result in an empty dataset.\n", i))
       end
     end

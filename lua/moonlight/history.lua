@@ -27,7 +27,7 @@ function history.read(path)
   if type(path) ~= "string" then
     util.fail("history.read", "expected the path of a metrics.csv, got %s", util.typename(path))
   end
-  local f, err = io.open(path, "rb")
+  local f, err = core._sys.open(path, "rb")
   -- io.open's message already names the path
   if not f then util.fail("history.read", "cannot open %s", tostring(err)) end
   local text = f:read("a")

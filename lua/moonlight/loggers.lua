@@ -34,12 +34,12 @@ end
 
 local function write_atomically(path, text)
   local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "w")
+  local f, err = sys.open(tmp, "w")
   if not f then error("CSVLogger: cannot write " .. path .. ": " .. tostring(err), 0) end
   local ok, werr = f:write(text)
   f:close()
   if not ok then
-    os.remove(tmp)
+    sys.remove(tmp)
     error("CSVLogger: cannot write " .. path .. ": " .. tostring(werr), 0)
   end
   local rok, rerr = sys.rename(tmp, path)
@@ -81,10 +81,10 @@ function CSVLogger:_ensure_dir()
   local ok, err = sys.mkdir_p(self.log_dir)
   if not ok then error("CSVLogger: cannot create log directory: " .. err, 0) end
   local probe = self.log_dir .. "/.write_test"
-  local f = io.open(probe, "w")
+  local f = sys.open(probe, "w")
   if not f then error("CSVLogger: log directory '" .. self.log_dir .. "' is not writable", 0) end
   f:close()
-  os.remove(probe)
+  sys.remove(probe)
   self._dir_ready = true
 end
 
@@ -102,7 +102,7 @@ end
 local function rewrite_with_columns(path, columns, first)
   local parts = {util.csv_line(columns)}
   if not first then
-    local f = io.open(path, "rb")
+    local f = sys.open(path, "rb")
     local text = f and f:read("a") or ""
     if f then f:close() end
     local records = util.csv_records(text)
@@ -157,7 +157,7 @@ function CSVLogger:log_metrics(metrics, step)
   end
   -- one write: a kill leaves the row whole or absent (history.read drops a
   -- torn last line all the same)
-  local f, err = io.open(self.metrics_file, "a")
+  local f, err = sys.open(self.metrics_file, "a")
   if not f then error("CSVLogger: cannot append to " .. self.metrics_file .. ": " .. tostring(err), 0) end
   local ok, werr = f:write(row_line(self._columns, row))
   f:close()

@@ -33,6 +33,12 @@ local function make_groups(fname, params)
     fail(fname, "params must be an array of tensors or of param groups, got %s",
          is_tensor(params) and "a tensor" or type(params))
   end
+  -- a module has a parameters method (nn.Module's); its own table holds none
+  local mt = getmetatable(params)
+  if type(params.parameters) == "function" and type(mt) == "table" then
+    fail(fname, "params must be an array of tensors, got the module %s itself: pass "
+         .. "model:parameters()", tostring(mt.__name or "Module"))
+  end
   if #params == 0 then fail(fname, "optimizer got an empty parameter list") end
   if is_tensor(params[1]) then return {{params = params}} end
   return params

@@ -25,7 +25,7 @@ local function fmt_metric(v)
   return string.format("%.3f", v)
 end
 
--- progress.new(description, total, {enabled = true, leave = true, stream = io.stdout})
+-- progress.new(description, total, {enabled = true, leave = true, stream = stdout})
 function progress.new(desc, total, opts)
   opts = opts or {}
   local self = setmetatable({}, Bar)
@@ -36,7 +36,7 @@ function progress.new(desc, total, opts)
   self.last_draw = 0
   self.enabled = opts.enabled ~= false
   self.leave = opts.leave ~= false
-  self.stream = opts.stream or io.stdout
+  self.stream = opts.stream or sys.stdout -- also where a sandbox has no io
   self.tty = sys.isatty(1)
   self.postfix = {}
   return self

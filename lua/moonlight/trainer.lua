@@ -1062,7 +1062,7 @@ function Trainer:_step_plateau(model, s)
       error(string.format("%s. Available metrics are: [%s]. Condition can be set using `monitor` key in " ..
         "lr scheduler dict", msg, table.concat(util.sorted_keys(self.callback_metrics), ", ")), 0)
     end
-    io.stderr:write(msg .. " but strict is set to `False`. Skipping learning rate update.\n")
+    sys.stderr:write(msg .. " but strict is set to `False`. Skipping learning rate update.\n")
     return
   end
   self:_step_scheduler(model, s, to_number(v))
@@ -1459,8 +1459,8 @@ function Trainer:fit(model, train_loader, val_loader, opts)
   end
   if self.interrupted and mode == "signal" then
     -- before the SIGINT goes back to the previous handler, which may end the process
-    io.stderr:write(stop_message(self, "stopped by Ctrl-C (SIGINT)"), "\n")
-    io.stderr:flush()
+    sys.stderr:write(stop_message(self, "stopped by Ctrl-C (SIGINT)"), "\n")
+    sys.stderr:flush()
   end
   local pending = sys.stop_end(req, self.interrupted)
   if pending and mode == "raise" then

@@ -17,9 +17,10 @@ local util = {}
 -- Errors at the user's line
 ------------------------------------------------------------------------------
 
--- A sandboxed state (ML_LIB_SAFE) has no debug library: errors then take the
--- fixed level their caller gives.
+-- A sandboxed state (ML_LIB_SAFE) has no debug library: there the C core walks
+-- the stack instead (core._sys.raise, the same rule as raise below).
 local getinfo = debug and debug.getinfo
+local c_raise = core._sys.raise
 local lib_prefix = getinfo and getinfo(1, "S").source:match("^(@.*/)[^/]*$")
 
 -- util.raise(msg, level): error(msg) pointing at the first Lua function on the
@@ -29,6 +30,7 @@ local lib_prefix = getinfo and getinfo(1, "S").source:match("^(@.*/)[^/]*$")
 -- raise) serves when no such frame is found or there is no debug library.
 function util.raise(msg, level)
   local lv = (level or 2) + 1
+  if not getinfo then c_raise(msg) end
   if lib_prefix then
     local k = 2
     while true do

@@ -74,10 +74,19 @@ int main(int argc, char **argv) {
         ys[i] = (float)(sin(xs[i]) + noise);
     }
 
+    /* the checkpoint's directory is the only one the script may write */
+    char ckpt_dir[4096];
+    const char *slash = strrchr(ckpt, '/');
+    snprintf(ckpt_dir, sizeof ckpt_dir, "%.*s", slash ? (int)(slash - ckpt) : 1, slash ? ckpt : ".");
+    if (slash == ckpt) snprintf(ckpt_dir, sizeof ckpt_dir, "/");
+    const char *write_dirs[] = {ckpt_dir, NULL};
+
     ml_options opts;
     ml_options_init(&opts);
-    opts.libs = ML_LIB_SAFE;            /* no io, os, debug in the script */
-    opts.memory_limit = 64u << 20;      /* the Lua state's own memory */
+    opts.libs = ML_LIB_SAFE;            /* a sandbox: no io, os, debug in the script */
+    opts.memory_limit = 64u << 20;      /* the Lua state's memory and the tensors' */
+    opts.write_dirs = write_dirs;       /* ml.save may write there, nowhere else */
+    opts.time_limit = 600;              /* seconds per call, against a runaway script */
     opts.device = "auto";
     ml_runtime *rt = ml_open(&opts);
     if (!rt) {

@@ -6,14 +6,22 @@
  * Each public call runs its Lua work in a C function called through lua_pcall
  * (`protect`), with a message handler that adds the traceback. Work that fails for
  * a reason of the API's own (a bad path, a wrong type) records the error in C
- * memory and returns normally. While a call is in Lua, the runtime's generator and
- * grad mode are swapped into the thread's (`enter`/`leave`). */
+ * memory and returns normally. While a call is in Lua, the runtime's generator,
+ * grad mode and memory budget are swapped into the thread's (`enter`/`leave`).
+ *
+ * The sandbox (docs/EMBEDDING.md): the state's allocator carries a guard
+ * (src/lua/binding.h) with the memory budget (Lua heap and tensors against one
+ * limit), the file sandbox (src/sandbox.h) and the interrupt flag; ml_interrupt
+ * and the time limit's watchdog stop a script through a Lua hook. */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../autograd.h"
 #include "../backend.h"
@@ -81,31 +89,17 @@ int ml_last_status(const ml_runtime *rt) { return rt ? rt->status : thread_statu
 const char *ml_status_name(int status) {
     static const char *const names[] = {"ML_OK", "ML_ERR_ARG", "ML_ERR_SCRIPT", "ML_ERR_MEMORY",
                                         "ML_ERR_IO", "ML_ERR_TYPE", "ML_ERR_NOT_FOUND",
-                                        "ML_ERR_DEVICE"};
+                                        "ML_ERR_DEVICE", "ML_ERR_INTERRUPTED"};
     if (status < 0 || status >= (int)(sizeof names / sizeof names[0])) return "ML_ERR_UNKNOWN";
     return names[status];
 }
 
 const char *ml_version(void) { return ML_VERSION_STRING; }
 
-/* --- the allocator: counts, and refuses beyond the limit --- */
-
-static void *rt_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-    ml_runtime *rt = ud;
-    size_t old = ptr ? osize : 0;
-    if (nsize == 0) {
-        free(ptr);
-        rt->mem_used -= old;
-        return NULL;
-    }
-    if (rt->mem_limit && nsize > old && rt->mem_used - old + nsize > rt->mem_limit) return NULL;
-    void *p = realloc(ptr, nsize);
-    if (!p) return NULL;
-    rt->mem_used = rt->mem_used - old + nsize;
-    return p;
-}
-
 /* --- entering and leaving Lua --- */
+
+static void watchdog_arm(ml_runtime *rt);
+static void watchdog_disarm(ml_runtime *rt);
 
 static void enter(ml_runtime *rt) {
     if (rt->depth++ > 0) return;
@@ -114,15 +108,300 @@ static void enter(ml_runtime *rt) {
     *g = rt->gen;
     rt->saved_grad = ml_grad_enabled();
     ml_set_grad_enabled(rt->grad);
+    rt->saved_budget = ml_budget_swap(rt->budget);
+    rt->refusals = ml_budget_refusals(rt->budget);
+    watchdog_arm(rt);
 }
 
 static void leave(ml_runtime *rt) {
     if (--rt->depth > 0) return;
+    watchdog_disarm(rt);
     ml_generator *g = ml_default_generator();
     rt->gen = *g;
     *g = rt->saved_gen;
     rt->grad = ml_grad_enabled();
     ml_set_grad_enabled(rt->saved_grad);
+    ml_budget_swap(rt->saved_budget);
+}
+
+/* The budget's reclaim: a full collection frees the tensors Lua holds dead (the
+ * collector does not see their bytes until it runs). */
+static void reclaim(void *ctx) {
+    ml_runtime *rt = ctx;
+    lua_gc(rt->active ? rt->active : rt->L, LUA_GCCOLLECT);
+}
+
+/* --- interrupts ---------------------------------------------------------------
+ * ml_interrupt (another thread, a signal handler) and the watchdog set the flag
+ * and a hook on the main state and on the coroutine running now, as lua.c does
+ * for Ctrl-C (lua_sethook is safe to call asynchronously). The hook raises an
+ * error at the next instruction, and at every one after while the flag is set:
+ * a script that catches the error cannot go on, since pcall, xpcall and the
+ * coroutine functions of every runtime are wrapped to raise it again (and an
+ * xpcall handler is skipped: Lua runs it with hooks off when a hook raised the
+ * error). The outermost call then returns ML_ERR_INTERRUPTED and clears the
+ * flag. A flag set while no call runs stops the next Lua code that runs. */
+
+static ml_runtime *runtime_of(lua_State *L) {
+    ml_lua_guard *g = ml_lua_guard_of(L);
+    return g ? g->owner : NULL;
+}
+
+static const char *interrupt_message(int kind) {
+    return kind == ML_INTR_TIME ? "stopped: the runtime's time limit was reached"
+                                : "interrupted by the host (ml_interrupt)";
+}
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    ml_runtime *rt = runtime_of(L);
+    int kind = rt ? atomic_load(&rt->interrupt) : ML_INTR_NONE;
+    if (kind == ML_INTR_NONE) { /* cleared since: a coroutine hooked earlier */
+        lua_sethook(L, NULL, 0, 0);
+        return;
+    }
+    luaL_error(L, "%s", interrupt_message(kind)); /* the hook stays: the next one raises too */
+}
+
+/* Count events only, at every instruction: a C function (the API's own work in
+ * protect, a message handler) is never stopped half-way, Lua code at once. */
+static void hook_now(lua_State *L) { lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1); }
+
+/* Sets the flag (the first reason wins) and hooks what runs. Async-signal-safe:
+ * lock-free atomics and lua_sethook only. */
+static void interrupt_with(ml_runtime *rt, int kind) {
+    atomic_fetch_add(&rt->interrupting, 1);
+    int none = ML_INTR_NONE;
+    atomic_compare_exchange_strong(&rt->interrupt, &none, kind);
+    hook_now(rt->L);
+    lua_State *co = atomic_load(&rt->running);
+    if (co) hook_now(co);
+    atomic_fetch_sub(&rt->interrupting, 1);
+}
+
+int ml_interrupt(ml_runtime *rt) {
+    if (!rt) return ML_ERR_ARG;
+    interrupt_with(rt, ML_INTR_HOST);
+    return ML_OK;
+}
+
+static int raise_interrupt(lua_State *L, ml_runtime *rt) {
+    return luaL_error(L, "%s", interrupt_message(atomic_load(&rt->interrupt)));
+}
+
+static bool interrupted(ml_runtime *rt) { return rt && atomic_load(&rt->interrupt) != ML_INTR_NONE; }
+
+/* pcall / xpcall: the original (upvalue 1), then the interrupt raised again if it
+ * was what they caught. */
+static int guarded_pcall_k(lua_State *L, int status, lua_KContext ctx) {
+    (void)status;
+    (void)ctx;
+    ml_runtime *rt = runtime_of(L);
+    if (interrupted(rt)) return raise_interrupt(L, rt);
+    return lua_gettop(L);
+}
+
+static int guarded_pcall(lua_State *L) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, guarded_pcall_k);
+    return guarded_pcall_k(L, LUA_OK, 0);
+}
+
+/* An xpcall message handler (upvalue 1: the script's): skipped once the runtime
+ * is interrupted. An error raised by a hook is handled with hooks off, so a
+ * handler that loops would never see the interrupt again. */
+static int guarded_handler(lua_State *L) {
+    ml_runtime *rt = runtime_of(L);
+    if (interrupted(rt)) return 1; /* the error as it is */
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* xpcall(f, handler, ...): the original (upvalue 1) with the handler guarded */
+static int guarded_xpcall(lua_State *L) {
+    if (lua_gettop(L) >= 2) {
+        lua_pushvalue(L, 2);
+        lua_pushcclosure(L, guarded_handler, 1);
+        lua_replace(L, 2);
+    }
+    return guarded_pcall(L);
+}
+
+/* setmetatable in a sandbox: no __gc. Lua runs finalizers with hooks off, so a
+ * finalizer that loops could never be interrupted; a metatable marks its object
+ * for finalization when it is set, so a __gc added later is never called. */
+static int guarded_setmetatable(lua_State *L) {
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "setmetatable: a __gc metamethod is not allowed in a sandboxed "
+                                 "runtime (finalizers run where the host cannot interrupt them)");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* Calls the function below the nargs arguments in protected mode while co is the
+ * coroutine running (an interrupt hooks it); then waits for any ml_interrupt
+ * still hooking co, which may be collected once this returns. */
+static int call_tracking(lua_State *L, ml_runtime *rt, lua_State *co, int nargs) {
+    lua_State *prev = rt && co ? atomic_exchange(&rt->running, co) : NULL;
+    if (rt && co && interrupted(rt)) hook_now(co);
+    int st = lua_pcall(L, nargs, LUA_MULTRET, 0);
+    if (rt && co) {
+        atomic_store(&rt->running, prev);
+        while (atomic_load(&rt->interrupting)) sched_yield();
+    }
+    return st;
+}
+
+/* coroutine.resume / coroutine.close (upvalue 1: the original; argument 1: the
+ * coroutine) */
+static int guarded_resume(lua_State *L) {
+    ml_runtime *rt = runtime_of(L);
+    if (interrupted(rt)) return raise_interrupt(L, rt);
+    lua_State *co = lua_tothread(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    int st = call_tracking(L, rt, co, lua_gettop(L) - 1);
+    if (interrupted(rt)) return raise_interrupt(L, rt);
+    if (st != LUA_OK) return lua_error(L); /* resume's own error (a bad argument) */
+    return lua_gettop(L);
+}
+
+/* The function coroutine.wrap made (upvalue 1) of coroutine upvalue 2. */
+static int guarded_wrapped(lua_State *L) {
+    ml_runtime *rt = runtime_of(L);
+    if (interrupted(rt)) return raise_interrupt(L, rt);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    int st = call_tracking(L, rt, lua_tothread(L, lua_upvalueindex(2)), lua_gettop(L) - 1);
+    if (interrupted(rt)) return raise_interrupt(L, rt);
+    if (st != LUA_OK) return lua_error(L);
+    return lua_gettop(L);
+}
+
+/* coroutine.wrap (upvalue 1: the original): its function, wrapped with the
+ * coroutine it resumes (the original's first upvalue). */
+static int guarded_wrap(lua_State *L) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    if (!lua_getupvalue(L, -1, 1) || !lua_isthread(L, -1))
+        return luaL_error(L, "coroutine.wrap: unexpected implementation (no coroutine upvalue)");
+    lua_pushcclosure(L, guarded_wrapped, 2);
+    return 1;
+}
+
+/* Replaces lib[name] with a C closure of f over the original. */
+static void wrap_field(lua_State *L, int lib, const char *name, lua_CFunction f) {
+    lib = lua_absindex(L, lib);
+    if (lua_getfield(L, lib, name) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushcclosure(L, f, 1);
+    lua_setfield(L, lib, name);
+}
+
+static void install_interrupt_wrappers(lua_State *L) {
+    lua_pushglobaltable(L);
+    wrap_field(L, -1, "pcall", guarded_pcall);
+    wrap_field(L, -1, "xpcall", guarded_xpcall);
+    lua_pop(L, 1);
+    if (lua_getglobal(L, LUA_COLIBNAME) == LUA_TTABLE) {
+        wrap_field(L, -1, "resume", guarded_resume);
+        wrap_field(L, -1, "close", guarded_resume);
+        wrap_field(L, -1, "wrap", guarded_wrap);
+    }
+    lua_pop(L, 1);
+}
+
+/* --- the time limit: one watchdog thread per runtime that has one --- */
+
+static double monotonic_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *watchdog_main(void *arg) {
+    ml_runtime *rt = arg;
+    pthread_mutex_lock(&rt->wd_mu);
+    while (!rt->wd_quit) {
+        if (rt->wd_deadline == 0) {
+            pthread_cond_wait(&rt->wd_cv, &rt->wd_mu);
+            continue;
+        }
+        if (monotonic_now() >= rt->wd_deadline) {
+            rt->wd_deadline = 0;
+            interrupt_with(rt, ML_INTR_TIME);
+            continue;
+        }
+        struct timespec until;
+        until.tv_sec = (time_t)rt->wd_deadline;
+        until.tv_nsec = (long)((rt->wd_deadline - (double)until.tv_sec) * 1e9);
+        pthread_cond_timedwait(&rt->wd_cv, &rt->wd_mu, &until);
+    }
+    pthread_mutex_unlock(&rt->wd_mu);
+    return NULL;
+}
+
+static void watchdog_arm(ml_runtime *rt) {
+    if (!rt->watchdog) return;
+    pthread_mutex_lock(&rt->wd_mu);
+    rt->wd_deadline = monotonic_now() + rt->time_limit;
+    pthread_cond_signal(&rt->wd_cv);
+    pthread_mutex_unlock(&rt->wd_mu);
+}
+
+/* The call is over: nothing to time, and a time limit that struck as it ended
+ * must not stop the next one. */
+static void watchdog_disarm(ml_runtime *rt) {
+    if (!rt->watchdog) return;
+    pthread_mutex_lock(&rt->wd_mu);
+    rt->wd_deadline = 0;
+    int time = ML_INTR_TIME;
+    if (atomic_compare_exchange_strong(&rt->interrupt, &time, ML_INTR_NONE)) lua_sethook(rt->L, NULL, 0, 0);
+    pthread_mutex_unlock(&rt->wd_mu);
+}
+
+static int watchdog_start(ml_runtime *rt) {
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) return -1;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int ok = pthread_mutex_init(&rt->wd_mu, NULL) == 0;
+    if (ok && pthread_cond_init(&rt->wd_cv, &ca) != 0) {
+        pthread_mutex_destroy(&rt->wd_mu);
+        ok = 0;
+    }
+    pthread_condattr_destroy(&ca);
+    if (!ok) return -1;
+    if (pthread_create(&rt->wd_thread, NULL, watchdog_main, rt) != 0) {
+        pthread_cond_destroy(&rt->wd_cv);
+        pthread_mutex_destroy(&rt->wd_mu);
+        return -1;
+    }
+    rt->watchdog = true;
+    return 0;
+}
+
+static void watchdog_stop(ml_runtime *rt) {
+    if (!rt->watchdog) return;
+    pthread_mutex_lock(&rt->wd_mu);
+    rt->wd_quit = true;
+    pthread_cond_signal(&rt->wd_cv);
+    pthread_mutex_unlock(&rt->wd_mu);
+    pthread_join(rt->wd_thread, NULL);
+    pthread_cond_destroy(&rt->wd_cv);
+    pthread_mutex_destroy(&rt->wd_mu);
+    rt->watchdog = false;
 }
 
 static lua_State *state_of(ml_runtime *rt) { return rt->active ? rt->active : rt->L; }
@@ -159,11 +438,16 @@ static int protect(ml_runtime *rt, const char *fname, lua_CFunction f, void *dat
     if (st != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
         if (!msg) msg = "(error object is not a string)";
-        if (st == LUA_ERRMEM) {
+        if (interrupted(rt)) {
+            ml_api_fail(rt, ML_ERR_INTERRUPTED, "%s", msg);
+        } else if (st == LUA_ERRMEM) {
             if (rt->mem_limit)
                 ml_api_fail(rt, ML_ERR_MEMORY, "%s: not enough memory (the runtime's memory "
                             "limit is %zu bytes)", fname, rt->mem_limit);
             else ml_api_fail(rt, ML_ERR_MEMORY, "%s: not enough memory", fname);
+        } else if (ml_budget_refusals(rt->budget) != rt->refusals && strstr(msg, ML_BUDGET_REFUSED)) {
+            /* a tensor the memory limit refused, raised as a Lua error */
+            ml_api_fail(rt, ML_ERR_MEMORY, "%s", msg);
         } else {
             ml_api_fail(rt, ML_ERR_SCRIPT, "%s", msg);
         }
@@ -172,6 +456,11 @@ static int protect(ml_runtime *rt, const char *fname, lua_CFunction f, void *dat
         ml_api_ok(rt);
     }
     lua_settop(L, top);
+    if (rt->depth == 1 && c.status == ML_ERR_INTERRUPTED) {
+        /* the outermost call stopped: the interrupt is spent */
+        atomic_store(&rt->interrupt, ML_INTR_NONE);
+        lua_sethook(rt->L, NULL, 0, 0);
+    }
     leave(rt);
     return c.status;
 }
@@ -331,7 +620,91 @@ static void push_tensor_ref(lua_State *L, ml_tensor *t) {
 struct open_data {
     unsigned libs;
     const char *device;
+    bool sandboxed;
 };
+
+/* --- what a sandboxed runtime's base library may do ---
+ * load and the file loaders take text chunks only (a crafted binary chunk can
+ * break Lua's memory safety), and loadfile/dofile read through the sandbox. */
+
+/* load(chunk, name, mode, env) with mode "t" (upvalue 1: the original) */
+static int safe_load(lua_State *L) {
+    int n = lua_gettop(L);
+    if (n < 3) lua_settop(L, 3);
+    lua_pushliteral(L, "t");
+    lua_replace(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* loadfile(path [, mode [, env]]): the resolved path, text only */
+static int safe_loadfile(lua_State *L) {
+    if (lua_isnoneornil(L, 1)) return luaL_error(L, "loadfile: a sandboxed runtime does not read stdin");
+    bool env = lua_gettop(L) >= 3;
+    const char *path = ml_lua_check_path(L, 1, ML_ACCESS_READ, "loadfile");
+    if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+        luaL_pushfail(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (env) { /* as loadfile: env becomes the chunk's first upvalue (_ENV) */
+        lua_pushvalue(L, 3);
+        if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
+    }
+    return 1;
+}
+
+static int safe_dofile_k(lua_State *L, int status, lua_KContext base) {
+    (void)status;
+    return lua_gettop(L) - (int)base;
+}
+
+/* dofile(path): the resolved path, text only */
+static int safe_dofile(lua_State *L) {
+    if (lua_isnoneornil(L, 1)) return luaL_error(L, "dofile: a sandboxed runtime does not read stdin");
+    lua_settop(L, 1);
+    const char *path = ml_lua_check_path(L, 1, ML_ACCESS_READ, "dofile"); /* at 2 */
+    if (luaL_loadfilex(L, path, "t") != LUA_OK) return lua_error(L);
+    lua_callk(L, 0, LUA_MULTRET, 2, safe_dofile_k);
+    return safe_dofile_k(L, LUA_OK, 2);
+}
+
+static void install_sandbox(lua_State *L) {
+    lua_pushglobaltable(L);
+    lua_getfield(L, -1, "load");
+    lua_pushcclosure(L, safe_load, 1);
+    lua_setfield(L, -2, "load");
+    lua_pushcfunction(L, safe_loadfile);
+    lua_setfield(L, -2, "loadfile");
+    lua_pushcfunction(L, safe_dofile);
+    lua_setfield(L, -2, "dofile");
+    lua_pop(L, 1);
+    /* package.searchpath opens files to see whether they exist */
+    if (lua_getglobal(L, LUA_LOADLIBNAME) == LUA_TTABLE) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, "searchpath");
+    }
+    lua_pop(L, 1);
+    lua_pushglobaltable(L);
+    wrap_field(L, -1, "setmetatable", guarded_setmetatable);
+    lua_pop(L, 1);
+}
+
+/* After moonlight is loaded: the metatables of the userdata a sandboxed script
+ * can reach (tensors, the files of ml._sys.open) are hidden behind __metatable,
+ * so that it cannot give them a __gc that loops (see guarded_setmetatable). */
+static void hide_userdata_metatables(lua_State *L) {
+    static const char *const names[] = {ML_TENSOR_MT, LUA_FILEHANDLE};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (luaL_getmetatable(L, names[i]) == LUA_TTABLE) {
+            lua_pushstring(L, names[i]);
+            lua_setfield(L, -2, "__metatable");
+        }
+        lua_pop(L, 1);
+    }
+}
 
 static const struct {
     unsigned flag;
@@ -375,6 +748,8 @@ static int f_open(lua_State *L) {
         lua_setfield(L, -2, "cpath");
         lua_pop(L, 1);
     }
+    install_interrupt_wrappers(L);
+    if (o->sandboxed) install_sandbox(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_moonlight);
     lua_setfield(L, -2, "moonlight");
@@ -383,6 +758,7 @@ static int f_open(lua_State *L) {
     lua_getglobal(L, "require");
     lua_pushstring(L, "moonlight");
     lua_call(L, 1, 1);
+    if (o->sandboxed) hide_userdata_metatables(L);
     lua_newtable(L);
     lua_pushstring(L, o->device);
     lua_setfield(L, -2, "device");
@@ -400,8 +776,8 @@ static int f_open(lua_State *L) {
 
 void ml_options_init(ml_options *opts) {
     if (!opts) return;
+    memset(opts, 0, sizeof *opts);
     opts->libs = ML_LIB_ALL;
-    opts->memory_limit = 0;
     opts->device = "auto";
 }
 
@@ -412,6 +788,18 @@ ml_runtime *ml_open(const ml_options *opts) {
     if (o.libs == 0) o.libs = ML_LIB_ALL;
     if (o.libs & ~(unsigned)ML_LIB_ALL) {
         ml_api_fail(NULL, ML_ERR_ARG, "ml_open: unknown library flags 0x%x", o.libs & ~(unsigned)ML_LIB_ALL);
+        return NULL;
+    }
+    const bool sandboxed = !(o.libs & (ML_LIB_IO | ML_LIB_OS | ML_LIB_DEBUG));
+    if (!sandboxed && ((o.read_dirs && o.read_dirs[0]) || (o.write_dirs && o.write_dirs[0]))) {
+        ml_api_fail(NULL, ML_ERR_ARG, "ml_open: read_dirs / write_dirs confine a sandboxed runtime "
+                    "(opened without io, os and debug, as ML_LIB_SAFE); these libraries reach any "
+                    "file anyway");
+        return NULL;
+    }
+    if (!(o.time_limit >= 0) || isinf(o.time_limit)) {
+        ml_api_fail(NULL, ML_ERR_ARG, "ml_open: time_limit must be a number of seconds >= 0 (0: "
+                    "none), got %g", o.time_limit);
         return NULL;
     }
     const char *dev = o.device ? o.device : "auto";
@@ -439,18 +827,41 @@ ml_runtime *ml_open(const ml_options *opts) {
         return NULL;
     }
     rt->mem_limit = o.memory_limit;
+    rt->time_limit = o.time_limit;
     rt->grad = true;
     ml_generator_seed(&rt->gen, 67280421310721ULL); /* the core's (and torch's) default seed */
     snprintf(rt->device, sizeof rt->device, "%s", chosen);
-    rt->L = lua_newstate(rt_alloc, rt);
+    atomic_init(&rt->interrupt, ML_INTR_NONE);
+    atomic_init(&rt->running, NULL);
+    atomic_init(&rt->interrupting, 0);
+    if (o.memory_limit && !(rt->budget = ml_budget_new(o.memory_limit, reclaim, rt))) {
+        free(rt);
+        ml_api_fail(NULL, ML_ERR_MEMORY, "ml_open: out of memory");
+        return NULL;
+    }
+    if (sandboxed && !(rt->sandbox = ml_sandbox_new(o.read_dirs, o.write_dirs))) {
+        ml_api_fail(NULL, ML_ERR_ARG, "%s", ml_error());
+        ml_budget_release(rt->budget);
+        free(rt);
+        return NULL;
+    }
+    rt->guard.budget = rt->budget;
+    rt->guard.sandbox = rt->sandbox;
+    rt->guard.interrupted = &rt->interrupt;
+    rt->guard.owner = rt;
+    rt->L = lua_newstate(ml_lua_guard_alloc, &rt->guard);
     if (!rt->L) {
+        ml_sandbox_free(rt->sandbox);
+        ml_budget_release(rt->budget);
         free(rt);
         ml_api_fail(NULL, ML_ERR_MEMORY, "ml_open: not enough memory for a Lua state%s",
                     o.memory_limit ? " within the memory limit" : "");
         return NULL;
     }
-    struct open_data od = {o.libs, rt->device};
+    struct open_data od = {o.libs, rt->device, sandboxed};
     int st = protect(rt, "ml_open", f_open, &od);
+    if (st == ML_OK && o.time_limit > 0 && watchdog_start(rt) != 0)
+        st = ml_api_fail(rt, ML_ERR_MEMORY, "ml_open: cannot start the time limit's thread");
     if (st != ML_OK) {
         ml_api_fail(NULL, st, "%s", ml_last_error(rt));
         ml_close(rt);
@@ -462,11 +873,19 @@ ml_runtime *ml_open(const ml_options *opts) {
 
 void ml_close(ml_runtime *rt) {
     if (!rt) return;
+    watchdog_stop(rt);
+    /* no collection from inside lua_close (a finalizer making a tensor past the
+     * limit); tensors the host still holds keep the budget alive after */
+    ml_budget_detach(rt->budget);
     if (rt->L) {
+        atomic_store(&rt->interrupt, ML_INTR_NONE); /* finalizers run undisturbed */
+        lua_sethook(rt->L, NULL, 0, 0);
         enter(rt);
         lua_close(rt->L);
         leave(rt);
     }
+    ml_budget_release(rt->budget);
+    ml_sandbox_free(rt->sandbox);
     free(rt->err);
     free(rt);
 }

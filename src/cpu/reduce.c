@@ -36,7 +36,7 @@ typedef struct {
 #undef OUT_T
 #undef SUFFIX
 #define T int64_t
-#define ACC_T int64_t
+#define ACC_T uint64_t /* wraps as torch's int64 sums (int64_t overflow is undefined) */
 #define OUT_T int64_t
 #define SUFFIX i64
 #include "reduce_sum.h"
@@ -45,7 +45,7 @@ typedef struct {
 #undef OUT_T
 #undef SUFFIX
 #define T uint8_t
-#define ACC_T int64_t
+#define ACC_T uint64_t
 #define OUT_T int64_t
 #define SUFFIX u8
 #include "reduce_sum.h"
@@ -88,13 +88,15 @@ typedef struct {
         for (int64_t i = lo; i < hi; i++) acc += (ACC_T)p[i];                         \
         ((ACC_T *)j->slot)[blk] = acc;                                                \
     }
+/* Integer sums add in uint64_t: an int64 sum that overflows wraps, as torch's does,
+ * where adding in int64_t was undefined (UBSan; found by fuzz_safetensors). */
 SUM_BLOCK_FN(sum_block_f32, float, double)
 SUM_BLOCK_FN(sum_block_f64, double, double)
-SUM_BLOCK_FN(sum_block_i64, int64_t, int64_t)
-SUM_BLOCK_FN(sum_block_u8, uint8_t, int64_t)
+SUM_BLOCK_FN(sum_block_i64, int64_t, uint64_t)
+SUM_BLOCK_FN(sum_block_u8, uint8_t, uint64_t)
 
 /* Sums of the blocks of x (n elements) into slot (ml_nblocks(n, ML_SUM_BLOCK) of
- * double or int64_t, by x's dtype). */
+ * double or uint64_t, by x's dtype). */
 static void sum_blocks(const ml_tensor *x, int64_t n, void *slot) {
     static const ml_block_fn fns[] = {[ML_F32] = sum_block_f32, [ML_F64] = sum_block_f64,
                                       [ML_I64] = sum_block_i64, [ML_U8] = sum_block_u8};
@@ -119,9 +121,9 @@ static int reduce_sum_all(const ml_tensor *x, int64_t n, ml_tensor *out, bool me
         break;
     }
     default: {
-        int64_t s = 0;
-        for (int64_t b = 0; b < nb; b++) s += ((const int64_t *)slot)[b];
-        *(int64_t *)ml_data(out) = s;
+        uint64_t s = 0; /* wraps, as the blocks did */
+        for (int64_t b = 0; b < nb; b++) s += ((const uint64_t *)slot)[b];
+        *(int64_t *)ml_data(out) = (int64_t)s;
         break;
     }
     }
@@ -178,7 +180,7 @@ static int reduce_sum(const ml_tensor *x, int64_t outer, int64_t n, int64_t inne
     case ML_F32:
     case ML_F64:
     case ML_I64:
-    case ML_U8: reduce_sum_lines(x, outer, n, inner, out, mean); break;
+    case ML_U8: reduce_sum_lines(x, outer, n, inner, out, mean && ml_dtype_is_float(x->dtype)); break;
     default: break;
     }
     return 0;

@@ -1,6 +1,6 @@
 /* The reduce family's sums over n of [outer, n, inner] for one dtype, included once
  * per dtype by reduce.c with T (the element), ACC_T (the accumulator: double for
- * floats, int64_t for integers), OUT_T (what is stored) and SUFFIX. Each output
+ * floats, uint64_t for integers: wraps), OUT_T (what is stored) and SUFFIX. Each output
  * element is one thread's sum in a fixed order, so any split gives the same bits.
  *
  * With inner > 1 (a sum over a leading dim: the bias gradient's sum over the batch)

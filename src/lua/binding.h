@@ -28,8 +28,18 @@ void ml_lua_cache_tensor_metatable(lua_State *L, int mt); /* once, when it is ma
 ml_tensor *ml_lua_tensor_or_number(lua_State *L, int idx, const ml_tensor *like);
 /* Raises the core's last error as a Lua error. */
 int ml_lua_error(lua_State *L);
+/* The same, naming fname: the core's generic "tensor: " prefix (shape and memory
+ * checks of ml_tensor_empty) becomes "fname: ", another message gets "fname: "
+ * in front unless it starts with it. Never returns. */
+int ml_lua_error_in(lua_State *L, const char *fname);
+/* Pushes "chunk:line: " of the user's code: the first Lua function on the stack
+ * (from level 1, the caller of the running C function) that is not part of the
+ * Lua half (chunks "@lua/moonlight/..."), so that a check in C reached through
+ * library code names the user's line, as util.raise does in Lua. Falls back to
+ * level 1 when there is no such function. */
+void ml_lua_where(lua_State *L);
 /* luaL_error with C's full printf formats (%lld, %g, %zu...), which Lua's own
- * formatter lacks. Never returns. */
+ * formatter lacks, at the user's line (ml_lua_where). Never returns. */
 int ml_lua_errorf(lua_State *L, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -67,6 +77,33 @@ struct ml_generator;
 struct ml_generator *ml_lua_test_generator(lua_State *L, int idx);
 struct ml_generator *ml_lua_opt_generator(lua_State *L, int idx, const char *fname);
 void ml_lua_open_generator(lua_State *L, int module);
+/* --- limits an embedding host places on a Lua state (src/api/runtime.c) ---
+ * A state made with ml_lua_guard_alloc as its allocator carries a guard: its
+ * memory budget (Lua heap and tensors, one limit), its file sandbox, and the
+ * flag ml_interrupt raises. It is found through the allocator, which a script
+ * cannot replace, not through anything a script could reach. States without one
+ * (the CLI, stock lua5.4) are unconfined. */
+struct ml_sandbox;
+typedef struct ml_lua_guard {
+    struct ml_budget *budget;         /* NULL: no memory limit */
+    const struct ml_sandbox *sandbox; /* NULL: file access unconfined */
+    _Atomic int *interrupted;         /* non-zero once the host asked to stop, or NULL */
+    void *owner;                      /* the runtime */
+} ml_lua_guard;
+/* lua_Alloc with ud = the guard: counts the Lua heap into the budget's lua_bytes
+ * and refuses growth past its limit (Lua then collects and raises "not enough
+ * memory"). */
+void *ml_lua_guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+/* The state's guard, or NULL. */
+ml_lua_guard *ml_lua_guard_of(lua_State *L);
+/* The path (a string) at idx checked against the state's sandbox for access
+ * (ML_ACCESS_READ or ML_ACCESS_WRITE, src/sandbox.h). Pushes the path to use and
+ * returns it: the resolved one, or idx's own string when the state is
+ * unconfined. Raises an error naming fname when access is denied. */
+const char *ml_lua_check_path(lua_State *L, int idx, int access, const char *fname);
+/* true when the state's host asked it to stop (C loops that may run long check
+ * it and return early; the interrupt hook then raises). */
+int ml_lua_interrupted(lua_State *L);
 
 /* Registers funcs into the table at index t. */
 void ml_lua_setfuncs(lua_State *L, int t, const luaL_Reg *funcs);

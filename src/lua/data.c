@@ -2,15 +2,18 @@
  * calls (private names in the core table; lua/moonlight/data.lua is the face). */
 #include "../idx.h"
 #include "../ops.h"
+#include "../sandbox.h"
 #include "binding.h"
 
 static int l_read_idx(lua_State *L) {
-    return ml_lua_push_tensor(L, ml_idx_load(luaL_checkstring(L, 1)));
+    return ml_lua_push_tensor(L, ml_idx_load(ml_lua_check_path(L, 1, ML_ACCESS_READ, "read_idx")));
 }
 
 static int l_read_idx_pair(lua_State *L) {
     ml_tensor *x, *y;
-    if (ml_idx_load_pair(luaL_checkstring(L, 1), luaL_checkstring(L, 2), &x, &y))
+    const char *images = ml_lua_check_path(L, 1, ML_ACCESS_READ, "read_idx");
+    const char *labels = ml_lua_check_path(L, 2, ML_ACCESS_READ, "read_idx");
+    if (ml_idx_load_pair(images, labels, &x, &y))
         return ml_lua_error(L);
     ml_lua_push_tensor(L, x);
     ml_lua_push_tensor(L, y);

@@ -7,6 +7,7 @@
 
 #include "../plot/plot_plugin.h"
 #include "../plugin.h"
+#include "../sandbox.h"
 #include "binding.h"
 
 /* The plugin, loaded once per process (NULL with the reason when it failed). */
@@ -44,8 +45,11 @@ static double *read_numbers(lua_State *L, int idx, const char *field, int *n) {
 }
 
 static int l_plot_png(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    const char *path = ml_lua_check_path(L, 1, ML_ACCESS_WRITE, "plot");
+    lua_replace(L, 1);
     const int np = (int)luaL_len(L, 2);
     if (np == 0) return ml_lua_errorf(L, "plot: nothing to plot");
     char why[1024];

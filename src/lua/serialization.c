@@ -5,6 +5,7 @@
 
 #include "../error.h"
 #include "../safetensors.h"
+#include "../sandbox.h"
 #include "binding.h"
 
 static int cmp_str(const void *a, const void *b) {
@@ -14,9 +15,11 @@ static int cmp_str(const void *a, const void *b) {
 /* _safetensors_save(tensors, path, metadata) */
 static int l_save(lua_State *L) {
     luaL_argexpected(L, lua_istable(L, 1) && !ml_lua_test_tensor(L, 1), 1, "a table name -> tensor");
-    const char *path = luaL_checkstring(L, 2);
+    luaL_checkstring(L, 2);
     if (!lua_isnoneornil(L, 3)) luaL_argexpected(L, lua_istable(L, 3), 3, "a table of strings");
     lua_settop(L, 3);
+    const char *path = ml_lua_check_path(L, 2, ML_ACCESS_WRITE, "save");
+    lua_replace(L, 2); /* keeps the resolved path alive at index 2 */
     /* names, sorted, kept alive in a Lua array at index 4 */
     lua_newtable(L);
     int n = 0;
@@ -27,6 +30,10 @@ static int l_save(lua_State *L) {
         if (!ml_lua_test_tensor(L, -1))
             return ml_lua_errorf(L, "save: '%s' is a %s, expected a tensor", lua_tostring(L, -2),
                               luaL_typename(L, -1));
+        size_t len;
+        const char *name = lua_tolstring(L, -2, &len);
+        if (strlen(name) != len) /* C strings would cut it, and JSON names cannot hold it here */
+            return ml_lua_errorf(L, "save: tensor name '%s...' holds a NUL character", name);
         lua_pop(L, 1);
         lua_pushvalue(L, -1);
         lua_rawseti(L, 4, ++n);
@@ -40,6 +47,10 @@ static int l_save(lua_State *L) {
                 return ml_lua_errorf(L, "save: metadata must map strings to strings (safetensors' "
                                   "__metadata__), got %s -> %s", luaL_typename(L, -2), luaL_typename(L, -1));
             lua_tostring(L, -1); /* a number value becomes its string, in place */
+            size_t kl, vl;
+            const char *k = lua_tolstring(L, -2, &kl), *v = lua_tolstring(L, -1, &vl);
+            if (strlen(k) != kl || strlen(v) != vl)
+                return ml_lua_errorf(L, "save: metadata '%s' holds a NUL character", k);
             lua_pushvalue(L, -2);
             lua_rawseti(L, 5, 2 * m + 1);
             lua_rawseti(L, 5, 2 * m + 2);
@@ -84,7 +95,7 @@ static int box_gc(lua_State *L) {
 
 /* _safetensors_load(path) -> tensors, metadata */
 static int l_load(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = ml_lua_check_path(L, 1, ML_ACCESS_READ, "load");
     ml_safetensors **box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = NULL;
     luaL_setmetatable(L, BOX_MT);

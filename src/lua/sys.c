@@ -3,7 +3,12 @@
  * terminal), directories (the CSV logger's version_N folders) and atomic renames
  * (files are written under a temporary name and renamed into place), file times
  * (the newest checkpoint) and fit's stop requests (stop.c). Exposed as
- * ml._sys; not part of the public API. */
+ * ml._sys; not part of the public API.
+ *
+ * Every path goes through the state's sandbox (ml_lua_check_path): in a
+ * sandboxed runtime (src/api) only the granted directories are reachable. The
+ * Lua half opens and removes files through open/remove here, not io/os, so that
+ * its loggers and readers work in a sandbox, confined like the rest. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
@@ -16,9 +21,11 @@
 #include <unistd.h>
 
 #include "../cpu/capability.h"
+#include "../sandbox.h"
 #include "../threads.h"
 #include "binding.h"
 #include "stop.h"
+#include <lualib.h>
 
 static int l_clock(lua_State *L) {
     lua_pushnumber(L, ml_clock_seconds());
@@ -40,7 +47,7 @@ static int l_terminal_width(lua_State *L) {
 
 /* mkdir -p; returns true or nil, message */
 static int l_mkdir_p(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = ml_lua_check_path(L, 1, ML_ACCESS_WRITE, "mkdir");
     char buf[4096];
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof buf) return ml_lua_errorf(L, "mkdir: invalid path '%s'", path);
@@ -68,7 +75,7 @@ static int l_mkdir_p(lua_State *L) {
 
 /* listdir(path) -> array of names (without . and ..), or nil, message */
 static int l_listdir(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = ml_lua_check_path(L, 1, ML_ACCESS_READ, "listdir");
     DIR *d = opendir(path);
     if (!d) {
         lua_pushnil(L);
@@ -90,7 +97,7 @@ static int l_listdir(lua_State *L) {
 /* kind(path) -> "file", "directory", "other" or nil */
 static int l_kind(lua_State *L) {
     struct stat st;
-    if (stat(luaL_checkstring(L, 1), &st) != 0) {
+    if (stat(ml_lua_check_path(L, 1, ML_ACCESS_READ, "kind"), &st) != 0) {
         lua_pushnil(L);
         return 1;
     }
@@ -110,7 +117,8 @@ static int l_mtime(lua_State *L) {
 }
 
 static int l_rename(lua_State *L) {
-    const char *from = luaL_checkstring(L, 1), *to = luaL_checkstring(L, 2);
+    const char *from = ml_lua_check_path(L, 1, ML_ACCESS_WRITE, "rename");
+    const char *to = ml_lua_check_path(L, 2, ML_ACCESS_WRITE, "rename");
     if (rename(from, to) != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "cannot rename '%s' to '%s': %s", from, to, strerror(errno));
@@ -122,7 +130,7 @@ static int l_rename(lua_State *L) {
 
 /* fsync a file by path, so a renamed file is on disk before the rename */
 static int l_fsync(lua_State *L) {
-    FILE *f = fopen(luaL_checkstring(L, 1), "rb");
+    FILE *f = fopen(ml_lua_check_path(L, 1, ML_ACCESS_READ, "fsync"), "rb");
     if (f) {
         fsync(fileno(f));
         fclose(f);
@@ -161,10 +169,56 @@ static int l_cpu_capability(lua_State *L) {
     return 1;
 }
 
+/* open(path, mode = "r") -> a Lua file (io.open's), or nil, message: io.open
+ * through the sandbox (a mode with w, a or + writes). Upvalue 1: io.open, from an
+ * io library of our own that scripts of a sandbox never see. */
+static int l_open(lua_State *L) {
+    const char *mode = luaL_optstring(L, 2, "r");
+    int access = strpbrk(mode, "wa+") ? ML_ACCESS_WRITE : ML_ACCESS_READ;
+    const char *path = ml_lua_check_path(L, 1, access, "open");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushstring(L, path);
+    lua_pushstring(L, mode);
+    lua_call(L, 2, 3);
+    return 3;
+}
+
+/* remove(path) -> true, or nil, message (os.remove through the sandbox) */
+static int l_remove(lua_State *L) {
+    const char *path = ml_lua_check_path(L, 1, ML_ACCESS_WRITE, "remove");
+    if (remove(path) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", lua_tostring(L, 1), strerror(errno));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* raise(msg): error(msg) at the user's line (ml_lua_where): util.raise's way in a
+ * state without the debug library (ML_LIB_SAFE). */
+static int l_raise(lua_State *L) {
+    size_t n;
+    const char *msg = luaL_checklstring(L, 1, &n);
+    ml_lua_where(L);
+    lua_pushlstring(L, msg, n);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+/* sleep(seconds): in slices of at most 50 ms, so that an interrupt from the host
+ * (ml_interrupt) ends it; a day at most (NaN or 1e300 seconds do not convert to
+ * time_t). */
 static int l_sleep(lua_State *L) {
     double s = luaL_checknumber(L, 1);
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
+    if (!(s > 0)) return 0;
+    if (s > 86400) s = 86400;
+    double end = ml_clock_seconds() + s;
+    for (double left = s; left > 0 && !ml_lua_interrupted(L); left = end - ml_clock_seconds()) {
+        double slice = left < 0.05 ? left : 0.05;
+        struct timespec ts = {0, (long)(slice * 1e9)};
+        nanosleep(&ts, NULL);
+    }
     return 0;
 }
 
@@ -174,11 +228,24 @@ void ml_lua_open_sys(lua_State *L, int module, int methods) {
         {"clock", l_clock}, {"isatty", l_isatty}, {"terminal_width", l_terminal_width},
         {"mkdir_p", l_mkdir_p}, {"listdir", l_listdir}, {"kind", l_kind}, {"mtime", l_mtime},
         {"rename", l_rename}, {"fsync", l_fsync}, {"getpid", l_getpid},
-        {"peak_rss", l_peak_rss}, {"sleep", l_sleep}, {"cpu_capability", l_cpu_capability},
+        {"peak_rss", l_peak_rss}, {"sleep", l_sleep}, {"raise", l_raise}, {"cpu_capability", l_cpu_capability},
         {NULL, NULL}};
     lua_newtable(L);
     ml_lua_setfuncs(L, -1, funcs);
     ml_lua_open_stop(L, -1); /* Trainer:fit's stop requests (stop.c) */
+    /* io.open from an io table of our own (not the global, not package.loaded) */
+    lua_pushcfunction(L, luaopen_io);
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "open");
+    lua_pushcclosure(L, l_open, 1);
+    lua_setfield(L, -3, "open");
+    lua_getfield(L, -1, "stdout"); /* the progress bars' stream, io or not */
+    lua_setfield(L, -3, "stdout");
+    lua_getfield(L, -1, "stderr"); /* warnings and stop messages, io or not */
+    lua_setfield(L, -3, "stderr");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_remove);
+    lua_setfield(L, -2, "remove");
     lua_setfield(L, module, "_sys");
     static const luaL_Reg public_funcs[] = {{"set_num_threads", l_set_num_threads},
                                             {"get_num_threads", l_get_num_threads}, {NULL, NULL}};

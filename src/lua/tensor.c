@@ -30,20 +30,68 @@ static int nested_shape(lua_State *L, int idx, int64_t *shape) {
     return ndim;
 }
 
-static void fill_nested(lua_State *L, int idx, int depth, int ndim, const int64_t *shape,
-                        double *out, int64_t *pos) {
-    if (depth == ndim) {
+/* Element idx as a double (floating-point tensors). */
+static void put_float(lua_State *L, int idx, void *out, int64_t pos) {
+    int ok;
+    double v;
+    if (lua_isboolean(L, idx)) {
+        v = lua_toboolean(L, idx);
+        ok = 1;
+    } else {
+        v = lua_tonumberx(L, idx, &ok);
+    }
+    if (!ok) ml_lua_errorf(L, "tensor: element %lld is %s, expected a number", (long long)pos + 1,
+                           luaL_typename(L, idx));
+    ((double *)out)[pos] = v;
+}
+
+/* Element idx as an int64, exactly: a Lua integer as it is (a double held only 53
+ * bits, so 2^53 + 1 became 2^53), a float truncated toward zero as a cast does,
+ * but only when it is finite and within int64 (casting NaN or 1e300 is undefined
+ * in C); with is_u8, the value must fit uint8 (torch refuses an overflow too). */
+static int64_t to_exact_int(lua_State *L, int idx, int64_t pos, bool is_u8, const char *fname) {
+    char what[48];
+    if (pos >= 0) snprintf(what, sizeof what, "element %lld", (long long)pos + 1);
+    else snprintf(what, sizeof what, "the value");
+    int64_t v;
+    if (lua_isboolean(L, idx)) {
+        v = lua_toboolean(L, idx);
+    } else if (lua_isinteger(L, idx)) {
+        v = (int64_t)lua_tointeger(L, idx);
+    } else {
         int ok;
-        double v;
-        if (lua_isboolean(L, idx)) {
-            v = lua_toboolean(L, idx);
-            ok = 1;
-        } else {
-            v = lua_tonumberx(L, idx, &ok);
+        double d = lua_tonumberx(L, idx, &ok);
+        if (!ok) ml_lua_errorf(L, "%s: %s is %s, expected a number", fname, what, luaL_typename(L, idx));
+        /* [-2^63, 2^63): what truncates into int64; NaN fails both */
+        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) {
+            char num[32];
+            if (isnan(d)) snprintf(num, sizeof num, "nan");
+            else snprintf(num, sizeof num, "%.17g", d); /* inf, -inf, 1e+300 */
+            ml_lua_errorf(L, "%s: %s (%s) cannot be converted to %s", fname, what, num,
+                          is_u8 ? "uint8" : "int64");
         }
-        if (!ok) ml_lua_errorf(L, "tensor: element %lld is %s, expected a number", (long long)*pos + 1,
-                            luaL_typename(L, idx));
-        out[(*pos)++] = v;
+        v = (int64_t)d;
+    }
+    if (is_u8 && (v < 0 || v > 255))
+        ml_lua_errorf(L, "%s: %s (%lld) is outside uint8's range 0..255", fname, what, (long long)v);
+    return v;
+}
+
+static void put_int64(lua_State *L, int idx, void *out, int64_t pos) {
+    ((int64_t *)out)[pos] = to_exact_int(L, idx, pos, false, "tensor");
+}
+
+static void put_uint8(lua_State *L, int idx, void *out, int64_t pos) {
+    ((uint8_t *)out)[pos] = (uint8_t)to_exact_int(L, idx, pos, true, "tensor");
+}
+
+typedef void (*put_fn)(lua_State *L, int idx, void *out, int64_t pos);
+
+static void fill_nested(lua_State *L, int idx, int depth, int ndim, const int64_t *shape,
+                        put_fn put, void *out, int64_t *pos) {
+    if (depth == ndim) {
+        put(L, idx, out, *pos);
+        (*pos)++;
         return;
     }
     if (!lua_istable(L, idx) || (int64_t)luaL_len(L, idx) != shape[depth]) {
@@ -53,7 +101,7 @@ static void fill_nested(lua_State *L, int idx, int depth, int ndim, const int64_
     }
     for (int64_t i = 0; i < shape[depth]; i++) {
         lua_geti(L, idx, i + 1);
-        fill_nested(L, lua_absindex(L, -1), depth + 1, ndim, shape, out, pos);
+        fill_nested(L, lua_absindex(L, -1), depth + 1, ndim, shape, put, out, pos);
         lua_pop(L, 1);
     }
 }
@@ -69,15 +117,18 @@ static int set_requires_grad(lua_State *L, ml_tensor *t, int on, const char *fna
     return 0;
 }
 
-/* Applies the dtype/device/requires_grad options to a fresh host tensor. */
+/* Applies the device/requires_grad options (opts: an absolute index) to a fresh
+ * host tensor, taking over the reference. t is on the Lua stack before an option
+ * is read, so that a bad option's error does not leak it. */
 static int finish_creation(lua_State *L, ml_tensor *t, int opts, const char *fname) {
-    if (!t) return ml_lua_error(L);
+    if (!t) return ml_lua_error_in(L, fname);
     ml_lua_push_tensor(L, t); /* Lua owns it now: an option error below cannot leak it */
     ml_device dev = ml_lua_opt_device(L, opts, fname, ML_CPU);
     int rg = ml_lua_opt_bool(L, opts, "requires_grad", fname, 0);
     if (dev != t->storage->device) {
         ml_tensor *d = ml_to_device(t, dev);
-        if (!d) return ml_lua_error(L);
+        if (!d) return ml_lua_error_in(L, fname);
+        lua_pop(L, 1);
         ml_lua_push_tensor(L, d);
         t = d;
     }
@@ -101,17 +152,20 @@ static int l_tensor(lua_State *L) {
     else if (!lua_isnumber(L, 1) && !lua_isboolean(L, 1))
         return ml_lua_errorf(L, "tensor: expected a number, a nested table of numbers or a tensor, got %s",
                           luaL_typename(L, 1));
-    int64_t n = ml_shape_numel(ndim, shape);
-    ml_tensor *t64 = ml_tensor_empty(ML_F64, ML_CPU, ndim, shape);
-    if (!t64) return ml_lua_error(L);
+    /* Filled in the dtype's own kind: integers exactly (int64 / uint8), floats
+     * through float64 as torch.tensor does, then cast. */
+    ml_dtype fill_dt = dt == ML_U8 ? ML_U8 : dt == ML_I64 ? ML_I64 : ML_F64;
+    put_fn put = dt == ML_U8 ? put_uint8 : dt == ML_I64 ? put_int64 : put_float;
+    ml_tensor *filled = ml_tensor_empty(fill_dt, ML_CPU, ndim, shape);
+    if (!filled) return ml_lua_error_in(L, "tensor");
     /* park it on the stack so a ragged-table error does not leak it */
-    ml_lua_push_tensor(L, t64);
+    ml_lua_push_tensor(L, filled);
     int64_t pos = 0;
-    if (n > 0 || ndim == 0) fill_nested(L, 1, 0, ndim, shape, (double *)ml_data(t64), &pos);
-    ml_tensor *t = ml_cast(t64, dt);
-    if (t == t64) { /* float64 asked: give a tensor of its own */
+    if (ml_numel(filled) > 0) fill_nested(L, 1, 0, ndim, shape, put, ml_data(filled), &pos);
+    ml_tensor *t = ml_cast(filled, dt);
+    if (t == filled) { /* the dtype filled: give a tensor of its own */
         ml_tensor_release(t);
-        t = ml_contiguous_copy(t64);
+        t = ml_contiguous_copy(filled);
     }
     return finish_creation(L, t, 2, "tensor");
 }
@@ -122,7 +176,9 @@ static int creation_common(lua_State *L, const char *fname, int kind) {
     int ndim = ml_lua_check_shape(L, 1, shape, fname);
     int next = lua_istable(L, 1) ? 2 : 1 + ndim;
     double value = 0;
+    int value_idx = 0;
     if (kind == 2) { /* full */
+        value_idx = next;
         value = luaL_checknumber(L, next);
         next++;
     }
@@ -133,6 +189,9 @@ static int creation_common(lua_State *L, const char *fname, int kind) {
     ml_tensor *t;
     if (kind == 3) t = ml_rand_from(g, dt, ML_CPU, ndim, shape, 0, 1);
     else if (kind == 4) t = ml_randn_from(g, dt, ML_CPU, ndim, shape, 0, 1);
+    else if (value_idx && !ml_dtype_is_float(dt)) /* exact, and checked for uint8 */
+        t = ml_full_int(dt, ML_CPU, ndim, shape,
+                        to_exact_int(L, value_idx, -1, dt == ML_U8, fname));
     else t = ml_full(dt, ML_CPU, ndim, shape, kind == 1 ? 1.0 : value);
     return finish_creation(L, t, next, fname);
 }
@@ -318,7 +377,7 @@ static void push_nested(lua_State *L, const ml_tensor *t, int depth, int64_t *id
         push_element(L, t, idx);
         return;
     }
-    lua_createtable(L, (int)t->shape[depth], 0);
+    lua_createtable(L, (int)t->shape[depth], 0); /* <= INT_MAX: l_totable checked */
     for (int64_t i = 0; i < t->shape[depth]; i++) {
         idx[depth] = i;
         push_nested(L, t, depth + 1, idx);
@@ -326,12 +385,25 @@ static void push_nested(lua_State *L, const ml_tensor *t, int depth, int64_t *id
     }
 }
 
+/* totable(): nested Lua tables. Refused when it would make more Lua values (the
+ * tables of every level and the numbers) than Lua can index, 2^31 - 1: a shape
+ * such as [2^40, 0] has no element but would make 2^40 empty tables. */
 static int l_totable(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
+    int64_t count = 0, level = 1;
+    for (int d = 0; d < t->ndim && count <= INT32_MAX; d++) {
+        if (!ml_mul_size(level, t->shape[d], &level)) level = INT64_MAX;
+        count = level > INT64_MAX - count ? INT64_MAX : count + level;
+    }
+    if (count > INT32_MAX) {
+        char a[ML_SHAPE_STR_MAX];
+        return ml_lua_errorf(L, "totable: a tensor of shape %s makes more Lua tables and numbers "
+                             "than Lua can index (2^31 - 1)", ml_shape_str(t->ndim, t->shape, a, sizeof a));
+    }
     ml_tensor *h = host_view(L, t);
+    ml_lua_push_tensor(L, h); /* owned by the stack: a memory error below cannot leak it */
     int64_t idx[ML_MAX_DIMS] = {0};
     push_nested(L, h, 0, idx);
-    ml_tensor_release(h);
     return 1;
 }
 
@@ -384,12 +456,12 @@ static void print_nested(luaL_Buffer *b, const ml_tensor *t, int depth, int64_t 
 static int l_tostring(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
     ml_tensor *h = host_view(L, t);
+    ml_lua_push_tensor(L, h); /* owned by the stack: a memory error below cannot leak it */
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "tensor(");
     int64_t idx[ML_MAX_DIMS] = {0};
     print_nested(&b, h, 0, idx, 7);
-    ml_tensor_release(h);
     if (t->dtype != ML_F32) {
         luaL_addstring(&b, ", dtype=");
         luaL_addstring(&b, ml_dtype_name(t->dtype));
@@ -487,7 +559,15 @@ static void check_inplace(lua_State *L, ml_tensor *t, const char *fname) {
 static int l_fill_(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
     check_inplace(L, t, "fill_");
-    if (ml_fill_(t, luaL_checknumber(L, 2))) return ml_lua_error(L);
+    double v = luaL_checknumber(L, 2);
+    if (t->dtype == ML_I64 && lua_isinteger(L, 2)) { /* exact beyond 2^53 */
+        ml_tensor *s = ml_full_int(ML_I64, t->storage->device, 0, NULL, lua_tointeger(L, 2));
+        int rc = s ? ml_copy_(t, s) : -1;
+        ml_tensor_release(s);
+        if (rc) return ml_lua_error_in(L, "fill_");
+    } else if (ml_fill_(t, v)) {
+        return ml_lua_error_in(L, "fill_");
+    }
     lua_settop(L, 1);
     return 1;
 }

@@ -76,9 +76,44 @@ static void account_tensor_bytes(lua_State *L, size_t nbytes) {
     }
 }
 
+static const char *called_name(lua_State *L);
+
 int ml_lua_error(lua_State *L) {
     const char *msg = ml_error();
+    /* the core's generic prefix (shape and memory checks of ml_tensor_empty) names
+     * the function running instead, when it has a name */
+    if (strncmp(msg, "tensor: ", 8) == 0) {
+        const char *fname = called_name(L);
+        if (strcmp(fname, "?") != 0) return ml_lua_error_in(L, fname);
+    }
     return ml_lua_errorf(L, "%s", msg[0] ? msg : "moonlight: unknown error");
+}
+
+int ml_lua_error_in(lua_State *L, const char *fname) {
+    const char *msg = ml_error();
+    static const char core[] = "tensor: ";
+    if (!msg[0]) return ml_lua_errorf(L, "%s: unknown error", fname);
+    if (strncmp(msg, core, sizeof core - 1) == 0) msg += sizeof core - 1;
+    else if (strncmp(msg, fname, strlen(fname)) == 0 && msg[strlen(fname)] == ':')
+        return ml_lua_errorf(L, "%s", msg);
+    return ml_lua_errorf(L, "%s: %s", fname, msg);
+}
+
+/* Chunks of the Lua half are named after their files (cmake/embed_lua.cmake). */
+#define LIB_CHUNK "@lua/moonlight/"
+
+void ml_lua_where(lua_State *L) {
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar) || strcmp(ar.what, "C") == 0) continue;
+        if (strncmp(ar.source, LIB_CHUNK, sizeof LIB_CHUNK - 1) == 0) continue;
+        if (ar.currentline > 0) {
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+            return;
+        }
+        break;
+    }
+    luaL_where(L, 1); /* the library's own line: no user frame on this stack */
 }
 
 int ml_lua_errorf(lua_State *L, const char *fmt, ...) {
@@ -87,10 +122,64 @@ int ml_lua_errorf(lua_State *L, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    luaL_where(L, 1);
+    ml_lua_where(L);
     lua_pushstring(L, buf);
     lua_concat(L, 2);
     return lua_error(L);
+}
+
+/* The key under which table t (at the top of the stack) or one of its table
+ * fields holds the function at index fn; NULL when none. The string stays alive
+ * in the table. */
+static const char *key_of(lua_State *L, int fn, int depth) {
+    int t = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            if (lua_rawequal(L, -1, fn)) {
+                const char *k = lua_tostring(L, -2);
+                lua_pop(L, 2);
+                return k;
+            }
+            if (depth > 0 && lua_type(L, -1) == LUA_TTABLE) {
+                const char *k = key_of(L, fn, depth - 1);
+                if (k) {
+                    lua_pop(L, 2);
+                    return k;
+                }
+            }
+        }
+        lua_pop(L, 1);
+    }
+    return NULL;
+}
+
+/* The name of the C function running at level 0 ("?" when none is found). A
+ * function reached through a tail call has no name from its call site: it is
+ * then looked up by value in the core module and its tables (such as _loss, the
+ * C side of ml.F), as luaL_argerror looks in the loaded modules. */
+static const char *called_name(lua_State *L) {
+    lua_Debug ar;
+    const char *fname = "?";
+    if (!lua_getstack(L, 0, &ar)) return fname;
+    lua_getinfo(L, "nf", &ar);
+    int fn = lua_gettop(L);
+    if (ar.name) {
+        fname = ar.name;
+    } else if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE &&
+               lua_getfield(L, -1, "moonlight.core") == LUA_TTABLE) {
+        const char *k = key_of(L, fn, 1);
+        if (k) fname = k + (k[0] == '_'); /* _loss's entries: their public names */
+    }
+    /* the strings live on in the registry's tables: safe to pop */
+    lua_settop(L, fn - 1);
+    return fname;
+}
+
+/* What a Lua table where a tensor belongs most likely means, to follow "got
+ * table" in a message; "" for other types. */
+static const char *got_hint(lua_State *L, int idx) {
+    return lua_type(L, idx) == LUA_TTABLE ? " (a Lua table: make it a tensor with ml.tensor(...))" : "";
 }
 
 /* The tensor metatable is also kept in the registry under this address: a light
@@ -132,13 +221,9 @@ ml_tensor *ml_lua_test_tensor(lua_State *L, int idx) {
 ml_tensor *ml_lua_check_tensor(lua_State *L, int idx) {
     ml_tensor *t = ml_lua_test_tensor(L, idx);
     if (!t) {
-        lua_Debug ar;
-        const char *fname = "?";
-        if (lua_getstack(L, 0, &ar)) {
-            lua_getinfo(L, "n", &ar);
-            if (ar.name) fname = ar.name;
-        }
-        ml_lua_errorf(L, "%s: argument %d must be a tensor, got %s", fname, idx, luaL_typename(L, idx));
+        const char *fname = called_name(L);
+        ml_lua_errorf(L, "%s: argument %d must be a tensor, got %s%s", fname, idx,
+                      luaL_typename(L, idx), got_hint(L, idx));
     }
     return t;
 }
@@ -148,20 +233,18 @@ ml_tensor *ml_lua_tensor_or_number(lua_State *L, int idx, const ml_tensor *like)
     if (t) return ml_tensor_retain(t);
     if (lua_type(L, idx) == LUA_TBOOLEAN) {
         t = ml_scalar(lua_toboolean(L, idx), like ? like->dtype : ML_F32, like ? like->storage->device : ML_CPU);
+    } else if (lua_type(L, idx) == LUA_TNUMBER && like && like->dtype == ML_I64 && lua_isinteger(L, idx)) {
+        /* exact: an int64 tensor's operand beyond 2^53 would be rounded as a double */
+        t = ml_full_int(ML_I64, like->storage->device, 0, NULL, lua_tointeger(L, idx));
     } else if (lua_type(L, idx) == LUA_TNUMBER) {
         double v = lua_tonumber(L, idx);
         ml_dtype dt = like ? like->dtype : ML_F32;
         if (!ml_dtype_is_float(dt) && (!lua_isinteger(L, idx) && v != floor(v))) dt = ML_F32;
         t = ml_scalar(v, dt, like ? like->storage->device : ML_CPU);
     } else {
-        lua_Debug ar;
-        const char *fname = "?";
-        if (lua_getstack(L, 0, &ar)) {
-            lua_getinfo(L, "n", &ar);
-            if (ar.name) fname = ar.name;
-        }
-        ml_lua_errorf(L, "%s: argument %d must be a tensor or a number, got %s", fname, idx,
-                   luaL_typename(L, idx));
+        const char *fname = called_name(L);
+        ml_lua_errorf(L, "%s: argument %d must be a tensor or a number, got %s%s", fname, idx,
+                      luaL_typename(L, idx), got_hint(L, idx));
     }
     if (!t) ml_lua_error(L);
     return t;

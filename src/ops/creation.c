@@ -48,6 +48,16 @@ static ml_tensor *on_device(ml_tensor *host, ml_device dev) {
         }                                                                             \
     } while (0)
 
+ml_tensor *ml_full_int(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape, int64_t v) {
+    /* within 2^53 a double is exact: the backend's fill serves */
+    if (ml_dtype_is_float(dt) || (v >= -(INT64_C(1) << 53) && v <= (INT64_C(1) << 53)))
+        return ml_full(dt, dev, ndim, shape, (double)v);
+    ml_tensor *t = ml_tensor_empty(dt, ML_CPU, ndim, shape);
+    if (!t) return NULL;
+    FILL_HOST(t, v);
+    return on_device(t, dev);
+}
+
 ml_tensor *ml_eye(ml_dtype dt, ml_device dev, int64_t n, int64_t m) {
     if (n < 0 || m < 0) return ml_error_set("eye: negative size %lld x %lld", (long long)n, (long long)m), NULL;
     int64_t shape[2] = {n, m};
@@ -62,7 +72,12 @@ ml_tensor *ml_arange(double start, double end, double step, ml_dtype dt, ml_devi
     if ((step > 0 && end < start) || (step < 0 && end > start))
         return ml_error_set("arange: upper bound %g and lower bound %g inconsistent with step "
                             "sign %g", end, start, step), NULL;
-    int64_t n = (int64_t)ceil((end - start) / step);
+    /* the count as a double first: converting NaN or 1e30 to int64 is undefined */
+    double count = ceil((end - start) / step);
+    if (!(count >= 0 && count < 9223372036854775808.0))
+        return ml_error_set("arange: start %g, end %g and step %g do not give a countable number "
+                            "of elements", start, end, step), NULL;
+    int64_t n = (int64_t)count;
     ml_tensor *t = ml_tensor_empty(dt, ML_CPU, 1, &n);
     if (!t) return NULL;
     FILL_HOST(t, start + (double)i * step);

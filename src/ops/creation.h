@@ -5,6 +5,10 @@
 #include "../tensor.h"
 
 ml_tensor *ml_full(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape, double v);
+/* The same for an integer value, exact in an int64 tensor (a double holds only 53
+ * bits: 2^53 + 1 became 2^53); uint8 keeps its low byte (callers check the
+ * range); float dtypes get the nearest value, as ml_full. */
+ml_tensor *ml_full_int(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape, int64_t v);
 ml_tensor *ml_zeros(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape);
 ml_tensor *ml_full_like(const ml_tensor *t, double v);
 ml_tensor *ml_zeros_like(const ml_tensor *t);

@@ -57,8 +57,11 @@ static int infer_shape(const char *fname, const ml_tensor *t, int ndim, const in
         } else if (in[i] < 0) {
             return ml_error_set("%s: invalid size %lld in %s", fname, (long long)in[i],
                                 ml_shape_str(ndim, in, b, sizeof b));
-        } else {
-            known *= in[i];
+        } else if (!ml_mul_size(known, in[i], &known)) {
+            /* more elements than int64 holds: no tensor has that many */
+            return ml_error_set("%s: shape %s is invalid for input of size %lld (shape %s)", fname,
+                                ml_shape_str(ndim, in, b, sizeof b), (long long)ml_numel(t),
+                                SHAPE(t, a));
         }
     }
     int64_t numel = ml_numel(t);

@@ -298,9 +298,7 @@ add("casts of NaN, infinities and out-of-range floats", {{{2}}}, function(x)
   local f32 = ml.tensor(v, {device = x.device})
   local f64 = ml.tensor(v, {device = x.device, dtype = "float64"})
   local strided = ml.tensor({v, v}, {device = x.device, dtype = "float64"}):t()
-  return f32:long(), f32:byte(), f64:long(), f64:byte(), strided:byte(), strided:long(),
-         ml.full({3}, 0 / 0, {dtype = "int64", device = x.device}),
-         ml.full({3}, 300.7, {dtype = "uint8", device = x.device})
+  return f32:long(), f32:byte(), f64:long(), f64:byte(), strided:byte(), strided:long()
 end, {rtol = 0, atol = 0})
 
 -- matmul (cuBLAS against OpenBLAS)
