@@ -51,8 +51,32 @@ static int l_add_alpha(lua_State *L) {
     return ml_lua_push_tensor(L, r);
 }
 
+/* op(t, ...) with the op's parameters (the list's params column) after the tensor:
+ * numbers in the list's order (t:softplus(2, 10)) or a table by name
+ * (t:softplus({beta = 2})); each one left out takes its default. An op without
+ * parameters ignores what follows the tensor, as before. */
 static int unary(lua_State *L, ml_unary_op op) {
-    return ml_lua_push_tensor(L, ml_unary(op, ml_lua_check_tensor(L, 1)));
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    const int np = ml_unary_n_params(op);
+    if (np == 0) return ml_lua_push_tensor(L, ml_unary(op, t));
+    const char *fname = ml_unary_name(op);
+    double p[ML_UN_MAX_PARAMS];
+    ml_unary_params(op, NULL, p);
+    if (lua_istable(L, 2) && !ml_lua_test_tensor(L, 2)) {
+        const char *allowed[ML_UN_MAX_PARAMS + 1] = {NULL};
+        for (int i = 0; i < np; i++) allowed[i] = ml_unary_param_name(op, i);
+        ml_lua_check_options(L, 2, fname, allowed);
+        for (int i = 0; i < np; i++) p[i] = ml_lua_opt_number(L, 2, allowed[i], fname, p[i]);
+    } else {
+        for (int i = 0; i < np; i++) {
+            if (lua_isnoneornil(L, 2 + i)) continue;
+            if (lua_type(L, 2 + i) != LUA_TNUMBER)
+                return ml_lua_errorf(L, "%s: %s must be a number, got %s", fname,
+                                     ml_unary_param_name(op, i), luaL_typename(L, 2 + i));
+            p[i] = lua_tonumber(L, 2 + i);
+        }
+    }
+    return ml_lua_push_tensor(L, ml_unary_with(op, t, p));
 }
 
 /* Every unary op of ML_UNARY_OPS: a closure whose upvalue is the op. */
@@ -111,20 +135,33 @@ static void set_op(lua_State *L, int module, int methods, const char *name, lua_
     lua_setfield(L, methods, name);
 }
 
-/* core._elementwise_ops: {unary = {{name =, node =, float_only =}, ...}, binary =
- * {{name =, node =, float_only =, mask =}, ...}} in list order, so that tests cover
- * every op of the lists. */
+/* core._elementwise_ops: {unary = {{name =, node =, float_only =, mask =, params =
+ * {{name =, default =}, ...}}, ...}, binary = {{name =, node =, float_only =, mask =},
+ * ...}} in list order, so that tests cover every op of the lists. */
 static void push_op_lists(lua_State *L) {
     lua_createtable(L, 0, 2);
     lua_createtable(L, ML_UN_COUNT, 0);
     for (int op = 0; op < ML_UN_COUNT; op++) {
-        lua_createtable(L, 0, 3);
-        lua_pushstring(L, ml_unary_name((ml_unary_op)op));
+        const ml_unary_op u = (ml_unary_op)op;
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, ml_unary_name(u));
         lua_setfield(L, -2, "name");
-        lua_pushstring(L, ml_unary_node_name((ml_unary_op)op));
+        lua_pushstring(L, ml_unary_node_name(u));
         lua_setfield(L, -2, "node");
-        lua_pushboolean(L, ml_unary_float_only((ml_unary_op)op));
+        lua_pushboolean(L, ml_unary_float_only(u));
         lua_setfield(L, -2, "float_only");
+        lua_pushboolean(L, ml_unary_is_mask(u));
+        lua_setfield(L, -2, "mask");
+        lua_createtable(L, ml_unary_n_params(u), 0);
+        for (int i = 0; i < ml_unary_n_params(u); i++) {
+            lua_createtable(L, 0, 2);
+            lua_pushstring(L, ml_unary_param_name(u, i));
+            lua_setfield(L, -2, "name");
+            lua_pushnumber(L, ml_unary_param_default(u, i));
+            lua_setfield(L, -2, "default");
+            lua_rawseti(L, -2, i + 1);
+        }
+        lua_setfield(L, -2, "params");
         lua_rawseti(L, -2, op + 1);
     }
     lua_setfield(L, -2, "unary");

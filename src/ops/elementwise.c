@@ -252,13 +252,14 @@ ml_tensor *ml_pow(ml_tensor *a, ml_tensor *b) { return ml_binary(ML_BIN_POW, a, 
 
 /* --- unary: every rule is one fused kernel of the backend (unary_backward) --- */
 
+/* ints[0]: the op; scalars[0..]: its parameters (ml_unary_params) */
 static int unary_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     ml_unary_op op = (ml_unary_op)n->ints[0];
     const ml_tensor *x = ml_unary_saves_x(op) ? n->saved[0] : NULL;
     const ml_tensor *y = ml_unary_saves_y(op) ? n->saved[x ? 1 : 0] : NULL;
     ml_tensor *out = ml_tensor_empty_like(g);
     const ml_elementwise_ops *ew = out ? ml_need_elementwise(g, ml_unary_name(op)) : NULL;
-    if (!ew || ew->unary_backward(op, g, x, y, out)) {
+    if (!ew || ew->unary_backward(op, n->scalars, g, x, y, out)) {
         ml_tensor_release(out);
         return -1;
     }
@@ -266,26 +267,37 @@ static int unary_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     return 0;
 }
 
-ml_tensor *ml_unary(ml_unary_op op, ml_tensor *x) {
+ml_tensor *ml_unary_with(ml_unary_op op, ml_tensor *x, const double *params) {
     if ((unsigned)op >= ML_UN_COUNT) return ml_error_set("unary: unknown op %d", (int)op), NULL;
+    double p[ML_UN_MAX_PARAMS];
+    ml_unary_params(op, params, p);
     bool to_float = ml_unary_float_only(op) && !ml_dtype_is_float(x->dtype);
     ml_tensor *src = to_float ? ml_cast(x, ML_F32) : ml_tensor_retain(x);
     if (!src) return NULL;
-    ml_tensor *out = ml_tensor_empty(src->dtype, src->storage->device, src->ndim, src->shape);
+    const bool mask = ml_unary_is_mask(op);
+    ml_tensor *out = ml_tensor_empty(mask ? ML_U8 : src->dtype, src->storage->device, src->ndim,
+                                     src->shape);
     const ml_elementwise_ops *ew = out ? ml_need_elementwise(src, ml_unary_name(op)) : NULL;
-    if (out && (!ew || ew->unary(op, src, out))) {
+    if (out && (!ew || ew->unary(op, p, src, out))) {
         ml_tensor_release(out);
         out = NULL;
     }
-    ml_node *n = out ? ml_node_attach(out, ml_unary_node_name(op), unary_backward, 1, &src) : NULL;
+    /* a mask (isnan) is not differentiable, as torch's bool results */
+    ml_node *n = out && !mask ? ml_node_attach(out, ml_unary_node_name(op), unary_backward, 1, &src)
+                              : NULL;
     if (n) {
         n->ints[0] = op;
+        _Static_assert(ML_UN_MAX_PARAMS <= sizeof n->scalars / sizeof n->scalars[0],
+                       "a node holds a unary op's parameters");
+        for (int i = 0; i < ML_UN_MAX_PARAMS; i++) n->scalars[i] = p[i];
         if (ml_unary_saves_x(op)) ml_node_save(n, src);
         if (ml_unary_saves_y(op)) ml_node_save(n, out);
     }
     ml_tensor_release(src);
     return out;
 }
+
+ml_tensor *ml_unary(ml_unary_op op, ml_tensor *x) { return ml_unary_with(op, x, NULL); }
 
 ml_tensor *ml_neg(ml_tensor *x) { return ml_unary(ML_UN_NEG, x); }
 
