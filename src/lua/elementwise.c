@@ -1,6 +1,6 @@
 /* Lua face of the elementwise family: every op of the lists (elementwise_ops.h) as
  * a module function and a method under its name, the metamethods (+ - * / // ^ and
- * unary -), and what is not one op of a list (add's alpha, clamp, where). */
+ * unary -), and what is not one op of a list (add's alpha, clamp, where, masked_fill). */
 #include <math.h>
 
 #include "../ops.h"
@@ -125,6 +125,18 @@ static int l_where_method(lua_State *L) { /* a:where(cond, b) */
     return l_where(L);
 }
 
+/* t:masked_fill(mask, value): value a number or a 0-dim tensor */
+static int l_masked_fill(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1), *mask = ml_lua_check_tensor(L, 2);
+    if (lua_isnoneornil(L, 3))
+        return ml_lua_errorf(L, "masked_fill: value (a number or a 0-dim tensor) is required");
+    check_operands(L, 3, 3);
+    ml_tensor *v = ml_lua_tensor_or_number(L, 3, t);
+    ml_tensor *r = ml_masked_fill(t, mask, v);
+    ml_tensor_release(v);
+    return ml_lua_push_tensor(L, r);
+}
+
 /* t[name] = closure(op) for each of module and methods. */
 static void set_op(lua_State *L, int module, int methods, const char *name, lua_CFunction fn,
                    int op) {
@@ -192,7 +204,8 @@ void ml_lua_open_elementwise(lua_State *L, int module, int methods) {
     push_op_lists(L);
     lua_setfield(L, module, "_elementwise_ops");
     /* what is not one op of a list: add's alpha (replaces the plain add), clamp, where */
-    static const luaL_Reg funcs[] = {{"add", l_add_alpha}, {"clamp", l_clamp}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"add", l_add_alpha}, {"clamp", l_clamp},
+                                     {"masked_fill", l_masked_fill}, {NULL, NULL}};
     ml_lua_setfuncs(L, module, funcs);
     ml_lua_setfuncs(L, methods, funcs);
     lua_pushcfunction(L, l_where);

@@ -29,6 +29,10 @@ ml_tensor *ml_pow_scalar(ml_tensor *x, double p);
 ml_tensor *ml_mul_scalar(ml_tensor *x, double s);
 ml_tensor *ml_add_scalar(ml_tensor *x, double s);
 ml_tensor *ml_where(ml_tensor *cond, ml_tensor *a, ml_tensor *b);
+/* x with value (a 0-dim tensor, cast to x's dtype) where mask (uint8, broadcast to
+ * x's shape; x never broadcasts to the mask's) is nonzero, as torch.masked_fill.
+ * Differentiable in x and value. */
+ml_tensor *ml_masked_fill(ml_tensor *x, ml_tensor *mask, ml_tensor *value);
 
 /* A 0-dim tensor holding v. */
 ml_tensor *ml_scalar(double v, ml_dtype dt, ml_device dev);
