@@ -34,6 +34,7 @@ extern const ml_loss_ops ml_cuda_loss;
 extern const ml_optim_ops ml_cuda_optim;
 extern const ml_index_ops ml_cuda_index;
 extern const ml_data_ops ml_cuda_data;
+extern const ml_sort_ops ml_cuda_sort;
 
 static inline int ml_cu_fail(const char *op, cudaError_t e) {
     (void)cudaGetLastError(); /* clear a non-sticky error so the next op starts clean */
