@@ -13,6 +13,7 @@
 #include "ops/index.h"
 #include "ops/matmul.h"
 #include "ops/optim.h"
+#include "ops/pad.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
 #include "ops/softmax.h"

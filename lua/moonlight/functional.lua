@@ -99,4 +99,25 @@ function F.dropout(x, a, b)
   return x * mask
 end
 
+-- F.pad(x, pads, {mode = "constant" | "reflect" | "replicate", value = 0}), or
+-- F.pad(x, pads, mode, value) as torch's positional form. pads in PyTorch's order:
+-- (before, after) of the last dim first, then of the one before it, ...
+function F.pad(x, pads, a, b)
+  local o
+  if type(a) == "table" then
+    if b ~= nil then fail("F.pad", "options come last, got %s after them", util.typename(b)) end
+    o = check_options("F.pad", a, {mode = {"string", "constant"}, value = "number"})
+  else
+    o = check_options("F.pad", {mode = a, value = b}, {mode = {"string", "constant"}, value = "number"})
+  end
+  if type(pads) ~= "table" or core.is_tensor(pads) then
+    fail("F.pad", "pads must be a table of integers ({left, right, top, bottom, ...}), got %s",
+         util.typename(pads))
+  end
+  if o.mode ~= "constant" and o.value ~= nil and o.value ~= 0 then
+    fail("F.pad", "padding mode '%s' takes no value (got %s)", o.mode, util.format_number(o.value))
+  end
+  return util.call_c(core._pad, x, pads, o.mode, o.value)
+end
+
 return F
