@@ -360,7 +360,8 @@ ml_tensor *ml_std(ml_tensor *x, int dim, double correction, bool keepdim) {
     return var_std(x, dim, correction, keepdim, true);
 }
 
-/* norm's gradient, torch 1.13's norm_backward: p 0: zero; 1: sign(x) g; 2: x / norm
+/* norm's gradient, torch 1.13's norm_backward: p 0: none (the input's grad stays
+ * nil, as torch's); 1: sign(x) g; 2: x / norm
  * g (0 where the norm is 0); +-inf: sign(x) g shared among the elements at the norm
  * (and NaNs); other p: sign(x) |x|^(p-1) scaled by g / norm^(p-1) (p < 1: g
  * norm^(1-p), 0 at x == 0). saved: x, the norm; scalars[0]: p. */
@@ -368,6 +369,7 @@ static int norm_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     ml_tensor *x = n->saved[0];
     const double p = n->scalars[0];
     const int d = (int)n->ints[0];
+    if (p == 0) return 0; /* no gradient: torch's rule gives an undefined one */
     ml_temps s = {0};
     ml_tensor *gu = tmp_keep(&s, unreduce(n, g));
     ml_tensor *nu = tmp_keep(&s, unreduce(n, n->saved[1]));
@@ -375,9 +377,7 @@ static int norm_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     ml_tensor *norm0 = tmp_binary(&s, ML_BIN_EQ, nu, zero);
     ml_tensor *sgn = tmp_unary(&s, ML_UN_SIGN, x), *ax = tmp_unary(&s, ML_UN_ABS, x);
     ml_tensor *r = NULL;
-    if (p == 0) {
-        r = tmp_keep(&s, ml_zeros_like(x));
-    } else if (p == 1) {
+    if (p == 1) {
         r = tmp_mul(&s, sgn, gu);
     } else if (p == 2) {
         r = tmp_mul(&s, gu, tmp_where(&s, norm0, zero, tmp_div(&s, x, nu)));
