@@ -678,10 +678,16 @@ static int l_squeeze(lua_State *L) {
     return ml_lua_push_tensor(L, ml_squeeze(t, d));
 }
 
+/* unsqueeze(dim): the new dim's place among ndim + 1 (1-based, negative from the
+ * end: -1 appends, as torch's) */
 static int l_unsqueeze(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
-    int d = ml_lua_check_dim(L, 2, t->ndim + 1, "unsqueeze");
-    return ml_lua_push_tensor(L, ml_unsqueeze(t, d));
+    const lua_Integer d = luaL_checkinteger(L, 2), n = t->ndim + 1;
+    if (d == 0 || d > n || d < -n)
+        return ml_lua_errorf(L, "unsqueeze: dim %lld out of range for a %d-dim tensor (a new dim "
+                             "goes at 1..%lld or %lld..-1)", (long long)d, t->ndim, (long long)n,
+                             (long long)-n);
+    return ml_lua_push_tensor(L, ml_unsqueeze(t, d > 0 ? (int)d - 1 : (int)(d + n)));
 }
 
 static int l_expand(lua_State *L) {
