@@ -95,8 +95,9 @@ static int sort_typed(const ml_tensor *x, int64_t outer, int64_t n, int64_t inne
     const size_t vbytes = sizeof(T) * (size_t)total, pbytes = sizeof(int64_t) * (size_t)total;
     char *scratch = (char *)ml_cu_alloc(2 * (vbytes + pbytes));
     if (!scratch) return -1;
-    T *v[2] = {(T *)scratch, (T *)(scratch + vbytes)};
-    int64_t *p[2] = {(int64_t *)(scratch + 2 * vbytes), (int64_t *)(scratch + 2 * vbytes + pbytes)};
+    /* the positions first: each array then starts aligned for its type */
+    int64_t *p[2] = {(int64_t *)scratch, (int64_t *)(scratch + pbytes)};
+    T *v[2] = {(T *)(scratch + 2 * pbytes), (T *)(scratch + 2 * pbytes + vbytes)};
     cudaStream_t s = ml_cu_stream();
     const unsigned blocks = ml_cu_blocks(total);
     k_sort_load<<<blocks, ML_CU_THREADS, 0, s>>>((const T *)ml_data(x), total, n, inner, v[0], p[0]);

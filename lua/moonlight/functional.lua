@@ -24,20 +24,17 @@ function F.log_softmax(x, dim) return core.log_softmax(x, dim) end
 local util = require "moonlight.util"
 local check_options, fail = util.check_options, util.fail
 
--- The options of an activation called as f(x, n1, n2) or f(x, {name = v, ...}): a
--- table holding every name of spec (a {type, default} each), checked.
+-- The options of an activation called as f(x, a, b) (a, b named by names) or
+-- f(x, {name = v, ...}): a table holding every name of spec (a {type, default}
+-- each), checked.
 local function activation_opts(fname, spec, names, a, b)
   if type(a) == "table" and not core.is_tensor(a) then
     if b ~= nil then fail(fname, "options come last, got %s after them", util.typename(b)) end
     return check_options(fname, a, spec)
   end
   local o = {}
-  for i, v in ipairs({a, b}) do
-    if v ~= nil then
-      if not names[i] then fail(fname, "takes at most %d numbers, got %s", #names, util.typename(v)) end
-      o[names[i]] = v
-    end
-  end
+  if a ~= nil then o[names[1]] = a end
+  if b ~= nil then o[names[2]] = b end
   return check_options(fname, o, spec)
 end
 

@@ -761,8 +761,13 @@ local function module_opts(name, spec, names, a, b)
     if b ~= nil then util.fail("nn." .. name, "options come last, got %s after them", util.typename(b)) end
     return check_options("nn." .. name, a, spec)
   end
+  if b ~= nil and not names[2] then
+    util.fail("nn." .. name, "takes at most 1 argument, got %s after %s", util.typename(b),
+              util.typename(a))
+  end
   local o = {}
-  for i, v in ipairs({a, b}) do o[names[i]] = v end
+  if a ~= nil then o[names[1]] = a end
+  if b ~= nil then o[names[2]] = b end
   return check_options("nn." .. name, o, spec)
 end
 
@@ -771,8 +776,8 @@ local function inplace_repr(self, sep) return self.inplace and sep .. "inplace=T
 -- nn.GELU(approximate = "none")
 local GELU = Module:extend("GELU")
 nn.GELU = GELU
-function GELU:init(a)
-  local o = module_opts("GELU", {approximate = {"string", "none"}}, {"approximate"}, a)
+function GELU:init(a, b)
+  local o = module_opts("GELU", {approximate = {"string", "none"}}, {"approximate"}, a, b)
   if o.approximate ~= "none" and o.approximate ~= "tanh" then
     util.fail("nn.GELU", "approximate must be 'none' or 'tanh', got '%s'", o.approximate)
   end
@@ -784,8 +789,8 @@ function GELU:extra_repr() return ("approximate='%s'"):format(self.approximate) 
 -- nn.SiLU(inplace = false)
 local SiLU = Module:extend("SiLU")
 nn.SiLU = SiLU
-function SiLU:init(a)
-  self.inplace = module_opts("SiLU", {inplace = "boolean"}, {"inplace"}, a).inplace == true
+function SiLU:init(a, b)
+  self.inplace = module_opts("SiLU", {inplace = "boolean"}, {"inplace"}, a, b).inplace == true
 end
 function SiLU:forward(x) return guarded(self, Fn.silu, x) end
 function SiLU:extra_repr() return inplace_repr(self, "") end

@@ -61,6 +61,8 @@ describe("activation modules", function()
     assert.matches("nn.LeakyReLU: option 'negative_slope' must be a number, got string",
                    err(nn.LeakyReLU, "0.2"), 1, true)
     assert.matches("nn.Softplus: unknown option 'alpha'", err(nn.Softplus, {alpha = 1}), 1, true)
+    assert.matches("nn.GELU: takes at most 1 argument, got string after string",
+                   err(nn.GELU, "tanh", "none"), 1, true)
     assert.matches("GELU(approximate='none') got input string", err(nn.GELU(), "x"), 1, true)
   end)
 
