@@ -27,6 +27,7 @@ static const ml_backend cuda_backend = {
     /* optim */ &ml_cuda_optim,
     /* index */ &ml_cuda_index,
     /* data */ &ml_cuda_data,
+    /* sort */ &ml_cuda_sort,
 };
 
 static void init(void) {

@@ -34,6 +34,7 @@ extern const ml_loss_ops ml_cuda_loss;
 extern const ml_optim_ops ml_cuda_optim;
 extern const ml_index_ops ml_cuda_index;
 extern const ml_data_ops ml_cuda_data;
+extern const ml_sort_ops ml_cuda_sort;
 
 static inline int ml_cu_fail(const char *op, cudaError_t e) {
     (void)cudaGetLastError(); /* clear a non-sticky error so the next op starts clean */
@@ -78,6 +79,8 @@ static inline unsigned ml_cu_blocks(int64_t n, int threads = ML_CU_THREADS) {
  * the list needs is a compile error. */
 __device__ __forceinline__ float ml_exp(float v) { return expf(v); }
 __device__ __forceinline__ double ml_exp(double v) { return exp(v); }
+__device__ __forceinline__ float ml_expm1(float v) { return expm1f(v); }
+__device__ __forceinline__ double ml_expm1(double v) { return expm1(v); }
 __device__ __forceinline__ float ml_log(float v) { return logf(v); }
 __device__ __forceinline__ double ml_log(double v) { return log(v); }
 __device__ __forceinline__ float ml_log1p(float v) { return log1pf(v); }
@@ -86,6 +89,8 @@ __device__ __forceinline__ float ml_sqrt(float v) { return sqrtf(v); }
 __device__ __forceinline__ double ml_sqrt(double v) { return sqrt(v); }
 __device__ __forceinline__ float ml_tanh(float v) { return tanhf(v); }
 __device__ __forceinline__ double ml_tanh(double v) { return tanh(v); }
+__device__ __forceinline__ float ml_erf(float v) { return erff(v); }
+__device__ __forceinline__ double ml_erf(double v) { return erf(v); }
 __device__ __forceinline__ float ml_sin(float v) { return sinf(v); }
 __device__ __forceinline__ double ml_sin(double v) { return sin(v); }
 __device__ __forceinline__ float ml_cos(float v) { return cosf(v); }
@@ -107,6 +112,11 @@ __device__ __forceinline__ int ml_isnan(float v) { return v != v; }
 __device__ __forceinline__ int ml_isnan(double v) { return v != v; }
 __device__ __forceinline__ int ml_isnan(int64_t) { return 0; }
 __device__ __forceinline__ int ml_isnan(uint8_t) { return 0; }
+/* 1 for +-inf; integers never are */
+__device__ __forceinline__ int ml_isinf(float v) { return isinf(v) != 0; }
+__device__ __forceinline__ int ml_isinf(double v) { return isinf(v) != 0; }
+__device__ __forceinline__ int ml_isinf(int64_t) { return 0; }
+__device__ __forceinline__ int ml_isinf(uint8_t) { return 0; }
 /* torch.floor_divide (Python's //), as src/cpu/scalar_math.h computes it: floats by
  * the exact remainder, IEEE's inf/NaN for b == 0; integers by truncation corrected
  * towards -inf, 0 for b == 0 (ops/ refuses that division first), INT64_MIN / -1

@@ -14,23 +14,34 @@
 
 /* --- the lists' ops: a functor per op, its expression from elementwise_ops.h --- */
 
-/* a gradient functor's parameters are g and the saved tensors only, so a rule that
- * reads an unsaved one does not compile (as on the CPU) */
+/* A functor holds the op's parameters (the list's params column) as p0_, p1_, which
+ * ML_UNP_BIND names for the expression; a gradient functor's parameters are g and
+ * the saved tensors only, so a rule that reads an unsaved one does not compile (as
+ * on the CPU). A mask op's functor gives uint8, and it has no gradient functor. */
+#define UN_RESULT_same T
+#define UN_RESULT_mask uint8_t
+#define IF_DIFF_same(...) __VA_ARGS__
+#define IF_DIFF_mask(...)
 #define GRAD_PARAMS_none T g
 #define GRAD_PARAMS_x T g, T x
 #define GRAD_PARAMS_y T g, T y
 #define GRAD_PARAMS_xy T g, T x, T y
-#define UNARY_FUNCTORS(NAME, name, Node, domain, forward, backward, saves)                  \
+#define UNARY_FUNCTORS(NAME, name, Node, domain, result, params, forward, backward, saves)   \
     struct UnOp_##name {                                                                     \
-        template <class T> __device__ __forceinline__ T operator()(T x) const {             \
-            return (T)(forward);                                                             \
+        double p0_, p1_;                                                                     \
+        template <class T> __device__ __forceinline__ UN_RESULT_##result operator()(T x) const { \
+            ML_UNP_BIND_##params                                                             \
+            return (UN_RESULT_##result)(forward);                                            \
         }                                                                                    \
     };                                                                                       \
+    IF_DIFF_##result(                                                                        \
     struct UnGrad_##name {                                                                   \
+        double p0_, p1_;                                                                     \
         template <class T> __device__ __forceinline__ T operator()(GRAD_PARAMS_##saves) const { \
+            ML_UNP_BIND_##params                                                             \
             return (void)g, (T)(backward);                                                   \
         }                                                                                    \
-    };
+    };)
 ML_UNARY_OPS(UNARY_FUNCTORS)
 #undef UNARY_FUNCTORS
 
@@ -95,15 +106,17 @@ static int run_binary(const char *name, Op op, const ml_tensor *a, const ml_tens
 static_assert(ML_NDTYPES == 4, "elementwise.cu dispatches 4 dtypes");
 
 /* --- unary: a switch over the list per dtype; integers get the `any` ops only --- */
-#define FLOAT_CASE(NAME, name, ...) \
-    case ML_UN_##NAME: return run_unary<T, T>(#name, UnOp_##name(), x, out);
-#define INT_CASE_any(NAME, name) \
-    case ML_UN_##NAME: return run_unary<T, T>(#name, UnOp_##name(), x, out);
-#define INT_CASE_float(NAME, name)
-#define INT_CASE(NAME, name, Node, domain, ...) INT_CASE_##domain(NAME, name)
+#define FLOAT_CASE(NAME, name, Node, domain, result, ...)                                    \
+    case ML_UN_##NAME:                                                                       \
+        return run_unary<T, UN_RESULT_##result>(#name, UnOp_##name{p[0], p[1]}, x, out);
+#define INT_CASE_any(NAME, name, result)                                                     \
+    case ML_UN_##NAME:                                                                       \
+        return run_unary<T, UN_RESULT_##result>(#name, UnOp_##name{p[0], p[1]}, x, out);
+#define INT_CASE_float(NAME, name, result)
+#define INT_CASE(NAME, name, Node, domain, result, ...) INT_CASE_##domain(NAME, name, result)
 
 template <class T>
-static int float_unary(ml_unary_op op, const ml_tensor *x, ml_tensor *out) {
+static int float_unary(ml_unary_op op, const double *p, const ml_tensor *x, ml_tensor *out) {
     switch (op) {
     ML_UNARY_OPS(FLOAT_CASE)
     default: return ml_error_set("unary op %d is not defined", (int)op);
@@ -111,7 +124,7 @@ static int float_unary(ml_unary_op op, const ml_tensor *x, ml_tensor *out) {
 }
 
 template <class T>
-static int int_unary(ml_unary_op op, const ml_tensor *x, ml_tensor *out) {
+static int int_unary(ml_unary_op op, const double *p, const ml_tensor *x, ml_tensor *out) {
     switch (op) {
     ML_UNARY_OPS(INT_CASE)
     default:
@@ -124,12 +137,15 @@ static int int_unary(ml_unary_op op, const ml_tensor *x, ml_tensor *out) {
 #undef INT_CASE_float
 #undef INT_CASE
 
-static int cu_elementwise_unary(ml_unary_op op, const ml_tensor *x, ml_tensor *out) {
+static int cu_elementwise_unary(ml_unary_op op, const double *params, const ml_tensor *x,
+                                ml_tensor *out) {
+    double p[ML_UN_MAX_PARAMS];
+    ml_unary_params(op, params, p);
     switch (x->dtype) {
-    case ML_F32: return float_unary<float>(op, x, out);
-    case ML_F64: return float_unary<double>(op, x, out);
-    case ML_I64: return int_unary<int64_t>(op, x, out);
-    case ML_U8: return int_unary<uint8_t>(op, x, out);
+    case ML_F32: return float_unary<float>(op, p, x, out);
+    case ML_F64: return float_unary<double>(op, p, x, out);
+    case ML_I64: return int_unary<int64_t>(op, p, x, out);
+    case ML_U8: return int_unary<uint8_t>(op, p, x, out);
     default: return ml_error_set("%s: not defined for this dtype", ml_unary_name(op));
     }
 }
@@ -159,26 +175,35 @@ static int run_grad_xy(const char *name, Op op, const ml_tensor *g, const ml_ten
     return ml_cu_map(name, f, 4, ts);
 }
 
-#define GRAD_CASE(NAME, name, Node, domain, forward, backward, saves) \
-    case ML_UN_##NAME: return run_grad_##saves<T>(#name, UnGrad_##name(), g, x, y, out);
+#define GRAD_CASE_same(NAME, name, saves)                                                    \
+    case ML_UN_##NAME:                                                                       \
+        return run_grad_##saves<T>(#name, UnGrad_##name{p[0], p[1]}, g, x, y, out);
+#define GRAD_CASE_mask(NAME, name, saves)                                                    \
+    case ML_UN_##NAME: return ml_error_set("%s: is not differentiable", #name);
+#define GRAD_CASE(NAME, name, Node, domain, result, params, forward, backward, saves)       \
+    GRAD_CASE_##result(NAME, name, saves)
 template <class T>
-static int float_unary_backward(ml_unary_op op, const ml_tensor *g, const ml_tensor *x,
-                                const ml_tensor *y, ml_tensor *out) {
+static int float_unary_backward(ml_unary_op op, const double *p, const ml_tensor *g,
+                                const ml_tensor *x, const ml_tensor *y, ml_tensor *out) {
     switch (op) {
     ML_UNARY_OPS(GRAD_CASE)
     default: return ml_error_set("unary op %d is not defined", (int)op);
     }
 }
 #undef GRAD_CASE
+#undef GRAD_CASE_same
+#undef GRAD_CASE_mask
 
-static int cu_elementwise_unary_backward(ml_unary_op op, const ml_tensor *g, const ml_tensor *x,
-                                         const ml_tensor *y, ml_tensor *out) {
+static int cu_elementwise_unary_backward(ml_unary_op op, const double *params, const ml_tensor *g,
+                                         const ml_tensor *x, const ml_tensor *y, ml_tensor *out) {
     if ((x != NULL) != (ml_unary_saves_x(op) != 0) || (y != NULL) != (ml_unary_saves_y(op) != 0))
         return ml_error_set("%s: backward given other saved tensors than its rule reads",
                             ml_unary_name(op));
+    double p[ML_UN_MAX_PARAMS];
+    ml_unary_params(op, params, p);
     switch (g->dtype) {
-    case ML_F32: return float_unary_backward<float>(op, g, x, y, out);
-    case ML_F64: return float_unary_backward<double>(op, g, x, y, out);
+    case ML_F32: return float_unary_backward<float>(op, p, g, x, y, out);
+    case ML_F64: return float_unary_backward<double>(op, p, g, x, y, out);
     default:
         return ml_error_set("%s: backward needs floating point, got %s", ml_unary_name(op),
                             ml_dtype_name(g->dtype));
@@ -309,8 +334,8 @@ static int cu_elementwise_pow_scalar(const ml_tensor *x, double p, ml_tensor *ou
     switch (x->dtype) {
     case ML_F32:
         /* exactly as square and sqrt compute them, as the CPU does */
-        if (p == 2.0) return run_unary<float, float>("pow", UnOp_square(), x, out);
-        if (p == 0.5) return run_unary<float, float>("pow", UnOp_sqrt(), x, out);
+        if (p == 2.0) return run_unary<float, float>("pow", UnOp_square{0, 0}, x, out);
+        if (p == 0.5) return run_unary<float, float>("pow", UnOp_sqrt{0, 0}, x, out);
         return run_unary<float, float>("pow", PowScalar<float>{(float)p}, x, out);
     case ML_F64: return run_unary<double, double>("pow", PowScalar<double>{p}, x, out);
     case ML_I64: return run_unary<int64_t, int64_t>("pow", PowInt{(int64_t)p}, x, out);

@@ -12,7 +12,7 @@
  *    depends only on n, so the result is the same every run (no float atomics).
  * Float sums accumulate in double and integer sums in int64, as the CPU kernels;
  * max/min give the first extreme's position, and a NaN wins, as in torch;
- * logsumexp keeps a running (max, sum) pair so it reads x once. */
+ * logsumexp keeps a running (max, sum) pair so it reads x once; all/any an int. */
 #include <math.h>
 
 #include "common.cuh"
@@ -98,6 +98,19 @@ struct LogsumexpR {
     __device__ __forceinline__ void store(int64_t k, V a, int64_t) const {
         out[k] = (T)(a.m != a.m || isinf(a.m) ? a.m : a.m + log(a.s));
     }
+};
+
+/* all/any: 1 when every / some element is nonzero (a NaN is), as the CPU */
+template <class T, bool ANY>
+struct TruthR {
+    typedef int V;
+    uint8_t *out;
+    __device__ __forceinline__ V init() const { return ANY ? 0 : 1; }
+    __device__ __forceinline__ V add(V a, T x, int64_t) const {
+        return ANY ? (a | (x != (T)0)) : (a & (x != (T)0));
+    }
+    __device__ __forceinline__ V combine(V a, V b) const { return ANY ? (a | b) : (a & b); }
+    __device__ __forceinline__ void store(int64_t k, V a, int64_t) const { out[k] = (uint8_t)a; }
 };
 
 /* Tree over blockDim.x (a power of two <= 256) entries. */
@@ -267,6 +280,25 @@ static int cu_reduce_logsumexp(const ml_tensor *x, int64_t outer, int64_t n, int
     if (x->dtype == ML_F64)
         return run<LogsumexpR<double>, double>("logsumexp", {(double *)ml_data(out)}, x, outer, n, inner);
     return ml_error_set("logsumexp: needs a floating point tensor, got %s", ml_dtype_name(x->dtype));
+}
+
+static int reduce_truth(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                        ml_tensor *out, bool any) {
+    uint8_t *o = (uint8_t *)ml_data(out);
+    const char *name = any ? "any" : "all";
+    ML_CU_DISPATCH_ALL(x->dtype, {
+        if (any) return run<TruthR<T, true>, T>(name, {o}, x, outer, n, inner);
+        return run<TruthR<T, false>, T>(name, {o}, x, outer, n, inner);
+    })
+    return ml_error_set("%s: not defined for %s", name, ml_dtype_name(x->dtype));
+}
+static int cu_reduce_all(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                         ml_tensor *out, ml_tensor *) {
+    return reduce_truth(x, outer, n, inner, out, false);
+}
+static int cu_reduce_any(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                         ml_tensor *out, ml_tensor *) {
+    return reduce_truth(x, outer, n, inner, out, true);
 }
 
 #define ENTRY(NAME, name, ...) cu_reduce_##name,

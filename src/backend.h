@@ -16,6 +16,7 @@
 #include "backend/optim.h"
 #include "backend/reduce.h"
 #include "backend/softmax.h"
+#include "backend/sort.h"
 
 typedef struct ml_backend {
     const char *name;
@@ -29,6 +30,7 @@ typedef struct ml_backend {
     const ml_optim_ops *optim;
     const ml_index_ops *index;
     const ml_data_ops *data;
+    const ml_sort_ops *sort; /* sort, cumsum (issue 16) */
 } ml_backend;
 
 /* The backend of a device, or NULL with ml_error set ("cuda: no GPU ..."). */
@@ -60,6 +62,7 @@ ML_BACKEND_NEED(loss)
 ML_BACKEND_NEED(optim)
 ML_BACKEND_NEED(index)
 ML_BACKEND_NEED(data)
+ML_BACKEND_NEED(sort)
 #undef ML_BACKEND_NEED
 
 #endif

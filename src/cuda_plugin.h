@@ -18,7 +18,7 @@
 #include "backend.h"
 #include "cuda_api.h"
 
-#define ML_CUDA_PLUGIN_ABI 1
+#define ML_CUDA_PLUGIN_ABI 2
 #define ML_CUDA_PLUGIN_FILE "libmoonlight_cuda.so"
 #define ML_CUDA_PLUGIN_ENTRY "ml_cuda_plugin_entry"
 

@@ -13,8 +13,10 @@
 #include "ops/index.h"
 #include "ops/matmul.h"
 #include "ops/optim.h"
+#include "ops/pad.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
 #include "ops/softmax.h"
+#include "ops/sort.h"
 
 #endif

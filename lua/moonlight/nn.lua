@@ -800,10 +800,93 @@ function nn.ReLU:init(opts)
 end
 function nn.ReLU:extra_repr() return self.inplace and "inplace=True" or "" end
 
+-- nn.Identity(...): its arguments are ignored, as PyTorch's
 local Identity = Module:extend("Identity")
 nn.Identity = Identity
 function Identity:init() end
 function Identity:forward(x) return x end
+
+-- The activations of issue 16 (ml.F's, which the op list computes): PyTorch's
+-- constructor arguments, positional or as an options table, and its reprs.
+local Fn = require "moonlight.functional"
+
+-- The options of C(a, b): a table, or the numbers/strings in the order of names.
+local function module_opts(name, spec, names, a, b)
+  if type(a) == "table" then
+    if b ~= nil then util.fail("nn." .. name, "options come last, got %s after them", util.typename(b)) end
+    return check_options("nn." .. name, a, spec)
+  end
+  if b ~= nil and not names[2] then
+    util.fail("nn." .. name, "takes at most 1 argument, got %s after %s", util.typename(b),
+              util.typename(a))
+  end
+  local o = {}
+  if a ~= nil then o[names[1]] = a end
+  if b ~= nil then o[names[2]] = b end
+  return check_options("nn." .. name, o, spec)
+end
+
+local function inplace_repr(self, sep) return self.inplace and sep .. "inplace=True" or "" end
+
+-- nn.GELU(approximate = "none")
+local GELU = Module:extend("GELU")
+nn.GELU = GELU
+function GELU:init(a, b)
+  local o = module_opts("GELU", {approximate = {"string", "none"}}, {"approximate"}, a, b)
+  if o.approximate ~= "none" and o.approximate ~= "tanh" then
+    util.fail("nn.GELU", "approximate must be 'none' or 'tanh', got '%s'", o.approximate)
+  end
+  self.approximate = o.approximate
+end
+function GELU:forward(x) return guarded(self, Fn.gelu, x, {approximate = self.approximate}) end
+function GELU:extra_repr() return ("approximate='%s'"):format(self.approximate) end
+
+-- nn.SiLU(inplace = false)
+local SiLU = Module:extend("SiLU")
+nn.SiLU = SiLU
+function SiLU:init(a, b)
+  self.inplace = module_opts("SiLU", {inplace = "boolean"}, {"inplace"}, a, b).inplace == true
+end
+function SiLU:forward(x) return guarded(self, Fn.silu, x) end
+function SiLU:extra_repr() return inplace_repr(self, "") end
+
+-- nn.LeakyReLU(negative_slope = 0.01, inplace = false)
+local LeakyReLU = Module:extend("LeakyReLU")
+nn.LeakyReLU = LeakyReLU
+function LeakyReLU:init(a, b)
+  local o = module_opts("LeakyReLU", {negative_slope = {"number", 0.01}, inplace = "boolean"},
+                        {"negative_slope", "inplace"}, a, b)
+  self.negative_slope, self.inplace = o.negative_slope, o.inplace == true
+end
+function LeakyReLU:forward(x) return guarded(self, Fn.leaky_relu, x, self.negative_slope) end
+function LeakyReLU:extra_repr()
+  return ("negative_slope=%s%s"):format(pyfloat(self.negative_slope), inplace_repr(self, ", "))
+end
+
+-- nn.ELU(alpha = 1.0, inplace = false)
+local ELU = Module:extend("ELU")
+nn.ELU = ELU
+function ELU:init(a, b)
+  local o = module_opts("ELU", {alpha = {"number", 1.0}, inplace = "boolean"}, {"alpha", "inplace"}, a, b)
+  self.alpha, self.inplace = o.alpha, o.inplace == true
+end
+function ELU:forward(x) return guarded(self, Fn.elu, x, self.alpha) end
+function ELU:extra_repr()
+  return ("alpha=%s%s"):format(pyfloat(self.alpha), inplace_repr(self, ", "))
+end
+
+-- nn.Softplus(beta = 1, threshold = 20)
+local Softplus = Module:extend("Softplus")
+nn.Softplus = Softplus
+function Softplus:init(a, b)
+  local o = module_opts("Softplus", {beta = {"number", 1}, threshold = {"number", 20}},
+                        {"beta", "threshold"}, a, b)
+  self.beta, self.threshold = o.beta, o.threshold
+end
+function Softplus:forward(x) return guarded(self, Fn.softplus, x, self.beta, self.threshold) end
+function Softplus:extra_repr()
+  return ("beta=%s, threshold=%s"):format(pyfloat(self.beta), pyfloat(self.threshold))
+end
 
 -- nn.Softmax(dim) / nn.LogSoftmax(dim): dim is required (1-based, negative from the end)
 local function softmax_class(name, f)
@@ -840,7 +923,7 @@ function Flatten:extra_repr()
 end
 
 -- nn.Dropout(p = 0.5): inverted dropout while training (kept elements scaled by
--- 1 / (1 - p), the mask drawn from ml.rand), identity in eval mode
+-- 1 / (1 - p), the mask drawn from ml.rand: ml.F.dropout), identity in eval mode
 local Dropout = Module:extend("Dropout")
 nn.Dropout = Dropout
 function Dropout:init(p, opts)
@@ -854,10 +937,7 @@ end
 function Dropout:forward(x)
   if not self.training or self.p == 0 then return x end
   if not is_tensor(x) then error(("%s got input %s"):format(module_repr(self), type(x)), 2) end
-  if self.p == 1 then return x * 0 end
-  local keep = 1 - self.p
-  local mask = core.rand(x:shape(), {device = x.device}):lt(keep):to(x.dtype) * (1 / keep)
-  return x * mask
+  return guarded(self, Fn.dropout, x, {p = self.p})
 end
 function Dropout:extra_repr()
   return ("p=%s, inplace=%s"):format(pyfloat(self.p), pybool(self.inplace))

@@ -47,6 +47,20 @@ function util.raise(msg, level)
 end
 local raise = util.raise
 
+-- util.call_c(f, ...): f(...) for a function of moonlight.core called from the
+-- library, its error raised again at the user's line (the C error names the
+-- library's line that called f; that position is dropped). All of f's results.
+local function pass_or_raise(ok, ...)
+  if ok then return ... end
+  local msg = tostring((...))
+  if lib_prefix then
+    local lib = lib_prefix:sub(2) -- a chunk's position is written without the "@"
+    if msg:sub(1, #lib) == lib then msg = msg:gsub("^[^:]*:%d+: ", "", 1) end
+  end
+  raise(msg, 3)
+end
+function util.call_c(f, ...) return pass_or_raise(pcall(f, ...)) end
+
 -- util.fail(fname, fmt, ...): raise("fname: " .. fmt:format(...)) at the user's line.
 function util.fail(fname, fmt, ...)
   raise(fname .. ": " .. string.format(fmt, ...), 3)

@@ -14,10 +14,13 @@
 #include "table.h"
 
 /* The family's entries (see table.h):
- *  - unary: out = op(x), x of a dtype the op's domain allows (else -1 naming it).
+ *  - unary: out = op(x), x of a dtype the op's domain allows (else -1 naming it);
+ *    out uint8 for a mask op. params: the op's numbers in the list's order
+ *    (ML_UN_MAX_PARAMS of them; NULL: the list's defaults).
  *  - unary_backward: out = the op's gradient rule of g, and of x (the op's input)
  *    and y (its output) where the list says the rule reads them; each is NULL
- *    when it does not. g, x, y, out of one float dtype. One fused pass.
+ *    when it does not. g, x, y, out of one float dtype; params as for unary. One
+ *    fused pass. A mask op has none (-1).
  *  - binary: out = op(a, b), a and b of one dtype; out uint8 for a mask op.
  *  - axpy: out = a + alpha * b (grad accumulation, sub with alpha = -1).
  *  - clamp: out = min(max(x, lo), hi); NaN bounds mean "no bound"; a NaN x stays.
@@ -27,10 +30,11 @@
  *  - copy: dst (any strides, any dtype) = src (same shape, any strides, any dtype).
  *  - where: out = cond ? a : b, cond uint8. */
 #define ML_ELEMENTWISE_ENTRIES(X, P)                                                     \
-    X(P, int, unary, (ml_unary_op op, const ml_tensor *x, ml_tensor *out))                \
+    X(P, int, unary,                                                                     \
+      (ml_unary_op op, const double *params, const ml_tensor *x, ml_tensor *out))         \
     X(P, int, unary_backward,                                                            \
-      (ml_unary_op op, const ml_tensor *g, const ml_tensor *x, const ml_tensor *y,       \
-       ml_tensor *out))                                                                  \
+      (ml_unary_op op, const double *params, const ml_tensor *g, const ml_tensor *x,     \
+       const ml_tensor *y, ml_tensor *out))                                              \
     X(P, int, binary, (ml_binary_op op, const ml_tensor *a, const ml_tensor *b, ml_tensor *out)) \
     X(P, int, axpy, (const ml_tensor *a, double alpha, const ml_tensor *b, ml_tensor *out)) \
     X(P, int, clamp, (const ml_tensor *x, double lo, double hi, ml_tensor *out))          \

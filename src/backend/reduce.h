@@ -1,7 +1,8 @@
 /* Backend family: reductions, one line each.
  *
  * Contract: x is contiguous and seen as [outer, n, inner]; the reduction runs over
- * n and writes out [outer, inner] (contiguous). max/min with a dim also write the
+ * n and writes out [outer, inner] (contiguous; n may be 0 for the ops whose `empty`
+ * column allows it). max/min with a dim also write the
  * position (0-based, int64) of the first extreme into idx when idx is not NULL;
  * argmax/argmin write int64 positions into out. A NaN wins max/min (torch).
  *
@@ -12,9 +13,9 @@
  *   Node      the autograd node's name is "<Node>Backward"
  *   result    sum: the input's dtype, integers summed into int64; float: a float
  *             dtype (an integer input is an error); same: the input's dtype;
- *             index: int64 positions
- *   empty     1: a dim of size 0 reduces (sum 0, mean NaN, logsumexp -inf); 0: it is
- *             an error (the max of nothing)
+ *             index: int64 positions; mask: uint8 0/1 (all, any)
+ *   empty     1: a dim of size 0 reduces (sum 0, mean NaN, logsumexp -inf, all 1,
+ *             any 0); 0: it is an error (the max of nothing)
  *   backward  the rule in src/ops/reduce.c, or NULL (not differentiable)
  *   saves     what the rule reads: none (the count of elements reduced into each
  *             output, as a number), xy (input and output), picked (over a dim the positions picked; over all elements
@@ -34,7 +35,10 @@
     X(MIN,       min,       Min,       same,  0, extreme_backward,   picked)               \
     X(ARGMAX,    argmax,    Argmax,    index, 0, NULL,               none)                 \
     X(ARGMIN,    argmin,    Argmin,    index, 0, NULL,               none)                 \
-    X(LOGSUMEXP, logsumexp, Logsumexp, float, 1, logsumexp_backward, xy)
+    X(LOGSUMEXP, logsumexp, Logsumexp, float, 1, logsumexp_backward, xy)                   \
+    X(ALL,       all,       All,       mask,  1, NULL,               none)                 \
+    X(ANY,       any,       Any,       mask,  1, NULL,               none)
+/* all/any: whether every / some element is nonzero (a NaN is nonzero, as in torch) */
 /* clang-format on */
 
 #define ML_RED_ENUM_(NAME, ...) ML_RED_##NAME,

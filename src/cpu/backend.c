@@ -15,14 +15,15 @@ extern const ml_memory_ops ml_cpu_memory;
     extern const ml_optim_ops ml_cpu_optim_##L;                                        \
     extern const ml_loss_ops ml_cpu_loss_##L;                                          \
     extern const ml_data_ops ml_cpu_data_##L;                                          \
-    extern const ml_index_ops ml_cpu_index_##L;
+    extern const ml_index_ops ml_cpu_index_##L;                                        \
+    extern const ml_sort_ops ml_cpu_sort_##L;
 #define LEVEL_BACKEND(L)                                                               \
     {                                                                                  \
         .name = "cpu", .device = ML_CPU, .memory = &ml_cpu_memory,                     \
         .elementwise = &ml_cpu_elementwise_##L, .reduce = &ml_cpu_reduce_##L,          \
         .matmul = &ml_cpu_matmul_##L, .softmax = &ml_cpu_softmax_##L,                  \
         .optim = &ml_cpu_optim_##L, .loss = &ml_cpu_loss_##L, .data = &ml_cpu_data_##L, \
-        .index = &ml_cpu_index_##L,                                                    \
+        .index = &ml_cpu_index_##L, .sort = &ml_cpu_sort_##L,                          \
     }
 
 LEVEL_TABLES(default)

@@ -64,10 +64,15 @@ _Static_assert(ML_NDTYPES == 4, "elementwise.c instantiates the kernels for 4 dt
 static const ml_map_loop unary_loops[ML_UN_COUNT][ML_NDTYPES] = {ML_UNARY_OPS(UNARY_ROW)};
 #undef UNARY_ROW
 
-#define UNARY_BACKWARD_ROW(NAME, name, ...) [ML_UN_##NAME] = {FLOATS_(unary_backward_##name)},
+/* a mask op (isnan) has no gradient: its row stays NULL */
+#define GRAD_ROW_same(NAME, name) [ML_UN_##NAME] = {FLOATS_(unary_backward_##name)},
+#define GRAD_ROW_mask(NAME, name)
+#define UNARY_BACKWARD_ROW(NAME, name, Node, domain, result, ...) GRAD_ROW_##result(NAME, name)
 static const ml_map_loop unary_backward_loops[ML_UN_COUNT][ML_NDTYPES] = {
     ML_UNARY_OPS(UNARY_BACKWARD_ROW)};
 #undef UNARY_BACKWARD_ROW
+#undef GRAD_ROW_same
+#undef GRAD_ROW_mask
 
 #define BINARY_ROW(NAME, name, Node, domain, ...) \
     [ML_BIN_##NAME] = {FLOATS_(binary_##name) INTS_##domain(binary_##name)},
@@ -90,20 +95,25 @@ static ml_map_loop loop_of(const ml_map_loop *table, ml_dtype dt) {
 
 /* --- the family's entries --- */
 
-static int cpu_elementwise_unary(ml_unary_op op, const ml_tensor *x, ml_tensor *out) {
+static int cpu_elementwise_unary(ml_unary_op op, const double *params, const ml_tensor *x,
+                                 ml_tensor *out) {
     ml_map_loop loop = (unsigned)op < ML_UN_COUNT ? loop_of(unary_loops[op], x->dtype) : NULL;
     if (!loop)
         return ml_error_set("%s: needs a floating point tensor, got %s", ml_unary_name(op),
                             ml_dtype_name(x->dtype));
+    double p[ML_UN_MAX_PARAMS];
+    ml_unary_params(op, params, p);
     const ml_tensor *t[2] = {out, x};
-    ml_cpu_map(2, t, loop, NULL);
+    ml_cpu_map(2, t, loop, p);
     return 0;
 }
 
-static int cpu_elementwise_unary_backward(ml_unary_op op, const ml_tensor *g, const ml_tensor *x,
-                                          const ml_tensor *y, ml_tensor *out) {
+static int cpu_elementwise_unary_backward(ml_unary_op op, const double *params, const ml_tensor *g,
+                                          const ml_tensor *x, const ml_tensor *y, ml_tensor *out) {
     ml_map_loop loop =
         (unsigned)op < ML_UN_COUNT ? loop_of(unary_backward_loops[op], g->dtype) : NULL;
+    if (!loop && (unsigned)op < ML_UN_COUNT && ml_unary_is_mask(op))
+        return ml_error_set("%s: is not differentiable", ml_unary_name(op));
     if (!loop)
         return ml_error_set("%s: backward needs floating point, got %s", ml_unary_name(op),
                             ml_dtype_name(g->dtype));
@@ -115,7 +125,9 @@ static int cpu_elementwise_unary_backward(ml_unary_op op, const ml_tensor *g, co
     int nt = 2;
     if (x) t[nt++] = x;
     if (y) t[nt++] = y;
-    ml_cpu_map(nt, t, loop, NULL);
+    double p[ML_UN_MAX_PARAMS];
+    ml_unary_params(op, params, p);
+    ml_cpu_map(nt, t, loop, p);
     return 0;
 }
 

@@ -5,34 +5,38 @@
  *   ML_IF_float(...)  its argument for a floating type, nothing for an integer one
  * and ml_map_loop functions come out, named <kernel>_<SUF>: for each op of the
  * lists (elementwise_ops.h) that the type's domain allows, unary_<name>,
- * unary_backward_<name> (float types) and binary_<name>; and the kernels outside
+ * unary_backward_<name> (float types, ops that are not masks) and binary_<name>;
+ * and the kernels outside
  * the lists (axpy, fill, where, copy_from_<SUF of the source>).
  *
  * Each op is a plain function of elements (op_<name>, grad_<name>): what a
- * debugger steps into. The loops (map1, map2, ...) take it as a function pointer and
+ * debugger steps into. The loops (map1s, map2, ...) take it as a function pointer and
  * are always inlined into each op's kernel, where the pointer is a constant: the
- * compiler inlines the op into the loop and vectorises it, as a C++ template would. */
+ * compiler inlines the op into the loop and vectorises it, as a C++ template would.
+ * The loops' names say what they take: 1, 2 or 3 operands, s: two constants of the
+ * loop (an op's parameters, bounds, a factor), m: a uint8 mask out. */
 
 #define FN(name) ML_CAT(name, SUF)
 
 /* --- loops: p[0] the output, p[1..] the operands, st their strides (map.h) --- */
 
-/* out = f(a) */
-static ML_ALWAYS_INLINE void FN(map1)(T (*f)(T), void *const *p, const int64_t *st, int64_t n) {
+/* out = f(a, s, t): s, t constants of the loop (an op's parameters, bounds, a power) */
+static ML_ALWAYS_INLINE void FN(map1s)(T (*f)(T, T, T), T s, T t, void *const *p,
+                                       const int64_t *st, int64_t n) {
     T *o = (T *)p[0];
     const T *a = (const T *)p[1];
     if (st[0] == 1 && st[1] == 1) {
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++) o[i] = f(a[i]);
+        for (int64_t i = 0; i < n; i++) o[i] = f(a[i], s, t);
     } else {
-        for (int64_t i = 0; i < n; i++) o[i * st[0]] = f(a[i * st[1]]);
+        for (int64_t i = 0; i < n; i++) o[i * st[0]] = f(a[i * st[1]], s, t);
     }
 }
 
-/* out = f(a, s, t): s, t constants of the loop (bounds, a power, a factor) */
-static ML_ALWAYS_INLINE void FN(map1s)(T (*f)(T, T, T), T s, T t, void *const *p,
-                                       const int64_t *st, int64_t n) {
-    T *o = (T *)p[0];
+/* uint8 out = f(a, s, t): a mask of one operand (isnan) */
+static ML_ALWAYS_INLINE void FN(map1sm)(uint8_t (*f)(T, T, T), T s, T t, void *const *p,
+                                        const int64_t *st, int64_t n) {
+    uint8_t *o = (uint8_t *)p[0];
     const T *a = (const T *)p[1];
     if (st[0] == 1 && st[1] == 1) {
 #pragma omp simd
@@ -94,52 +98,74 @@ static ML_ALWAYS_INLINE void FN(map2s)(T (*f)(T, T, T, T), T s, T t, void *const
     }
 }
 
-/* out = f(a, b, c) */
-static ML_ALWAYS_INLINE void FN(map3)(T (*f)(T, T, T), void *const *p, const int64_t *st,
-                                      int64_t n) {
+/* out = f(a, b, c, s, t) */
+static ML_ALWAYS_INLINE void FN(map3s)(T (*f)(T, T, T, T, T), T s, T t, void *const *p,
+                                       const int64_t *st, int64_t n) {
     T *o = (T *)p[0];
     const T *a = (const T *)p[1], *b = (const T *)p[2], *c = (const T *)p[3];
     if (st[0] == 1 && st[1] == 1 && st[2] == 1 && st[3] == 1) {
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++) o[i] = f(a[i], b[i], c[i]);
+        for (int64_t i = 0; i < n; i++) o[i] = f(a[i], b[i], c[i], s, t);
     } else {
         for (int64_t i = 0; i < n; i++)
-            o[i * st[0]] = f(a[i * st[1]], b[i * st[2]], c[i * st[3]]);
+            o[i * st[0]] = f(a[i * st[1]], b[i * st[2]], c[i * st[3]], s, t);
     }
 }
 
 /* --- the lists' ops --------------------------------------------------------- */
 
-/* unary forward, for the types of the op's domain */
-#define UNARY_FORWARD(NAME, name, Node, domain, forward, backward, saves)                    \
+/* unary forward, for the types of the op's domain. The op's parameters (the list's
+ * params column) arrive as the loop's constants p0_, p1_ (arg: ML_UN_MAX_PARAMS
+ * doubles, ml_unary_params), and ML_UNP_BIND names them for the expression. */
+#define UNARY_RESULT_same T
+#define UNARY_RESULT_mask uint8_t
+#define UNARY_MAP_same FN(map1s)
+#define UNARY_MAP_mask FN(map1sm)
+#define UNARY_FORWARD(NAME, name, Node, domain, result, params, forward, backward, saves)     \
     ML_IF_##domain(                                                                           \
-    static inline T FN(op_##name)(T x) { return (T)(forward); }                               \
+    static inline UNARY_RESULT_##result FN(op_##name)(T x, T p0_, T p1_) {                    \
+        ML_UNP_BIND_##params                                                                  \
+        return (UNARY_RESULT_##result)(forward);                                              \
+    }                                                                                         \
     static void FN(unary_##name)(void *const *p, const int64_t *st, int64_t n, const void *arg) { \
-        (void)arg;                                                                            \
-        FN(map1)(FN(op_##name), p, st, n);                                                    \
+        const double *pa = (const double *)arg;                                               \
+        UNARY_MAP_##result(FN(op_##name), (T)pa[0], (T)pa[1], p, st, n);                      \
     })
 ML_UNARY_OPS(UNARY_FORWARD)
 #undef UNARY_FORWARD
+#undef UNARY_RESULT_same
+#undef UNARY_RESULT_mask
+#undef UNARY_MAP_same
+#undef UNARY_MAP_mask
 
-/* unary backward (float types): the gradient's parameters are g and the saved
- * tensors only, so a rule that reads an unsaved one does not compile */
+/* unary backward (float types, ops whose result is not a mask): the gradient's
+ * parameters are g and the saved tensors only, so a rule that reads an unsaved one
+ * does not compile; then the op's parameters, as in the forward */
+#define ML_IF_DIFF_same(...) __VA_ARGS__
+#define ML_IF_DIFF_mask(...)
 #define GRAD_PARAMS_none T g
 #define GRAD_PARAMS_x T g, T x
 #define GRAD_PARAMS_y T g, T y
 #define GRAD_PARAMS_xy T g, T x, T y
-#define GRAD_MAP_none FN(map1)
-#define GRAD_MAP_x FN(map2)
-#define GRAD_MAP_y FN(map2)
-#define GRAD_MAP_xy FN(map3)
-#define UNARY_BACKWARD(NAME, name, Node, domain, forward, backward, saves)                   \
-    static inline T FN(grad_##name)(GRAD_PARAMS_##saves) { return (void)g, (T)(backward); }  \
+#define GRAD_MAP_none FN(map1s)
+#define GRAD_MAP_x FN(map2s)
+#define GRAD_MAP_y FN(map2s)
+#define GRAD_MAP_xy FN(map3s)
+#define UNARY_BACKWARD(NAME, name, Node, domain, result, params, forward, backward, saves)    \
+    ML_IF_DIFF_##result(                                                                      \
+    static inline T FN(grad_##name)(GRAD_PARAMS_##saves, T p0_, T p1_) {                      \
+        ML_UNP_BIND_##params                                                                  \
+        return (void)g, (T)(backward);                                                        \
+    }                                                                                         \
     static void FN(unary_backward_##name)(void *const *p, const int64_t *st, int64_t n,       \
                                           const void *arg) {                                  \
-        (void)arg;                                                                            \
-        GRAD_MAP_##saves(FN(grad_##name), p, st, n);                                          \
-    }
+        const double *pa = (const double *)arg;                                               \
+        GRAD_MAP_##saves(FN(grad_##name), (T)pa[0], (T)pa[1], p, st, n);                      \
+    })
 ML_IF_float(ML_UNARY_OPS(UNARY_BACKWARD))
 #undef UNARY_BACKWARD
+#undef ML_IF_DIFF_same
+#undef ML_IF_DIFF_mask
 #undef GRAD_PARAMS_none
 #undef GRAD_PARAMS_x
 #undef GRAD_PARAMS_y

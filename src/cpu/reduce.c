@@ -201,6 +201,37 @@ static int reduce_extreme(const ml_tensor *x, int64_t outer, int64_t n, int64_t 
     return 0;
 }
 
+/* all/any: out = 1 when every (all) / some (any) element along n is nonzero; a NaN
+ * is nonzero. One pass per line; an empty line gives all 1, any 0. */
+#define TRUTH_FN(SUF, T)                                                              \
+    static void truth_##SUF(const T *x, int64_t outer, int64_t n, int64_t inner,      \
+                            uint8_t *out, bool any) {                                 \
+        for (int64_t o = 0; o < outer; o++)                                           \
+            for (int64_t j = 0; j < inner; j++) {                                     \
+                const T *p = x + o * n * inner + j;                                   \
+                bool r = !any;                                                        \
+                for (int64_t i = 0; i < n && r != any; i++) r = p[i * inner] != 0;    \
+                out[o * inner + j] = r;                                               \
+            }                                                                         \
+    }
+TRUTH_FN(f32, float)
+TRUTH_FN(f64, double)
+TRUTH_FN(i64, int64_t)
+TRUTH_FN(u8, uint8_t)
+#undef TRUTH_FN
+
+static int reduce_truth(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                        ml_tensor *out, bool any) {
+    uint8_t *o = (uint8_t *)ml_data(out);
+    switch (x->dtype) {
+    case ML_F32: truth_f32((const float *)ml_data(x), outer, n, inner, o, any); return 0;
+    case ML_F64: truth_f64((const double *)ml_data(x), outer, n, inner, o, any); return 0;
+    case ML_I64: truth_i64((const int64_t *)ml_data(x), outer, n, inner, o, any); return 0;
+    case ML_U8: truth_u8((const uint8_t *)ml_data(x), outer, n, inner, o, any); return 0;
+    default: return ml_error_set("%s: not defined for %s", any ? "any" : "all", ml_dtype_name(x->dtype));
+    }
+}
+
 /* The family's entries, one per reduction of ML_REDUCE_OPS. */
 static int cpu_reduce_sum(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
                           ml_tensor *out, ml_tensor *idx) {
@@ -238,6 +269,17 @@ static int cpu_reduce_logsumexp(const ml_tensor *x, int64_t outer, int64_t n, in
     else return ml_error_set("logsumexp: needs a floating point tensor, got %s",
                              ml_dtype_name(x->dtype));
     return 0;
+}
+
+static int cpu_reduce_all(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                          ml_tensor *out, ml_tensor *idx) {
+    (void)idx;
+    return reduce_truth(x, outer, n, inner, out, false);
+}
+static int cpu_reduce_any(const ml_tensor *x, int64_t outer, int64_t n, int64_t inner,
+                          ml_tensor *out, ml_tensor *idx) {
+    (void)idx;
+    return reduce_truth(x, outer, n, inner, out, true);
 }
 
 #define ENTRY(NAME, name, ...) cpu_reduce_##name,

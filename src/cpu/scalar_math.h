@@ -13,10 +13,12 @@
 #include "vmath.h"
 
 #define ml_exp(v) _Generic((v), float: ml_expf, double: exp)(v)
+#define ml_expm1(v) _Generic((v), float: expm1f, double: expm1)(v)
 #define ml_log(v) _Generic((v), float: logf, double: log)(v)
 #define ml_log1p(v) _Generic((v), float: log1pf, double: log1p)(v)
 #define ml_sqrt(v) _Generic((v), float: sqrtf, double: sqrt)(v)
 #define ml_tanh(v) _Generic((v), float: tanhf, double: tanh)(v)
+#define ml_erf(v) _Generic((v), float: erff, double: erf)(v)
 #define ml_sin(v) _Generic((v), float: sinf, double: sin)(v)
 #define ml_cos(v) _Generic((v), float: cosf, double: cos)(v)
 /* a to the power b (named so as not to clash with the op ml_pow of ops/) */
@@ -45,6 +47,15 @@ static inline int ml_isnan_u8(uint8_t v) { return (void)v, 0; }
 #define ml_isnan(v)                                                                       \
     _Generic((v), float: ml_isnan_f32, double: ml_isnan_f64, int64_t: ml_isnan_i64,       \
              uint8_t: ml_isnan_u8)(v)
+
+/* 1 for +-inf; integers never are */
+static inline int ml_isinf_f32(float v) { return isinf(v) != 0; }
+static inline int ml_isinf_f64(double v) { return isinf(v) != 0; }
+static inline int ml_isinf_i64(int64_t v) { return (void)v, 0; }
+static inline int ml_isinf_u8(uint8_t v) { return (void)v, 0; }
+#define ml_isinf(v)                                                                       \
+    _Generic((v), float: ml_isinf_f32, double: ml_isinf_f64, int64_t: ml_isinf_i64,       \
+             uint8_t: ml_isinf_u8)(v)
 
 /* floor(a / b) as torch.floor_divide (Python's //): for floats the quotient of the
  * exact remainder, so that a == b * q + fmod(a, b) holds where it can, and IEEE's

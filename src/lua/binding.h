@@ -134,5 +134,6 @@ void ml_lua_open_cat(lua_State *L, int module, int methods);
 void ml_lua_open_data(lua_State *L, int module, int methods);
 void ml_lua_open_index(lua_State *L, int module, int methods);
 void ml_lua_open_cuda(lua_State *L, int module, int methods);
+void ml_lua_open_sort(lua_State *L, int module, int methods);
 
 #endif

@@ -1,6 +1,6 @@
 /* Lua face of the elementwise family: every op of the lists (elementwise_ops.h) as
  * a module function and a method under its name, the metamethods (+ - * / // ^ and
- * unary -), and what is not one op of a list (add's alpha, clamp, where). */
+ * unary -), and what is not one op of a list (add's alpha, clamp, where, masked_fill). */
 #include <math.h>
 
 #include "../ops.h"
@@ -51,8 +51,32 @@ static int l_add_alpha(lua_State *L) {
     return ml_lua_push_tensor(L, r);
 }
 
+/* op(t, ...) with the op's parameters (the list's params column) after the tensor:
+ * numbers in the list's order (t:softplus(2, 10)) or a table by name
+ * (t:softplus({beta = 2})); each one left out takes its default. An op without
+ * parameters ignores what follows the tensor, as before. */
 static int unary(lua_State *L, ml_unary_op op) {
-    return ml_lua_push_tensor(L, ml_unary(op, ml_lua_check_tensor(L, 1)));
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    const int np = ml_unary_n_params(op);
+    if (np == 0) return ml_lua_push_tensor(L, ml_unary(op, t));
+    const char *fname = ml_unary_name(op);
+    double p[ML_UN_MAX_PARAMS];
+    ml_unary_params(op, NULL, p);
+    if (lua_istable(L, 2) && !ml_lua_test_tensor(L, 2)) {
+        const char *allowed[ML_UN_MAX_PARAMS + 1] = {NULL};
+        for (int i = 0; i < np; i++) allowed[i] = ml_unary_param_name(op, i);
+        ml_lua_check_options(L, 2, fname, allowed);
+        for (int i = 0; i < np; i++) p[i] = ml_lua_opt_number(L, 2, allowed[i], fname, p[i]);
+    } else {
+        for (int i = 0; i < np; i++) {
+            if (lua_isnoneornil(L, 2 + i)) continue;
+            if (lua_type(L, 2 + i) != LUA_TNUMBER)
+                return ml_lua_errorf(L, "%s: %s must be a number, got %s", fname,
+                                     ml_unary_param_name(op, i), luaL_typename(L, 2 + i));
+            p[i] = lua_tonumber(L, 2 + i);
+        }
+    }
+    return ml_lua_push_tensor(L, ml_unary_with(op, t, p));
 }
 
 /* Every unary op of ML_UNARY_OPS: a closure whose upvalue is the op. */
@@ -101,6 +125,18 @@ static int l_where_method(lua_State *L) { /* a:where(cond, b) */
     return l_where(L);
 }
 
+/* t:masked_fill(mask, value): value a number or a 0-dim tensor */
+static int l_masked_fill(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1), *mask = ml_lua_check_tensor(L, 2);
+    if (lua_isnoneornil(L, 3))
+        return ml_lua_errorf(L, "masked_fill: value (a number or a 0-dim tensor) is required");
+    check_operands(L, 3, 3);
+    ml_tensor *v = ml_lua_tensor_or_number(L, 3, t);
+    ml_tensor *r = ml_masked_fill(t, mask, v);
+    ml_tensor_release(v);
+    return ml_lua_push_tensor(L, r);
+}
+
 /* t[name] = closure(op) for each of module and methods. */
 static void set_op(lua_State *L, int module, int methods, const char *name, lua_CFunction fn,
                    int op) {
@@ -111,20 +147,33 @@ static void set_op(lua_State *L, int module, int methods, const char *name, lua_
     lua_setfield(L, methods, name);
 }
 
-/* core._elementwise_ops: {unary = {{name =, node =, float_only =}, ...}, binary =
- * {{name =, node =, float_only =, mask =}, ...}} in list order, so that tests cover
- * every op of the lists. */
+/* core._elementwise_ops: {unary = {{name =, node =, float_only =, mask =, params =
+ * {{name =, default =}, ...}}, ...}, binary = {{name =, node =, float_only =, mask =},
+ * ...}} in list order, so that tests cover every op of the lists. */
 static void push_op_lists(lua_State *L) {
     lua_createtable(L, 0, 2);
     lua_createtable(L, ML_UN_COUNT, 0);
     for (int op = 0; op < ML_UN_COUNT; op++) {
-        lua_createtable(L, 0, 3);
-        lua_pushstring(L, ml_unary_name((ml_unary_op)op));
+        const ml_unary_op u = (ml_unary_op)op;
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, ml_unary_name(u));
         lua_setfield(L, -2, "name");
-        lua_pushstring(L, ml_unary_node_name((ml_unary_op)op));
+        lua_pushstring(L, ml_unary_node_name(u));
         lua_setfield(L, -2, "node");
-        lua_pushboolean(L, ml_unary_float_only((ml_unary_op)op));
+        lua_pushboolean(L, ml_unary_float_only(u));
         lua_setfield(L, -2, "float_only");
+        lua_pushboolean(L, ml_unary_is_mask(u));
+        lua_setfield(L, -2, "mask");
+        lua_createtable(L, ml_unary_n_params(u), 0);
+        for (int i = 0; i < ml_unary_n_params(u); i++) {
+            lua_createtable(L, 0, 2);
+            lua_pushstring(L, ml_unary_param_name(u, i));
+            lua_setfield(L, -2, "name");
+            lua_pushnumber(L, ml_unary_param_default(u, i));
+            lua_setfield(L, -2, "default");
+            lua_rawseti(L, -2, i + 1);
+        }
+        lua_setfield(L, -2, "params");
         lua_rawseti(L, -2, op + 1);
     }
     lua_setfield(L, -2, "unary");
@@ -155,7 +204,8 @@ void ml_lua_open_elementwise(lua_State *L, int module, int methods) {
     push_op_lists(L);
     lua_setfield(L, module, "_elementwise_ops");
     /* what is not one op of a list: add's alpha (replaces the plain add), clamp, where */
-    static const luaL_Reg funcs[] = {{"add", l_add_alpha}, {"clamp", l_clamp}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"add", l_add_alpha}, {"clamp", l_clamp},
+                                     {"masked_fill", l_masked_fill}, {NULL, NULL}};
     ml_lua_setfuncs(L, module, funcs);
     ml_lua_setfuncs(L, methods, funcs);
     lua_pushcfunction(L, l_where);

@@ -1,5 +1,6 @@
 /* The Tensor userdata: creation from Lua values, fields, indexing, conversion,
  * views, printing. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -660,6 +661,96 @@ static int l_narrow(lua_State *L) {
     return ml_lua_push_tensor(L, ml_narrow(t, d, start - 1, len));
 }
 
+/* Pushes the view of t along d from start of length len (narrow). */
+static void push_piece(lua_State *L, ml_tensor *t, int d, int64_t start, int64_t len) {
+    ml_lua_push_tensor(L, ml_narrow(t, d, start, len));
+}
+
+/* Pushes the pieces of `size` along d (the last one shorter) as torch.split does,
+ * one empty piece for an empty dim; returns how many. */
+static int push_even_pieces(lua_State *L, ml_tensor *t, int d, int64_t size, const char *fname) {
+    const int64_t dim_size = t->shape[d];
+    if (size == 0 && dim_size > 0)
+        return ml_lua_errorf(L, "%s: a piece size of 0 needs an empty dim, dim %d has size %lld",
+                             fname, d + 1, (long long)dim_size);
+    const int64_t n = size == 0 || dim_size == 0 ? 1 : (dim_size + size - 1) / size;
+    if (n > INT_MAX / 2) return ml_lua_errorf(L, "%s: %lld pieces are too many", fname, (long long)n);
+    luaL_checkstack(L, (int)n, "too many pieces");
+    for (int64_t i = 0; i < n; i++)
+        push_piece(L, t, d, i * size, i < n - 1 ? size : dim_size - size * (n - 1));
+    return (int)n;
+}
+
+/* The dim of split/chunk at idx (the first when absent), for a tensor with dims. */
+static int piece_dim(lua_State *L, int idx, const ml_tensor *t, const char *fname) {
+    if (t->ndim == 0) return ml_lua_errorf(L, "%s: a 0-dim tensor has no dim to cut", fname);
+    return ml_lua_opt_dim(L, idx, t->ndim, fname, 0);
+}
+
+/* split(size, dim = 1) or split({sizes...}, dim = 1) -> views along dim, as
+ * torch.split (multiple results: local a, b = t:split(2)) */
+static int l_split(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    const int d = piece_dim(L, 3, t, "split");
+    if (lua_istable(L, 2)) { /* sizes that add up to the dim's size */
+        const int n = (int)luaL_len(L, 2);
+        int64_t total = 0;
+        for (int i = 1; i <= n; i++) {
+            int isint;
+            lua_geti(L, 2, i);
+            lua_Integer v = lua_tointegerx(L, -1, &isint);
+            lua_pop(L, 1);
+            if (!isint || v < 0)
+                return ml_lua_errorf(L, "split: sizes must be non-negative integers, size %d is not",
+                                     i);
+            total += v;
+        }
+        if (total != t->shape[d]) {
+            char a[ML_SHAPE_STR_MAX];
+            return ml_lua_errorf(L, "split: sizes add up to %lld, dim %d of the tensor of shape %s "
+                                 "has size %lld (they must be equal)", (long long)total, d + 1,
+                                 ml_shape_str(t->ndim, t->shape, a, sizeof a),
+                                 (long long)t->shape[d]);
+        }
+        luaL_checkstack(L, n, "too many pieces");
+        int64_t start = 0;
+        for (int i = 1; i <= n; i++) {
+            lua_geti(L, 2, i);
+            const int64_t len = (int64_t)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            push_piece(L, t, d, start, len);
+            start += len;
+        }
+        return n;
+    }
+    int isint;
+    lua_Integer size = lua_tointegerx(L, 2, &isint);
+    if (!isint || size < 0)
+        return ml_lua_errorf(L, "split: the piece size must be a non-negative integer or a table of "
+                             "sizes, got %s", isint ? lua_tostring(L, 2) : luaL_typename(L, 2));
+    return push_even_pieces(L, t, d, (int64_t)size, "split");
+}
+
+/* chunk(n, dim = 1) -> at most n views along dim, each ceil(size / n) long but the
+ * last, as torch.chunk (fewer than n when the size does not allow n) */
+static int l_chunk(lua_State *L) {
+    ml_tensor *t = ml_lua_check_tensor(L, 1);
+    int isint;
+    lua_Integer chunks = lua_tointegerx(L, 2, &isint);
+    if (!isint || chunks <= 0)
+        return ml_lua_errorf(L, "chunk: the number of chunks must be a positive integer, got %s",
+                             isint ? lua_tostring(L, 2) : luaL_typename(L, 2));
+    const int d = piece_dim(L, 3, t, "chunk");
+    const int64_t dim_size = t->shape[d];
+    if (dim_size == 0) { /* torch: `chunks` empty pieces */
+        if (chunks > INT_MAX / 2) return ml_lua_errorf(L, "chunk: too many pieces");
+        luaL_checkstack(L, (int)chunks, "too many pieces");
+        for (lua_Integer i = 0; i < chunks; i++) push_piece(L, t, d, 0, 0);
+        return (int)chunks;
+    }
+    return push_even_pieces(L, t, d, (dim_size + chunks - 1) / chunks, "chunk");
+}
+
 /* select(dim, index), index 1-based (negative from the end) */
 static int l_select(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
@@ -675,10 +766,16 @@ static int l_squeeze(lua_State *L) {
     return ml_lua_push_tensor(L, ml_squeeze(t, d));
 }
 
+/* unsqueeze(dim): the new dim's place among ndim + 1 (1-based, negative from the
+ * end: -1 appends, as torch's) */
 static int l_unsqueeze(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
-    int d = ml_lua_check_dim(L, 2, t->ndim + 1, "unsqueeze");
-    return ml_lua_push_tensor(L, ml_unsqueeze(t, d));
+    const lua_Integer d = luaL_checkinteger(L, 2), n = t->ndim + 1;
+    if (d == 0 || d > n || d < -n)
+        return ml_lua_errorf(L, "unsqueeze: dim %lld out of range for a %d-dim tensor (a new dim "
+                             "goes at 1..%lld or %lld..-1)", (long long)d, t->ndim, (long long)n,
+                             (long long)-n);
+    return ml_lua_push_tensor(L, ml_unsqueeze(t, d > 0 ? (int)d - 1 : (int)(d + n)));
 }
 
 static int l_expand(lua_State *L) {
@@ -797,12 +894,13 @@ void ml_lua_open_tensor(lua_State *L, int module, int methods) {
         {"view", l_view}, {"reshape", l_reshape}, {"t", l_t}, {"transpose", l_transpose},
         {"permute", l_permute}, {"narrow", l_narrow}, {"select", l_select},
         {"squeeze", l_squeeze}, {"unsqueeze", l_unsqueeze}, {"expand", l_expand},
-        {"flatten", l_flatten}, {NULL, NULL}};
+        {"flatten", l_flatten}, {"split", l_split}, {"chunk", l_chunk}, {NULL, NULL}};
     ml_lua_setfuncs(L, module, module_funcs);
     ml_lua_setfuncs(L, methods, method_funcs);
     /* the views are module functions too: ml.reshape(t, ...), ml.flatten(t) */
     static const char *const shared[] = {"reshape", "transpose", "permute", "narrow", "select",
-                                         "squeeze", "unsqueeze", "flatten", "clone", "t", NULL};
+                                         "squeeze", "unsqueeze", "flatten", "clone", "t", "split",
+                                         "chunk", NULL};
     for (int i = 0; shared[i]; i++) {
         lua_getfield(L, methods, shared[i]);
         lua_setfield(L, module, shared[i]);

@@ -252,13 +252,14 @@ ml_tensor *ml_pow(ml_tensor *a, ml_tensor *b) { return ml_binary(ML_BIN_POW, a, 
 
 /* --- unary: every rule is one fused kernel of the backend (unary_backward) --- */
 
+/* ints[0]: the op; scalars[0..]: its parameters (ml_unary_params) */
 static int unary_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     ml_unary_op op = (ml_unary_op)n->ints[0];
     const ml_tensor *x = ml_unary_saves_x(op) ? n->saved[0] : NULL;
     const ml_tensor *y = ml_unary_saves_y(op) ? n->saved[x ? 1 : 0] : NULL;
     ml_tensor *out = ml_tensor_empty_like(g);
     const ml_elementwise_ops *ew = out ? ml_need_elementwise(g, ml_unary_name(op)) : NULL;
-    if (!ew || ew->unary_backward(op, g, x, y, out)) {
+    if (!ew || ew->unary_backward(op, n->scalars, g, x, y, out)) {
         ml_tensor_release(out);
         return -1;
     }
@@ -266,26 +267,37 @@ static int unary_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
     return 0;
 }
 
-ml_tensor *ml_unary(ml_unary_op op, ml_tensor *x) {
+ml_tensor *ml_unary_with(ml_unary_op op, ml_tensor *x, const double *params) {
     if ((unsigned)op >= ML_UN_COUNT) return ml_error_set("unary: unknown op %d", (int)op), NULL;
+    double p[ML_UN_MAX_PARAMS];
+    ml_unary_params(op, params, p);
     bool to_float = ml_unary_float_only(op) && !ml_dtype_is_float(x->dtype);
     ml_tensor *src = to_float ? ml_cast(x, ML_F32) : ml_tensor_retain(x);
     if (!src) return NULL;
-    ml_tensor *out = ml_tensor_empty(src->dtype, src->storage->device, src->ndim, src->shape);
+    const bool mask = ml_unary_is_mask(op);
+    ml_tensor *out = ml_tensor_empty(mask ? ML_U8 : src->dtype, src->storage->device, src->ndim,
+                                     src->shape);
     const ml_elementwise_ops *ew = out ? ml_need_elementwise(src, ml_unary_name(op)) : NULL;
-    if (out && (!ew || ew->unary(op, src, out))) {
+    if (out && (!ew || ew->unary(op, p, src, out))) {
         ml_tensor_release(out);
         out = NULL;
     }
-    ml_node *n = out ? ml_node_attach(out, ml_unary_node_name(op), unary_backward, 1, &src) : NULL;
+    /* a mask (isnan) is not differentiable, as torch's bool results */
+    ml_node *n = out && !mask ? ml_node_attach(out, ml_unary_node_name(op), unary_backward, 1, &src)
+                              : NULL;
     if (n) {
         n->ints[0] = op;
+        _Static_assert(ML_UN_MAX_PARAMS <= sizeof n->scalars / sizeof n->scalars[0],
+                       "a node holds a unary op's parameters");
+        for (int i = 0; i < ML_UN_MAX_PARAMS; i++) n->scalars[i] = p[i];
         if (ml_unary_saves_x(op)) ml_node_save(n, src);
         if (ml_unary_saves_y(op)) ml_node_save(n, out);
     }
     ml_tensor_release(src);
     return out;
 }
+
+ml_tensor *ml_unary(ml_unary_op op, ml_tensor *x) { return ml_unary_with(op, x, NULL); }
 
 ml_tensor *ml_neg(ml_tensor *x) { return ml_unary(ML_UN_NEG, x); }
 
@@ -405,6 +417,61 @@ ml_tensor *ml_where(ml_tensor *cond, ml_tensor *a, ml_tensor *b) {
     ml_tensor *in[3] = {cond, a, b};
     ml_node *n = out ? ml_node_attach(out, "WhereBackward", where_backward, 3, in) : NULL;
     if (n) ml_node_save(n, cond);
+    return out;
+}
+
+/* --- masked_fill --- */
+
+/* x's gradient where the mask is 0, value's the sum of the rest. saved: the mask
+ * (expanded to x's shape). */
+static int masked_fill_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+    ml_tensor *mask = n->saved[0];
+    ml_tensor *zero = ml_scalar(0, g->dtype, g->storage->device);
+    if (!zero) return -1;
+    if (n->needs_grad[0]) gin[0] = ml_where(mask, zero, g);
+    if (n->needs_grad[1]) {
+        ml_tensor *kept = ml_where(mask, g, zero);
+        gin[1] = reduce_to_input(n, 1, kept ? ml_sum(kept, ML_ALL_DIMS, false) : NULL);
+        ml_tensor_release(kept);
+    }
+    ml_tensor_release(zero);
+    return (n->needs_grad[0] && !gin[0]) || (n->needs_grad[1] && !gin[1]) ? -1 : 0;
+}
+
+ml_tensor *ml_masked_fill(ml_tensor *x, ml_tensor *mask, ml_tensor *value) {
+    char a[ML_SHAPE_STR_MAX], b[ML_SHAPE_STR_MAX];
+    if (ml_check_same_device("masked_fill", x, mask) || ml_check_same_device("masked_fill", x, value))
+        return NULL;
+    if (mask->dtype != ML_U8)
+        return ml_error_set("masked_fill: mask must be a uint8 mask (as comparisons give), got %s",
+                            ml_dtype_name(mask->dtype)), NULL;
+    if (value->ndim != 0)
+        return ml_error_set("masked_fill: value must be a number or a 0-dim tensor, got a tensor "
+                            "of shape %s", ml_shape_str(value->ndim, value->shape, a, sizeof a)), NULL;
+    /* the mask broadcasts to x's shape, never x to a larger one (torch) */
+    int nd;
+    int64_t shape[ML_MAX_DIMS];
+    if (ml_broadcast_shapes("masked_fill", mask->ndim, mask->shape, x->ndim, x->shape, &nd, shape) ||
+        nd != x->ndim || memcmp(shape, x->shape, sizeof(int64_t) * (size_t)nd) != 0) {
+        ml_error_clear();
+        return ml_error_set("masked_fill: mask of shape %s does not broadcast to the input's "
+                            "shape %s", ml_shape_str(mask->ndim, mask->shape, a, sizeof a),
+                            ml_shape_str(x->ndim, x->shape, b, sizeof b)), NULL;
+    }
+    ml_tensor *em = ml_expand_raw(mask, x->ndim, x->shape);
+    /* the value in x's dtype (torch casts it), broadcast over x */
+    ml_tensor *v = em ? operand(value, x->dtype, x->ndim, x->shape) : NULL;
+    ml_tensor *out = v ? ml_tensor_empty(x->dtype, x->storage->device, x->ndim, x->shape) : NULL;
+    const ml_elementwise_ops *ew = out ? ml_need_elementwise(x, "masked_fill") : NULL;
+    if (out && (!ew || ew->where(em, v, x, out))) {
+        ml_tensor_release(out);
+        out = NULL;
+    }
+    ml_tensor_release(v);
+    ml_tensor *in[2] = {x, value};
+    ml_node *n = out ? ml_node_attach(out, "MaskedFillBackward", masked_fill_backward, 2, in) : NULL;
+    if (n) ml_node_save(n, em);
+    ml_tensor_release(em);
     return out;
 }
 

@@ -16,8 +16,12 @@ ml_tensor *ml_mul(ml_tensor *a, ml_tensor *b);
 ml_tensor *ml_div(ml_tensor *a, ml_tensor *b);
 ml_tensor *ml_pow(ml_tensor *a, ml_tensor *b);
 /* op(x) of ML_UNARY_OPS: in x's dtype, or float32 for an integer x and an op of the
- * float domain; its backward is the list's rule, one kernel. */
+ * float domain (uint8 for a mask op, which is not differentiable); its backward is
+ * the list's rule, one kernel. ml_unary takes the op's default parameters,
+ * ml_unary_with the given ones (params: ml_unary_n_params(op) numbers in the list's
+ * order; NULL: the defaults). */
 ml_tensor *ml_unary(ml_unary_op op, ml_tensor *x);
+ml_tensor *ml_unary_with(ml_unary_op op, ml_tensor *x, const double *params);
 ml_tensor *ml_neg(ml_tensor *x);
 ml_tensor *ml_clamp(ml_tensor *x, double lo, double hi);  /* NAN: no bound */
 ml_tensor *ml_pow_scalar(ml_tensor *x, double p);
@@ -25,6 +29,10 @@ ml_tensor *ml_pow_scalar(ml_tensor *x, double p);
 ml_tensor *ml_mul_scalar(ml_tensor *x, double s);
 ml_tensor *ml_add_scalar(ml_tensor *x, double s);
 ml_tensor *ml_where(ml_tensor *cond, ml_tensor *a, ml_tensor *b);
+/* x with value (a 0-dim tensor, cast to x's dtype) where mask (uint8, broadcast to
+ * x's shape; x never broadcasts to the mask's) is nonzero, as torch.masked_fill.
+ * Differentiable in x and value. */
+ml_tensor *ml_masked_fill(ml_tensor *x, ml_tensor *mask, ml_tensor *value);
 
 /* A 0-dim tensor holding v. */
 ml_tensor *ml_scalar(double v, ml_dtype dt, ml_device dev);

@@ -10,6 +10,7 @@
 #include "creation.h"
 #include "elementwise.h"
 #include "index.h"
+#include "temps.h"
 
 /* Output shape and the [outer, n, inner] split for a reduction over dim d (or all). */
 static void reduce_geometry(const ml_tensor *x, int d, bool keepdim, int *ndim, int64_t *shape,
@@ -65,6 +66,7 @@ static int resolve_dim(const char *fname, const ml_tensor *x, int dim, int *d) {
 #define RESULT_float(dt) (ml_dtype_is_float(dt) ? (int)(dt) : -1)
 #define RESULT_same(dt) ((int)(dt))
 #define RESULT_index(dt) ((void)(dt), (int)ML_I64)
+#define RESULT_mask(dt) ((void)(dt), (int)ML_U8)
 #define RESULT_CASE_(NAME, name, Node, result, ...) case ML_RED_##NAME: return RESULT_##result(dt);
 static int result_dtype(ml_reduce_op op, ml_dtype dt) {
     switch (op) {
@@ -270,6 +272,174 @@ ml_tensor *ml_argmax(ml_tensor *x, int dim, bool keepdim) { return reduce_op(ML_
 ml_tensor *ml_argmin(ml_tensor *x, int dim, bool keepdim) { return reduce_op(ML_RED_ARGMIN, x, dim, keepdim, NULL); }
 ml_tensor *ml_logsumexp(ml_tensor *x, int dim, bool keepdim) {
     return reduce_op(ML_RED_LOGSUMEXP, x, dim, keepdim, NULL);
+}
+
+ml_tensor *ml_all(ml_tensor *x, int dim, bool keepdim) { return reduce_op(ML_RED_ALL, x, dim, keepdim, NULL); }
+ml_tensor *ml_any(ml_tensor *x, int dim, bool keepdim) { return reduce_op(ML_RED_ANY, x, dim, keepdim, NULL); }
+
+/* --- var, std, norm: composed of the ops above (forward with grad mode off), each
+ * with its own node and rule, as torch's VarBackward, StdBackward, NormBackward.
+ * ints[0]: the dim (-1: all), ints[1]: keepdim, as the list's reductions. --- */
+
+/* Runs with grad mode off and restores it: the compositions' own steps record no
+ * graph, the op attaches one node. */
+static bool grad_off(void) {
+    bool was = ml_grad_enabled();
+    ml_set_grad_enabled(false);
+    return was;
+}
+
+/* The float input check and the dim of var/std/norm: *d as reduce_op's (-1 for all
+ * elements), *n the count of elements reduced into each output. */
+static int stat_dims(const char *fname, ml_tensor *x, int dim, int *d, int64_t *n) {
+    if (resolve_dim(fname, x, dim, d)) return -1;
+    if (!ml_dtype_is_float(x->dtype))
+        return ml_error_set("%s: needs a floating point tensor, got %s (use :float() first)",
+                            fname, ml_dtype_name(x->dtype));
+    *n = *d < 0 ? ml_numel(x) : x->shape[*d];
+    return 0;
+}
+
+/* var: g * 2 (x - mean) / (n - correction), as torch's var_backward (the divisor
+ * not clamped at 0 there). saved: x, mean (keepdim); scalars[0]: n - correction.
+ * std first turns g into var's: g / (2 std), 0 where std is 0 (torch's
+ * std_backward); saved[2]: std. */
+static int var_std_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+    ml_tensor *x = n->saved[0], *mean = n->saved[1];
+    const bool is_std = n->n_saved == 3;
+    ml_temps s = {0};
+    ml_tensor *gu = tmp_keep(&s, unreduce(n, g));
+    if (is_std) {
+        ml_tensor *sd = tmp_keep(&s, unreduce(n, n->saved[2]));
+        ml_tensor *zero = tmp_scalar(&s, sd, 0);
+        ml_tensor *q = tmp_div(&s, gu, tmp_mul_scalar(&s, sd, 2));
+        gu = tmp_where(&s, tmp_binary(&s, ML_BIN_EQ, sd, zero), zero, q);
+    }
+    ml_tensor *r = tmp_mul(&s, gu, tmp_sub(&s, x, mean));
+    gin[0] = tmp_result(&s, tmp_mul_scalar(&s, r, 2.0 / n->scalars[0]));
+    tmp_release(&s);
+    return gin[0] ? 0 : -1;
+}
+
+static ml_tensor *var_std(ml_tensor *x, int dim, double correction, bool keepdim, bool is_std) {
+    const char *fname = is_std ? "std" : "var";
+    int d = -1;
+    int64_t count = 0;
+    if (stat_dims(fname, x, dim, &d, &count)) return NULL;
+    const int rd = d < 0 ? ML_ALL_DIMS : d;
+    /* two passes (the mean, then the squared deviations), each summed in a fixed
+     * order; torch's divisor max(0, n - correction) */
+    const double dof = (double)count - correction;
+    const bool was = grad_off();
+    ml_temps s = {0};
+    ml_tensor *mean = tmp_mean(&s, x, rd, true);
+    ml_tensor *dev = tmp_sub(&s, x, mean);
+    ml_tensor *ss = tmp_sum(&s, tmp_mul(&s, dev, dev), rd, keepdim);
+    ml_tensor *v = tmp_div(&s, ss, tmp_scalar(&s, ss, dof > 0 ? dof : 0));
+    ml_tensor *out = tmp_result(&s, is_std ? tmp_unary(&s, ML_UN_SQRT, v) : v);
+    ml_set_grad_enabled(was);
+    ml_node *n = out ? ml_node_attach(out, is_std ? "StdBackward" : "VarBackward", var_std_backward,
+                                      1, &x)
+                     : NULL;
+    if (n) {
+        n->ints[0] = d;
+        n->ints[1] = keepdim;
+        n->scalars[0] = dof;
+        ml_node_save(n, x);
+        ml_node_save(n, mean);
+        if (is_std) ml_node_save(n, out);
+    }
+    tmp_release(&s);
+    return out;
+}
+
+ml_tensor *ml_var(ml_tensor *x, int dim, double correction, bool keepdim) {
+    return var_std(x, dim, correction, keepdim, false);
+}
+ml_tensor *ml_std(ml_tensor *x, int dim, double correction, bool keepdim) {
+    return var_std(x, dim, correction, keepdim, true);
+}
+
+/* norm's gradient, torch 1.13's norm_backward: p 0: none (the input's grad stays
+ * nil, as torch's); 1: sign(x) g; 2: x / norm
+ * g (0 where the norm is 0); +-inf: sign(x) g shared among the elements at the norm
+ * (and NaNs); other p: sign(x) |x|^(p-1) scaled by g / norm^(p-1) (p < 1: g
+ * norm^(1-p), 0 at x == 0). saved: x, the norm; scalars[0]: p. */
+static int norm_backward(ml_node *n, ml_tensor *g, ml_tensor **gin) {
+    ml_tensor *x = n->saved[0];
+    const double p = n->scalars[0];
+    const int d = (int)n->ints[0];
+    if (p == 0) return 0; /* no gradient: torch's rule gives an undefined one */
+    ml_temps s = {0};
+    ml_tensor *gu = tmp_keep(&s, unreduce(n, g));
+    ml_tensor *nu = tmp_keep(&s, unreduce(n, n->saved[1]));
+    ml_tensor *zero = tmp_scalar(&s, x, 0);
+    ml_tensor *norm0 = tmp_binary(&s, ML_BIN_EQ, nu, zero);
+    ml_tensor *sgn = tmp_unary(&s, ML_UN_SIGN, x), *ax = tmp_unary(&s, ML_UN_ABS, x);
+    ml_tensor *r = NULL;
+    if (p == 1) {
+        r = tmp_mul(&s, sgn, gu);
+    } else if (p == 2) {
+        r = tmp_mul(&s, gu, tmp_where(&s, norm0, zero, tmp_div(&s, x, nu)));
+    } else if (isinf(p)) {
+        ml_tensor *at = tmp_cast(&s, tmp_binary(&s, ML_BIN_EQ, ax, nu), x->dtype);
+        ml_tensor *nan = tmp_cast(&s, tmp_unary(&s, ML_UN_ISNAN, ax), x->dtype);
+        ml_tensor *mask = tmp_add(&s, at, nan); /* NaN never equals: 0 or 1 */
+        ml_tensor *cnt = tmp_sum(&s, mask, d < 0 ? ML_ALL_DIMS : d, true);
+        r = tmp_mul(&s, sgn, tmp_mul(&s, tmp_div(&s, gu, cnt), mask));
+    } else if (p < 1) {
+        ml_tensor *xs = tmp_mul(&s, sgn, tmp_pow_scalar(&s, ax, p - 1));
+        xs = tmp_where(&s, tmp_binary(&s, ML_BIN_EQ, x, zero), zero, xs);
+        r = tmp_mul(&s, tmp_mul(&s, xs, gu), tmp_pow_scalar(&s, nu, 1 - p));
+    } else {
+        ml_tensor *xs = p < 2 ? tmp_mul(&s, sgn, tmp_pow_scalar(&s, ax, p - 1))
+                              : tmp_mul(&s, x, tmp_pow_scalar(&s, ax, p - 2));
+        ml_tensor *scale = tmp_div(&s, gu, tmp_pow_scalar(&s, nu, p - 1));
+        r = tmp_mul(&s, xs, tmp_where(&s, norm0, zero, scale));
+    }
+    gin[0] = tmp_result(&s, r);
+    tmp_release(&s);
+    return gin[0] ? 0 : -1;
+}
+
+ml_tensor *ml_norm(ml_tensor *x, double p, int dim, bool keepdim) {
+    int d = -1;
+    int64_t count = 0;
+    if (stat_dims("norm", x, dim, &d, &count)) return NULL;
+    if (isnan(p)) return ml_error_set("norm: p must be a number, got nan"), NULL;
+    if (isinf(p) && count == 0)
+        return ml_error_set("norm: cannot compute the %s norm over an empty dim (it has no "
+                            "identity)", p > 0 ? "inf" : "-inf"), NULL;
+    const int rd = d < 0 ? ML_ALL_DIMS : d;
+    const bool was = grad_off();
+    ml_temps s = {0};
+    ml_tensor *ax = tmp_unary(&s, ML_UN_ABS, x), *r;
+    if (p == 2) {
+        r = tmp_unary(&s, ML_UN_SQRT, tmp_sum(&s, tmp_mul(&s, x, x), rd, keepdim));
+    } else if (p == 1) {
+        r = tmp_sum(&s, ax, rd, keepdim);
+    } else if (isinf(p)) {
+        r = ax && !s.failed ? tmp_keep(&s, p > 0 ? ml_max(ax, rd, keepdim, NULL)
+                                                 : ml_min(ax, rd, keepdim, NULL))
+                            : NULL;
+    } else if (p == 0) {
+        ml_tensor *nz = tmp_binary(&s, ML_BIN_NE, x, tmp_scalar(&s, x, 0));
+        r = tmp_cast(&s, tmp_sum(&s, nz, rd, keepdim), x->dtype);
+    } else {
+        r = tmp_pow_scalar(&s, tmp_sum(&s, tmp_pow_scalar(&s, ax, p), rd, keepdim), 1 / p);
+    }
+    ml_tensor *out = tmp_result(&s, r);
+    ml_set_grad_enabled(was);
+    ml_node *n = out ? ml_node_attach(out, "NormBackward", norm_backward, 1, &x) : NULL;
+    if (n) {
+        n->ints[0] = d;
+        n->ints[1] = keepdim;
+        n->scalars[0] = p;
+        ml_node_save(n, x);
+        ml_node_save(n, out);
+    }
+    tmp_release(&s);
+    return out;
 }
 
 ml_tensor *ml_sum_to_shape(ml_tensor *g, int ndim, const int64_t *shape) {

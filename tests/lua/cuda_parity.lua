@@ -620,6 +620,100 @@ add("data transforms on a batch on the device", {{{6, 1, 28, 28}, kind = "u8"}},
       end
       return table.unpack(out)
     end, {rtol = 1e-6, atol = 1e-6})
+-- issue 16: activations with their parameters, the sort family (sort, argsort,
+-- topk, cumsum), all/any, var/std/norm, masked_fill, F.pad, F.dropout, chunk/split
+-- (the unary list's loop above already runs every activation at its defaults)
+for _, op in ipairs({
+  {"gelu tanh", function(x) return F.gelu(x, {approximate = "tanh"}) end},
+  {"leaky_relu 0.2", function(x) return F.leaky_relu(x, 0.2) end},
+  {"elu alpha 0.5", function(x) return F.elu(x, 0.5) end},
+  {"softplus beta 2 threshold 1", function(x) return F.softplus(x, 2, 1) end},
+}) do
+  add(op[1] .. " [33, 65]", {{{33, 65}, grad = true}}, op[2])
+  add(op[1] .. " float64 strided", {{{65, 33}, kind = "f64", grad = true, view = "t"}}, op[2])
+end
+add("isnan/isinf with NaN and infinities", {{{2}}}, function(x)
+  local nan, inf = 0 / 0, math.huge
+  local t = ml.tensor({{nan, 1, -inf}, {inf, 0, nan}}, {device = x.device})
+  return t:isnan(), t:isinf(), t:t():isinf(), t:double():isnan()
+end)
+for _, shape in ipairs({{33, 65}, {3, 4, 5}, {1, 300001}, {2, 1025, 3}, {7}}) do
+  red("sort dim -1", shape, function(x) return x:sort(-1) end)
+  red("sort dim 1 descending", shape, function(x) return x:sort(1, {descending = true}) end)
+  red("argsort dim 1", shape, function(x) return x:argsort(1) end, nil, false)
+  red("cumsum dim 1", shape, function(x) return x:cumsum(1) end)
+  red("cumsum dim -1", shape, function(x) return x:cumsum(-1) end)
+  red("var dim -1", shape, function(x) return x:var(-1) end)
+  red("std all", shape, function(x) return x:std() end)
+  red("norm all", shape, function(x) return x:norm() end)
+  red("norm 3 dim 1 keepdim", shape, function(x) return x:norm(3, 1, {keepdim = true}) end)
+  red("all/any", shape, function(x) return x:gt(-2):all(), x:gt(2):any(1), x:gt(0):all(-1) end,
+      nil, false)
+end
+red("sort int64 with ties", {33, 65}, function(x) return x:sort(2), x:sort(1, {descending = true}) end,
+    "int", false)
+red("sort uint8", {257}, function(x) return x:sort(1) end, "u8", false)
+red("sort float64 strided", {65, 33}, function(x) return x:t():sort(1) end, "f64")
+red("sort with ties and NaN", {5}, function(x)
+  local nan = 0 / 0
+  local t = ml.tensor({{3, 1, nan, 1, 2, nan, 1}, {0, 0, -1, 5, 5, 0, -1}}, {device = x.device})
+  local v, i = t:sort(2)
+  local vd, id = t:sort(2, {descending = true})
+  return v, i, vd, id
+end, nil, false)
+red("topk k 5 dim -1", {33, 65}, function(x) return x:topk(5) end)
+red("topk k 3 dim 1 smallest", {3, 1025, 3}, function(x) return x:topk(3, 2, {largest = false}) end)
+red("cumsum int64 and uint8", {33, 65}, function(x)
+  return x:long():cumsum(2), (x:abs() * 10):byte():cumsum(1)
+end, nil, false)
+red("norm p inf/-inf/0/1/0.5", {33, 65}, function(x)
+  return x:norm(math.huge, 2), x:norm(-math.huge), x:norm(0, 1), x:norm(1, -1), x:norm(0.5)
+end)
+red("var/std correction 0 keepdim", {3, 4, 5}, function(x)
+  return x:var(2, {correction = 0, keepdim = true}), x:std(1, {correction = 2})
+end)
+add("masked_fill broadcast mask and a tensor value",
+    {{{33, 65}, grad = true}, {{65}}, {{}, grad = true}}, function(x, m, v)
+  return x:masked_fill(m:gt(0), -1.5), x:masked_fill(m:gt(0.5), v)
+end)
+add("masked_fill strided", {{{65, 33}, grad = true, view = "t"}, {{33, 1}}}, function(x, m)
+  return x:masked_fill(m:lt(0), -math.huge)
+end)
+for _, mode in ipairs({"constant", "reflect", "replicate"}) do
+  add("pad " .. mode .. " last dim", {{{3, 5, 33}, grad = true}}, function(x)
+    return F.pad(x, {2, 3}, {mode = mode})
+  end)
+  add("pad " .. mode .. " last two dims", {{{2, 3, 17, 9}, grad = true}}, function(x)
+    return F.pad(x, {1, 2, 3, 1}, {mode = mode})
+  end)
+  add("pad " .. mode .. " last three dims strided", {{{3, 6, 5, 4}, grad = true}}, function(x)
+    return F.pad(x:transpose(2, 4), {1, 0, 2, 1, 0, 3}, {mode = mode})
+  end)
+end
+add("pad constant negative with a value", {{{4, 9, 7}, grad = true}}, function(x)
+  return F.pad(x, {-2, 3, 1, -1}, {value = 0.25})
+end)
+add("dropout: the same mask on both devices", {{{33, 65}, grad = true}}, function(x)
+  ml.manual_seed(5)
+  return F.dropout(x, {p = 0.3}), F.dropout(x:double(), 0.5)
+end)
+add("chunk and split views", {{{9, 65}, grad = true}}, function(x)
+  local a, b, c = x:chunk(3, 2)
+  local d, e = x:split({4, 5}, 1)
+  return a * 2, b:exp(), c, d:sum(2), e:t()
+end)
+add("gelu and silu in a small MLP step", {{{16, 33}}, {{16, 5}}}, function(x, y)
+  ml.manual_seed(3)
+  local nn = ml.nn
+  local m = nn.Sequential(nn.Linear(33, 20), nn.GELU(), nn.Linear(20, 20), nn.SiLU(),
+                          nn.Dropout(0.1), nn.Linear(20, 5), nn.LeakyReLU(0.1), nn.ELU(),
+                          nn.Softplus())
+  m:to(x.device)
+  local loss = F.mse_loss(m(x), y)
+  loss:backward()
+  local p = m:parameters()
+  return loss:detach(), p[1].grad, p[#p].grad
+end, {rtol = 1e-4, atol = 1e-5})
 
 -- the reference MLP (784-64-32-10, softmax, MSE on one-hot targets, Adam 1e-3,
 -- batch 128) trained 50 steps on both devices from the same initial weights and

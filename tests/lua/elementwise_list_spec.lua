@@ -17,7 +17,8 @@ describe("the unary op list", function()
   it("names every op, sin and cos among them", function()
     local names = {}
     for _, op in ipairs(ops.unary) do names[op.name] = true end
-    for _, n in ipairs({"neg", "exp", "log", "relu", "sigmoid", "tanh", "sin", "cos"}) do
+    for _, n in ipairs({"neg", "exp", "log", "relu", "sigmoid", "tanh", "sin", "cos", "gelu",
+                        "silu", "leaky_relu", "elu", "softplus", "isnan", "isinf"}) do
       assert.is_true(names[n], n)
     end
   end)
@@ -29,6 +30,23 @@ describe("the unary op list", function()
         local x = ml.tensor({0.5, 1.5})
         T.assert_close(x[name](x), ml[name](x))
       end)
+
+      if op.mask then
+        it("gives a uint8 mask that does not require grad, for every dtype", function()
+          local x = ml.tensor({0.5, 1.5}, {requires_grad = true})
+          local m = x[name](x)
+          assert.are.equal("uint8", m.dtype)
+          assert.is_false(m.requires_grad)
+          assert.is_nil(m.grad_fn)
+          for _, t in ipairs({long({-3, 0, 4}), ml.tensor({0, 3}, {dtype = "uint8"}),
+                              ml.tensor({1, 2}, {dtype = "float64"})}) do
+            local r = ml[name](t)
+            assert.are.equal("uint8", r.dtype)
+            assert.are.same({0, 0}, {r:totable()[1], r:totable()[2]})
+          end
+        end)
+        return
+      end
 
       it("passes gradcheck on positive inputs and on negative ones where defined", function()
         ml.manual_seed(3)
@@ -42,6 +60,35 @@ describe("the unary op list", function()
           assert.is_true(T.gradcheck(function(a) return a[name](a) end, {neg}))
         end
       end)
+
+      if #op.params > 0 then
+        -- other values of the op's numbers than the defaults: each one changes the
+        -- result somewhere in [-3, 3], and the gradient follows it
+        it("takes its parameters (" .. op.params[1].name .. ", ...) by position and by name",
+           function()
+          local x = ml.arange(-12, 13, {dtype = "float64"}) / 4
+          local by_pos, by_name, defaults = {}, {}, {}
+          for i, p in ipairs(op.params) do
+            by_pos[i] = p.default + 0.5 * i
+            by_name[p.name] = by_pos[i]
+            defaults[i] = p.default
+          end
+          T.assert_close(x[name](x, table.unpack(by_pos)), x[name](x, by_name))
+          T.assert_close(x[name](x), x[name](x, table.unpack(defaults)))
+          assert.is_true(x[name](x):ne(x[name](x, by_name)):sum():item() > 0,
+                         "the parameters change the result")
+          local a = (ml.rand({3, 4}, {dtype = "float64"}) * 6 - 3):detach()
+          a.requires_grad = true
+          assert.is_true(T.gradcheck(function(t) return t[name](t, by_name) end, {a}))
+          local ok, err = pcall(x[name], x, {nope = 1})
+          assert.is_false(ok)
+          assert.matches(name .. ": unknown option 'nope'", err, 1, true)
+          ok, err = pcall(x[name], x, "2")
+          assert.is_false(ok)
+          assert.matches(name .. ": " .. op.params[1].name .. " must be a number, got string", err,
+                         1, true)
+        end)
+      end
 
       it("records " .. op.node .. " and takes strided inputs and gradients", function()
         local x = ml.tensor({{0.5, 1.25, 2}, {0.75, 1, 1.5}}, {dtype = "float64",
