@@ -27,6 +27,10 @@ static const ml_backend cuda_backend = {
     /* optim */ &ml_cuda_optim,
     /* index */ &ml_cuda_index,
     /* data */ &ml_cuda_data,
+    /* convolution, pooling, batch norm (issue 16) */
+    /* conv */ &ml_cuda_conv,
+    /* pool */ &ml_cuda_pool,
+    /* batchnorm */ &ml_cuda_batchnorm,
 };
 
 static void init(void) {

@@ -16,6 +16,10 @@
 #include "backend/optim.h"
 #include "backend/reduce.h"
 #include "backend/softmax.h"
+/* convolution, pooling, batch norm (issue 16) */
+#include "backend/batchnorm.h"
+#include "backend/conv.h"
+#include "backend/pool.h"
 
 typedef struct ml_backend {
     const char *name;
@@ -29,6 +33,10 @@ typedef struct ml_backend {
     const ml_optim_ops *optim;
     const ml_index_ops *index;
     const ml_data_ops *data;
+    /* convolution, pooling, batch norm (issue 16) */
+    const ml_conv_ops *conv;
+    const ml_pool_ops *pool;
+    const ml_batchnorm_ops *batchnorm;
 } ml_backend;
 
 /* The backend of a device, or NULL with ml_error set ("cuda: no GPU ..."). */
@@ -60,6 +68,9 @@ ML_BACKEND_NEED(loss)
 ML_BACKEND_NEED(optim)
 ML_BACKEND_NEED(index)
 ML_BACKEND_NEED(data)
+ML_BACKEND_NEED(conv)
+ML_BACKEND_NEED(pool)
+ML_BACKEND_NEED(batchnorm)
 #undef ML_BACKEND_NEED
 
 #endif

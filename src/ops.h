@@ -16,5 +16,9 @@
 #include "ops/reduce.h"
 #include "ops/shape.h"
 #include "ops/softmax.h"
+/* convolution, pooling, batch norm (issue 16) */
+#include "ops/batchnorm.h"
+#include "ops/conv.h"
+#include "ops/pool.h"
 
 #endif
