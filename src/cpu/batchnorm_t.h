@@ -23,22 +23,23 @@ static void BN_FWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
             double s = 0;
             for (int64_t n = 0; n < N; n++) {
                 const T *p = x + (n * C + c) * S;
-                double t = 0;
+                T t = 0;
 #pragma omp simd reduction(+ : t)
-                for (int64_t i = 0; i < S; i++) t += (double)p[i];
-                s += t;
+                for (int64_t i = 0; i < S; i++) t += p[i];
+                s += (double)t;
             }
             const double m = M > 0 ? s / M : 0;
             double ss = 0;
+            const T mt = (T)m;
             for (int64_t n = 0; n < N; n++) {
                 const T *p = x + (n * C + c) * S;
-                double t = 0;
+                T t = 0;
 #pragma omp simd reduction(+ : t)
                 for (int64_t i = 0; i < S; i++) {
-                    const double d = (double)p[i] - m;
+                    const T d = p[i] - mt;
                     t += d * d;
                 }
-                ss += t;
+                ss += (double)t;
             }
             const double var = M > 0 ? ss / M : 0;
             mu = (T)m;
@@ -78,14 +79,14 @@ static void BN_BWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
         double sg = 0, sgx = 0;
         for (int64_t n = 0; n < N; n++) {
             const T *p = x + (n * C + c) * S, *q = g + (n * C + c) * S;
-            double t = 0, u = 0;
+            T t = 0, u = 0;
 #pragma omp simd reduction(+ : t, u)
             for (int64_t i = 0; i < S; i++) {
-                t += (double)q[i];
-                u += (double)q[i] * ((double)p[i] - (double)mu);
+                t += q[i];
+                u += q[i] * (p[i] - mu);
             }
-            sg += t;
-            sgx += u;
+            sg += (double)t;
+            sgx += (double)u;
         }
         if (gw) gw[c] = (T)(sgx * (double)is);
         if (gb) gb[c] = (T)sg;

@@ -43,7 +43,9 @@ static void IM2COL(const T *restrict x, const ml_conv_geom *g, T *restrict col) 
                     }
                     const T *restrict s = x + (c * h + iy) * w + ix0;
                     for (int64_t ox = 0; ox < lo; ox++) d[ox] = 0;
-                    if (g->sw == 1) memcpy(d + lo, s + lo, (size_t)(hi - lo) * sizeof(T));
+                    if (g->sw == 1) /* a loop, not memcpy: rows are short (14, 28) */
+#pragma omp simd
+                        for (int64_t ox = lo; ox < hi; ox++) d[ox] = s[ox];
                     else
                         for (int64_t ox = lo; ox < hi; ox++) d[ox] = s[ox * g->sw];
                     for (int64_t ox = hi; ox < ow; ox++) d[ox] = 0;
