@@ -177,9 +177,10 @@ static void BWW_BLOCK(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
         if (bslot)
             for (int64_t o = 0; o < g->c_out; o++) {
                 const T *r = gn + o * P;
-                double s = 0;
-                for (int64_t p = 0; p < P; p++) s += (double)r[p];
-                bslot[o] += s;
+                T s = 0; /* a row in T (16 lanes), the rows in double */
+#pragma omp simd reduction(+ : s)
+                for (int64_t p = 0; p < P; p++) s += r[p];
+                bslot[o] += (double)s;
             }
     }
     free(col);
