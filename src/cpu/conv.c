@@ -25,6 +25,16 @@ typedef struct {
     int failed;      /* a block could not get its scratch (set, never cleared) */
 } conv_job;
 
+/* Scratch (im2col buffers, the weight gradient's slots) from the CPU allocator,
+ * whose cache of large blocks hands the same blocks back every step: malloc and
+ * free of 100 KiB-1 MiB buffers let glibc trim and map them again, page faults
+ * on every call. The allocator is thread-safe. */
+extern const ml_memory_ops ml_cpu_memory;
+static void *scratch_alloc(size_t nbytes) { return ml_cpu_memory.alloc(nbytes ? nbytes : 1); }
+static void scratch_free(void *p, size_t nbytes) {
+    if (p) ml_cpu_memory.free(p, nbytes ? nbytes : 1);
+}
+
 static void conv_oom(const conv_job *j) {
     /* written by any thread that fails; only ever set to 1 */
     ((conv_job *)j)->failed = 1;
@@ -141,8 +151,9 @@ static int cpu_conv_backward_weight(const ml_tensor *x, const ml_tensor *g,
     const int64_t wn = ml_numel(gw);
     const size_t es = ml_dtype_size(g->dtype);
     conv_job j = {.g = geom, .x = ml_data(x), .g_out = ml_data(g), .direct = is_direct(geom)};
-    j.slots = malloc((size_t)(nb * wn) * es + 1);
-    j.bslots = gb ? malloc((size_t)(nb * geom->c_out) * sizeof(double) + 1) : NULL;
+    const size_t slot_bytes = (size_t)(nb * wn) * es, bslot_bytes = (size_t)(nb * geom->c_out) * sizeof(double);
+    j.slots = scratch_alloc(slot_bytes);
+    j.bslots = gb ? scratch_alloc(bslot_bytes) : NULL;
     if (!j.slots || (gb && !j.bslots)) j.failed = 1;
     else
         ml_parallel_blocks(geom->n, blk, min_parallel(geom) * blk,
@@ -154,8 +165,8 @@ static int cpu_conv_backward_weight(const ml_tensor *x, const ml_tensor *g,
         else
             conv_backward_weight_combine_f64(&j, nb, ml_data(gw), gb ? ml_data(gb) : NULL);
     }
-    free(j.slots);
-    free(j.bslots);
+    scratch_free(j.slots, slot_bytes);
+    if (gb) scratch_free(j.bslots, bslot_bytes);
     return j.failed ? ml_error_set("conv2d backward: out of memory for the weight gradient") : 0;
 }
 

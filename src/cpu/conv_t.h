@@ -89,7 +89,8 @@ static void FWD_BLOCK(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
     const int64_t P = g->oh * g->ow, G = g->groups, co = g->c_out / G;
     const int64_t K = g->c_in / G * g->kh * g->kw;
     const T *w = j->w, *bias = j->bias;
-    T *col = j->direct ? NULL : malloc((size_t)(K * G * P) * sizeof(T));
+    const size_t col_bytes = (size_t)(K * G * P) * sizeof(T);
+    T *col = j->direct ? NULL : scratch_alloc(col_bytes);
     if (!j->direct && !col) {
         conv_oom(j);
         return;
@@ -113,7 +114,7 @@ static void FWD_BLOCK(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
                  c, P);
         }
     }
-    free(col);
+    scratch_free(col, col_bytes);
 }
 
 /* backward_input for the samples [lo, hi) of one block */
@@ -124,7 +125,8 @@ static void BWI_BLOCK(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
     const int64_t P = g->oh * g->ow, G = g->groups, co = g->c_out / G;
     const int64_t K = g->c_in / G * g->kh * g->kw, HW = g->h * g->w;
     const T *w = j->w, *bias = j->bias;
-    T *col = j->direct ? NULL : malloc((size_t)(K * G * P) * sizeof(T));
+    const size_t col_bytes = (size_t)(K * G * P) * sizeof(T);
+    T *col = j->direct ? NULL : scratch_alloc(col_bytes);
     if (!j->direct && !col) {
         conv_oom(j);
         return;
@@ -144,7 +146,7 @@ static void BWI_BLOCK(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
             for (int64_t c = 0; c < g->c_in; c++)
                 for (int64_t p = 0; p < HW; p++) xn[c * HW + p] += bias[c];
     }
-    free(col);
+    scratch_free(col, col_bytes);
 }
 
 /* backward_weight: block blk's samples [lo, hi) summed, in order, into slot blk
@@ -156,7 +158,8 @@ static void BWW_BLOCK(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
     const int64_t K = g->c_in / G * g->kh * g->kw, WN = g->c_out * K;
     T *slot = (T *)j->slots + blk * WN;
     double *bslot = j->bslots ? j->bslots + blk * g->c_out : NULL;
-    T *col = j->direct ? NULL : malloc((size_t)(K * G * P) * sizeof(T));
+    const size_t col_bytes = (size_t)(K * G * P) * sizeof(T);
+    T *col = j->direct ? NULL : scratch_alloc(col_bytes);
     if (!j->direct && !col) {
         conv_oom(j);
         return;
@@ -183,7 +186,7 @@ static void BWW_BLOCK(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
                 bslot[o] += (double)s;
             }
     }
-    free(col);
+    scratch_free(col, col_bytes);
 }
 
 /* gw = the slots added in block order; gb likewise from the bias slots */
