@@ -28,6 +28,10 @@ static const ml_backend cuda_backend = {
     /* index */ &ml_cuda_index,
     /* data */ &ml_cuda_data,
     /* sort */ &ml_cuda_sort,
+    /* convolution, pooling, batch norm (issue 16) */
+    /* conv */ &ml_cuda_conv,
+    /* pool */ &ml_cuda_pool,
+    /* batchnorm */ &ml_cuda_batchnorm,
 };
 
 static void init(void) {

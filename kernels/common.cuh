@@ -35,6 +35,10 @@ extern const ml_optim_ops ml_cuda_optim;
 extern const ml_index_ops ml_cuda_index;
 extern const ml_data_ops ml_cuda_data;
 extern const ml_sort_ops ml_cuda_sort;
+/* convolution, pooling, batch norm (issue 16) */
+extern const ml_conv_ops ml_cuda_conv;
+extern const ml_pool_ops ml_cuda_pool;
+extern const ml_batchnorm_ops ml_cuda_batchnorm;
 
 static inline int ml_cu_fail(const char *op, cudaError_t e) {
     (void)cudaGetLastError(); /* clear a non-sticky error so the next op starts clean */

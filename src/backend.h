@@ -17,6 +17,10 @@
 #include "backend/reduce.h"
 #include "backend/softmax.h"
 #include "backend/sort.h"
+/* convolution, pooling, batch norm (issue 16) */
+#include "backend/batchnorm.h"
+#include "backend/conv.h"
+#include "backend/pool.h"
 
 typedef struct ml_backend {
     const char *name;
@@ -31,6 +35,10 @@ typedef struct ml_backend {
     const ml_index_ops *index;
     const ml_data_ops *data;
     const ml_sort_ops *sort; /* sort, cumsum (issue 16) */
+    /* convolution, pooling, batch norm (issue 16) */
+    const ml_conv_ops *conv;
+    const ml_pool_ops *pool;
+    const ml_batchnorm_ops *batchnorm;
 } ml_backend;
 
 /* The backend of a device, or NULL with ml_error set ("cuda: no GPU ..."). */
@@ -63,6 +71,9 @@ ML_BACKEND_NEED(optim)
 ML_BACKEND_NEED(index)
 ML_BACKEND_NEED(data)
 ML_BACKEND_NEED(sort)
+ML_BACKEND_NEED(conv)
+ML_BACKEND_NEED(pool)
+ML_BACKEND_NEED(batchnorm)
 #undef ML_BACKEND_NEED
 
 #endif

@@ -18,5 +18,9 @@
 #include "ops/shape.h"
 #include "ops/softmax.h"
 #include "ops/sort.h"
+/* convolution, pooling, batch norm (issue 16) */
+#include "ops/batchnorm.h"
+#include "ops/conv.h"
+#include "ops/pool.h"
 
 #endif

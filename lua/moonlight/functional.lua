@@ -116,5 +116,15 @@ function F.pad(x, pads, a, b)
   end
   return util.call_c(core._pad, x, pads, o.mode, o.value)
 end
+-- convolution, pooling, batch norm (issue 16; src/lua/conv.c, pool.c, batchnorm.c):
+-- F.conv2d(x, w, b, {stride, padding = n | {ph, pw} | "same" | "valid", dilation, groups}),
+-- F.max_pool2d(x, k, {stride, padding, dilation, ceil_mode, return_indices}), ...
+F.conv1d = core.conv1d
+F.conv2d = core.conv2d
+F.conv_transpose2d = core.conv_transpose2d
+F.max_pool2d = core.max_pool2d
+F.avg_pool2d = core.avg_pool2d
+F.adaptive_avg_pool2d = core.adaptive_avg_pool2d
+F.batch_norm = core.batch_norm
 
 return F

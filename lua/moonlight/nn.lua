@@ -1042,4 +1042,7 @@ loss_class("KLDivLoss", "kl_div")
 loss_class("PoissonNLLLoss", "poisson_nll_loss")
 loss_class("GaussianNLLLoss", "gaussian_nll_loss", true)
 
+-- convolution, pooling, batch norm (issue 16): lua/moonlight/nn_cnn.lua
+require("moonlight.nn_cnn")(nn)
+
 return nn

@@ -16,7 +16,10 @@ extern const ml_memory_ops ml_cpu_memory;
     extern const ml_loss_ops ml_cpu_loss_##L;                                          \
     extern const ml_data_ops ml_cpu_data_##L;                                          \
     extern const ml_index_ops ml_cpu_index_##L;                                        \
-    extern const ml_sort_ops ml_cpu_sort_##L;
+    extern const ml_sort_ops ml_cpu_sort_##L;                                          \
+    extern const ml_conv_ops ml_cpu_conv_##L;                                          \
+    extern const ml_pool_ops ml_cpu_pool_##L;                                          \
+    extern const ml_batchnorm_ops ml_cpu_batchnorm_##L;
 #define LEVEL_BACKEND(L)                                                               \
     {                                                                                  \
         .name = "cpu", .device = ML_CPU, .memory = &ml_cpu_memory,                     \
@@ -24,6 +27,8 @@ extern const ml_memory_ops ml_cpu_memory;
         .matmul = &ml_cpu_matmul_##L, .softmax = &ml_cpu_softmax_##L,                  \
         .optim = &ml_cpu_optim_##L, .loss = &ml_cpu_loss_##L, .data = &ml_cpu_data_##L, \
         .index = &ml_cpu_index_##L, .sort = &ml_cpu_sort_##L,                          \
+        .conv = &ml_cpu_conv_##L, .pool = &ml_cpu_pool_##L,                            \
+        .batchnorm = &ml_cpu_batchnorm_##L,                                            \
     }
 
 LEVEL_TABLES(default)

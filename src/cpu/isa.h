@@ -28,6 +28,10 @@
 #define ml_cpu_reduce ML_ISA_NAME(ml_cpu_reduce)
 #define ml_cpu_softmax ML_ISA_NAME(ml_cpu_softmax)
 #define ml_cpu_sort ML_ISA_NAME(ml_cpu_sort)
+/* convolution, pooling, batch norm (issue 16) */
+#define ml_cpu_conv ML_ISA_NAME(ml_cpu_conv)
+#define ml_cpu_pool ML_ISA_NAME(ml_cpu_pool)
+#define ml_cpu_batchnorm ML_ISA_NAME(ml_cpu_batchnorm)
 
 /* the loss files' shared functions (src/cpu/loss_cpu.h) */
 #define ml_loss_slots_init_heap ML_ISA_NAME(ml_loss_slots_init_heap)

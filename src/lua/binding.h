@@ -104,6 +104,13 @@ const char *ml_lua_check_path(lua_State *L, int idx, int access, const char *fna
 /* true when the state's host asked it to stop (C loops that may run long check
  * it and return early; the interrupt hook then raises). */
 int ml_lua_interrupted(lua_State *L);
+/* Convolution and pooling options (issue 16): option key at idx as an integer
+ * (both out[0] and out[1]) or a table of count integers (count 2: {h, w} into
+ * out[0], out[1]; count 1: {n} into out[1]); def when absent. Returns 0, or 1
+ * with the value left on the stack when it is a string (padding = "same"); any
+ * other value is an error naming fname and the key. */
+int ml_lua_opt_pair(lua_State *L, int idx, const char *key, const char *fname, int count,
+                    int64_t def, int64_t out[2]);
 
 /* Registers funcs into the table at index t. */
 void ml_lua_setfuncs(lua_State *L, int t, const luaL_Reg *funcs);
@@ -135,5 +142,9 @@ void ml_lua_open_data(lua_State *L, int module, int methods);
 void ml_lua_open_index(lua_State *L, int module, int methods);
 void ml_lua_open_cuda(lua_State *L, int module, int methods);
 void ml_lua_open_sort(lua_State *L, int module, int methods);
+/* convolution, pooling, batch norm (issue 16) */
+void ml_lua_open_conv(lua_State *L, int module, int methods);
+void ml_lua_open_pool(lua_State *L, int module, int methods);
+void ml_lua_open_batchnorm(lua_State *L, int module, int methods);
 
 #endif

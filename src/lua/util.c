@@ -411,3 +411,28 @@ void ml_lua_setfuncs(lua_State *L, int t, const luaL_Reg *funcs) {
         lua_setfield(L, t, funcs->name);
     }
 }
+
+/* --- convolution and pooling options (issue 16) --- */
+
+int ml_lua_opt_pair(lua_State *L, int idx, const char *key, const char *fname, int count,
+                    int64_t def, int64_t out[2]) {
+    out[0] = out[1] = def;
+    const int t = get_opt(L, idx, key);
+    int rc = 0;
+    if (t == LUA_TNIL) rc = 0;
+    else if (t == LUA_TNUMBER && lua_isinteger(L, -1)) out[0] = out[1] = lua_tointeger(L, -1);
+    else if (t == LUA_TTABLE && lua_rawlen(L, -1) == (lua_Unsigned)count) {
+        for (int i = 0; i < count; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            if (!lua_isinteger(L, -1)) rc = -1;
+            else out[2 - count + i] = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+    } else if (t == LUA_TSTRING) rc = 1;
+    else rc = -1;
+    if (rc < 0)
+        ml_lua_errorf(L, "%s: option '%s' must be an integer or a table of %d integers (%s), got %s", fname,
+                      key, count, count == 2 ? "{h, w}" : "{n}", luaL_typename(L, -1));
+    if (rc == 0) lua_pop(L, 1); /* a string stays on the stack for the caller */
+    return rc;
+}

@@ -751,4 +751,72 @@ add("train the reference MLP 50 steps (Adam, DataLoader on the device)", {{{1}}}
   return ml.cat(losses), w[1]:detach(), w[#w]:detach()
 end, {rtol = 1e-3, atol = 1e-5})
 
+-- convolution, pooling, batch norm (issue 16): every kernel of the conv, pool and
+-- batchnorm families, forward and backward, odd sizes, batch 1, groups, strides,
+-- padding (also "same" with an even kernel), dilation, float64, strided inputs
+do
+  local c2 = F.conv2d
+  add("conv2d [3,5,9,7] k3 bias", {{{3, 5, 9, 7}, grad = true}, {{4, 5, 3, 3}, grad = true}, {{4}, grad = true}},
+      function(x, w, b) return c2(x, w, b) end, {rtol = 1e-4})
+  add("conv2d stride 2 pad 1 dilation {1,2} groups 2", {{{2, 4, 11, 10}, grad = true}, {{6, 2, 3, 3}, grad = true},
+      {{6}, grad = true}}, function(x, w, b)
+        return c2(x, w, b, {stride = 2, padding = 1, dilation = {1, 2}, groups = 2})
+      end, {rtol = 1e-4})
+  add("conv2d padding same, even kernel, no bias", {{{1, 3, 6, 7}, grad = true}, {{2, 3, 2, 4}, grad = true}},
+      function(x, w) return c2(x, w, nil, {padding = "same"}) end, {rtol = 1e-4})
+  add("conv2d 1x1 on a strided input", {{{2, 3, 5, 4}, grad = true}, {{4, 3, 1, 1}, grad = true}},
+      function(x, w) return c2(x:transpose(3, 4), w) end, {rtol = 1e-4})
+  add("conv2d batch 37 (blocks) float64", {{{37, 2, 5, 5}, kind = "f64", grad = true},
+      {{3, 2, 3, 3}, kind = "f64", grad = true}, {{3}, kind = "f64", grad = true}},
+      function(x, w, b) return c2(x, w, b, {padding = 1}) end)
+  add("conv1d stride 2 dilation 2 groups 3", {{{2, 6, 13}, grad = true}, {{3, 2, 3}, grad = true}, {{3}, grad = true}},
+      function(x, w, b) return F.conv1d(x, w, b, {stride = 2, dilation = 2, groups = 3}) end, {rtol = 1e-4})
+  add("conv_transpose2d stride 2 output_padding 1 groups 2", {{{2, 4, 3, 5}, grad = true}, {{4, 3, 3, 2}, grad = true},
+      {{6}, grad = true}}, function(x, w, b)
+        return F.conv_transpose2d(x, w, b, {stride = 2, padding = 1, output_padding = 1, groups = 2})
+      end, {rtol = 1e-4})
+  add("conv_transpose2d unbatched dilation 2", {{{3, 4, 4}, grad = true}, {{3, 2, 3, 3}, grad = true}},
+      function(x, w) return F.conv_transpose2d(x, w, nil, {dilation = 2}) end, {rtol = 1e-4})
+  add("max_pool2d 2 (the 2x2 path) with indices", {{{3, 5, 8, 10}, grad = true}},
+      function(x) return F.max_pool2d(x, 2, {return_indices = true}) end)
+  add("max_pool2d 3 stride 2 pad 1 dilation 2 ceil_mode", {{{2, 3, 11, 9}, grad = true}},
+      function(x) return F.max_pool2d(x, 3, {stride = 2, padding = 1, dilation = {2, 1}, ceil_mode = true}) end)
+  add("max_pool2d ties and NaN", {{{2, 2, 6, 6}, kind = "count", grad = true}},
+      function(x) return F.max_pool2d((x / x:ne(5):float()) * 0 + x, 2, {stride = 1}) end) -- NaN where x is 5
+  add("max_pool2d overlapping windows float64", {{{1, 2, 7, 7}, kind = "f64", grad = true}},
+      function(x) return F.max_pool2d(x, 3, {stride = 1}) end)
+  add("avg_pool2d ceil_mode count_include_pad false", {{{2, 3, 9, 8}, grad = true}},
+      function(x) return F.avg_pool2d(x, 3, {stride = 2, padding = 1, ceil_mode = true, count_include_pad = false}) end)
+  add("avg_pool2d {3,2} pads counted", {{{1, 2, 7, 6}, grad = true}},
+      function(x) return F.avg_pool2d(x, {3, 2}, {stride = {2, 1}, padding = {1, 1}}) end)
+  add("adaptive_avg_pool2d 10x9 -> 4x5 and upsampled 3x3 -> 5x4", {{{2, 3, 10, 9}, grad = true}, {{1, 2, 3, 3}, grad = true}},
+      function(x, y) return F.adaptive_avg_pool2d(x, {4, 5}), F.adaptive_avg_pool2d(y, {5, 4}) end)
+  add("batch_norm training, running stats updated", {{{4, 3, 5, 7}, grad = true}, {{3}, grad = true}, {{3}, grad = true}},
+      function(x, w, b)
+        local rm, rv = ml.zeros({3}, {device = x.device}), ml.ones({3}, {device = x.device})
+        local y = F.batch_norm(x, rm, rv, {weight = w, bias = b, training = true, momentum = 0.2})
+        return y, rm, rv
+      end)
+  add("batch_norm eval float64 3-D", {{{5, 4, 3}, kind = "f64", grad = true}, {{4}, kind = "f64", grad = true}},
+      function(x, w)
+        local rm = ml.full({4}, 0.3, {dtype = "float64", device = x.device})
+        local rv = ml.full({4}, 1.7, {dtype = "float64", device = x.device})
+        return F.batch_norm(x, rm, rv, {weight = w, training = false})
+      end)
+  add("batch_norm training 2-D without affine or stats", {{{9, 5}, grad = true}},
+      function(x) return F.batch_norm(x, nil, nil, {training = true}) end)
+  add("the MNIST CNN forward and backward (BatchNorm in train mode)", {{{5, 1, 28, 28}, kind = "unit"}},
+      function(x)
+        local nn = ml.nn
+        ml.manual_seed(0)
+        local m = nn.Sequential(nn.Conv2d(1, 16, 3, {padding = 1}), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                                nn.Conv2d(16, 32, 3, {padding = 1}), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+                                nn.Flatten(), nn.Linear(1568, 10))
+        m:to(x.device)
+        local y = m(x)
+        y:sum():backward()
+        return y:detach(), m[1].weight.grad, m[5].weight.grad, m[2].running_var
+      end, {rtol = 1e-4})
+end
+
 return M

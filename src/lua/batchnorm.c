@@ -1,0 +1,28 @@
+/* Lua face of the batchnorm family:
+ *   F.batch_norm(x, running_mean_or_nil, running_var_or_nil, {weight, bias,
+ *                training = false, momentum = 0.1, eps = 1e-5})
+ * as torch.nn.functional.batch_norm: the running statistics are updated in place
+ * when training. */
+#include "../ops.h"
+#include "binding.h"
+
+static const char *const bn_options[] = {"weight", "bias", "training", "momentum", "eps", NULL};
+
+static int l_batch_norm(lua_State *L) {
+    ml_tensor *x = ml_lua_check_tensor(L, 1);
+    ml_tensor *rm = lua_isnoneornil(L, 2) ? NULL : ml_lua_check_tensor(L, 2);
+    ml_tensor *rv = lua_isnoneornil(L, 3) ? NULL : ml_lua_check_tensor(L, 3);
+    ml_lua_check_options(L, 4, "batch_norm", bn_options);
+    ml_tensor *w = ml_lua_opt_tensor(L, 4, "weight", "batch_norm");
+    ml_tensor *b = ml_lua_opt_tensor(L, 4, "bias", "batch_norm");
+    const bool training = ml_lua_opt_bool(L, 4, "training", "batch_norm", 0);
+    const double momentum = ml_lua_opt_number(L, 4, "momentum", "batch_norm", 0.1);
+    const double eps = ml_lua_opt_number(L, 4, "eps", "batch_norm", 1e-5);
+    return ml_lua_push_tensor(L, ml_batch_norm(x, rm, rv, w, b, training, momentum, eps));
+}
+
+void ml_lua_open_batchnorm(lua_State *L, int module, int methods) {
+    (void)methods;
+    lua_pushcfunction(L, l_batch_norm);
+    lua_setfield(L, module, "batch_norm");
+}

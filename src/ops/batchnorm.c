@@ -1,0 +1,113 @@
+/* F.batch_norm: checks, dispatch to the batchnorm family (src/backend/batchnorm.h)
+ * and the backward rule, "NativeBatchNormBackward" as PyTorch's. x [N, C, ...] is
+ * seen as [N, C, S]; the node saves x and the mean and invstd that the forward
+ * used (the batch's when training, the running statistics' otherwise). */
+#include "batchnorm.h"
+
+#include "../autograd.h"
+#include "../backend.h"
+#include "../error.h"
+#include "elementwise.h"
+
+#define SHAPE(t, buf) ml_shape_str((t)->ndim, (t)->shape, buf, sizeof buf)
+
+/* ints: n, c, s, training; saved: x, mean, invstd, weight (when given) */
+static int bn_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
+    ml_tensor *x = node->saved[0];
+    ml_bn_args a = {.n = node->ints[0], .c = node->ints[1], .s = node->ints[2],
+                    .training = node->ints[3] != 0, .mean = node->saved[1],
+                    .invstd = node->saved[2], .weight = node->n_saved > 3 ? node->saved[3] : NULL};
+    ml_tensor *gc = ml_as_contiguous(g);
+    if (!gc) return -1;
+    const int64_t c = a.c;
+    ml_tensor *gx = node->needs_grad[0] ? ml_tensor_empty_like(x) : NULL;
+    ml_tensor *gw = node->n_inputs > 1 && node->needs_grad[1]
+                        ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
+    ml_tensor *gb = node->n_inputs > 2 && node->needs_grad[2]
+                        ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
+    const ml_batchnorm_ops *bo = ml_need_batchnorm(x, "batch_norm");
+    int rc = bo && (gx || !node->needs_grad[0]) ? bo->backward(gc, x, &a, gx, gw, gb) : -1;
+    ml_tensor_release(gc);
+    if (rc) {
+        ml_tensor_release(gx);
+        ml_tensor_release(gw);
+        ml_tensor_release(gb);
+        return -1;
+    }
+    gin[0] = gx;
+    if (node->n_inputs > 1) gin[1] = gw;
+    if (node->n_inputs > 2) gin[2] = gb;
+    return 0;
+}
+
+/* t is a [c] vector of x's dtype and device (named what), or NULL */
+static int check_vec(const ml_tensor *x, const ml_tensor *t, int64_t c, const char *what) {
+    char st[ML_SHAPE_STR_MAX], sx[ML_SHAPE_STR_MAX];
+    if (!t) return 0;
+    if (t->ndim != 1 || t->shape[0] != c)
+        return ml_error_set("batch_norm: %s must be [%lld] (one per channel of input %s), got %s", what,
+                            (long long)c, SHAPE(x, sx), SHAPE(t, st));
+    if (t->dtype != x->dtype)
+        return ml_error_set("batch_norm: %s is %s, the input %s", what, ml_dtype_name(t->dtype),
+                            ml_dtype_name(x->dtype));
+    return ml_check_same_device("batch_norm", x, t);
+}
+
+ml_tensor *ml_batch_norm(ml_tensor *x, ml_tensor *running_mean, ml_tensor *running_var,
+                         ml_tensor *weight, ml_tensor *bias, bool training, double momentum,
+                         double eps) {
+    char sx[ML_SHAPE_STR_MAX];
+    if (x->ndim < 2)
+        return ml_error_set("batch_norm: expected an input [N, C, ...] of at least 2 dims, got %s",
+                            SHAPE(x, sx)), NULL;
+    if (!ml_dtype_is_float(x->dtype))
+        return ml_error_set("batch_norm: needs a float32 or float64 input, got %s", ml_dtype_name(x->dtype)), NULL;
+    const int64_t n = x->shape[0], c = x->shape[1], s = ml_shape_numel(x->ndim - 2, x->shape + 2);
+    if (!running_mean != !running_var)
+        return ml_error_set("batch_norm: give running_mean and running_var both, or neither"), NULL;
+    if (!training && !running_mean)
+        return ml_error_set("batch_norm: running_mean and running_var are needed when not training"), NULL;
+    if (training && n * s <= 1)
+        return ml_error_set("batch_norm: expected more than 1 value per channel when training, got "
+                            "input %s", SHAPE(x, sx)), NULL;
+    if (check_vec(x, running_mean, c, "running_mean") || check_vec(x, running_var, c, "running_var") ||
+        check_vec(x, weight, c, "weight") || check_vec(x, bias, c, "bias"))
+        return NULL;
+    if ((running_mean && !ml_is_contiguous(running_mean)) || (running_var && !ml_is_contiguous(running_var)))
+        return ml_error_set("batch_norm: running_mean and running_var must be contiguous (they are "
+                            "updated in place)"), NULL;
+    ml_tensor *xc = ml_as_contiguous(x);
+    ml_tensor *wc = xc && weight ? ml_as_contiguous(weight) : NULL;
+    ml_tensor *bc = xc && bias ? ml_as_contiguous(bias) : NULL;
+    ml_tensor *y = xc ? ml_tensor_empty_like(xc) : NULL;
+    ml_tensor *mean = y ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
+    ml_tensor *invstd = mean ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
+    ml_bn_args a = {.n = n, .c = c, .s = s, .training = training, .momentum = momentum, .eps = eps,
+                    .weight = wc, .bias = bc, .running_mean = running_mean,
+                    .running_var = running_var, .mean = mean, .invstd = invstd};
+    const ml_batchnorm_ops *bo = invstd ? ml_need_batchnorm(x, "batch_norm") : NULL;
+    int rc = bo && (!weight || wc) && (!bias || bc) ? bo->forward(xc, &a, y) : -1;
+    if (rc) {
+        ml_tensor_release(y);
+        y = NULL;
+    }
+    ml_tensor *in[3] = {x, weight, bias};
+    ml_node *node = y ? ml_node_attach(y, "NativeBatchNormBackward", bn_backward,
+                                       bias ? 3 : weight ? 2 : 1, in) : NULL;
+    if (node) {
+        node->ints[0] = n;
+        node->ints[1] = c;
+        node->ints[2] = s;
+        node->ints[3] = training;
+        ml_node_save(node, xc);
+        ml_node_save(node, mean);
+        ml_node_save(node, invstd);
+        if (wc) ml_node_save(node, wc);
+    }
+    ml_tensor_release(xc);
+    ml_tensor_release(wc);
+    ml_tensor_release(bc);
+    ml_tensor_release(mean);
+    ml_tensor_release(invstd);
+    return y;
+}
