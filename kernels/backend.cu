@@ -27,6 +27,9 @@ static const ml_backend cuda_backend = {
     /* optim */ &ml_cuda_optim,
     /* index */ &ml_cuda_index,
     /* data */ &ml_cuda_data,
+    /* issue 16, layers (branch l3) */
+    /* norm */ &ml_cuda_norm,
+    /* embedding */ &ml_cuda_embedding,
 };
 
 static void init(void) {

@@ -34,6 +34,9 @@ extern const ml_loss_ops ml_cuda_loss;
 extern const ml_optim_ops ml_cuda_optim;
 extern const ml_index_ops ml_cuda_index;
 extern const ml_data_ops ml_cuda_data;
+/* issue 16, layers (branch l3) */
+extern const ml_norm_ops ml_cuda_norm;
+extern const ml_embedding_ops ml_cuda_embedding;
 
 static inline int ml_cu_fail(const char *op, cudaError_t e) {
     (void)cudaGetLastError(); /* clear a non-sticky error so the next op starts clean */

@@ -16,6 +16,9 @@
 #include "backend/optim.h"
 #include "backend/reduce.h"
 #include "backend/softmax.h"
+/* issue 16, layers (branch l3) */
+#include "backend/embedding.h"
+#include "backend/norm.h"
 
 typedef struct ml_backend {
     const char *name;
@@ -29,6 +32,9 @@ typedef struct ml_backend {
     const ml_optim_ops *optim;
     const ml_index_ops *index;
     const ml_data_ops *data;
+    /* issue 16, layers (branch l3) */
+    const ml_norm_ops *norm;
+    const ml_embedding_ops *embedding;
 } ml_backend;
 
 /* The backend of a device, or NULL with ml_error set ("cuda: no GPU ..."). */
@@ -60,6 +66,8 @@ ML_BACKEND_NEED(loss)
 ML_BACKEND_NEED(optim)
 ML_BACKEND_NEED(index)
 ML_BACKEND_NEED(data)
+ML_BACKEND_NEED(norm)
+ML_BACKEND_NEED(embedding)
 #undef ML_BACKEND_NEED
 
 #endif

@@ -16,5 +16,9 @@
 #include "ops/reduce.h"
 #include "ops/shape.h"
 #include "ops/softmax.h"
+/* issue 16, layers (branch l3) */
+#include "ops/attention.h"
+#include "ops/embedding.h"
+#include "ops/norm.h"
 
 #endif

@@ -16,4 +16,11 @@ F.one_hot = core.one_hot
 function F.softmax(x, dim) return core.softmax(x, dim) end
 function F.log_softmax(x, dim) return core.log_softmax(x, dim) end
 
+-- issue 16, layers (branch l3): normalisation, embeddings, attention
+-- (src/lua/{norm,embedding,attention}.c)
+F.layer_norm = core.layer_norm
+F.group_norm = core.group_norm
+F.embedding = core.embedding
+F.scaled_dot_product_attention = core.scaled_dot_product_attention
+
 return F

@@ -907,4 +907,8 @@ loss_class("KLDivLoss", "kl_div")
 loss_class("PoissonNLLLoss", "poisson_nll_loss")
 loss_class("GaussianNLLLoss", "gaussian_nll_loss", true)
 
+-- issue 16, layers (branch l3): LayerNorm, GroupNorm, Embedding,
+-- MultiheadAttention, TransformerEncoderLayer, TransformerEncoder, ModuleList
+require("moonlight.nn_transformer")(nn)
+
 return nn

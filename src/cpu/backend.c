@@ -15,7 +15,10 @@ extern const ml_memory_ops ml_cpu_memory;
     extern const ml_optim_ops ml_cpu_optim_##L;                                        \
     extern const ml_loss_ops ml_cpu_loss_##L;                                          \
     extern const ml_data_ops ml_cpu_data_##L;                                          \
-    extern const ml_index_ops ml_cpu_index_##L;
+    extern const ml_index_ops ml_cpu_index_##L;                                        \
+    /* issue 16, layers (branch l3) */                                                 \
+    extern const ml_norm_ops ml_cpu_norm_##L;                                          \
+    extern const ml_embedding_ops ml_cpu_embedding_##L;
 #define LEVEL_BACKEND(L)                                                               \
     {                                                                                  \
         .name = "cpu", .device = ML_CPU, .memory = &ml_cpu_memory,                     \
@@ -23,6 +26,7 @@ extern const ml_memory_ops ml_cpu_memory;
         .matmul = &ml_cpu_matmul_##L, .softmax = &ml_cpu_softmax_##L,                  \
         .optim = &ml_cpu_optim_##L, .loss = &ml_cpu_loss_##L, .data = &ml_cpu_data_##L, \
         .index = &ml_cpu_index_##L,                                                    \
+        .norm = &ml_cpu_norm_##L, .embedding = &ml_cpu_embedding_##L,                  \
     }
 
 LEVEL_TABLES(default)

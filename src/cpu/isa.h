@@ -27,6 +27,9 @@
 #define ml_cpu_optim ML_ISA_NAME(ml_cpu_optim)
 #define ml_cpu_reduce ML_ISA_NAME(ml_cpu_reduce)
 #define ml_cpu_softmax ML_ISA_NAME(ml_cpu_softmax)
+/* issue 16, layers (branch l3) */
+#define ml_cpu_norm ML_ISA_NAME(ml_cpu_norm)
+#define ml_cpu_embedding ML_ISA_NAME(ml_cpu_embedding)
 
 /* the loss files' shared functions (src/cpu/loss_cpu.h) */
 #define ml_loss_slots_init_heap ML_ISA_NAME(ml_loss_slots_init_heap)

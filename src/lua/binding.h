@@ -82,5 +82,9 @@ void ml_lua_open_cat(lua_State *L, int module, int methods);
 void ml_lua_open_data(lua_State *L, int module, int methods);
 void ml_lua_open_index(lua_State *L, int module, int methods);
 void ml_lua_open_cuda(lua_State *L, int module, int methods);
+/* issue 16, layers (branch l3) */
+void ml_lua_open_norm(lua_State *L, int module, int methods);
+void ml_lua_open_embedding(lua_State *L, int module, int methods);
+void ml_lua_open_attention(lua_State *L, int module, int methods);
 
 #endif
