@@ -397,7 +397,10 @@ return function(nn)
   -- a mask as an additive float mask of dtype dt: a boolean (uint8) one is -inf
   -- where it is 1 (PyTorch's MultiheadAttention: True = not allowed to attend)
   local function additive(mask, dt)
-    if mask.dtype == "uint8" then return core.where(mask, -math.huge, 0):to(dt) end
+    if mask.dtype == "uint8" then
+      local opts = {dtype = dt, device = mask.device}
+      return core.where(mask, core.full({}, -math.huge, opts), core.zeros({}, opts))
+    end
     if mask.dtype ~= "float32" and mask.dtype ~= "float64" then
       error(("masks must be boolean (uint8) or float, got %s"):format(mask.dtype), 0)
     end
