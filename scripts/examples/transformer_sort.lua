@@ -1,14 +1,15 @@
--- A small Transformer that learns to sort: the input is a sequence of 8 digits
--- (0-9), the output at each position the digit that belongs there once the
+-- A small Transformer that learns to sort: the input is a sequence of 12 numbers
+-- (0-29), the output at each position the number that belongs there once the
 -- sequence is sorted. An encoder only (nn.Embedding for tokens and positions,
--- nn.TransformerEncoder, a linear head over the 10 digits), trained with
+-- nn.TransformerEncoder, a linear head over the 30 numbers), trained with
 -- cross-entropy and AdamW on freshly drawn sequences, evaluated on 2,000 held-out
 -- sequences it never saw.
 --
--- Target (checked at the end; the script fails when it is missed): at least 95 %
--- of held-out sequences sorted exactly (every position right), and a held-out
--- loss below 0.15. The full run (2,500 steps of 128 sequences) takes about a
--- minute on two cores and typically reaches 98-100 %.
+-- Target (checked at the end; the script fails when it is missed): at least 97 %
+-- of held-out sequences sorted exactly (all 12 positions right), and a held-out
+-- loss below 0.05 (cross-entropy per position; guessing gives ln 30 = 3.4). The
+-- full run (1,500 steps of 128 sequences) takes about 30 s of CPU and reaches
+-- about 99 % (seed 0: 62.7 % after 250 steps, 97.0 % after 500).
 --
 -- Run: build/moonlight scripts/examples/transformer_sort.lua [--steps N]
 --        [--min-accuracy A] [--max-loss L] [--seed S]
@@ -17,7 +18,7 @@
 local ml = require "moonlight"
 local nn, F, optim = ml.nn, ml.F, ml.optim
 
-local cfg = {steps = 2500, min_accuracy = 0.95, max_loss = 0.15, seed = 0}
+local cfg = {steps = 1500, min_accuracy = 0.97, max_loss = 0.05, seed = 0}
 local i = 1
 while arg and arg[i] do
   local key = arg[i]:match("^%-%-(.+)$")
@@ -27,12 +28,13 @@ while arg and arg[i] do
   i = i + 2
 end
 
-local LEN, DIGITS, D_MODEL, HEADS = 8, 10, 64, 4
+local LEN, DIGITS, D_MODEL, HEADS = 12, 30, 64, 4
 ml.manual_seed(cfg.seed)
 
 -- n random sequences [n, LEN] (int64) and their sorted versions
 local function batch(n)
-  local x = (ml.rand({n, LEN}) * DIGITS):long()
+  -- (a float32 draw just below 1 rounds to 1.0: clamp to the last digit)
+  local x = (ml.rand({n, LEN}) * DIGITS):long():clamp(0, DIGITS - 1)
   local rows = x:totable()
   for _, r in ipairs(rows) do table.sort(r) end
   return x, ml.tensor(rows, {dtype = "int64"})
