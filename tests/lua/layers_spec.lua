@@ -233,6 +233,25 @@ describe("modules", function()
   end)
 end)
 
+describe("many rows", function()
+  it("float32 weight and bias gradients over more than 64 row blocks match float64", function()
+    -- [2000, 600]: 28 rows a block would make 72 blocks; the cap makes 63 of 32 rows
+    ml.manual_seed(4)
+    local x = ml.randn({2000, 600})
+    local g = ml.randn({2000, 600})
+    local function grads(dtype)
+      local xx = x:to(dtype):detach():requires_grad_(true)
+      local w = ml.ones({600}, {dtype = dtype}):requires_grad_(true)
+      local b = ml.zeros({600}, {dtype = dtype}):requires_grad_(true)
+      F.layer_norm(xx, {600}, {weight = w, bias = b}):backward(g:to(dtype))
+      return xx.grad, w.grad, b.grad
+    end
+    local a = table.pack(grads("float32"))
+    local d = table.pack(grads("float64"))
+    for i = 1, 3 do T.assert_close(a[i]:double(), d[i], {rtol = 1e-4, atol = 1e-4}) end
+  end)
+end)
+
 describe("determinism", function()
   it("norm and embedding gradients do not depend on the thread count", function()
     local function run()
