@@ -637,6 +637,10 @@ do
       function(i, w) return F.embedding(i, w, {padding_idx = 3}) end)
   add("embedding scale_grad_by_freq, float64", {ids({2, 50}, 6), {{6, 300}, kind = "f64", grad = true}},
       function(i, w) return F.embedding(i, w, {scale_grad_by_freq = true}) end)
+  add("embedding only padding ids, and no ids", {{{6, 4}, grad = true}}, function(w)
+    local pad = ml.full({2, 3}, 2, {dtype = "int64"}):to(w.device)
+    return F.embedding(pad, w, {padding_idx = 2}) + 1, F.embedding(ml.zeros({0}, {dtype = "int64"}):to(w.device), w)
+  end)
   add("embedding id out of range", {{{4}}}, raises("embedding: id 9 out of range for num_embeddings 9",
       function(x)
         local w = ml.zeros({9, 2}, {device = x.device})
