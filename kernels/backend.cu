@@ -32,6 +32,9 @@ static const ml_backend cuda_backend = {
     /* conv */ &ml_cuda_conv,
     /* pool */ &ml_cuda_pool,
     /* batchnorm */ &ml_cuda_batchnorm,
+    /* normalisation, embeddings (issue 16) */
+    /* norm */ &ml_cuda_norm,
+    /* embedding */ &ml_cuda_embedding,
 };
 
 static void init(void) {

@@ -39,6 +39,9 @@ extern const ml_sort_ops ml_cuda_sort;
 extern const ml_conv_ops ml_cuda_conv;
 extern const ml_pool_ops ml_cuda_pool;
 extern const ml_batchnorm_ops ml_cuda_batchnorm;
+/* normalisation, embeddings (issue 16) */
+extern const ml_norm_ops ml_cuda_norm;
+extern const ml_embedding_ops ml_cuda_embedding;
 
 static inline int ml_cu_fail(const char *op, cudaError_t e) {
     (void)cudaGetLastError(); /* clear a non-sticky error so the next op starts clean */

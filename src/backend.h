@@ -21,6 +21,9 @@
 #include "backend/batchnorm.h"
 #include "backend/conv.h"
 #include "backend/pool.h"
+/* normalisation, embeddings (issue 16) */
+#include "backend/embedding.h"
+#include "backend/norm.h"
 
 typedef struct ml_backend {
     const char *name;
@@ -39,6 +42,9 @@ typedef struct ml_backend {
     const ml_conv_ops *conv;
     const ml_pool_ops *pool;
     const ml_batchnorm_ops *batchnorm;
+    /* normalisation, embeddings (issue 16) */
+    const ml_norm_ops *norm;
+    const ml_embedding_ops *embedding;
 } ml_backend;
 
 /* The backend of a device, or NULL with ml_error set ("cuda: no GPU ..."). */
@@ -74,6 +80,8 @@ ML_BACKEND_NEED(sort)
 ML_BACKEND_NEED(conv)
 ML_BACKEND_NEED(pool)
 ML_BACKEND_NEED(batchnorm)
+ML_BACKEND_NEED(norm)
+ML_BACKEND_NEED(embedding)
 #undef ML_BACKEND_NEED
 
 #endif

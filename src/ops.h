@@ -22,5 +22,9 @@
 #include "ops/batchnorm.h"
 #include "ops/conv.h"
 #include "ops/pool.h"
+/* normalisation, embeddings (issue 16) */
+#include "ops/attention.h"
+#include "ops/embedding.h"
+#include "ops/norm.h"
 
 #endif

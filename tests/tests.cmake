@@ -31,8 +31,14 @@ if(ML_SANITIZE)
                   OUTPUT_VARIABLE ML_LIBUBSAN OUTPUT_STRIP_TRAILING_WHITESPACE)
   # (moonlight.so is linked with -z nodelete, so lua_close never unloads it and
   # leaks, if any, are reported with symbols)
+  # intercept_tls_get_addr=0: gcc 12's LeakSanitizer tracks the dynamic TLS of
+  # dlopened modules (moonlight.so, the emulated GPU plugin) through __tls_get_addr
+  # and, depending on the heap's layout, read a stale slot at exit ("DTLS 9 at
+  # 0xb3-0x10000011b5", then "Tracer caught signal 11"): emu.cuda_parity died so
+  # after every case had passed once branch l3 added its cases. Without the
+  # interception LSan skips dynamic TLS, which holds no heap pointers here.
   list(APPEND ML_LUA_TEST_ENV "LD_PRELOAD=${ML_LIBASAN}:${ML_LIBUBSAN}"
-       "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0"
+       "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:intercept_tls_get_addr=0"
        "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0"
        "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
 endif()
@@ -50,6 +56,12 @@ include(${CMAKE_SOURCE_DIR}/tests/embed.cmake)
 include(${CMAKE_SOURCE_DIR}/tests/bench.cmake)
 if(TARGET ml_cuda_emu)
   include(${CMAKE_SOURCE_DIR}/tests/emu.cmake)
+endif()
+
+# issue 16 (l3): the Transformer example trains for seconds in release builds,
+# minutes under the sanitizers
+if(TEST lua.example_transformer_spec)
+  set_tests_properties(lua.example_transformer_spec PROPERTIES LABELS slow)
 endif()
 
 # `ctest -L cuda` runs the CUDA backend's tests (they report pending without a GPU)

@@ -126,5 +126,11 @@ F.max_pool2d = core.max_pool2d
 F.avg_pool2d = core.avg_pool2d
 F.adaptive_avg_pool2d = core.adaptive_avg_pool2d
 F.batch_norm = core.batch_norm
+-- normalisation, embeddings, attention
+-- (src/lua/{norm,embedding,attention}.c)
+F.layer_norm = core.layer_norm
+F.group_norm = core.group_norm
+F.embedding = core.embedding
+F.scaled_dot_product_attention = core.scaled_dot_product_attention
 
 return F

@@ -569,7 +569,7 @@ function Module:_short_name() return module_repr(self) end
 local function guarded(self, f, x, ...)
   local ok, y = pcall(f, x, ...)
   if ok then return y end
-  error(("%s got input %s: %s"):format(self:_short_name(), shape_str(x), tostring(y)), 3)
+  util.raise(("%s got input %s: %s"):format(self:_short_name(), shape_str(x), util.message(y)), 3)
 end
 nn._guarded = guarded
 
@@ -768,8 +768,8 @@ function Linear:forward(x)
   local params = rawget(self, "_params").map
   local ok, y = pcall(linear, x, params.weight, params.bias)
   if ok then return y end
-  error(("Linear(%d -> %d) got input %s: %s"):format(self.in_features, self.out_features,
-        shape_str(x), tostring(y)), 2)
+  util.raise(("Linear(%d -> %d) got input %s: %s"):format(self.in_features, self.out_features,
+             shape_str(x), util.message(y)), 2)
 end
 
 function Linear:_short_name()
@@ -1044,5 +1044,8 @@ loss_class("GaussianNLLLoss", "gaussian_nll_loss", true)
 
 -- convolution, pooling, batch norm (issue 16): lua/moonlight/nn_cnn.lua
 require("moonlight.nn_cnn")(nn)
+-- normalisation, embeddings, attention (issue 16): LayerNorm, GroupNorm, Embedding,
+-- MultiheadAttention, TransformerEncoderLayer, TransformerEncoder, ModuleList
+require("moonlight.nn_transformer")(nn)
 
 return nn

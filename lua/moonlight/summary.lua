@@ -1,5 +1,5 @@
 -- ml.summary(model, {input_size = {8, 1, 28, 28}}): torchinfo's summary table
--- (torchinfo 1.7's layout and arithmetic). Runs one forward on zeros under
+-- (torchinfo 1.7.2's layout and arithmetic). Runs one forward on zeros under
 -- no_grad in eval mode, with forward hooks on every module recording what each
 -- layer returned.
 local core = require "moonlight.core"
@@ -150,6 +150,42 @@ local function macs_str(info, at_max_depth)
   return "--"
 end
 
+-- torchinfo 1.7.2's add_missing_container_layers: a container never called itself
+-- (a ModuleList, as in TransformerEncoder.layers) gets its row, inserted before
+-- the first called layer under it, with its parameters counted. The loop walks
+-- the growing list by position, as torchinfo's enumerate does.
+local function add_missing_container_layers(list)
+  local listed = {}
+  for _, info in ipairs(list) do listed[info.module] = true end
+  local current = {}
+  local idx = 1
+  while idx <= #list do
+    local info, rel = list[idx], 0
+    local hierarchy, p = {}, info.parent
+    while p and p.depth > 0 do
+      hierarchy[p.depth] = p
+      p = p.parent
+    end
+    for d = 1, info.depth - 1 do
+      local h = hierarchy[d]
+      if (current[d] == nil or current[d].module ~= h.module) and h ~= list[idx + rel - 1] then
+        h.is_recursive = listed[h.module] == true
+        table.insert(list, idx + rel, h)
+        listed[h.module] = true
+        current[d] = h
+        rel = rel + 1
+      end
+    end
+    current[info.depth] = info
+    local d = info.depth + 1
+    while current[d] do
+      current[d] = nil
+      d = d + 1
+    end
+    idx = idx + 1
+  end
+end
+
 local Summary = {}
 Summary.__index = Summary
 
@@ -191,7 +227,9 @@ function Summary:__tostring()
     if m >= 1e12 then unit, m = "T", m / 1e12
     elseif m >= 1e9 then unit, m = "G", m / 1e9
     else m = m / 1e6 end
-    parts[#parts + 1] = ("Total mult-adds (%s): %s\n%s\n"):format(unit, fmt2(m), div)
+    -- torchinfo 1.7.2's format_output_num: a whole number without decimals
+    local shown = m == math.floor(m) and commas(math.tointeger(m) or m) or fmt2(m)
+    parts[#parts + 1] = ("Total mult-adds (%s): %s\n%s\n"):format(unit, shown, div)
     parts[#parts + 1] = ("Input size (MB): %s\nForward/backward pass size (MB): %s\n"
       .. "Params size (MB): %s\nEstimated Total Size (MB): %s\n"):format(
       fmt2(self.input_size_mb), fmt2(self.forward_backward_pass_size_mb),
@@ -297,6 +335,8 @@ function M.summary(model, opts)
     end
   end
 
+  add_missing_container_layers(summary_list)
+
   -- depth indices and children
   local idx = {}
   for i, info in ipairs(summary_list) do
@@ -313,15 +353,16 @@ function M.summary(model, opts)
   for _, info in ipairs(summary_list) do
     if info.is_leaf then
       macs = macs + info.macs
+      -- (1.7.2 counts a recursive layer's outputs too: each call has its own)
+      if info.num_params > 0 then output_bytes = output_bytes + info.output_bytes * 2 end
       if not info.is_recursive then
         total_params = total_params + info.num_params
         param_bytes = param_bytes + info.param_bytes
         trainable = trainable + info.trainable_params
-        if info.num_params > 0 then output_bytes = output_bytes + info.output_bytes * 2 end
       end
     elseif not info.is_recursive then
-      total_params = total_params + leftover_params(info)
-      trainable = trainable + leftover_trainable(info)
+      total_params = total_params + math.max(leftover_params(info), 0)
+      trainable = trainable + math.max(leftover_trainable(info), 0)
     end
   end
   local max_len = 0

@@ -61,6 +61,13 @@ local function pass_or_raise(ok, ...)
 end
 function util.call_c(f, ...) return pass_or_raise(pcall(f, ...)) end
 
+-- util.message(e): an error's text without the "chunk:line: " position Lua put in
+-- front, for a library function that restates an error it caught (a layer naming
+-- itself and its input) and raises it again at the user's line.
+function util.message(e)
+  return (tostring(e):gsub("^[^:\n]*:%d+: ", "", 1))
+end
+
 -- util.fail(fname, fmt, ...): raise("fname: " .. fmt:format(...)) at the user's line.
 function util.fail(fname, fmt, ...)
   raise(fname .. ": " .. string.format(fmt, ...), 3)

@@ -19,7 +19,9 @@ extern const ml_memory_ops ml_cpu_memory;
     extern const ml_sort_ops ml_cpu_sort_##L;                                          \
     extern const ml_conv_ops ml_cpu_conv_##L;                                          \
     extern const ml_pool_ops ml_cpu_pool_##L;                                          \
-    extern const ml_batchnorm_ops ml_cpu_batchnorm_##L;
+    extern const ml_batchnorm_ops ml_cpu_batchnorm_##L;                                \
+    extern const ml_norm_ops ml_cpu_norm_##L;                                          \
+    extern const ml_embedding_ops ml_cpu_embedding_##L;
 #define LEVEL_BACKEND(L)                                                               \
     {                                                                                  \
         .name = "cpu", .device = ML_CPU, .memory = &ml_cpu_memory,                     \
@@ -29,6 +31,7 @@ extern const ml_memory_ops ml_cpu_memory;
         .index = &ml_cpu_index_##L, .sort = &ml_cpu_sort_##L,                          \
         .conv = &ml_cpu_conv_##L, .pool = &ml_cpu_pool_##L,                            \
         .batchnorm = &ml_cpu_batchnorm_##L,                                            \
+        .norm = &ml_cpu_norm_##L, .embedding = &ml_cpu_embedding_##L,                  \
     }
 
 LEVEL_TABLES(default)

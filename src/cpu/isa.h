@@ -32,6 +32,9 @@
 #define ml_cpu_conv ML_ISA_NAME(ml_cpu_conv)
 #define ml_cpu_pool ML_ISA_NAME(ml_cpu_pool)
 #define ml_cpu_batchnorm ML_ISA_NAME(ml_cpu_batchnorm)
+/* normalisation, embeddings (issue 16) */
+#define ml_cpu_norm ML_ISA_NAME(ml_cpu_norm)
+#define ml_cpu_embedding ML_ISA_NAME(ml_cpu_embedding)
 
 /* the loss files' shared functions (src/cpu/loss_cpu.h) */
 #define ml_loss_slots_init_heap ML_ISA_NAME(ml_loss_slots_init_heap)

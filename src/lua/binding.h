@@ -146,5 +146,9 @@ void ml_lua_open_sort(lua_State *L, int module, int methods);
 void ml_lua_open_conv(lua_State *L, int module, int methods);
 void ml_lua_open_pool(lua_State *L, int module, int methods);
 void ml_lua_open_batchnorm(lua_State *L, int module, int methods);
+/* normalisation, embeddings (issue 16) */
+void ml_lua_open_norm(lua_State *L, int module, int methods);
+void ml_lua_open_embedding(lua_State *L, int module, int methods);
+void ml_lua_open_attention(lua_State *L, int module, int methods);
 
 #endif

@@ -37,7 +37,7 @@ static int wrap_dim(const char *fname, const ml_tensor *x, int dim, int *d) {
 
 /* The smallest and largest value of a contiguous int64 tensor (not empty). On the
  * CPU one pass over it; elsewhere two reductions and a copy of two numbers. */
-static int bounds(const ml_tensor *t, int64_t *lo, int64_t *hi) {
+int ml_index_bounds(const ml_tensor *t, int64_t *lo, int64_t *hi) {
     if (t->storage->device == ML_CPU) {
         const int64_t *p = (const int64_t *)ml_data(t);
         int64_t n = ml_numel(t), a = p[0], b = p[0];
@@ -68,7 +68,7 @@ static int bounds(const ml_tensor *t, int64_t *lo, int64_t *hi) {
 static int check_range(const char *fname, const ml_tensor *index, int d, int64_t size) {
     if (ml_numel(index) == 0) return 0;
     int64_t lo, hi;
-    if (bounds(index, &lo, &hi)) return -1;
+    if (ml_index_bounds(index, &lo, &hi)) return -1;
     if (lo < 0)
         return ml_error_set("%s: index %lld out of range for dim %d of size %lld (index values "
                             "are 0-based positions, 0..%lld)", fname, (long long)lo, d + 1,
@@ -355,7 +355,7 @@ ml_tensor *ml_one_hot(ml_tensor *labels, int64_t n) {
                               "pass it");
     } else {
         int64_t lo, hi;
-        rc = bounds(lc, &lo, &hi);
+        rc = ml_index_bounds(lc, &lo, &hi);
         if (rc == 0 && n == -1) n = hi + 1;
         if (rc == 0 && lo < 0)
             rc = ml_error_set("one_hot: class values must be non-negative, got %lld", (long long)lo);

@@ -30,4 +30,8 @@ ml_tensor *ml_scatter_add_new(int ndim, const int64_t *shape, int dim, ml_tensor
 ml_tensor *ml_index_add_new(int ndim, const int64_t *shape, int dim, ml_tensor *index,
                             ml_tensor *src);
 
+/* The smallest and largest value of the contiguous, non-empty int64 tensor t (on
+ * a device, two reductions and a wait for them); 0 or -1. */
+int ml_index_bounds(const ml_tensor *t, int64_t *lo, int64_t *hi);
+
 #endif

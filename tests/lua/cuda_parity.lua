@@ -819,4 +819,85 @@ do
       end, {rtol = 1e-4})
 end
 
+-- issue 16, layers: layer_norm and group_norm (the norm family: one
+-- block per row, the weight gradients in blocks of rows), embedding (index_select
+-- forward, the CSR backward, no atomics), scaled_dot_product_attention (batched
+-- matmul, where, softmax) and a Transformer encoder layer, forward and backward
+do
+  local F, nn = ml.F, ml.nn
+  local function ln(shape, nshape) return function(x, w, b) return F.layer_norm(x, nshape, {weight = w, bias = b}) end end
+  add("layer_norm [33,65] over [65]", {{{33, 65}, grad = true}, {{65}, grad = true}, {{65}, grad = true}},
+      ln({33, 65}, {65}))
+  add("layer_norm [3,7,300] over [7,300] (long rows)", {{{3, 7, 300}, grad = true}, {{7, 300}, grad = true},
+      {{7, 300}, grad = true}}, ln({3, 7, 300}, {7, 300}))
+  add("layer_norm strided [65,33]^T over [65]", {{{65, 33}, grad = true, view = "t"}, {{65}, grad = true},
+      {{65}, grad = true}}, ln({33, 65}, {65}))
+  add("layer_norm [2000,24] (several row blocks), weight only", {{{2000, 24}, grad = true}, {{24}, grad = true}},
+      function(x, w) return F.layer_norm(x, {24}, {weight = w, eps = 1e-3}) end)
+  add("layer_norm float64 [5,9], no affine", {{{5, 9}, kind = "f64", grad = true}},
+      function(x) return F.layer_norm(x, {9}) end)
+  local function gn(g) return function(x, w, b) return F.group_norm(x, g, {weight = w, bias = b}) end end
+  add("group_norm [5,6,7,3] in 3 groups", {{{5, 6, 7, 3}, grad = true}, {{6}, grad = true}, {{6}, grad = true}}, gn(3))
+  add("group_norm [2,12] in 4 groups", {{{2, 12}, grad = true}, {{12}, grad = true}, {{12}, grad = true}}, gn(4))
+  add("group_norm [300,4,17] in 2 groups (row blocks), float64", {{{300, 4, 17}, kind = "f64", grad = true},
+      {{4}, kind = "f64", grad = true}, {{4}, kind = "f64", grad = true}}, gn(2))
+  add("group_norm [3,8,5] in 1 group, bias only", {{{3, 8, 5}, grad = true}, {{8}, grad = true}},
+      function(x, b) return F.group_norm(x, 1, {bias = b}) end)
+  local function ids(shape, c) return {shape, kind = "class", classes = c} end
+  add("embedding [40] ids into [13,33] (repeats)", {ids({40}, 13), {{13, 33}, grad = true}},
+      function(i, w) return F.embedding(i, w) end)
+  add("embedding [3,7] into [1000,5], padding_idx 3", {ids({3, 7}, 10), {{1000, 5}, grad = true}},
+      function(i, w) return F.embedding(i, w, {padding_idx = 3}) end)
+  add("embedding scale_grad_by_freq, float64", {ids({2, 50}, 6), {{6, 300}, kind = "f64", grad = true}},
+      function(i, w) return F.embedding(i, w, {scale_grad_by_freq = true}) end)
+  add("embedding only padding ids, and no ids", {{{6, 4}, grad = true}}, function(w)
+    local pad = ml.full({2, 3}, 2, {dtype = "int64"}):to(w.device)
+    return F.embedding(pad, w, {padding_idx = 2}) + 1, F.embedding(ml.zeros({0}, {dtype = "int64"}):to(w.device), w)
+  end)
+  add("embedding id out of range", {{{4}}}, raises("embedding: id 9 out of range for num_embeddings 9",
+      function(x)
+        local w = ml.zeros({9, 2}, {device = x.device})
+        return F.embedding(ml.tensor({1, 9}, {dtype = "int64"}):to(x.device), w)
+      end))
+  local function sdpa(o) return function(q, k, v, m)
+    local opts = {}
+    for key, val in pairs(o or {}) do opts[key] = val end
+    if m then opts.attn_mask = o and o.bool and m:gt(0) or m end
+    opts.bool = nil
+    return F.scaled_dot_product_attention(q, k, v, opts)
+  end end
+  add("sdpa [2,3,17,8] x [2,3,19,8] causal", {{{2, 3, 17, 8}, grad = true}, {{2, 3, 19, 8}, grad = true},
+      {{2, 3, 19, 5}, grad = true}}, sdpa({is_causal = true}))
+  add("sdpa float mask [17,19] with its gradient", {{{2, 17, 8}, grad = true}, {{2, 19, 8}, grad = true},
+      {{2, 19, 8}, grad = true}, {{17, 19}, grad = true}}, sdpa())
+  add("sdpa boolean mask [2,1,1,19], scale 0.5", {{{2, 3, 17, 8}, grad = true}, {{2, 3, 19, 8}, grad = true},
+      {{2, 3, 19, 8}, grad = true}, {{2, 1, 1, 19}}}, sdpa({bool = true, scale = 0.5}))
+  add("sdpa dropout_p 0.3 (the mask is drawn on the host)", {{{2, 9, 8}, grad = true}, {{2, 9, 8}, grad = true},
+      {{2, 9, 8}, grad = true}}, sdpa({dropout_p = 0.3}))
+  -- a whole encoder layer: its output, the input's gradient (by the harness) and
+  -- some parameters' gradients from a second pass
+  local function encoder(norm_first)
+    return function(x)
+      ml.manual_seed(5)
+      local layer = nn.TransformerEncoderLayer(16, 4, {dim_feedforward = 24, dropout = 0.0, batch_first = true,
+                                                       norm_first = norm_first})
+      layer:to(x.device)
+      local y = layer(x, {src_key_padding_mask = ml.tensor({{0, 0, 0, 1, 1}, {0, 0, 0, 0, 0}}):gt(0):to(x.device)})
+      local y2 = layer(x:detach(), {is_causal = true})
+      local l2 = (y2 * y2):sum()
+      l2:backward()
+      return y, layer.self_attn.in_proj_weight.grad, layer.linear1.weight.grad, layer.norm1.weight.grad,
+             layer.norm2.bias.grad
+    end
+  end
+  add("TransformerEncoderLayer post-norm [2,5,16]", {{{2, 5, 16}, grad = true}}, encoder(false), {rtol = 1e-4})
+  add("TransformerEncoderLayer norm_first [2,5,16]", {{{2, 5, 16}, grad = true}}, encoder(true), {rtol = 1e-4})
+  add("MultiheadAttention need_weights, sequence first", {{{6, 2, 8}, grad = true}, {{4, 2, 8}, grad = true}},
+      function(q, k)
+        ml.manual_seed(9)
+        local m = nn.MultiheadAttention(8, 2):to(q.device)
+        return m(q, k, k)
+      end, {rtol = 1e-4})
+end
+
 return M
