@@ -20,6 +20,7 @@ local lazy = {
   nn = "moonlight.nn", F = "moonlight.functional", optim = "moonlight.optim",
   data = "moonlight.data", testing = "moonlight.testing", metrics = "moonlight.metrics",
   loggers = "moonlight.loggers", callbacks = "moonlight.callbacks",
+  distributed = "moonlight.distributed",
 }
 -- Names that live inside a submodule but are reached from ml directly.
 local lazy_fields = {
@@ -27,6 +28,7 @@ local lazy_fields = {
   summary = {"moonlight.summary", "summary"},
   save = {"moonlight.serialization", "save"},
   load = {"moonlight.serialization", "load"},
+  strategies = {"moonlight.distributed", "strategies"},
 }
 
 setmetatable(ml, {

@@ -34,6 +34,7 @@ int luaopen_moonlight_core(lua_State *L) {
     ml_lua_open_data(L, module, methods);
     ml_lua_open_index(L, module, methods);
     ml_lua_open_cuda(L, module, methods);
+    ml_lua_open_distributed(L, module, methods);
     lua_pushcfunction(L, l_cuda_is_available);
     lua_setfield(L, module, "cuda_is_available");
     /* the methods table is reachable for the Lua half (ml.Tensor) */
