@@ -154,6 +154,9 @@ function callbacks.save_checkpoint(trainer, model, path, extra, weights_only)
       state[k] = split_tensors(v, "checkpoint." .. tostring(k), tensors)
     end
   end
+  -- a distributed fit's checkpoint is written by rank 0 alone (every rank built
+  -- it: the hooks ran everywhere, as Lightning's)
+  if trainer.is_global_zero == false then return end
   -- tensors on a device are written from host copies
   for k, t in pairs(tensors) do
     if t.device ~= "cpu" then tensors[k] = t:cpu() end
@@ -458,6 +461,18 @@ end
 function ModelCheckpoint:_save_model(trainer, model, path)
   callbacks.save_checkpoint(trainer, model, path, nil, self.save_weights_only)
   self._last_global_step_saved = trainer.global_step
+  -- no rank reads a checkpoint before rank 0 has written it (ckpt_path = "best")
+  if rawget(trainer, "_strategy") then core._distributed.barrier() end
+end
+
+-- Files are made and removed by rank 0 alone in a distributed fit.
+local function mkdir_p(trainer, dir)
+  if trainer.is_global_zero == false then return true end
+  return sys.mkdir_p(dir)
+end
+
+local function remove(trainer, path)
+  if trainer.is_global_zero ~= false then os.remove(path) end
 end
 
 function ModelCheckpoint:_update_best()
@@ -475,7 +490,7 @@ end
 function ModelCheckpoint:_save_topk(trainer, model)
   if self.save_top_k == 0 then return end
   local dir = self:_dir(trainer)
-  local ok, err = sys.mkdir_p(dir)
+  local ok, err = mkdir_p(trainer, dir)
   if not ok then error("ModelCheckpoint: " .. err, 0) end
   local path = dir .. "/" .. self:_format_name(trainer) .. ".safetensors"
   if self.monitor then
@@ -495,7 +510,7 @@ function ModelCheckpoint:_save_topk(trainer, model)
       table.sort(self.best_k, function(a, b) return better(self.mode, a.score, b.score) end)
       while self.save_top_k >= 0 and #self.best_k > self.save_top_k do
         local drop = table.remove(self.best_k)
-        if drop.path ~= path then os.remove(drop.path) end
+        if drop.path ~= path then remove(trainer, drop.path) end
       end
       if self.verbose then
         print(string.format("Epoch %d, global step %d: %s reached %s (best %s), saving model to %s",
@@ -515,7 +530,7 @@ function ModelCheckpoint:_save_topk(trainer, model)
     table.insert(self.best_k, 1, {path = path, score = trainer.global_step})
     while self.save_top_k >= 0 and #self.best_k > self.save_top_k do
       local drop = table.remove(self.best_k)
-      if drop.path ~= path then os.remove(drop.path) end
+      if drop.path ~= path then remove(trainer, drop.path) end
     end
   end
   self:_update_best()
@@ -524,7 +539,7 @@ end
 function ModelCheckpoint:_save_last(trainer, model)
   if not self.save_last then return end
   local dir = self:_dir(trainer)
-  local ok, err = sys.mkdir_p(dir)
+  local ok, err = mkdir_p(trainer, dir)
   if not ok then error("ModelCheckpoint: " .. err, 0) end
   self:_save_model(trainer, model, self:last_path(trainer))
   self.last_model_path = self:last_path(trainer)
