@@ -72,7 +72,7 @@ static int cmp_ptr(const void *a, const void *b) {
 void ml_ddp_free(ml_ddp *d) {
     if (!d) return;
     if (d->armed && d->world > 1) ml_autograd_set_leaf_hook(NULL, NULL);
-    const ml_mpi_plugin *mpi = ml_dist_mpi_engine();
+    const ml_mpi_plugin *mpi = ml_distributed_mpi_engine();
     for (int b = 0; b < d->n_buckets; b++) {
         if (d->buckets[b].req && mpi) mpi->wait(d->buckets[b].req);
         ml_tensor_release(d->buckets[b].flat);
@@ -86,11 +86,11 @@ void ml_ddp_free(ml_ddp *d) {
 }
 
 ml_ddp *ml_ddp_new(int n, ml_tensor *const *params, size_t bucket_bytes) {
-    if (ml_dist_ensure()) return NULL;
+    if (ml_distributed_ensure()) return NULL;
     if (bucket_bytes == 0) bucket_bytes = 25u << 20;
     ml_ddp *d = calloc(1, sizeof *d);
     if (!d) goto oom;
-    d->world = ml_dist_is_initialized() ? ml_dist_world_size() : 1;
+    d->world = ml_distributed_is_initialized() ? ml_distributed_world_size() : 1;
     d->slots = calloc((size_t)(n > 0 ? n : 1), sizeof *d->slots);
     d->buckets = calloc((size_t)(n > 0 ? n : 1), sizeof *d->buckets);
     d->by_ptr = calloc((size_t)(n > 0 ? n : 1), sizeof *d->by_ptr);
@@ -186,12 +186,12 @@ static int start(ml_ddp *d, int b) {
     void *data = ml_data(bk->flat);
     int64_t count = ml_numel(bk->flat);
     if (bk->flat->storage->device == ML_CUDA) {
-        if (!d->nccl) d->nccl = ml_dist_nccl_engine();
+        if (!d->nccl) d->nccl = ml_distributed_nccl_engine();
         if (d->nccl) return d->nccl->all_reduce(data, count, bk->flat->dtype, ML_DIST_SUM, ml_cuda_stream());
         bk->done = true; /* ranks sharing a GPU: through host memory, blocking */
-        return ml_dist_all_reduce(bk->flat, ML_DIST_SUM);
+        return ml_distributed_all_reduce(bk->flat, ML_DIST_SUM);
     }
-    const ml_mpi_plugin *mpi = ml_dist_mpi_engine();
+    const ml_mpi_plugin *mpi = ml_distributed_mpi_engine();
     return mpi->iall_reduce(data, count, bk->flat->dtype, ML_DIST_SUM, &bk->req);
 }
 
@@ -208,7 +208,7 @@ static int start_ready(ml_ddp *d, bool early) {
 
 /* Moves the host requests in flight forward (MPI progresses inside its calls). */
 static int progress(ml_ddp *d) {
-    const ml_mpi_plugin *mpi = ml_dist_mpi_engine();
+    const ml_mpi_plugin *mpi = ml_distributed_mpi_engine();
     for (int b = 0; b < d->next_start; b++) {
         bucket *bk = &d->buckets[b];
         if (!bk->req || bk->done) continue;
@@ -254,7 +254,7 @@ int ml_ddp_finish(ml_ddp *d, bool backward_ok) {
     d->armed = false;
     if (d->world == 1) return 0;
     ml_autograd_set_leaf_hook(NULL, NULL);
-    const ml_mpi_plugin *mpi = ml_dist_mpi_engine();
+    const ml_mpi_plugin *mpi = ml_distributed_mpi_engine();
     int rc = 0;
     if (backward_ok) {
         for (int i = 0; rc == 0 && i < d->n_slots; i++)

@@ -42,13 +42,13 @@ static void load_mpi(void) {
 #endif
 }
 
-bool ml_dist_available(const char **why) {
+bool ml_distributed_available(const char **why) {
     pthread_once(&mpi_once, load_mpi);
     if (!mpi && why) *why = mpi_reason;
     return mpi != NULL;
 }
 
-bool ml_dist_launched(void) {
+bool ml_distributed_launched(void) {
     static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
         if (getenv(vars[i])) return true;
@@ -64,31 +64,31 @@ static bool initialized;
 static int rank_, world_ = 1, local_rank_, local_size_ = 1;
 static void at_exit(void);
 
-int ml_dist_init(void) {
+int ml_distributed_init(void) {
     if (initialized) return 0;
     const char *why;
-    if (!ml_dist_available(&why)) return ml_error_set("%s", why);
+    if (!ml_distributed_available(&why)) return ml_error_set("%s", why);
     if (mpi->init() != 0) return -1;
     rank_ = mpi->rank();
     world_ = mpi->world_size();
     local_rank_ = mpi->local_rank();
     local_size_ = mpi->local_size();
     initialized = true;
-    /* a host that never calls ml_dist_finalize (a stock lua5.4) still ends the
+    /* a host that never calls ml_distributed_finalize (a stock lua5.4) still ends the
      * job in order; the CLI calls it first, with what it knows of the outcome */
     atexit(at_exit);
     return 0;
 }
 
-int ml_dist_ensure(void) { return initialized || !ml_dist_launched() ? 0 : ml_dist_init(); }
-bool ml_dist_is_initialized(void) { return initialized; }
+int ml_distributed_ensure(void) { return initialized || !ml_distributed_launched() ? 0 : ml_distributed_init(); }
+bool ml_distributed_is_initialized(void) { return initialized; }
 
-int ml_dist_rank(void) { return ml_dist_ensure() ? -1 : rank_; }
-int ml_dist_world_size(void) { return ml_dist_ensure() ? -1 : world_; }
-int ml_dist_local_rank(void) { return ml_dist_ensure() ? -1 : local_rank_; }
-int ml_dist_local_size(void) { return ml_dist_ensure() ? -1 : local_size_; }
+int ml_distributed_rank(void) { return ml_distributed_ensure() ? -1 : rank_; }
+int ml_distributed_world_size(void) { return ml_distributed_ensure() ? -1 : world_; }
+int ml_distributed_local_rank(void) { return ml_distributed_ensure() ? -1 : local_rank_; }
+int ml_distributed_local_size(void) { return ml_distributed_ensure() ? -1 : local_size_; }
 
-double ml_dist_exit_timeout(void) {
+double ml_distributed_exit_timeout(void) {
     const char *s = getenv("MOONLIGHT_DIST_EXIT_TIMEOUT");
     if (s && *s) {
         char *end;
@@ -100,7 +100,7 @@ double ml_dist_exit_timeout(void) {
 
 static bool finalized;
 
-int ml_dist_finalize(double timeout_s) {
+int ml_distributed_finalize(double timeout_s) {
     if (!initialized || finalized) return 0;
     finalized = true;
     if (nccl_up) nccl->destroy();
@@ -108,19 +108,19 @@ int ml_dist_finalize(double timeout_s) {
 }
 
 static void at_exit(void) {
-    if (!finalized) ml_dist_finalize(ml_dist_exit_timeout());
+    if (!finalized) ml_distributed_finalize(ml_distributed_exit_timeout());
 }
 
-void ml_dist_abort(int code) {
+void ml_distributed_abort(int code) {
     if (initialized && !finalized) mpi->abort(code);
     fflush(stdout);
     fflush(stderr);
     _Exit(code);
 }
 
-const char *ml_dist_mpi_version(void) {
+const char *ml_distributed_mpi_version(void) {
     const char *why;
-    if (!ml_dist_available(&why)) {
+    if (!ml_distributed_available(&why)) {
         ml_error_set("%s", why);
         return NULL;
     }
@@ -187,7 +187,7 @@ static bool use_nccl(void) {
     return true;
 }
 
-const char *ml_dist_engine(ml_device dev) {
+const char *ml_distributed_engine(ml_device dev) {
     if (dev == ML_CUDA) return nccl_up || (!nccl_tried && world_ > 1) ? "nccl" : "mpi";
     return "mpi";
 }
@@ -261,17 +261,17 @@ static int divide_by_world(ml_tensor *t) {
     return rc;
 }
 
-int ml_dist_all_reduce(ml_tensor *t, ml_dist_op op) {
+int ml_distributed_all_reduce(ml_tensor *t, ml_dist_op op) {
     if (check_op("all_reduce", op, t->dtype)) return -1;
-    if (ml_dist_ensure()) return -1;
+    if (ml_distributed_ensure()) return -1;
     if (!initialized || world_ == 1) return 0;
     int rc = t->storage->device == ML_CUDA && use_nccl() ? all_reduce_nccl(t, op) : all_reduce_host(t, op);
     if (rc == 0 && op == ML_DIST_MEAN) rc = divide_by_world(t);
     return rc;
 }
 
-int ml_dist_broadcast(ml_tensor *t, int src) {
-    if (ml_dist_ensure()) return -1;
+int ml_distributed_broadcast(ml_tensor *t, int src) {
+    if (ml_distributed_ensure()) return -1;
     if (src < 0 || src >= world_)
         return ml_error_set("broadcast: src must be a rank between 0 and %d, got %d", world_ - 1, src);
     if (!initialized || world_ == 1) return 0;
@@ -292,8 +292,8 @@ int ml_dist_broadcast(ml_tensor *t, int src) {
     return rc;
 }
 
-ml_tensor *ml_dist_all_gather(ml_tensor *t) {
-    if (ml_dist_ensure()) return NULL;
+ml_tensor *ml_distributed_all_gather(ml_tensor *t) {
+    if (ml_distributed_ensure()) return NULL;
     if (t->ndim >= ML_MAX_DIMS) {
         ml_error_set("all_gather: a tensor of %d dims (at most %d)", t->ndim, ML_MAX_DIMS - 1);
         return NULL;
@@ -352,13 +352,13 @@ ml_tensor *ml_dist_all_gather(ml_tensor *t) {
     return out;
 }
 
-int ml_dist_barrier(void) {
-    if (ml_dist_ensure()) return -1;
+int ml_distributed_barrier(void) {
+    if (ml_distributed_ensure()) return -1;
     if (!initialized || world_ == 1) return 0;
     return mpi->barrier();
 }
 
 /* --- what the gradient reducer (ddp.c) needs of the engines --- */
 
-const ml_mpi_plugin *ml_dist_mpi_engine(void) { return initialized ? mpi : NULL; }
-const ml_nccl_plugin *ml_dist_nccl_engine(void) { return initialized && use_nccl() ? nccl : NULL; }
+const ml_mpi_plugin *ml_distributed_mpi_engine(void) { return initialized ? mpi : NULL; }
+const ml_nccl_plugin *ml_distributed_nccl_engine(void) { return initialized && use_nccl() ? nccl : NULL; }

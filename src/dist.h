@@ -10,7 +10,7 @@
  *
  * A process not started by a launcher is a world of one without MPI: rank 0,
  * world size 1, every collective leaves its tensor as it is (all_gather gives a
- * copy), so one script runs alone or under mpirun. ml_dist_init() starts MPI
+ * copy), so one script runs alone or under mpirun. ml_distributed_init() starts MPI
  * there too (a singleton world).
  *
  * Collectives are matched by order: every rank must call the same collectives
@@ -33,47 +33,47 @@
 
 /* Whether this build can run distributed: the MPI plugin loads. When not,
  * *why (if why is not NULL) says why and how to build with it. */
-bool ml_dist_available(const char **why);
+bool ml_distributed_available(const char **why);
 /* Whether an MPI launcher started this process (OMPI_COMM_WORLD_SIZE, PMIX_RANK,
  * PMI_RANK, PMI_SIZE in the environment). */
-bool ml_dist_launched(void);
+bool ml_distributed_launched(void);
 /* Starts MPI (once; later calls do nothing). Fails when the plugin is missing. */
-int ml_dist_init(void);
-/* ml_dist_init() when a launcher started this process; else nothing. What every
+int ml_distributed_init(void);
+/* ml_distributed_init() when a launcher started this process; else nothing. What every
  * function below calls first. */
-int ml_dist_ensure(void);
-bool ml_dist_is_initialized(void);
+int ml_distributed_ensure(void);
+bool ml_distributed_is_initialized(void);
 /* This process's rank (0-based), the number of processes, its rank among the
  * processes of its node and their number; 0, 1, 0, 1 in a world of one. -1 with
  * the error set when MPI fails to start. */
-int ml_dist_rank(void);
-int ml_dist_world_size(void);
-int ml_dist_local_rank(void);
-int ml_dist_local_size(void);
+int ml_distributed_rank(void);
+int ml_distributed_world_size(void);
+int ml_distributed_local_rank(void);
+int ml_distributed_local_size(void);
 
 /* In place over every rank's t (any dtype, any device, any layout). */
-int ml_dist_all_reduce(ml_tensor *t, ml_dist_op op);
+int ml_distributed_all_reduce(ml_tensor *t, ml_dist_op op);
 /* t on every rank becomes src's t (src: a rank, 0-based). */
-int ml_dist_broadcast(ml_tensor *t, int src);
+int ml_distributed_broadcast(ml_tensor *t, int src);
 /* A new tensor [world_size, ...t's shape] on t's device: rank r's t at index r.
  * Every rank's t must have the same shape and dtype. */
-ml_tensor *ml_dist_all_gather(ml_tensor *t);
-int ml_dist_barrier(void);
+ml_tensor *ml_distributed_all_gather(ml_tensor *t);
+int ml_distributed_barrier(void);
 /* Ends every process of the job with `code` (MPI_Abort); a plain exit in a world
  * of one. Never returns. */
-void ml_dist_abort(int code) __attribute__((noreturn));
+void ml_distributed_abort(int code) __attribute__((noreturn));
 /* The orderly end: waits at most timeout_s seconds (<= 0: no limit) for every
  * rank to get there, then MPI_Finalize; aborts the job when they do not come
  * (see ml_mpi_plugin.finalize). Nothing when MPI was never started. */
-int ml_dist_finalize(double timeout_s);
+int ml_distributed_finalize(double timeout_s);
 /* MOONLIGHT_DIST_EXIT_TIMEOUT, or 600 s: how long the end of a job that did not
  * say how it ended waits for the other ranks (src/dist.c, at exit). */
-double ml_dist_exit_timeout(void);
+double ml_distributed_exit_timeout(void);
 /* "mpi" or "nccl": the engine collectives on a tensor of this device use (after
  * the first one on CUDA; before, what it will try). */
-const char *ml_dist_engine(ml_device dev);
+const char *ml_distributed_engine(ml_device dev);
 /* MPI's library version ("Open MPI v4.1.4"), NULL with the error set without MPI. */
-const char *ml_dist_mpi_version(void);
+const char *ml_distributed_mpi_version(void);
 
 /* --- gradient reduction for data-parallel training (src/ddp.c) --- */
 
@@ -111,7 +111,7 @@ void ml_ddp_get_stats(const ml_ddp *d, ml_ddp_stats *out);
 
 /* The engines, for ddp.c: MPI once started (else NULL); NCCL when CUDA tensors
  * go through it (starting it on first use: a collective), else NULL. */
-const ml_mpi_plugin *ml_dist_mpi_engine(void);
-const ml_nccl_plugin *ml_dist_nccl_engine(void);
+const ml_mpi_plugin *ml_distributed_mpi_engine(void);
+const ml_nccl_plugin *ml_distributed_nccl_engine(void);
 
 #endif

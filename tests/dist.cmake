@@ -16,3 +16,15 @@ if(TARGET ml_mpi AND ML_MPIEXEC)
   set_tests_properties(dist.mpirun PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR} LABELS mpi
                        RUN_SERIAL TRUE TIMEOUT 300 ENVIRONMENT "${ML_DIST_TEST_ENV}")
 endif()
+
+# The same on the emulated GPU (kernels/*.cu on the CPU): the reducer's buckets on
+# device memory, the ranks sharing the one device, so collectives go through host
+# memory and MPI (file order only, ~15 s)
+if(TARGET ml_mpi AND ML_MPIEXEC AND TARGET ml_cuda_emu)
+  add_test(NAME dist.mpirun_cuda_emu
+           COMMAND ${CMAKE_SOURCE_DIR}/tests/dist/run.sh $<TARGET_FILE:moonlight> ${ML_MPIEXEC}
+                   ${CMAKE_BINARY_DIR}/dist-test-emu quick)
+  set_tests_properties(dist.mpirun_cuda_emu PROPERTIES WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+                       LABELS "mpi;cuda-emu" RUN_SERIAL TRUE TIMEOUT 300
+                       ENVIRONMENT "${ML_DIST_TEST_ENV};DIST_TEST_ACCELERATOR=cuda;MOONLIGHT_CUDA_FORCE_LOAD=1;MOONLIGHT_CUDA_PLUGIN=$<TARGET_FILE:ml_cuda_emu>")
+endif()

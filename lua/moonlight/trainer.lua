@@ -1481,6 +1481,7 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
     self.training = false
   end
   call(self, model, "on_fit_end")
+  if self._reducer then self._reducer_stats = self._reducer:stats() end
   self._reducer = nil
   self:_teardown(model, "fit")
   if self.logger and self.logger.finalize then self.logger:finalize("success") end

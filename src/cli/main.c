@@ -7,7 +7,7 @@
  * Under an MPI launcher (`mpirun -np 2 moonlight train.lua`), a script that fails
  * on one rank ends the whole job at once (MPI_Abort, exit status 1 from mpirun):
  * the other ranks would otherwise wait forever in their next collective. A
- * script that ends well ends MPI in order (src/dist.h, ml_dist_finalize).
+ * script that ends well ends MPI in order (src/dist.h, ml_distributed_finalize).
  *
  * Ctrl-C: while a fit runs, the first SIGINT asks it to stop after the current
  * step (it saves a checkpoint, flushes its logger and raises an error that ends
@@ -84,8 +84,8 @@ static int run_chunk(lua_State *L, int status, int nargs) {
         lua_remove(L, base);
     }
     if (status != LUA_OK) {
-        if (ml_dist_is_initialized() && ml_dist_world_size() > 1)
-            fprintf(stderr, "moonlight (rank %d of %d): %s\n", ml_dist_rank(), ml_dist_world_size(),
+        if (ml_distributed_is_initialized() && ml_distributed_world_size() > 1)
+            fprintf(stderr, "moonlight (rank %d of %d): %s\n", ml_distributed_rank(), ml_distributed_world_size(),
                     lua_tostring(L, -1));
         else
             fprintf(stderr, "moonlight: %s\n", lua_tostring(L, -1));
@@ -221,9 +221,9 @@ int main(int argc, char **argv) {
         rc = 1;
     }
     /* one rank failed: the others are (or will be) stuck in a collective */
-    if (rc != 0 && ml_dist_is_initialized() && ml_dist_world_size() > 1) ml_dist_abort(rc);
+    if (rc != 0 && ml_distributed_is_initialized() && ml_distributed_world_size() > 1) ml_distributed_abort(rc);
     lua_close(L);
-    if (ml_dist_is_initialized() && ml_dist_finalize(ml_dist_exit_timeout()) != 0 && rc == 0) {
+    if (ml_distributed_is_initialized() && ml_distributed_finalize(ml_distributed_exit_timeout()) != 0 && rc == 0) {
         fprintf(stderr, "moonlight: %s\n", ml_error());
         rc = 1;
     }

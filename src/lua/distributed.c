@@ -16,7 +16,7 @@ static int fail(lua_State *L, const char *fname) {
 
 static int l_is_available(lua_State *L) {
     const char *why = NULL;
-    bool ok = ml_dist_available(&why);
+    bool ok = ml_distributed_available(&why);
     lua_pushboolean(L, ok);
     if (ok) return 1;
     lua_pushstring(L, why);
@@ -24,12 +24,12 @@ static int l_is_available(lua_State *L) {
 }
 
 static int l_is_initialized(lua_State *L) {
-    lua_pushboolean(L, ml_dist_is_initialized());
+    lua_pushboolean(L, ml_distributed_is_initialized());
     return 1;
 }
 
 static int l_is_launched(lua_State *L) {
-    lua_pushboolean(L, ml_dist_launched());
+    lua_pushboolean(L, ml_distributed_launched());
     return 1;
 }
 
@@ -42,7 +42,7 @@ static int l_init_process_group(lua_State *L) {
     if (strcmp(backend, "mpi") != 0 && strcmp(backend, "nccl") != 0)
         return luaL_error(L, "distributed.init_process_group: unknown backend '%s' (expected \"mpi\" or "
                              "\"nccl\")", backend);
-    if (ml_dist_init()) return fail(L, "init_process_group");
+    if (ml_distributed_init()) return fail(L, "init_process_group");
     return 0;
 }
 
@@ -52,11 +52,11 @@ static int push_int_or_fail(lua_State *L, int v, const char *fname) {
     return 1;
 }
 
-static int l_rank(lua_State *L) { return push_int_or_fail(L, ml_dist_rank(), "rank"); }
-static int l_world_size(lua_State *L) { return push_int_or_fail(L, ml_dist_world_size(), "world_size"); }
-static int l_local_rank(lua_State *L) { return push_int_or_fail(L, ml_dist_local_rank(), "local_rank"); }
+static int l_rank(lua_State *L) { return push_int_or_fail(L, ml_distributed_rank(), "rank"); }
+static int l_world_size(lua_State *L) { return push_int_or_fail(L, ml_distributed_world_size(), "world_size"); }
+static int l_local_rank(lua_State *L) { return push_int_or_fail(L, ml_distributed_local_rank(), "local_rank"); }
 static int l_local_world_size(lua_State *L) {
-    return push_int_or_fail(L, ml_dist_local_size(), "local_world_size");
+    return push_int_or_fail(L, ml_distributed_local_size(), "local_world_size");
 }
 
 static const char *const op_names[] = {"sum", "max", "min", "mean", NULL};
@@ -73,7 +73,7 @@ static int l_all_reduce(lua_State *L) {
     if (!op_names[k])
         return luaL_error(L, "distributed.all_reduce: unknown op '%s' (expected \"sum\", \"mean\", "
                              "\"max\" or \"min\")", op);
-    if (ml_dist_all_reduce(t, op_values[k])) return fail(L, "all_reduce");
+    if (ml_distributed_all_reduce(t, op_values[k])) return fail(L, "all_reduce");
     lua_settop(L, 1);
     return 1;
 }
@@ -84,7 +84,7 @@ static int l_broadcast(lua_State *L) {
     static const char *const allowed[] = {"src", NULL};
     ml_lua_check_options(L, 2, "distributed.broadcast", allowed);
     int src = ml_lua_opt_integer(L, 2, "src", "distributed.broadcast", 0);
-    if (ml_dist_broadcast(t, src)) return fail(L, "broadcast");
+    if (ml_distributed_broadcast(t, src)) return fail(L, "broadcast");
     lua_settop(L, 1);
     return 1;
 }
@@ -92,7 +92,7 @@ static int l_broadcast(lua_State *L) {
 /* all_gather(t): a list of world_size tensors, list[r + 1] being rank r's t */
 static int l_all_gather(lua_State *L) {
     ml_tensor *t = ml_lua_check_tensor(L, 1);
-    ml_tensor *all = ml_dist_all_gather(t);
+    ml_tensor *all = ml_distributed_all_gather(t);
     if (!all) return fail(L, "all_gather");
     int world = (int)all->shape[0];
     lua_createtable(L, world, 0);
@@ -110,14 +110,14 @@ static int l_all_gather(lua_State *L) {
 }
 
 static int l_barrier(lua_State *L) {
-    if (ml_dist_barrier()) return fail(L, "barrier");
+    if (ml_distributed_barrier()) return fail(L, "barrier");
     return 0;
 }
 
 /* destroy_process_group(): the orderly end of MPI in this process (every rank
  * calls it); nothing distributed works afterwards */
 static int l_destroy_process_group(lua_State *L) {
-    if (ml_dist_finalize(ml_dist_exit_timeout())) return fail(L, "destroy_process_group");
+    if (ml_distributed_finalize(ml_distributed_exit_timeout())) return fail(L, "destroy_process_group");
     return 0;
 }
 
@@ -129,19 +129,19 @@ static int l_abort(lua_State *L) {
         fprintf(stderr, "%s\n", msg);
         fflush(stderr);
     }
-    ml_dist_abort(code);
+    ml_distributed_abort(code);
 }
 
 static int l_engine(lua_State *L) {
     const char *dev = luaL_optstring(L, 1, "cpu");
     int d = ml_device_from_name(dev);
     if (d < 0) return luaL_error(L, "distributed.engine: unknown device '%s'", dev);
-    lua_pushstring(L, ml_dist_engine((ml_device)d));
+    lua_pushstring(L, ml_distributed_engine((ml_device)d));
     return 1;
 }
 
 static int l_mpi_version(lua_State *L) {
-    const char *v = ml_dist_mpi_version();
+    const char *v = ml_distributed_mpi_version();
     if (!v) return fail(L, "mpi_version");
     lua_pushstring(L, v);
     return 1;

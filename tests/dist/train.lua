@@ -17,6 +17,10 @@ local ml = require "moonlight"
 local nn, F, optim, data = ml.nn, ml.F, ml.optim, ml.data
 
 local mode, out, order = arg[1], arg[2], arg[3]
+-- DIST_TEST_ACCELERATOR=cuda: the same on the GPU (scripts/gpu-check.sh), or on the
+-- emulated GPU (ctest dist.mpirun_cuda_emu: ranks sharing one device go through
+-- host memory)
+local accelerator = os.getenv("DIST_TEST_ACCELERATOR") or "cpu"
 assert(mode == "single" or mode == "ddp" or mode == "fail", "usage: train.lua single|ddp|fail OUT [shuffle]")
 local shuffle = order == "shuffle"
 ml.set_num_threads(1)
@@ -87,7 +91,7 @@ local model = Model()
 if mode ~= "single" and rank ~= 0 then ml.manual_seed(1000 + rank); model = Model() end
 local trainer = ml.Trainer({
   max_epochs = 2, strategy = mode ~= "single" and "ddp" or nil, devices = mode ~= "single" and 2 or nil,
-  accelerator = "cpu", logger = counting, log_every_n_steps = 10, num_sanity_val_steps = 0,
+  accelerator = accelerator, logger = counting, log_every_n_steps = 10, num_sanity_val_steps = 0,
   enable_progress_bar = false, enable_model_summary = false, seed = mode ~= "single" and 7 or nil,
   callbacks = {ml.callbacks.ModelCheckpoint({dirpath = out .. "/ckpt", save_last = true})},
 })
