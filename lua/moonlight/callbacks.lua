@@ -461,8 +461,6 @@ end
 function ModelCheckpoint:_save_model(trainer, model, path)
   callbacks.save_checkpoint(trainer, model, path, nil, self.save_weights_only)
   self._last_global_step_saved = trainer.global_step
-  -- no rank reads a checkpoint before rank 0 has written it (ckpt_path = "best")
-  if rawget(trainer, "_strategy") then core._distributed.barrier() end
 end
 
 -- Files are made and removed by rank 0 alone in a distributed fit.
@@ -499,6 +497,9 @@ function ModelCheckpoint:_save_topk(trainer, model)
       error("ModelCheckpoint: monitor='" .. self.monitor .. "' is not among the logged metrics", 0)
     end
     if core.is_tensor(score) then score = score:item() end
+    -- every rank keeps rank 0's decisions (a metric logged without sync_dist differs
+    -- between ranks): the same best_model_path everywhere
+    if rawget(trainer, "_strategy") then score = require("moonlight.ddp").broadcast_number(score) end
     self.current_score = score
     local worst = self.best_k[#self.best_k]
     if self.save_top_k < 0 or #self.best_k < self.save_top_k or better(self.mode, score, worst.score) then

@@ -24,11 +24,21 @@ local ddp = {}
 
 local dist = core._distributed
 
--- The strategy option: nil / "auto" / "single_device" (one process) or "ddp" /
--- DDPStrategy{...}. Returns the strategy object (nil for one process).
-function ddp.parse_strategy(s)
-  if s == nil or s == "auto" or s == "single_device" then return nil end
+-- The strategy option: "single_device" (one process), "ddp" / DDPStrategy{...},
+-- or nil / "auto": ddp when asked for several devices or nodes (Lightning's
+-- choice), or when a launcher started several processes (each would otherwise
+-- train alone, into the same log directory); else one process. Returns the
+-- strategy object (nil for one process).
+function ddp.parse_strategy(s, devices, num_nodes)
+  if s == "single_device" then return nil end
   local distributed = require "moonlight.distributed"
+  if s == nil or s == "auto" then
+    local several = (math.type(devices) == "integer" and devices > 1) or
+                    (type(devices) == "table" and #devices > 1) or
+                    (math.type(num_nodes) == "integer" and num_nodes > 1) or
+                    (dist.is_launched() and dist.world_size() > 1)
+    return several and distributed.strategies.DDPStrategy() or nil
+  end
   if s == "ddp" then return distributed.strategies.DDPStrategy() end
   if distributed.strategies.is_strategy(s) then return s end
   error("Trainer: unknown strategy " .. (type(s) == "string" and ("'" .. s .. "'") or util.typename(s)) ..
@@ -165,6 +175,13 @@ end
 function ddp.reduce_number(v, op)
   local t = core.tensor({v}, {dtype = "float64"})
   dist.all_reduce(t, {op = op})
+  return t[1]:item()
+end
+
+-- Rank 0's number, on every rank.
+function ddp.broadcast_number(v)
+  local t = core.tensor({v}, {dtype = "float64"})
+  dist.broadcast(t, {src = 0})
   return t[1]:item()
 end
 

@@ -305,15 +305,11 @@ function trainer_mod.Trainer(opts)
   self.global_rank, self.local_rank, self.node_rank, self.world_size = 0, 0, 0, 1
   self.num_nodes, self.num_devices, self.is_global_zero = 1, 1, true
   self._seed = opts.seed
-  local strategy = ddp.parse_strategy(opts.strategy)
+  local strategy = ddp.parse_strategy(opts.strategy, opts.devices, opts.num_nodes)
   self.strategy = strategy or "single_device"
   if strategy then
     ddp.setup(self, strategy, opts.devices, opts.num_nodes, opts.accelerator or "auto")
     self._strategy = strategy
-  elseif core._distributed.is_launched() and core._distributed.world_size() > 1 and
-         core._distributed.rank() == 0 then
-    io.stderr:write("Trainer: this job has several processes (mpirun) but the strategy is not \"ddp\": " ..
-      "each trains alone\n")
   end
 
   -- the accelerator
@@ -1414,6 +1410,9 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
   -- configure_model, then the restore, then configure_optimizers)
   module_hook(self, model, "configure_model")
   local ckpt
+  -- (a checkpoint rank 0 is still writing is read by no rank: checkpoints are
+  -- written before the barrier every rank passes here)
+  if opts.ckpt_path and self._strategy then core._distributed.barrier() end
   if opts.ckpt_path then ckpt = callbacks_mod._restore_start(self, model, opts.ckpt_path, "fit") end
   -- every rank starts from rank 0's weights (DDP's broadcast at wrapping time)
   if self._strategy then ddp.broadcast_model(model) end
@@ -1589,6 +1588,7 @@ local function run_eval(self, model, loader, stage, opts)
     module_hook(self, model, "configure_model")
     if opts.ckpt_path then
       local callbacks_mod = require "moonlight.callbacks"
+      if self._strategy then core._distributed.barrier() end
       callbacks_mod._restore_weights(self, model, opts.ckpt_path, fname)
     end
     if loader == nil then loader = model_loader(model, stage == "test" and "test_dataloader" or "val_dataloader") end

@@ -35,6 +35,11 @@ for _, r in ipairs({r0, r1}) do
   check(r.r_step == 0.5, "rank %d: r_step %s (expected 0.5)", r.rank, r.r_step)
   check(r.r_local == r.rank, "rank %d: r_local %s (expected its own %d)", r.rank, r.r_local, r.rank)
 end
+-- ModelCheckpoint's decisions are rank 0's everywhere; every rank restored that file
+check(r0.best == r1.best and r0.best ~= "", "best_model_path %q, %q", r0.best, r1.best)
+check(s.best:match("[^/]*$") == r0.best:match("[^/]*$"), "best checkpoint %s (single: %s)", r0.best, s.best)
+check(r0.restored == r1.restored and close(r0.restored, s.restored, 1e-6), "validated from best: %.9g, %.9g " ..
+      "(single: %.9g)", r0.restored, r1.restored, s.restored)
 -- the files: one version directory, a metrics.csv, the checkpoints
 local function exists(p) local f = io.open(p) if f then f:close() end return f ~= nil end
 check(exists(r0.log_dir .. "/metrics.csv"), "no %s/metrics.csv", r0.log_dir)

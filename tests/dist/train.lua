@@ -93,16 +93,22 @@ local trainer = ml.Trainer({
   max_epochs = 2, strategy = mode ~= "single" and "ddp" or nil, devices = mode ~= "single" and 2 or nil,
   accelerator = accelerator, logger = counting, log_every_n_steps = 10, num_sanity_val_steps = 0,
   enable_progress_bar = false, enable_model_summary = false, seed = mode ~= "single" and 7 or nil,
-  callbacks = {ml.callbacks.ModelCheckpoint({dirpath = out .. "/ckpt", save_last = true})},
+  callbacks = {ml.callbacks.ModelCheckpoint({dirpath = out .. "/ckpt", save_last = true, monitor = "val_loss",
+                                            save_top_k = 2})},
 })
 trainer:fit(model, train, val)
+-- every rank reads the best checkpoint rank 0 wrote
+local best = trainer.checkpoint_callback.best_model_path
+local restored = trainer:validate(Model(), val, {ckpt_path = "best", verbose = false}).val_loss
 
 if rank == 0 then ml.save(model:state_dict(), out .. "/weights.safetensors") end
 local cm = trainer.callback_metrics
 local f = assert(io.open(string.format("%s/report_rank%d.lua", out, rank), "w"))
 f:write(string.format("return {rank = %d, world = %d, logged = %d, saved = %d, steps = %d, global_step = %d, " ..
   "val_loss = %.17g, r_mean = %.17g, r_sum = %.17g, r_max = %.17g, r_step = %.17g, r_local = %.17g, " ..
-  "log_dir = %q, is_global_zero = %s, batches = %d}\n", rank, ml.distributed.world_size(), logged,
+  "log_dir = %q, is_global_zero = %s, batches = %d, best = %q, restored = %.17g}\n", rank,
+  ml.distributed.world_size(), logged,
   saved - (rank == 0 and 1 or 0), steps, trainer.global_step, cm.val_loss, cm.r_mean, cm.r_sum, cm.r_max,
-  cm.r_step, cm.r_local, csv.log_dir, tostring(trainer.is_global_zero), trainer.num_training_batches))
+  cm.r_step, cm.r_local, csv.log_dir, tostring(trainer.is_global_zero), trainer.num_training_batches, best,
+  restored))
 f:close()

@@ -125,6 +125,12 @@ describe("Trainer{strategy}", function()
                                        enable_checkpointing = false})
     assert.is_false(ok)
     assert.is_truthy(err:find("needs 2 processes, but this job has 1: launch it with `mpirun %-np 2", 1))
+    -- "auto" (the default) picks ddp for several devices, as Lightning
+    ok, err = pcall(ml.Trainer, {devices = 2, num_nodes = 2, logger = false, enable_checkpointing = false})
+    assert.is_false(ok)
+    assert.is_truthy(err:find("needs 4 processes", 1, true))
+    local alone = ml.Trainer({devices = 2, strategy = "single_device", logger = false, enable_checkpointing = false})
+    assert.are.equal("single_device", alone.strategy)
   end)
 
   it("rejects unknown strategies and bad DDPStrategy options", function()
