@@ -12,6 +12,11 @@ install(TARGETS moonlight RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 if(TARGET ml_cuda) # the CUDA plugin, loaded on first use from the libdir
   install(TARGETS ml_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endif()
+foreach(engine ml_mpi ml_nccl) # distributed training's engines, loaded on first use
+  if(TARGET ${engine})
+    install(TARGETS ${engine} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  endif()
+endforeach()
 install(TARGETS moonlight_lua LIBRARY DESTINATION lib/lua/5.4)
 install(TARGETS ml_plot LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}) # loaded on the first plot
 install(FILES ${CMAKE_SOURCE_DIR}/include/moonlight.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})

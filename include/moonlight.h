@@ -320,6 +320,48 @@ int ml_args_error(ml_args *a, const char *fmt, ...)
 #endif
     ;
 
+/* --- distributed training (ml.distributed; docs/DISTRIBUTED.md) ---
+ *
+ * The same world and collectives as a script's ml.distributed, for a host
+ * started by an MPI launcher (`mpirun -np 4 ./my_host`): one process per device,
+ * rank and size from MPI. In a process no launcher started, the world is this
+ * process alone (rank 0 of 1) and the collectives leave tensors as they are,
+ * unless ml_dist_init() started MPI there. Collectives match by order: every
+ * rank calls the same ones in the same order, one thread at a time; they return
+ * once this rank's part is done. Errors: ML_ERR_DEVICE when this build has no
+ * MPI engine or MPI fails (ml_last_error(NULL) says why and how to build it),
+ * ML_ERR_ARG for a bad tensor, op or rank. A failed rank leaves the others
+ * waiting in their next collective: end the job with ml_dist_abort. */
+
+typedef enum ml_collective_op { ML_REDUCE_SUM = 0, ML_REDUCE_MEAN = 1, ML_REDUCE_MAX = 2, ML_REDUCE_MIN = 3 } ml_collective_op;
+
+/* 1 when this build can run distributed (the MPI engine loads), else 0 with
+ * ml_last_error(NULL) saying why. */
+int ml_dist_is_available(void);
+/* Starts MPI (once; a launcher's world, or a world of one). */
+int ml_dist_init(void);
+/* 1 once MPI runs in this process. */
+int ml_dist_is_initialized(void);
+/* Rank (0-based), world size, rank among this node's processes, their number;
+ * -1 with the error set when MPI fails to start. */
+int ml_dist_rank(void);
+int ml_dist_world_size(void);
+int ml_dist_local_rank(void);
+int ml_dist_local_world_size(void);
+/* In place on every rank's t (any type; CUDA tensors through NCCL). */
+int ml_dist_all_reduce(ml_tensor *t, ml_collective_op op);
+/* t becomes rank src's t on every rank. */
+int ml_dist_broadcast(ml_tensor *t, int src);
+/* *out: a new tensor [world_size, ...t's shape], rank r's t at index r. */
+int ml_dist_all_gather(ml_tensor *t, ml_tensor **out);
+int ml_dist_barrier(void);
+/* Ends every process of the job with code (MPI_Abort). Does not return. */
+void ml_dist_abort(int code);
+/* The orderly end of MPI in this process, once every rank gets here (at most
+ * MOONLIGHT_DIST_EXIT_TIMEOUT seconds, 600 by default; then the job is aborted).
+ * A host that does not call it gets it at exit. */
+int ml_dist_finalize(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,5 @@
-/* The CUDA backend's op table, device 0 and its one stream.
+/* The CUDA backend's op table, its device (0 unless ml_cuda_set_device chose
+ * another before first use: a distributed run's local rank) and its one stream.
  *
  * ml_cuda_backend() checks for a GPU once (cudaGetDeviceCount); without one it
  * returns NULL with the reason in ml_error, every time it is asked. Every family
@@ -14,6 +15,8 @@ static bool available;
 static char unavailable_reason[256];
 static cudaStream_t stream;
 static char device_name[256];
+static int requested_device;   /* ml_cuda_set_device, modulo the device count */
+static bool started;           /* init ran: the device is fixed */
 
 static const ml_backend cuda_backend = {
     /* name */ "cuda",
@@ -38,6 +41,7 @@ static const ml_backend cuda_backend = {
 };
 
 static void init(void) {
+    started = true;
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
@@ -48,12 +52,13 @@ static void init(void) {
         return;
     }
     cudaDeviceProp prop;
-    if ((e = cudaSetDevice(0)) != cudaSuccess ||
-        (e = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess ||
+    int dev = requested_device % count;
+    if ((e = cudaSetDevice(dev)) != cudaSuccess ||
+        (e = cudaGetDeviceProperties(&prop, dev)) != cudaSuccess ||
         (e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) != cudaSuccess) {
         (void)cudaGetLastError();
         snprintf(unavailable_reason, sizeof unavailable_reason,
-                 "cuda: device 0 could not be set up (%s)", cudaGetErrorString(e));
+                 "cuda: device %d could not be set up (%s)", dev, cudaGetErrorString(e));
         return;
     }
     snprintf(device_name, sizeof device_name, "%s", prop.name);
@@ -70,6 +75,29 @@ extern "C" const ml_backend *ml_cuda_backend(void) {
 }
 
 cudaStream_t ml_cu_stream(void) { return stream; }
+
+extern "C" int ml_cuda_set_device(int index) {
+    if (index < 0) return ml_error_set("cuda.set_device: the index must be >= 0, got %d", index);
+    if (started) {
+        int current = -1;
+        if (available && cudaGetDevice(&current) == cudaSuccess && current == index) return 0;
+        return ml_error_set("cuda.set_device: the CUDA backend already runs on its device; choose the "
+                            "device (%d) before the first use of CUDA", index);
+    }
+    requested_device = index;
+    return 0;
+}
+
+extern "C" int ml_cuda_device_count(void) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return count;
+}
+
+extern "C" void *ml_cuda_stream(void) { return ml_cuda_backend() ? (void *)stream : NULL; }
 
 extern "C" const char *ml_cuda_device_name(void) {
     return ml_cuda_backend() ? device_name : NULL;

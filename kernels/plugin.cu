@@ -36,6 +36,9 @@ static const ml_cuda_plugin plugin = {
     /* memory_stats */ ml_cuda_memory_stats,
     /* empty_cache */ ml_cuda_empty_cache,
     /* synchronize */ ml_cuda_synchronize,
+    /* set_device */ ml_cuda_set_device,
+    /* device_count */ ml_cuda_device_count,
+    /* stream */ ml_cuda_stream,
 };
 
 extern "C" __attribute__((visibility("default"))) const ml_cuda_plugin *

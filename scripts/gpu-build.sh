@@ -40,7 +40,11 @@ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Portable \
   >"$dir.configure.log" 2>&1 ||
   { cat "$dir.configure.log"; exit 1; }
 grep -q "CUDA backend ON" "$dir.configure.log" || { echo "gpu-build: CMake did not enable CUDA" >&2; cat "$dir.configure.log"; exit 1; }
-cmake --build "$dir" -j "$(nproc)" --target moonlight ml_cuda
+# distributed training's engines (issue 19) when this machine's CMake found MPI /
+# NCCL: small plugins; the GPU machine must bring its own MPI (mpirun, libmpi) and
+# libnccl (gpu-check.sh looks for them and skips the distributed test without)
+engines=$(cmake --build "$dir" --target help | awk '/ml_mpi|ml_nccl/ {print $2}' | tr '\n' ' ')
+cmake --build "$dir" -j "$(nproc)" --target moonlight ml_cuda $engines
 
 dist=$dir/dist
 rm -rf "$dist"
@@ -50,6 +54,9 @@ strip "$dist/moonlight"
 # the CUDA backend is a plugin the CLI loads from beside itself on first use
 cp "$dir/libmoonlight_cuda.so" "$dist/libmoonlight_cuda.so"
 strip --strip-unneeded "$dist/libmoonlight_cuda.so"
+for engine in libmoonlight_mpi.so libmoonlight_nccl.so; do
+  [ -f "$dir/$engine" ] && cp "$dir/$engine" "$dist/$engine" && strip --strip-unneeded "$dist/$engine"
+done
 # copy what the loader needs beyond glibc and the CUDA libraries of the GPU machine
 { ldd "$dir/moonlight"; ldd "$dir/libmoonlight_cuda.so"; } | sort -u | awk '/=> \// {print $1, $3}' | while read -r name path; do
   case "$name" in

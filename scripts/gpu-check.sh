@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA backend's checks on a GPU machine: parity of every CUDA op with the CPU,
 # the allocator counters, compute-sanitizer's memcheck and racecheck over a subset
-# of the parity cases (where the tool exists), and the GPU benchmark; logs into
+# of the parity cases (where the tool exists), the GPU benchmark, and two
+# processes training with strategy "ddp" on CUDA (NCCL; where the machine has MPI); logs into
 # $OUT when it is set (else build-gpu/logs). A machine may be lent for 15 minutes,
 # start-up included, and a rerun must fit too: the whole script stops within about
 # 8 minutes (each step has a time limit; the benchmark gets at most 3 minutes).
@@ -143,9 +144,35 @@ for tool in memcheck racecheck; do
   esac
 done
 
+# distributed training (issue 19): tests/dist/run.sh with two processes training on
+# CUDA (file order: the 2-rank run against one process within 1e-5, rank 0's
+# duties, reduced metrics). NCCL when the machine has a GPU per rank; with one
+# GPU, NCCL refuses two ranks on it and the gradients go through host memory and
+# MPI (dist.log says which). Needs the machine's own mpirun and, for NCCL, libnccl
+# (PyTorch's nvidia.nccl wheel is looked at).
+dist_rc=0
+if ! command -v mpirun >/dev/null; then dist="SKIPPED (no mpirun on this machine)"
+elif [ ! -f build-gpu/dist/libmoonlight_mpi.so ]; then dist="SKIPPED (the build has no MPI engine)"
+elif [ "$(budget 90)" -lt 40 ]; then dist="SKIPPED (no time left)"
+else
+  nccl_dir=$([ -n "$py" ] && timeout 20 "$py" -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null)
+  [ -n "$nccl_dir" ] && export LD_LIBRARY_PATH="$nccl_dir:${LD_LIBRARY_PATH:-}"
+  t=$(budget 90)
+  DIST_TEST_ACCELERATOR=cuda timeout "$t" bash tests/dist/run.sh "$bin" mpirun "$out/dist" quick >"$out/dist.log" 2>&1
+  dist_rc=$?
+  tail -4 "$out/dist.log"
+  engine=$(grep -o "collectives on CUDA tensors go through host memory[^)]*)" "$out/dist.log" | head -1)
+  case $dist_rc in
+    0) dist="PASSED (${engine:-NCCL})" ;;
+    124) dist="FAILED (timed out after $t s)" ;;
+    *) dist="FAILED (status $dist_rc, see dist.log)" ;;
+  esac
+fi
+
 echo "gpu-check: parity $parity"
+echo "gpu-check: distributed $dist"
 echo "gpu-check: compute-sanitizer${sanitizers%;}"
 echo "gpu-check: benchmark $bench (ratios.txt)"
-status=$([ "$parity_rc" = 0 ] && [ "$sanitizer_rc" = 0 ] && echo 0 || echo 1)
+status=$([ "$parity_rc" = 0 ] && [ "$sanitizer_rc" = 0 ] && [ "$dist_rc" = 0 ] && echo 0 || echo 1)
 echo "gpu-check: $( [ "$status" = 0 ] && echo passed || echo FAILED ) in $(elapsed) s; logs in $out"
 exit "$status"

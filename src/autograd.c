@@ -8,6 +8,13 @@
 #include "ops.h"
 
 static _Thread_local bool grad_disabled;
+static _Thread_local ml_leaf_hook_fn leaf_hook;
+static _Thread_local void *leaf_hook_ctx;
+
+void ml_autograd_set_leaf_hook(ml_leaf_hook_fn fn, void *ctx) {
+    leaf_hook = fn;
+    leaf_hook_ctx = ctx;
+}
 static _Thread_local uint64_t next_seq;
 
 bool ml_grad_enabled(void) { return !grad_disabled; }
@@ -209,6 +216,53 @@ static int accumulate_leaf(ml_tensor *leaf, ml_tensor *g) {
     return rc;
 }
 
+/* A leaf and the position, in execution order, of the last node with an edge to it. */
+typedef struct {
+    ml_tensor *leaf;
+    size_t last;
+} leaf_last;
+
+static int by_leaf_then_pos(const void *a, const void *b) {
+    const leaf_last *x = a, *y = b;
+    if (x->leaf != y->leaf) return (uintptr_t)x->leaf < (uintptr_t)y->leaf ? -1 : 1;
+    return x->last < y->last ? -1 : x->last > y->last;
+}
+
+static int by_pos(const void *a, const void *b) {
+    const leaf_last *x = a, *y = b;
+    return x->last < y->last ? -1 : x->last > y->last;
+}
+
+/* For the leaf hook: every leaf edge of the sorted nodes, reduced to one entry
+ * per leaf with its last node, sorted by that position. *out is malloc'd (NULL
+ * when there is no leaf edge). */
+static int leaf_schedule(const node_list *nodes, leaf_last **out, size_t *n_out) {
+    size_t n = 0;
+    for (size_t i = 0; i < nodes->n; i++)
+        for (int k = 0; k < nodes->items[i]->n_inputs; k++)
+            if (nodes->items[i]->needs_grad[k] && nodes->items[i]->leaf[k]) n++;
+    *out = NULL;
+    *n_out = 0;
+    if (!n) return 0;
+    leaf_last *e = malloc(n * sizeof *e);
+    if (!e) return ml_error_set("backward: out of host memory");
+    size_t j = 0;
+    for (size_t i = 0; i < nodes->n; i++)
+        for (int k = 0; k < nodes->items[i]->n_inputs; k++)
+            if (nodes->items[i]->needs_grad[k] && nodes->items[i]->leaf[k])
+                e[j++] = (leaf_last){nodes->items[i]->leaf[k], i};
+    qsort(e, n, sizeof *e, by_leaf_then_pos);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m && e[m - 1].leaf == e[i].leaf) e[m - 1].last = e[i].last; /* sorted: the later one */
+        else e[m++] = e[i];
+    }
+    qsort(e, m, sizeof *e, by_pos);
+    *out = e;
+    *n_out = m;
+    return 0;
+}
+
 int ml_backward(ml_tensor *root, ml_tensor *grad) {
     char sh[ML_SHAPE_STR_MAX];
     if (!root->requires_grad)
@@ -235,6 +289,7 @@ int ml_backward(ml_tensor *root, ml_tensor *grad) {
     int rc = 0;
     if (!root->grad_fn) {
         rc = accumulate_leaf(root, g0);
+        if (rc == 0 && leaf_hook) rc = leaf_hook(leaf_hook_ctx, root);
         ml_set_grad_enabled(was_enabled);
         return rc;
     }
@@ -249,7 +304,14 @@ int ml_backward(ml_tensor *root, ml_tensor *grad) {
     rc = collect(root->grad_fn, &nodes);
     if (rc == 0 && nodes.n > 1) qsort(nodes.items, nodes.n, sizeof *nodes.items, by_seq_desc);
     root->grad_fn->grad_accum = g0;
+    leaf_last *sched = NULL;
+    size_t n_sched = 0, next_leaf = 0;
+    if (rc == 0 && leaf_hook) rc = leaf_schedule(&nodes, &sched, &n_sched);
     for (size_t i = 0; rc == 0 && i < nodes.n; i++) {
+        /* the leaves whose last node ran before this one are final */
+        for (; rc == 0 && next_leaf < n_sched && sched[next_leaf].last < i; next_leaf++)
+            rc = leaf_hook(leaf_hook_ctx, sched[next_leaf].leaf);
+        if (rc != 0) break;
         ml_node *n = nodes.items[i];
         ml_tensor *g = n->grad_accum;
         n->grad_accum = NULL;
@@ -276,6 +338,8 @@ int ml_backward(ml_tensor *root, ml_tensor *grad) {
             }
         }
     }
+    for (; rc == 0 && next_leaf < n_sched; next_leaf++) rc = leaf_hook(leaf_hook_ctx, sched[next_leaf].leaf);
+    free(sched);
     for (size_t i = 0; i < nodes.n; i++) {
         ml_tensor_release(nodes.items[i]->grad_accum);
         nodes.items[i]->grad_accum = NULL;

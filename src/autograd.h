@@ -67,6 +67,17 @@ ml_node *ml_node_attach(ml_tensor *out, const char *name, ml_backward_fn fn, int
 void ml_node_save(ml_node *node, const ml_tensor *t);
 void ml_node_release(ml_node *node);
 
+/* A function ml_backward calls, on its own thread, once for each leaf whose
+ * gradient is final for this backward: after the last node with an edge to the
+ * leaf has run (whether or not a gradient came through it; leaf->grad may then
+ * be NULL), or at once when root itself is the leaf. Leaves that backward does
+ * not reach are not reported. Returning -1 (with ml_error set) fails the
+ * backward. What data-parallel training starts its all-reduces from (src/ddp.c);
+ * PyTorch's post-accumulate-grad hooks. */
+typedef int (*ml_leaf_hook_fn)(void *ctx, ml_tensor *leaf);
+/* Sets this thread's hook (NULL: none, the default); costs nothing when unset. */
+void ml_autograd_set_leaf_hook(ml_leaf_hook_fn fn, void *ctx);
+
 /* Runs backward from root. grad is the gradient of root (NULL: root must hold one
  * element, and the gradient is 1). Returns 0, or -1 with ml_error set. */
 int ml_backward(ml_tensor *root, ml_tensor *grad);

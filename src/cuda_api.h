@@ -18,6 +18,15 @@ int ml_cuda_memory_stats(size_t *allocated, size_t *reserved);
 int ml_cuda_empty_cache(void);
 /* Waits for all queued work; 0 or -1. */
 int ml_cuda_synchronize(void);
+/* Chooses the device the backend will run on (index modulo the number of
+ * devices; 0 by default); only before the backend's first use (a distributed
+ * run picks its local rank's GPU). 0, or -1 with ml_error set. */
+int ml_cuda_set_device(int index);
+/* The number of CUDA devices (0 without a driver, a device or the plugin; no
+ * error is set). */
+int ml_cuda_device_count(void);
+/* The backend's stream (a cudaStream_t), NULL with ml_error set without CUDA. */
+void *ml_cuda_stream(void);
 
 /* torch.set_float32_matmul_precision: "highest" (full float32, the default) or
  * "high" / "medium" (float32 products may use TF32 tensor cores). */

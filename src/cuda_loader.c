@@ -88,3 +88,18 @@ int ml_cuda_synchronize(void) {
     const ml_cuda_plugin *p = get_plugin();
     return p ? p->synchronize() : -1;
 }
+
+int ml_cuda_set_device(int index) {
+    const ml_cuda_plugin *p = get_plugin();
+    return p ? p->set_device(index) : -1;
+}
+
+int ml_cuda_device_count(void) {
+    pthread_once(&load_once, load);
+    return plugin ? plugin->device_count() : 0;
+}
+
+void *ml_cuda_stream(void) {
+    const ml_cuda_plugin *p = get_plugin();
+    return p ? p->stream() : NULL;
+}

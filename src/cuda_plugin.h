@@ -41,6 +41,10 @@ typedef struct ml_cuda_plugin {
     int (*memory_stats)(size_t *allocated, size_t *reserved);
     int (*empty_cache)(void);
     int (*synchronize)(void);
+    /* ABI 2 (distributed training, src/dist.c): */
+    int (*set_device)(int index);
+    int (*device_count)(void);
+    void *(*stream)(void);
 } ml_cuda_plugin;
 
 typedef const ml_cuda_plugin *(*ml_cuda_plugin_entry_fn)(const ml_cuda_host_api *host);

@@ -154,6 +154,9 @@ function callbacks.save_checkpoint(trainer, model, path, extra, weights_only)
       state[k] = split_tensors(v, "checkpoint." .. tostring(k), tensors)
     end
   end
+  -- a distributed fit's checkpoint is written by rank 0 alone (every rank built
+  -- it: the hooks ran everywhere, as Lightning's)
+  if trainer.is_global_zero == false then return end
   -- tensors on a device are written from host copies
   for k, t in pairs(tensors) do
     if t.device ~= "cpu" then tensors[k] = t:cpu() end
@@ -460,6 +463,16 @@ function ModelCheckpoint:_save_model(trainer, model, path)
   self._last_global_step_saved = trainer.global_step
 end
 
+-- Files are made and removed by rank 0 alone in a distributed fit.
+local function mkdir_p(trainer, dir)
+  if trainer.is_global_zero == false then return true end
+  return sys.mkdir_p(dir)
+end
+
+local function remove(trainer, path)
+  if trainer.is_global_zero ~= false then sys.remove(path) end
+end
+
 function ModelCheckpoint:_update_best()
   self.best_k_models = {}
   for _, e in ipairs(self.best_k) do self.best_k_models[e.path] = e.score end
@@ -475,7 +488,7 @@ end
 function ModelCheckpoint:_save_topk(trainer, model)
   if self.save_top_k == 0 then return end
   local dir = self:_dir(trainer)
-  local ok, err = sys.mkdir_p(dir)
+  local ok, err = mkdir_p(trainer, dir)
   if not ok then error("ModelCheckpoint: " .. err, 0) end
   local path = dir .. "/" .. self:_format_name(trainer) .. ".safetensors"
   if self.monitor then
@@ -484,6 +497,9 @@ function ModelCheckpoint:_save_topk(trainer, model)
       error("ModelCheckpoint: monitor='" .. self.monitor .. "' is not among the logged metrics", 0)
     end
     if core.is_tensor(score) then score = score:item() end
+    -- every rank keeps rank 0's decisions (a metric logged without sync_dist differs
+    -- between ranks): the same best_model_path everywhere
+    if rawget(trainer, "_strategy") then score = require("moonlight.ddp").broadcast_number(score) end
     self.current_score = score
     local worst = self.best_k[#self.best_k]
     if self.save_top_k < 0 or #self.best_k < self.save_top_k or better(self.mode, score, worst.score) then
@@ -495,7 +511,7 @@ function ModelCheckpoint:_save_topk(trainer, model)
       table.sort(self.best_k, function(a, b) return better(self.mode, a.score, b.score) end)
       while self.save_top_k >= 0 and #self.best_k > self.save_top_k do
         local drop = table.remove(self.best_k)
-        if drop.path ~= path then sys.remove(drop.path) end
+        if drop.path ~= path then remove(trainer, drop.path) end
       end
       if self.verbose then
         print(string.format("Epoch %d, global step %d: %s reached %s (best %s), saving model to %s",
@@ -515,7 +531,7 @@ function ModelCheckpoint:_save_topk(trainer, model)
     table.insert(self.best_k, 1, {path = path, score = trainer.global_step})
     while self.save_top_k >= 0 and #self.best_k > self.save_top_k do
       local drop = table.remove(self.best_k)
-      if drop.path ~= path then sys.remove(drop.path) end
+      if drop.path ~= path then remove(trainer, drop.path) end
     end
   end
   self:_update_best()
@@ -524,7 +540,7 @@ end
 function ModelCheckpoint:_save_last(trainer, model)
   if not self.save_last then return end
   local dir = self:_dir(trainer)
-  local ok, err = sys.mkdir_p(dir)
+  local ok, err = mkdir_p(trainer, dir)
   if not ok then error("ModelCheckpoint: " .. err, 0) end
   self:_save_model(trainer, model, self:last_path(trainer))
   self.last_model_path = self:last_path(trainer)

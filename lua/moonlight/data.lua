@@ -958,10 +958,13 @@ DataLoader.__name = "DataLoader"
 
 -- batch_size and seed are checked below, with their ranges
 local loader_options = {batch_size = true, shuffle = "boolean", drop_last = "boolean", seed = true,
-                        device = "string", generator = true}
+                        device = "string", generator = true, sampler = "table"}
 
--- DataLoader(dataset, {batch_size = 1, shuffle = false, drop_last = false, seed, generator, device})
+-- DataLoader(dataset, {batch_size = 1, shuffle = false, drop_last = false, seed, generator,
+--                      device, sampler})
 -- generator (an ml.Generator): the shuffled orders are drawn from it, as torch's.
+-- sampler: where each epoch's order comes from instead (a DistributedSampler, or
+-- any table with sampler:order(), an int64 tensor of 0-based positions, and #sampler)
 function data.DataLoader(dataset, opts)
   if type(dataset) ~= "table" and type(dataset) ~= "userdata" then
     fail("DataLoader", "expected a dataset, got %s", type(dataset))
@@ -980,10 +983,16 @@ function data.DataLoader(dataset, opts)
   if opts.generator ~= nil and opts.seed ~= nil then
     fail("DataLoader", "give seed or generator, not both")
   end
+  if opts.sampler ~= nil and opts.shuffle then
+    fail("DataLoader", "sampler option is mutually exclusive with shuffle")
+  end
+  if opts.sampler ~= nil and type(opts.sampler.order) ~= "function" then
+    fail("DataLoader", "sampler must have an order() method (a DistributedSampler)")
+  end
   local self = setmetatable({
     dataset = dataset, batch_size = bs, shuffle = opts.shuffle and true or false,
     drop_last = opts.drop_last and true or false, seed = opts.seed, generator = opts.generator,
-    device = "cpu",
+    device = "cpu", sampler = opts.sampler,
     _device_columns = {},
   }, DataLoader)
   if opts.device then self:to(opts.device) end
@@ -991,7 +1000,7 @@ function data.DataLoader(dataset, opts)
 end
 
 function DataLoader:__len()
-  local n, bs = #self.dataset, self.batch_size
+  local n, bs = self.sampler and #self.sampler or #self.dataset, self.batch_size
   if self.drop_last then return n // bs end
   return (n + bs - 1) // bs
 end
@@ -1145,8 +1154,8 @@ end
 -- for batch_idx, batch in loader:iter() do ... end   (batch_idx from 1)
 function DataLoader:iter()
   local ds, bs, device = self.dataset, self.batch_size, self.device
-  local n = #ds
-  local order = self:_order(n)
+  local order = self.sampler and self.sampler:order() or self:_order(#ds)
+  local n = order:size(1)
   local nb = #self
   local cols = columns_of(ds)
   local order_list   -- Lua integers, only for what runs sample by sample
@@ -1203,6 +1212,67 @@ function DataLoader:iter()
     end
     return b, batch
   end
+end
+
+---------------------------------------------------------------------------
+-- DistributedSampler (torch.utils.data.distributed)
+---------------------------------------------------------------------------
+
+local DistributedSampler = {__name = "DistributedSampler"}
+DistributedSampler.__index = DistributedSampler
+
+-- DistributedSampler(dataset, {num_replicas, rank, shuffle = true, seed = 0,
+-- drop_last = false}): PyTorch's sampler for data-parallel training. Each epoch's
+-- order is the positions 0..n-1, or a permutation drawn from a generator seeded
+-- with seed + epoch (the same on every rank; ml's own generator is left alone);
+-- without drop_last it is padded to a multiple of num_replicas by repeating its
+-- start, with drop_last cut to one; rank r takes positions r, r + num_replicas,
+-- ... of it (indices[rank::num_replicas]). num_replicas and rank default to
+-- ml.distributed's world_size() and rank(). set_epoch(e) before each epoch
+-- gives a new permutation (the Trainer calls it).
+function data.DistributedSampler(dataset, opts)
+  opts = check_options("DistributedSampler", opts, {num_replicas = "integer", rank = "integer",
+                                                    shuffle = "boolean", seed = "integer", drop_last = "boolean"})
+  local n = #dataset
+  local dist = core._distributed
+  local world = opts.num_replicas or dist.world_size()
+  local rank = opts.rank or dist.rank()
+  if world < 1 then fail("DistributedSampler", "num_replicas must be positive, got %d", world) end
+  if rank < 0 or rank >= world then
+    fail("DistributedSampler", "Invalid rank %d, rank should be in the interval [0, %d]", rank, world - 1)
+  end
+  local drop_last = opts.drop_last or false
+  -- torch: without drop_last ceil(n / world) each; with it, what divides evenly
+  local num_samples = (drop_last and n % world ~= 0) and math.ceil((n - world) / world) or math.ceil(n / world)
+  return setmetatable({dataset = dataset, num_replicas = world, rank = rank,
+                       shuffle = opts.shuffle ~= false, seed = opts.seed or 0, drop_last = drop_last,
+                       epoch = 0, num_samples = num_samples, total_size = num_samples * world}, DistributedSampler)
+end
+
+function DistributedSampler:__len() return self.num_samples end
+
+function DistributedSampler:set_epoch(epoch)
+  if math.type(epoch) ~= "integer" then fail("set_epoch", "epoch must be an integer, got %s", tostring(epoch)) end
+  self.epoch = epoch
+end
+
+-- This rank's positions for the current epoch: an int64 tensor [num_samples],
+-- 0-based (data, as randperm's).
+function DistributedSampler:order()
+  local n = #self.dataset
+  local all
+  if self.shuffle then
+    local saved = core.get_rng_state()
+    core.manual_seed(self.seed + self.epoch)
+    all = core.randperm(n):totable()
+    core.set_rng_state(saved)
+  end
+  local mine = {}
+  for k = 0, self.num_samples - 1 do
+    local i = (self.rank + k * self.num_replicas) % n -- padding repeats the order's start
+    mine[k + 1] = all and all[i + 1] or i
+  end
+  return core.tensor(mine, {dtype = "int64"}):reshape({self.num_samples})
 end
 
 data.Dataset = Dataset

@@ -21,6 +21,7 @@ local lazy = {
   data = "moonlight.data", testing = "moonlight.testing", metrics = "moonlight.metrics",
   loggers = "moonlight.loggers", callbacks = "moonlight.callbacks",
   autograd = "moonlight.autograd",
+  distributed = "moonlight.distributed",
 }
 -- Names that live inside a submodule but are reached from ml directly.
 local lazy_fields = {
@@ -28,6 +29,7 @@ local lazy_fields = {
   summary = {"moonlight.summary", "summary"},
   save = {"moonlight.serialization", "save"},
   load = {"moonlight.serialization", "load"},
+  strategies = {"moonlight.distributed", "strategies"},
 }
 
 setmetatable(ml, {

@@ -75,6 +75,16 @@ function loggers.CSVLogger(save_dir, opts)
   return self
 end
 
+-- The version (and so log_dir) another process chose: a distributed fit's
+-- ranks write under rank 0's (lua/moonlight/ddp.lua).
+function CSVLogger:_set_version(v)
+  self.version = v
+  local vname = type(v) == "string" and v or ("version_" .. v)
+  self.log_dir = self.root_dir .. "/" .. vname
+  self.metrics_file = self.log_dir .. "/metrics.csv"
+  self._dir_ready = nil
+end
+
 -- Creates log_dir; a clear error when it cannot be written.
 function CSVLogger:_ensure_dir()
   if self._dir_ready then return end

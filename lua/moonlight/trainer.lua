@@ -13,6 +13,7 @@ local sys = core._sys
 
 local util = require "moonlight.util"
 local check_options = util.check_options
+local ddp = require "moonlight.ddp"
 
 local trainer_mod = {}
 
@@ -72,7 +73,7 @@ function Results:log(name, value, opts, batch)
   local item = self.items[name]
   if not item then
     item = {name = name, on_step = on_step, on_epoch = on_epoch, prog_bar = opts.prog_bar or false,
-            logger = opts.logger ~= false, reduce_fx = opts.reduce_fx or "mean",
+            logger = opts.logger ~= false, reduce_fx = opts.reduce_fx or "mean", sync_dist = opts.sync_dist == true,
             sum = 0, weight = 0, count = 0, max = -math.huge, min = math.huge}
     if type(item.reduce_fx) == "string" and not ({mean = 1, sum = 1, max = 1, min = 1})[item.reduce_fx] then
       util.fail("log", "reduce_fx must be \"mean\", \"sum\", \"max\", \"min\" or a function, got %s",
@@ -83,7 +84,13 @@ function Results:log(name, value, opts, batch)
   end
   -- the value stays a tensor until it is needed: on a GPU, item() waits for the device
   if core.is_tensor(value) then value = value:detach() else value = to_number(value) end
-  item.last = value
+  -- a distributed run's step value with sync_dist: reduced over the ranks now (the
+  -- epoch aggregates below stay local until the epoch's end, as Lightning's)
+  if self.dist and item.sync_dist and on_step then
+    item.last = ddp.reduce_number(to_number(value), type(item.reduce_fx) == "string" and item.reduce_fx or "mean")
+  else
+    item.last = value
+  end
   item.fresh = true
   if on_epoch then
     local bs = opts.batch_size or batch_size_of(batch) or 1
@@ -99,14 +106,19 @@ function Results:log(name, value, opts, batch)
   end
 end
 
+-- (over every rank after a distributed run's sync: item.synced)
 function Results:epoch_value(item)
+  local a = item.synced or item
   local fx = item.reduce_fx
-  if type(fx) == "function" then return to_number(fx(item.values or {})) end
-  if fx == "sum" then return item.plain_sum or 0 end
-  if fx == "max" then return item.max end
-  if fx == "min" then return item.min end
-  return item.weight > 0 and item.sum / item.weight or 0
+  if type(fx) == "function" then return to_number(fx(a.values or {})) end
+  if fx == "sum" then return a.plain_sum or 0 end
+  if fx == "max" then return a.max end
+  if fx == "min" then return a.min end
+  return a.weight > 0 and a.sum / a.weight or 0
 end
+
+local function sync_always() return true end
+local function sync_if_asked(item) return item.sync_dist end
 
 -- The step metrics logged since the last call (name -> number), for the logger.
 function Results:step_metrics(suffix_both)
@@ -121,11 +133,15 @@ function Results:step_metrics(suffix_both)
   return out
 end
 
+-- In a distributed run, the aggregates are first reduced over the ranks (a
+-- collective: every rank calls this at the same points): every evaluation
+-- metric, and training metrics logged with sync_dist = true.
 function Results:epoch_metrics(suffix_both)
+  if self.dist then ddp.sync_results(self, self.stage == "train" and sync_if_asked or sync_always) end
   local out = {}
   for _, name in ipairs(self.order) do
     local item = self.items[name]
-    if item.on_epoch and item.count > 0 then
+    if item.on_epoch and (item.synced or item).count > 0 then
       local key = (suffix_both and item.on_step) and (name .. "_epoch") or name
       out[key] = self:epoch_value(item)
     end
@@ -185,7 +201,7 @@ local trainer_options = {
   enable_progress_bar = "boolean", enable_model_summary = "boolean", enable_checkpointing = "boolean",
   inference_mode = "boolean", default_root_dir = "string", callbacks = "table",
   seed = "integer", deterministic = true, detect_anomaly = true, precision = true,
-  plot = "boolean|string",
+  plot = "boolean|string", strategy = "string|table", num_nodes = "integer",
 }
 
 trainer_mod._options = trainer_options -- (docs/TRAINER.md lists each; trainer_options_spec checks)
@@ -284,6 +300,18 @@ function trainer_mod.Trainer(opts)
   self.optimizers = {}
   self.lr_scheduler_configs = {}
 
+  -- the strategy: one process, or data-parallel over MPI's processes (ddp.lua),
+  -- set up before the accelerator (a rank's GPU is chosen before CUDA starts)
+  self.global_rank, self.local_rank, self.node_rank, self.world_size = 0, 0, 0, 1
+  self.num_nodes, self.num_devices, self.is_global_zero = 1, 1, true
+  self._seed = opts.seed
+  local strategy = ddp.parse_strategy(opts.strategy, opts.devices, opts.num_nodes)
+  self.strategy = strategy or "single_device"
+  if strategy then
+    ddp.setup(self, strategy, opts.devices, opts.num_nodes, opts.accelerator or "auto")
+    self._strategy = strategy
+  end
+
   -- the accelerator
   local acc = opts.accelerator or "auto"
   local gpu = cuda_available()
@@ -349,8 +377,19 @@ function trainer_mod.Trainer(opts)
     self.val_check_interval = 1.0
     self.check_val_every_n_epoch = 1
     if self.logger then self.logger = loggers.DummyLogger() end
-    print(string.format("Running in `fast_dev_run` mode: will run the requested loop using %d batch(es). " ..
-      "Logging and checkpointing is suppressed.", fdr))
+    if self.is_global_zero then
+      print(string.format("Running in `fast_dev_run` mode: will run the requested loop using %d batch(es). " ..
+        "Logging and checkpointing is suppressed.", fdr))
+    end
+  end
+  -- ranks other than 0 neither log nor show anything (Lightning's rank_zero_only);
+  -- they log under rank 0's version directory all the same (checkpoint paths)
+  if self._strategy then
+    ddp.sync_logger_version(self.logger)
+    if not self.is_global_zero then
+      self.logger = ddp.rank_zero_logger(self.logger)
+      self.enable_progress_bar, self.enable_model_summary = false, false
+    end
   end
   order_callbacks(self.callbacks)
   return self
@@ -818,6 +857,7 @@ function Trainer:_evaluate(model, loader, stage, max_batches, show_bar, desc, lo
   if type(step_fn) ~= "function" or max_batches <= 0 then return nil end
   local hook = stage == "test" and "test" or "validation"
   local results = new_results(stage)
+  results.dist = self._strategy ~= nil
   local prev_results = self._results
   local metrics
   -- the whole loop without autograd, its hooks too (Lightning's run is no_grad)
@@ -875,6 +915,7 @@ function Trainer:_attach(model)
 end
 
 local function print_gpu_line(self)
+  if not self.is_global_zero then return end
   -- Lightning names the GPU type only when there is one
   print(string.format("GPU available: %s, used: %s", self._gpu_available and "True (cuda)" or "False",
     self.device == "cuda" and "True" or "False"))
@@ -924,7 +965,12 @@ function Trainer:_optimization_step(model, batch, batch_idx, n, optimizers, accu
     end
     call(self, model, "on_before_backward", loss)
     local bw = module_fn(self, model, "backward")
-    if bw then bw(model, loss) else loss:backward() end
+    -- data-parallel: the gradients are averaged over the ranks during backward,
+    -- except while accumulating (PyTorch's no_sync)
+    local reducer = not accumulating and self._reducer
+    if reducer then
+      if bw then ddp.backward(reducer, bw, model, loss) else ddp.backward(reducer, loss.backward, loss) end
+    elseif bw then bw(model, loss) else loss:backward() end
     call(self, model, "on_after_backward")
     if accumulating or not opt then return loss end
     call(self, model, "on_before_optimizer_step", opt)
@@ -1039,7 +1085,10 @@ function Trainer:_manual_backward(model, loss)
   end
   call(self, model, "on_before_backward", loss)
   local bw = module_fn(self, model, "backward")
-  if bw then bw(model, loss) else loss:backward() end
+  local reducer = self._reducer
+  if reducer then
+    if bw then ddp.backward(reducer, bw, model, loss) else ddp.backward(reducer, loss.backward, loss) end
+  elseif bw then bw(model, loss) else loss:backward() end
   call(self, model, "on_after_backward")
 end
 
@@ -1127,6 +1176,7 @@ end
 function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n_val)
   local epoch = self._epoch
   local results = new_results("train")
+  results.dist = self._strategy ~= nil
   local schedulers = self.lr_scheduler_configs
   local optimizers = self.optimizers
   local automatic = model.automatic_optimization ~= false
@@ -1146,6 +1196,9 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
   self._resume_mid_epoch = nil
   if resume then core.set_rng_state(resume.epoch_rng) end
   local epoch_rng = core.get_rng_state()
+  -- a sampler's order changes with the epoch (DistributedSampler), as Lightning sets it
+  local sampler = type(train_loader) == "table" and rawget(train_loader, "sampler")
+  if type(sampler) == "table" and type(sampler.set_epoch) == "function" then sampler:set_epoch(epoch) end
   -- (any generic-for iterator: a function, or a function with its state)
   local batches, iter_state, iter_ctl = train_loader:iter()
   if resume and resume.batches_done > 0 then
@@ -1212,6 +1265,13 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
     call(self, model, "on_train_batch_end", outputs, batch, batch_idx)
     self._current_batch = nil
     step_callback_metrics(self.callback_metrics, results) -- and what the hook logged
+    -- a stop (should_stop, a stop request) on any rank stops every rank here, before
+    -- anything that depends on it (a validation check) runs
+    local stop_now = stop_req and not accumulating and sys.stop_requested(stop_req) or false
+    if self._strategy and not accumulating then
+      local any = ddp.any({self.should_stop, stop_now})
+      self.should_stop, stop_now = any[1], any[2]
+    end
     if not accumulating then
       -- Lightning's should_update_logs: every log_every_n_steps steps (and when stopping)
       if (self._batches_that_stepped + 1) % self.log_every_n_steps == 0 or self.should_stop then
@@ -1236,7 +1296,7 @@ function Trainer:_run_training_epoch(model, train_loader, n_train, val_loader, n
     if not accumulating then self._batches_that_stepped = self._batches_that_stepped + 1 end
     -- a stop request (Ctrl-C, ml_request_stop): this step is done; stop here (at
     -- an optimizer step: accumulated gradients are not saved)
-    if stop_req and not accumulating and sys.stop_requested(stop_req) then
+    if stop_now then
       self:_stop_requested_at(n, epoch_rng)
       break
     end
@@ -1288,7 +1348,8 @@ function Trainer:_save_interrupted(model)
   if not cp or self.fast_dev_run then return end
   local at = self._stopped_at
   local dir = cp:_dir(self)
-  local ok, err = sys.mkdir_p(dir)
+  local ok, err = true, nil
+  if self.is_global_zero then ok, err = sys.mkdir_p(dir) end
   if not ok then error("fit: cannot save the checkpoint of the stop: " .. err, 0) end
   local callbacks = require "moonlight.callbacks"
   local path = cp:interrupted_path(self)
@@ -1332,6 +1393,10 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
   if val_loader == nil and type(model.validation_step) == "function" then
     val_loader = model_loader(model, "val_dataloader")
   end
+  if self._strategy then
+    train_loader = ddp.distributed_loader(self, train_loader, true)
+    if val_loader then val_loader = ddp.distributed_loader(self, val_loader, false) end
+  end
   local n_train_total = loader_length(train_loader, "fit: train_dataloaders")
   local n_val_total = loader_length(val_loader, "fit: val_dataloaders")
   print_gpu_line(self)
@@ -1345,7 +1410,12 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
   -- configure_model, then the restore, then configure_optimizers)
   module_hook(self, model, "configure_model")
   local ckpt
+  -- (a checkpoint rank 0 is still writing is read by no rank: checkpoints are
+  -- written before the barrier every rank passes here)
+  if opts.ckpt_path and self._strategy then core._distributed.barrier() end
   if opts.ckpt_path then ckpt = callbacks_mod._restore_start(self, model, opts.ckpt_path, "fit") end
+  -- every rank starts from rank 0's weights (DDP's broadcast at wrapping time)
+  if self._strategy then ddp.broadcast_model(model) end
   local optimizers, configs = parse_optimizers(model:configure_optimizers())
   if automatic and #optimizers > 1 then
     error("fit: Training with multiple optimizers is only supported with manual optimization. Set " ..
@@ -1357,6 +1427,7 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
   self._lightning_optimizers = {}
   for i, o in ipairs(optimizers) do self._lightning_optimizers[i] = wrap_optimizer(self, model, o) end
   self._total_batch_idx = 0
+  self._reducer = self._strategy and ddp.reducer(model, self._strategy) or nil
   if ckpt then callbacks_mod._restore_training(self, ckpt) end
 
   local n_train = limit(n_train_total, self.limit_train_batches)
@@ -1381,15 +1452,17 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
   end
 
   if n_train == 0 then
-    print("`Trainer.fit` stopped: No training batches.")
+    if self.is_global_zero then print("`Trainer.fit` stopped: No training batches.") end
   else
     self.training = true
     call(self, model, "on_train_start")
     while not self.should_stop do
       if self.max_epochs >= 0 and self._epoch >= self.max_epochs then break end
       if self.max_steps >= 0 and self._global_step >= self.max_steps then break end
-      -- a stop asked for between epochs: before the next one starts
-      if self._stop_req and sys.stop_requested(self._stop_req) then
+      -- a stop asked for between epochs: before the next one starts (on any rank)
+      local asked = self._stop_req and sys.stop_requested(self._stop_req) or false
+      if self._strategy then asked = ddp.any({asked})[1] end
+      if asked then
         self:_stop_requested_at(0, core.get_rng_state())
         break
       end
@@ -1397,6 +1470,8 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
       if self.interrupted then break end
       -- Lightning's current_epoch ends as the number of epochs run
       self._epoch = self._epoch + 1
+      -- one decision for every rank (EarlyStopping on a rank's own metric)
+      if self._strategy then self.should_stop = ddp.any({self.should_stop})[1] end
       -- min_epochs / min_steps not met: training goes on
       if self.should_stop and not self:_can_stop_early() then self.should_stop = false end
     end
@@ -1405,9 +1480,11 @@ function Trainer:_fit(model, train_loader, val_loader, opts)
     self.training = false
   end
   call(self, model, "on_fit_end")
+  if self._reducer then self._reducer_stats = self._reducer:stats() end
+  self._reducer = nil
   self:_teardown(model, "fit")
   if self.logger and self.logger.finalize then self.logger:finalize("success") end
-  if self.plot and self.logger and self.logger.metrics_file then
+  if self.plot and self.logger and self.logger.metrics_file and self.is_global_zero then
     local history = require "moonlight.history"
     local path = type(self.plot) == "string" and self.plot or (self.logger.log_dir .. "/curves.png")
     history.plot(self.logger.metrics_file, path)
@@ -1455,6 +1532,8 @@ function Trainer:fit(model, train_loader, val_loader, opts)
   if not ok then
     self:_on_exception(model, err)
     sys.stop_end(req, false)
+    -- the other ranks wait in a collective this one will never join
+    if self._strategy and self.world_size > 1 then ddp.abort(self, err) end
     error(err, 0)
   end
   if self.interrupted and mode == "signal" then
@@ -1509,6 +1588,7 @@ local function run_eval(self, model, loader, stage, opts)
     module_hook(self, model, "configure_model")
     if opts.ckpt_path then
       local callbacks_mod = require "moonlight.callbacks"
+      if self._strategy then core._distributed.barrier() end
       callbacks_mod._restore_weights(self, model, opts.ckpt_path, fname)
     end
     if loader == nil then loader = model_loader(model, stage == "test" and "test_dataloader" or "val_dataloader") end
@@ -1516,6 +1596,7 @@ local function run_eval(self, model, loader, stage, opts)
       error(fname .. ": no data: pass a DataLoader or define " ..
         (stage == "test" and "test_dataloader()" or "val_dataloader()"), 0)
     end
+    if self._strategy then loader = ddp.distributed_loader(self, loader, false) end
     local n = loader_length(loader, fname)
     local lim = stage == "test" and self.limit_test_batches or self.limit_val_batches
     self[stage == "test" and "testing" or "validating"] = true
@@ -1528,9 +1609,10 @@ local function run_eval(self, model, loader, stage, opts)
   self.state = {fn = "finished"}
   if not ok then
     self:_on_exception(model, metrics)
+    if self._strategy and self.world_size > 1 then ddp.abort(self, metrics) end
     error(metrics, 0)
   end
-  if opts.verbose ~= false then print_results_table(stage == "test" and "Test metric" or "Validate metric", metrics) end
+  if opts.verbose ~= false and self.is_global_zero then print_results_table(stage == "test" and "Test metric" or "Validate metric", metrics) end
   return metrics
 end
 
@@ -1588,6 +1670,7 @@ function Trainer:predict(model, loader, opts)
   self.predicting = false
   if not ok then
     self:_on_exception(model, preds)
+    if self._strategy and self.world_size > 1 then ddp.abort(self, preds) end
     error(preds, 0)
   end
   return preds

@@ -4,6 +4,11 @@
  * set as lua(1) sets it. Exit code 0 on success, 1 on a script error (the
  * traceback goes to stderr), 130 when Ctrl-C stopped a Trainer:fit cleanly.
  *
+ * Under an MPI launcher (`mpirun -np 2 moonlight train.lua`), a script that fails
+ * on one rank ends the whole job at once (MPI_Abort, exit status 1 from mpirun):
+ * the other ranks would otherwise wait forever in their next collective. A
+ * script that ends well ends MPI in order (src/dist.h, ml_distributed_finalize).
+ *
  * Ctrl-C: while a fit runs, the first SIGINT asks it to stop after the current
  * step (it saves a checkpoint, flushes its logger and raises an error that ends
  * the script with 130); a second one, or one while no fit runs, ends the process
@@ -16,6 +21,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../dist.h"
+#include "../error.h"
 #include "../lua/binding.h"
 #include "../lua/stop.h"
 #include "../version.h"
@@ -77,7 +84,11 @@ static int run_chunk(lua_State *L, int status, int nargs) {
         lua_remove(L, base);
     }
     if (status != LUA_OK) {
-        fprintf(stderr, "moonlight: %s\n", lua_tostring(L, -1));
+        if (ml_distributed_is_initialized() && ml_distributed_world_size() > 1)
+            fprintf(stderr, "moonlight (rank %d of %d): %s\n", ml_distributed_rank(), ml_distributed_world_size(),
+                    lua_tostring(L, -1));
+        else
+            fprintf(stderr, "moonlight: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
         return atomic_load(&stop_request.stopped) ? 130 : 1;
     }
@@ -209,6 +220,12 @@ int main(int argc, char **argv) {
         usage(stderr);
         rc = 1;
     }
+    /* one rank failed: the others are (or will be) stuck in a collective */
+    if (rc != 0 && ml_distributed_is_initialized() && ml_distributed_world_size() > 1) ml_distributed_abort(rc);
     lua_close(L);
+    if (ml_distributed_is_initialized() && ml_distributed_finalize(ml_distributed_exit_timeout()) != 0 && rc == 0) {
+        fprintf(stderr, "moonlight: %s\n", ml_error());
+        rc = 1;
+    }
     return rc;
 }

@@ -133,6 +133,7 @@ void ml_lua_function_leave(lua_State *L, lua_State *prev);
 void ml_lua_open_sys(lua_State *L, int module, int methods);
 void ml_lua_open_plot(lua_State *L, int module, int methods);
 void ml_lua_open_metrics(lua_State *L, int module, int methods);
+void ml_lua_open_distributed(lua_State *L, int module, int methods);
 void ml_lua_open_optim(lua_State *L, int module, int methods);
 void ml_lua_open_nn(lua_State *L, int module, int methods);
 void ml_lua_open_loss(lua_State *L, int module, int methods);

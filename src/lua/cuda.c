@@ -46,6 +46,15 @@ static int l_empty_cache(lua_State *L) {
     return 0;
 }
 
+/* _set_device(index): the device the backend will start on (a distributed run's
+ * local rank, modulo the devices); before CUDA's first use only */
+static int l_set_device(lua_State *L) {
+    lua_Integer i = luaL_checkinteger(L, 1);
+    if (i < 0 || i > 1 << 20) return luaL_error(L, "cuda.set_device: bad index %d", (int)i);
+    if (ml_cuda_set_device((int)i)) return luaL_error(L, "%s", ml_error());
+    return 0;
+}
+
 static const char *const precision_names[] = {"highest", "high", "medium", NULL};
 
 static int l_set_float32_matmul_precision(lua_State *L) {
@@ -74,6 +83,7 @@ void ml_lua_open_cuda(lua_State *L, int module, int methods) {
         {"memory_reserved", l_memory_reserved},
         {"synchronize", l_synchronize},
         {"empty_cache", l_empty_cache},
+        {"_set_device", l_set_device},
         {NULL, NULL},
     };
     lua_newtable(L);

@@ -44,6 +44,7 @@ int luaopen_moonlight_core(lua_State *L) {
     ml_lua_open_norm(L, module, methods);
     ml_lua_open_embedding(L, module, methods);
     ml_lua_open_attention(L, module, methods);
+    ml_lua_open_distributed(L, module, methods);
     lua_pushcfunction(L, l_cuda_is_available);
     lua_setfield(L, module, "cuda_is_available");
     /* the methods table is reachable for the Lua half (ml.Tensor) */

@@ -1,0 +1,45 @@
+-- The reference experiment's training (784-64-32-10 MLP, softmax, custom MSE,
+-- Adam 1e-3, MNIST, global batch 128, one epoch, no validation) for
+-- scripts/bench/ddp.sh: `moonlight ddp_train.lua single` or
+-- `mpirun -np N moonlight ddp_train.lua ddp`. Prints, on rank 0,
+-- "BENCH mode=... world=N threads=T epoch_s=... step_ms=... wait_ms=..."
+-- (epoch_s: the training epoch as the Trainer times it; wait_ms: the time per
+-- step the gradient reducer waited for its all-reduces after backward).
+local ml = require "moonlight"
+local nn, F, optim, data = ml.nn, ml.F, ml.optim, ml.data
+local mode = arg[1] or "single"
+local ddp = mode == "ddp"
+local world = ddp and ml.distributed.world_size() or 1
+ml.manual_seed(42)
+local tf = data.transforms
+local train = data.MNIST("data/mnist", {train = true, transform = tf.ToTensor(), target_transform = tf.OneHot(10)})
+
+local Model = nn.Module:extend("Model")
+function Model:init()
+  self.flatten = nn.Flatten(); self.linear1 = nn.Linear(784, 64); self.relu1 = nn.ReLU()
+  self.linear2 = nn.Linear(64, 32); self.relu2 = nn.ReLU(); self.linear3 = nn.Linear(32, 10)
+  self.softmax = nn.Softmax(2)
+end
+function Model:forward(x)
+  x = self.relu1(self.linear1(self.flatten(x)))
+  return self.softmax(self.linear3(self.relu2(self.linear2(x))))
+end
+function Model:training_step(batch)
+  local loss = ((self(batch[1]) - batch[2]) ^ 2):mean()
+  self:log("train_loss", loss)
+  return loss
+end
+function Model:configure_optimizers() return optim.Adam(self:parameters(), {lr = 1e-3}) end
+
+local model = Model()
+local trainer = ml.Trainer({max_epochs = 1, strategy = ddp and "ddp" or nil, accelerator = "cpu", logger = false,
+                            enable_checkpointing = false, enable_progress_bar = false,
+                            enable_model_summary = false})
+trainer:fit(model, data.DataLoader(train, {batch_size = 128 // world, shuffle = true}))
+local steps = trainer.global_step
+local wait = trainer._reducer_stats and trainer._reducer_stats.wait_s or 0
+if not ddp or ml.distributed.rank() == 0 then
+  print(string.format("BENCH mode=%s world=%d threads=%d epoch_s=%.4f step_ms=%.4f wait_ms=%.4f loss=%.5f",
+    mode, world, ml.get_num_threads(), trainer._train_epoch_time, 1000 * trainer._train_epoch_time / steps,
+    1000 * wait / steps, trainer.callback_metrics.train_loss))
+end
