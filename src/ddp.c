@@ -20,7 +20,6 @@
  * and a copy of a few hundred KB per step costs microseconds. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "autograd.h"
 #include "cuda_api.h"
@@ -29,6 +28,7 @@
 #include "ops/creation.h"
 #include "ops/elementwise.h"
 #include "ops/shape.h"
+#include "threads.h"
 
 typedef struct {
     ml_tensor *param;   /* retained */
@@ -58,11 +58,6 @@ struct ml_ddp {
     ml_ddp_stats stats;
 };
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_ptr(const void *a, const void *b) {
     uintptr_t x = (uintptr_t) * (ml_tensor *const *)a, y = (uintptr_t) * (ml_tensor *const *)b;
@@ -263,7 +258,7 @@ int ml_ddp_finish(ml_ddp *d, bool backward_ok) {
     }
     /* whatever happened, nothing may stay in flight: a request left behind
      * would be matched against the next step's */
-    double t0 = now();
+    double t0 = ml_clock_seconds();
     bool nccl_used = false;
     for (int b = 0; b < d->n_buckets; b++) {
         bucket *bk = &d->buckets[b];
@@ -278,7 +273,7 @@ int ml_ddp_finish(ml_ddp *d, bool backward_ok) {
         int jrc = d->nccl->join(ml_cuda_stream());
         if (rc == 0) rc = jrc;
     }
-    d->stats.wait_s += now() - t0;
+    d->stats.wait_s += ml_clock_seconds() - t0;
     if (!backward_ok || rc != 0) return backward_ok ? rc : 0;
     int world = d->world;
     bool grad = ml_grad_enabled();

@@ -1,6 +1,7 @@
 /* ml.Generator: a random generator object with its own state (torch.Generator),
  * for the random ops' `generator` option, random_split and DataLoader. The ops
  * without one draw from the thread's default generator (ml.manual_seed). */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
