@@ -26,15 +26,20 @@ export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_t
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1
 here=$(cd "$(dirname "$0")" && pwd)
-mpi() { timeout 120 "$mpirun" --oversubscribe -np 2 "$@"; }
+# ML_DIST_PRELOAD (sanitizer builds, tests/dist.cmake): LD_PRELOAD for the moonlight
+# processes only, mpirun being uninstrumented
+preload=()
+[ -n "${ML_DIST_PRELOAD:-}" ] && preload=(-x "LD_PRELOAD=$ML_DIST_PRELOAD")
+mpi() { timeout 120 "$mpirun" --oversubscribe -np 2 "${preload[@]}" "$@"; }
+one() { if [ -n "${ML_DIST_PRELOAD:-}" ]; then LD_PRELOAD=$ML_DIST_PRELOAD "$@"; else "$@"; fi; }
 
 for order in $orders; do
   rm -rf "$work/$order" && mkdir -p "$work/$order/single" "$work/$order/ddp"
-  "$bin" "$here/train.lua" single "$work/$order/single" "$order" >/dev/null
+  one "$bin" "$here/train.lua" single "$work/$order/single" "$order" >/dev/null
   mpi "$bin" "$here/train.lua" ddp "$work/$order/ddp" "$order" >/dev/null
   echo "== $order order"
-  "$bin" "$here/compare.lua" "$work/$order/single/weights.safetensors" "$work/$order/ddp/weights.safetensors" 1e-5
-  "$bin" "$here/check.lua" "$work/$order/single" "$work/$order/ddp"
+  one "$bin" "$here/compare.lua" "$work/$order/single/weights.safetensors" "$work/$order/ddp/weights.safetensors" 1e-5
+  one "$bin" "$here/check.lua" "$work/$order/single" "$work/$order/ddp"
 done
 
 [ "${4:-}" = quick ] && { echo "dist: all passed"; exit 0; }
