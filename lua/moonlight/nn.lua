@@ -943,6 +943,29 @@ function Dropout:extra_repr()
   return ("p=%s, inplace=%s"):format(pyfloat(self.p), pybool(self.inplace))
 end
 
+-- A container class C whose children are named "0", "1", ... (Sequential,
+-- ModuleList): c:append(m) adds the next one, c[i] is the i-th (1-based; -1 the
+-- last), #c how many there are.
+local function module_list(C)
+  function C:append(m)
+    if not is_module(m) then error(("%s:append: expected an nn.Module, got %s"):format(C.__name, type(m)), 2) end
+    self[tostring(#rawget(self, "_modules").names)] = m
+    return self
+  end
+  local base_index = C.__index
+  C.__index = function(self, k)
+    if math.type(k) == "integer" then
+      local names = rawget(self, "_modules").names
+      if k < 0 then k = #names + 1 + k end
+      local name = names[k]
+      return name and rawget(self, "_modules").map[name] or nil
+    end
+    return base_index(self, k)
+  end
+  C.__len = function(self) return #rawget(self, "_modules").names end
+end
+nn._module_list = module_list
+
 -- nn.Sequential(m1, m2, ...): children named "0", "1", ... as PyTorch's (state
 -- dict keys "0.weight" load into torch.nn.Sequential); seq[i] is the i-th (1-based)
 local Sequential = Module:extend("Sequential")
@@ -965,24 +988,7 @@ function Sequential:forward(x, ...)
   end
   return x
 end
-function Sequential:append(m)
-  if not is_module(m) then error(("Sequential:append: expected an nn.Module, got %s"):format(type(m)), 2) end
-  self[tostring(#rawget(self, "_modules").names)] = m
-  return self
-end
-do
-  local base_index = Sequential.__index
-  Sequential.__index = function(self, k)
-    if math.type(k) == "integer" then
-      local names = rawget(self, "_modules").names
-      if k < 0 then k = #names + 1 + k end
-      local name = names[k]
-      return name and rawget(self, "_modules").map[name] or nil
-    end
-    return base_index(self, k)
-  end
-  Sequential.__len = function(self) return #rawget(self, "_modules").names end
-end
+module_list(Sequential)
 
 ------------------------------------------------------------------------------
 -- losses: one module per ml.F loss, same options
