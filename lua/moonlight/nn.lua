@@ -728,6 +728,20 @@ function nn.init.kaiming_uniform_(t, opts)
   return nn.init.uniform_(t, -bound, bound)
 end
 
+-- The default bias of a layer m (Linear, the convolutions) whose weight has fan_in
+-- inputs, as PyTorch's: a Parameter of n elements drawn from U(+-1 / sqrt(fan_in))
+-- (0 where fan_in is 0), of opts.dtype on opts.device; none with opts.bias = false.
+function nn.init._default_bias(m, n, fan_in_of_weight, opts)
+  if opts.bias == false then
+    m:register_parameter("bias", nil)
+    return
+  end
+  local bound = fan_in_of_weight > 0 and 1 / math.sqrt(fan_in_of_weight) or 0
+  local b = nn.init.uniform_(core.zeros({n}, {dtype = opts.dtype}), -bound, bound)
+  if opts.device then b = b:to(opts.device) end
+  m.bias = nn.Parameter(b)
+end
+
 ------------------------------------------------------------------------------
 -- layers
 ------------------------------------------------------------------------------
@@ -754,14 +768,7 @@ function Linear:init(in_features, out_features, opts)
   if in_features > 0 then nn.init.kaiming_uniform_(w, {a = math.sqrt(5)}) end
   if opts.device then w = w:to(opts.device) end
   self.weight = nn.Parameter(w)
-  if opts.bias ~= false then
-    local bound = in_features > 0 and 1 / math.sqrt(in_features) or 0
-    local b = nn.init.uniform_(core.zeros({out_features}, {dtype = opts.dtype}), -bound, bound)
-    if opts.device then b = b:to(opts.device) end
-    self.bias = nn.Parameter(b)
-  else
-    self:register_parameter("bias", nil)
-  end
+  nn.init._default_bias(self, out_features, in_features, opts)
 end
 
 function Linear:forward(x)
