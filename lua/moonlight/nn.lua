@@ -728,6 +728,20 @@ function nn.init.kaiming_uniform_(t, opts)
   return nn.init.uniform_(t, -bound, bound)
 end
 
+-- The default bias of a layer m (Linear, the convolutions) whose weight has fan_in
+-- inputs, as PyTorch's: a Parameter of n elements drawn from U(+-1 / sqrt(fan_in))
+-- (0 where fan_in is 0), of opts.dtype on opts.device; none with opts.bias = false.
+function nn.init._default_bias(m, n, fan_in_of_weight, opts)
+  if opts.bias == false then
+    m:register_parameter("bias", nil)
+    return
+  end
+  local bound = fan_in_of_weight > 0 and 1 / math.sqrt(fan_in_of_weight) or 0
+  local b = nn.init.uniform_(core.zeros({n}, {dtype = opts.dtype}), -bound, bound)
+  if opts.device then b = b:to(opts.device) end
+  m.bias = nn.Parameter(b)
+end
+
 ------------------------------------------------------------------------------
 -- layers
 ------------------------------------------------------------------------------
@@ -754,14 +768,7 @@ function Linear:init(in_features, out_features, opts)
   if in_features > 0 then nn.init.kaiming_uniform_(w, {a = math.sqrt(5)}) end
   if opts.device then w = w:to(opts.device) end
   self.weight = nn.Parameter(w)
-  if opts.bias ~= false then
-    local bound = in_features > 0 and 1 / math.sqrt(in_features) or 0
-    local b = nn.init.uniform_(core.zeros({out_features}, {dtype = opts.dtype}), -bound, bound)
-    if opts.device then b = b:to(opts.device) end
-    self.bias = nn.Parameter(b)
-  else
-    self:register_parameter("bias", nil)
-  end
+  nn.init._default_bias(self, out_features, in_features, opts)
 end
 
 function Linear:forward(x)
@@ -943,6 +950,29 @@ function Dropout:extra_repr()
   return ("p=%s, inplace=%s"):format(pyfloat(self.p), pybool(self.inplace))
 end
 
+-- A container class C whose children are named "0", "1", ... (Sequential,
+-- ModuleList): c:append(m) adds the next one, c[i] is the i-th (1-based; -1 the
+-- last), #c how many there are.
+local function module_list(C)
+  function C:append(m)
+    if not is_module(m) then error(("%s:append: expected an nn.Module, got %s"):format(C.__name, type(m)), 2) end
+    self[tostring(#rawget(self, "_modules").names)] = m
+    return self
+  end
+  local base_index = C.__index
+  C.__index = function(self, k)
+    if math.type(k) == "integer" then
+      local names = rawget(self, "_modules").names
+      if k < 0 then k = #names + 1 + k end
+      local name = names[k]
+      return name and rawget(self, "_modules").map[name] or nil
+    end
+    return base_index(self, k)
+  end
+  C.__len = function(self) return #rawget(self, "_modules").names end
+end
+nn._module_list = module_list
+
 -- nn.Sequential(m1, m2, ...): children named "0", "1", ... as PyTorch's (state
 -- dict keys "0.weight" load into torch.nn.Sequential); seq[i] is the i-th (1-based)
 local Sequential = Module:extend("Sequential")
@@ -965,24 +995,7 @@ function Sequential:forward(x, ...)
   end
   return x
 end
-function Sequential:append(m)
-  if not is_module(m) then error(("Sequential:append: expected an nn.Module, got %s"):format(type(m)), 2) end
-  self[tostring(#rawget(self, "_modules").names)] = m
-  return self
-end
-do
-  local base_index = Sequential.__index
-  Sequential.__index = function(self, k)
-    if math.type(k) == "integer" then
-      local names = rawget(self, "_modules").names
-      if k < 0 then k = #names + 1 + k end
-      local name = names[k]
-      return name and rawget(self, "_modules").map[name] or nil
-    end
-    return base_index(self, k)
-  end
-  Sequential.__len = function(self) return #rawget(self, "_modules").names end
-end
+module_list(Sequential)
 
 ------------------------------------------------------------------------------
 -- losses: one module per ml.F loss, same options

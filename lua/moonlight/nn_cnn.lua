@@ -106,15 +106,7 @@ return function(nn)
       nn.init.kaiming_uniform_(w, {a = math.sqrt(5)})
       if opts.device then w = w:to(opts.device) end
       self.weight = nn.Parameter(w)
-      if opts.bias ~= false then
-        local fan_in = nn.init._fan_in(w)
-        local bound = fan_in > 0 and 1 / math.sqrt(fan_in) or 0
-        local b = nn.init.uniform_(core.zeros({out_channels}, {dtype = opts.dtype}), -bound, bound)
-        if opts.device then b = b:to(opts.device) end
-        self.bias = nn.Parameter(b)
-      else
-        self:register_parameter("bias", nil)
-      end
+      nn.init._default_bias(self, out_channels, nn.init._fan_in(w), opts)
       -- the options handed to F on every call, made once
       local fo = {stride = stride, padding = padding, dilation = dilation, groups = groups}
       if transposed then fo.output_padding = self.output_padding end

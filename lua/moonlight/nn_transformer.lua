@@ -148,25 +148,10 @@ return function(nn)
         self[tostring(i - 1)] = m
       end
     end
-    function ModuleList:append(m)
-      if not is_module(m) then error(("ModuleList:append: expected an nn.Module, got %s"):format(type(m)), 2) end
-      self[tostring(#rawget(self, "_modules").names)] = m
-      return self
-    end
     function ModuleList:forward()
       error("ModuleList: a ModuleList has no forward (call its modules)", 2)
     end
-    local base_index = ModuleList.__index
-    ModuleList.__index = function(self, k)
-      if math.type(k) == "integer" then
-        local names = rawget(self, "_modules").names
-        if k < 0 then k = #names + 1 + k end
-        local name = names[k]
-        return name and rawget(self, "_modules").map[name] or nil
-      end
-      return base_index(self, k)
-    end
-    ModuleList.__len = function(self) return #rawget(self, "_modules").names end
+    nn._module_list(ModuleList) -- append, ml[i], #ml: as Sequential's
   end
 
   ----------------------------------------------------------------------------

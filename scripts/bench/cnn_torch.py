@@ -8,28 +8,16 @@ randperm; then the test accuracy. Prints one BENCH line.
   /usr/bin/python3 scripts/bench/cnn_torch.py [--threads N] [--epochs N] [--limit N] [--data DIR]
 """
 import argparse
-import os
 import resource
 import time
 
-import numpy as np
+from torch_common import load_mnist as load
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 BATCH = 128
-
-
-def read_idx(path, offset):
-    with open(path, "rb") as f:
-        return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
-
-
-def load(data, prefix):
-    x = read_idx(os.path.join(data, prefix + "-images-idx3-ubyte"), 16)
-    y = read_idx(os.path.join(data, prefix + "-labels-idx1-ubyte"), 8)
-    return (torch.from_numpy(x.copy()).view(-1, 1, 28, 28).float().div_(255),
-            torch.from_numpy(y.astype(np.int64)))
 
 
 def main():

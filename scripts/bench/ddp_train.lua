@@ -21,16 +21,8 @@ local tf = data.transforms
 local train = data.MNIST("data/mnist", {train = true, transform = tf.ToTensor(),
                                         target_transform = which == "mlp" and tf.OneHot(10) or nil})
 
-local Model = nn.Module:extend("Model")
-function Model:init()
-  self.flatten = nn.Flatten(); self.linear1 = nn.Linear(784, 64); self.relu1 = nn.ReLU()
-  self.linear2 = nn.Linear(64, 32); self.relu2 = nn.ReLU(); self.linear3 = nn.Linear(32, 10)
-  self.softmax = nn.Softmax(2)
-end
-function Model:forward(x)
-  x = self.relu1(self.linear1(self.flatten(x)))
-  return self.softmax(self.linear3(self.relu2(self.linear2(x))))
-end
+-- the reference MLP (784-64-32-10, softmax output) of the specs, with the steps below
+local Model = dofile("tests/lua/reference_model.lua").Model
 function Model:training_step(batch)
   local loss = ((self(batch[1]) - batch[2]) ^ 2):mean()
   self:log("train_loss", loss)

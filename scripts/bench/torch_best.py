@@ -7,28 +7,18 @@ validation on the test set after every epoch, a CSV log and a checkpoint per epo
 
   /usr/bin/python3 scripts/bench/torch_best.py [--threads 1] [--epochs 3] [--data DIR]
 """
-import os
 import time
 
-from torch_common import Log, Model, custom_error, custom_loss, fit, parse_args, report
+from torch_common import Log, Model, custom_error, custom_loss, fit, load_mnist, parse_args, report
 
-import numpy as np
 import torch
 
 BATCH = 128
 
 
-def read_idx(path, offset):
-    with open(path, "rb") as f:
-        return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
-
-
 def load(data, prefix):
-    x = read_idx(os.path.join(data, prefix + "-images-idx3-ubyte"), 16)
-    y = read_idx(os.path.join(data, prefix + "-labels-idx1-ubyte"), 8)
-    x = torch.from_numpy(x.copy()).view(-1, 1, 28, 28).float().div_(255)
-    y = torch.eye(10)[torch.from_numpy(y.astype(np.int64))]
-    return x, y
+    x, y = load_mnist(data, prefix)
+    return x, torch.eye(10)[y]
 
 
 def main():

@@ -1,6 +1,7 @@
 """Shared by torch_tutorial.py and torch_best.py: the reference MLP, the user's loss and
-error, a Lightning-like CSV log and checkpoint, the BENCH line. Run with Debian's
-/usr/bin/python3 (python3-torch 1.13)."""
+error, a Lightning-like CSV log and checkpoint, the BENCH line; and by them and
+cnn_torch.py: MNIST's IDX files read with numpy. Run with Debian's /usr/bin/python3
+(python3-torch 1.13)."""
 import argparse
 import csv
 import os
@@ -9,6 +10,7 @@ import time
 
 T0 = time.perf_counter()  # process start, as near as Python lets us
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -26,6 +28,20 @@ def parse_args(doc):
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     return a
+
+
+def read_idx(path, offset):
+    with open(path, "rb") as f:
+        return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
+
+
+def load_mnist(data, prefix):
+    """The images of data/<prefix>-images-idx3-ubyte as float32 [N, 1, 28, 28] in
+    [0, 1], and the labels as int64 [N]: the whole split, preloaded."""
+    x = read_idx(os.path.join(data, prefix + "-images-idx3-ubyte"), 16)
+    y = read_idx(os.path.join(data, prefix + "-labels-idx1-ubyte"), 8)
+    return (torch.from_numpy(x.copy()).view(-1, 1, 28, 28).float().div_(255),
+            torch.from_numpy(y.astype(np.int64)))
 
 
 class Model(nn.Module):

@@ -19,28 +19,8 @@
 #include "idx.h"
 #include "ops.h"
 
-static char dir[64];
-
-static int setup(void **state) {
-    (void)state;
-    strcpy(dir, "/tmp/ml_test_idx_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *path_of(const char *name) {
-    static char buf[4][128];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
+#define TMP_DIR_PREFIX "ml_test_idx_"
+#include "tmp_dir.h"
 
 /* An IDX image: header for type/dims, then nbytes of payload. */
 static size_t idx_bytes(unsigned char *out, int type, int ndim, const uint32_t *dims,
@@ -61,7 +41,7 @@ static size_t idx_bytes(unsigned char *out, int type, int ndim, const uint32_t *
 }
 
 static const char *write_file(const char *name, const unsigned char *bytes, size_t n, bool gz) {
-    const char *p = path_of(name);
+    const char *p = in_dir(name);
     if (gz) {
         gzFile f = gzopen(p, "wb");
         assert_non_null(f);
@@ -193,7 +173,7 @@ static void test_rejects_bad_files(void **state) {
     assert_null(ml_idx_load(gz));
     assert_non_null(strstr(ml_error(), "corrupt gzip data"));
     /* missing */
-    const char *missing = path_of("absent-idx3-ubyte");
+    const char *missing = in_dir("absent-idx3-ubyte");
     expect_error(missing, "read_idx: %s: cannot open: No such file or directory");
 }
 
@@ -376,5 +356,5 @@ int main(void) {
         cmocka_unit_test(test_gather_labels_and_one_hot),
         cmocka_unit_test(test_cat_and_stack),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

@@ -21,20 +21,8 @@
 
 #include "moonlight.h"
 
-static char dir[64];
-
-static int make_dir(void **state) {
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/ml_sandbox_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_dir(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+#define TMP_DIR_PREFIX "ml_sandbox_"
+#include "tmp_dir.h"
 
 static void run_ok(ml_runtime *rt, const char *code) {
     int st = ml_run_string(rt, code, 0, NULL);

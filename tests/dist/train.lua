@@ -34,16 +34,8 @@ end
 local train_ds = data.TensorDataset(tensors(mnist, 5120))
 local val_ds = data.TensorDataset(tensors(test, 1024))
 
-local Model = nn.Module:extend("Model")
-function Model:init()
-  self.flatten = nn.Flatten(); self.linear1 = nn.Linear(784, 64); self.relu1 = nn.ReLU()
-  self.linear2 = nn.Linear(64, 32); self.relu2 = nn.ReLU(); self.linear3 = nn.Linear(32, 10)
-  self.softmax = nn.Softmax(2)
-end
-function Model:forward(x)
-  x = self.relu1(self.linear1(self.flatten(x)))
-  return self.softmax(self.linear3(self.relu2(self.linear2(x))))
-end
+-- the reference MLP (784-64-32-10, softmax output) of the specs, with the steps below
+local Model = dofile("tests/lua/reference_model.lua").Model
 local function custom_mse(a, b) return ((a - b) ^ 2):mean() end
 
 local rank = ml.distributed.rank()

@@ -6,13 +6,7 @@
 local ml = require "moonlight"
 local nn, optim, data = ml.nn, ml.optim, ml.data
 local history = require "moonlight.history"
-
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(ml._sys.mkdir_p(p))
-  return p
-end
+local tmpdir = require("test_util").tmpdir
 
 -- y = x @ w + noise
 local function dataset(n, seed)

@@ -5,6 +5,7 @@
 -- float64 on a few of them.
 local ml = require "moonlight"
 local F, T = ml.F, ml.testing
+local fixture = require "op_fixture"
 
 local cases = dofile("tests/fixtures/conv.lua")
 
@@ -34,42 +35,20 @@ local CALL = {
   end,
 }
 
-local function build(e, float_dtype, requires_grad)
-  local dtype = e.dtype == "float" and float_dtype or e.dtype
-  local t = ml.tensor(e.data, {dtype = dtype}):view(e.shape)
-  if requires_grad and e.dtype == "float" and not e.nograd then t.requires_grad = true end
-  return t
-end
-
-local tol = {float32 = {rtol = 1.3e-6, atol = 1e-5}, float64 = {rtol = 1e-9, atol = 1e-10}}
-
-for _, dtype in ipairs({"float32", "float64"}) do
+for _, dtype in ipairs(fixture.DTYPES) do
   describe("convolution, pooling, batch norm match PyTorch in " .. dtype, function()
     for _, c in ipairs(cases) do
       it(c.name, function()
-        local inputs = {}
-        for i, e in ipairs(c.inputs) do inputs[i] = build(e, dtype, c.grads ~= nil) end
+        local inputs = fixture.inputs(c, dtype)
         local out = CALL[c.op](inputs, c.opts)
-        local want = build(c.out, dtype, false)
-        local o = want.dtype:match("float") and tol[dtype] or {}
-        T.assert_close(out, want, {rtol = o.rtol, atol = o.atol, msg = c.name .. " forward"})
+        fixture.assert_matches(out, c.out, dtype, {msg = c.name .. " forward"})
         for k, e in pairs(c.after or {}) do
           local pos = k == "running_mean" and 2 or 3
-          T.assert_close(inputs[pos], build(e, dtype, false),
-                         {rtol = tol[dtype].rtol, atol = tol[dtype].atol, msg = c.name .. " " .. k})
+          fixture.assert_matches(inputs[pos], e, dtype, {msg = c.name .. " " .. k})
         end
         if c.grads then
-          out:backward(build(c.grad_out, dtype, false))
-          for i, g in ipairs(c.grads) do
-            if g then
-              assert(inputs[i].grad ~= nil, c.name .. ": input " .. i .. " got no gradient")
-              T.assert_close(inputs[i].grad, build(g, dtype, false),
-                             {rtol = tol[dtype].rtol, atol = tol[dtype].atol,
-                              msg = c.name .. " gradient of input " .. i})
-            else
-              assert(inputs[i].grad == nil, c.name .. ": input " .. i .. " should get no gradient")
-            end
-          end
+          out:backward(fixture.build(c.grad_out, dtype, false))
+          fixture.assert_grads(c, inputs, dtype)
         end
       end)
     end

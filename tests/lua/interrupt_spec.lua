@@ -4,25 +4,12 @@
 -- numbers as a run that was never stopped. Under the CLI and under a stock lua5.4.
 -- (ml_request_stop, the embedding API's way, is tests/c/test_stop.c.)
 local ml = require "moonlight"
+local U = require "test_util"
+local tmpdir, read_file = U.tmpdir, U.read_file
 
 local bin = os.getenv("MOONLIGHT_BIN") or "build/moonlight"
 local build_dir = os.getenv("MOONLIGHT_BUILD_DIR") or "build"
 local lua = "LUA_CPATH='" .. build_dir .. "/?.so;;' lua5.4"
-
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(ml._sys.mkdir_p(p))
-  return p
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 -- The training script: a small regression, shuffled batches (so a resume must
 -- draw the same order), SIGINT sent to itself at chosen steps. The SIGINT goes

@@ -5,7 +5,7 @@
 -- float32 tolerance) and in float64 (checked tightly).
 local ml = require "moonlight"
 local F = ml.F
-local T = ml.testing
+local fixture = require "op_fixture"
 
 local cases = dofile("tests/fixtures/layers.lua")
 
@@ -29,41 +29,15 @@ local OPS = {
   end,
 }
 
-local function build(e, float_dtype, requires_grad)
-  local dtype = e.dtype == "float" and float_dtype or e.dtype
-  local t
-  if #e.shape == 0 then
-    t = ml.tensor(e.data[1], {dtype = dtype})
-  else
-    t = ml.tensor(e.data, {dtype = dtype}):view(e.shape)
-  end
-  if requires_grad and e.dtype == "float" then t.requires_grad = true end
-  return t
-end
-
-local tol = {
-  float32 = {rtol = 1.3e-6, atol = 1e-5},
-  float64 = {rtol = 1e-9, atol = 1e-10},
-}
-
-for _, dtype in ipairs({"float32", "float64"}) do
+for _, dtype in ipairs(fixture.DTYPES) do
   describe("layers match PyTorch in " .. dtype, function()
     for _, c in ipairs(cases) do
       it(c.name, function()
-        local inputs = {}
-        for i, e in ipairs(c.inputs) do inputs[i] = build(e, dtype, true) end
+        local inputs = fixture.inputs(c, dtype)
         local out = OPS[c.op](inputs, c.args)
-        T.assert_close(out, build(c.out, dtype, false),
-                       {rtol = tol[dtype].rtol, atol = tol[dtype].atol, msg = c.name .. " forward"})
-        out:backward(build(c.grad_out, dtype, false))
-        for i, g in ipairs(c.grads) do
-          if g then
-            assert(inputs[i].grad ~= nil, c.name .. ": input " .. i .. " got no gradient")
-            T.assert_close(inputs[i].grad, build(g, dtype, false),
-                           {rtol = tol[dtype].rtol, atol = tol[dtype].atol,
-                            msg = c.name .. " gradient of input " .. i})
-          end
-        end
+        fixture.assert_matches(out, c.out, dtype, {msg = c.name .. " forward"})
+        out:backward(fixture.build(c.grad_out, dtype, false))
+        fixture.assert_grads(c, inputs, dtype)
       end)
     end
   end)

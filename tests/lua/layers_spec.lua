@@ -4,15 +4,10 @@
 -- independence, and the eval-mode / no-grad paths.
 local ml = require "moonlight"
 local nn, F, T = ml.nn, ml.F, ml.testing
+local err = require("test_util").err
 
 local function f64(shape, scale)
   return (ml.randn(shape, {dtype = "float64"}) * (scale or 1)):requires_grad_(true)
-end
-
-local function err(f, ...)
-  local ok, e = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(e)
 end
 
 describe("gradcheck (float64)", function()

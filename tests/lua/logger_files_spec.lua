@@ -3,23 +3,11 @@
 -- parser: libyaml through Debian's lua-yaml (lyaml), installed by scripts/deps.
 local ml = require "moonlight"
 local history = require "moonlight.history"
+local U = require "test_util"
+local tmpdir, read_file = U.tmpdir, U.read_file
 
 local has_lyaml, lyaml = pcall(require, "lyaml")
 assert(has_lyaml, "lyaml (Debian's lua-yaml) is needed to read hparams.yaml back: run scripts/deps")
-
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(ml._sys.mkdir_p(p))
-  return p
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 describe("metrics.csv (RFC 4180)", function()
   it("round-trips a metric name with a comma and a quote through the logger and the reader", function()

@@ -5,12 +5,7 @@
 -- not depend on the thread count.
 local ml = require "moonlight"
 local nn, F, T = ml.nn, ml.F, ml.testing
-
-local function err(f, ...)
-  local ok, e = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(e)
-end
+local err = require("test_util").err
 
 describe("conv layers", function()
   it("print as PyTorch's", function()

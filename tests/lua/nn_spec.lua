@@ -1,13 +1,8 @@
 local ml = require "moonlight"
 local nn = ml.nn
 
-local function err(f, ...)
-  local ok, e = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(e)
-end
-
 local reference = require "reference_model"
+local err = require("test_util").err
 local Model, myModel = reference.Model, reference.myModel
 
 describe("nn.Module registration", function()

@@ -2,7 +2,7 @@
 -- tests/fixtures/ops.lua (scripts/fixtures/gen_ops.py). Each case runs in float32
 -- (checked at float32 tolerance) and in float64 (checked tightly).
 local ml = require "moonlight"
-local T = ml.testing
+local fixture = require "op_fixture"
 
 local cases = dofile("tests/fixtures/ops.lua")
 
@@ -58,45 +58,17 @@ local function op_fn(name)
   end
 end
 
-local function build(e, float_dtype, requires_grad)
-  local dtype = e.dtype == "float" and float_dtype or e.dtype
-  local t
-  if #e.shape == 0 then
-    t = ml.tensor(e.data[1], {dtype = dtype})
-  else
-    t = ml.tensor(e.data, {dtype = dtype}):view(e.shape)
-  end
-  if requires_grad and e.dtype == "float" then t.requires_grad = true end
-  return t
-end
-
-local tol = {
-  float32 = {rtol = 1.3e-6, atol = 1e-5},
-  float64 = {rtol = 1e-9, atol = 1e-10},
-}
-
-for _, dtype in ipairs({"float32", "float64"}) do
+-- one golden test per case: the forward value, then the gradient of every input
+for _, dtype in ipairs(fixture.DTYPES) do
   describe("ops match PyTorch in " .. dtype, function()
     for _, c in ipairs(cases) do
       it(c.name, function()
-        local fn = op_fn(c.op)
-        local inputs = {}
-        for i, e in ipairs(c.inputs) do inputs[i] = build(e, dtype, c.grads ~= nil) end
-        local out = fn(inputs, c.args)
-        local want = build(c.out, dtype, false)
-        local opts = want.dtype:match("float") and tol[dtype] or nil
-        T.assert_close(out, want, {rtol = opts and opts.rtol, atol = opts and opts.atol,
-                                   msg = c.name .. " forward"})
+        local inputs = fixture.inputs(c, dtype)
+        local out = op_fn(c.op)(inputs, c.args)
+        fixture.assert_matches(out, c.out, dtype, {msg = c.name .. " forward"})
         if c.grads then
-          out:backward(build(c.grad_out, dtype, false))
-          for i, g in ipairs(c.grads) do
-            if g then
-              assert(inputs[i].grad ~= nil, c.name .. ": input " .. i .. " got no gradient")
-              T.assert_close(inputs[i].grad, build(g, dtype, false),
-                             {rtol = tol[dtype].rtol, atol = tol[dtype].atol,
-                              msg = c.name .. " gradient of input " .. i})
-            end
-          end
+          out:backward(fixture.build(c.grad_out, dtype, false))
+          fixture.assert_grads(c, inputs, dtype)
         end
       end)
     end

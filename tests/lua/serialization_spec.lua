@@ -2,18 +2,12 @@
 -- PyTorch tensors in the reference writer's layout (scripts/fixtures/safetensors.py).
 local ml = require "moonlight"
 local F = ml.F
+local read_file = require("test_util").read_file
 local fx = dofile("tests/fixtures/safetensors.lua")
 
 local tmpdir = os.getenv("TMPDIR") or "/tmp"
 local function tmpname(tag)
   return string.format("%s/ml_ser_%s_%d_%d.safetensors", tmpdir, tag, os.time(), math.random(1 << 30))
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
 end
 
 local function close(a, b, tol)

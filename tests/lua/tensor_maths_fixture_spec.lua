@@ -6,6 +6,7 @@
 local ml = require "moonlight"
 local T = ml.testing
 local F = ml.F
+local fixture = require "op_fixture"
 
 local cases = dofile("tests/fixtures/tensor_maths.lua")
 
@@ -44,24 +45,7 @@ local OPS = {
   squeeze = function(x, a) return x[1]:squeeze(a.dim) end,
 }
 
-local function build(e, float_dtype, requires_grad)
-  local dtype = e.dtype == "float" and float_dtype or e.dtype
-  local t
-  if #e.shape == 0 then
-    t = ml.tensor(e.data[1], {dtype = dtype})
-  elseif #e.data == 0 then
-    t = ml.zeros(e.shape, {dtype = dtype})
-  else
-    t = ml.tensor(e.data, {dtype = dtype}):view(e.shape)
-  end
-  if requires_grad and e.dtype == "float" then t.requires_grad = true end
-  return t
-end
-
-local tol = {
-  float32 = {rtol = 1.3e-6, atol = 1e-5},
-  float64 = {rtol = 1e-9, atol = 1e-10},
-}
+local build = fixture.build
 
 -- the fixture's loss: the sum of each float output times its upstream gradient
 local function loss_of(c, outs, dtype)
@@ -75,33 +59,20 @@ local function loss_of(c, outs, dtype)
   return loss
 end
 
-for _, dtype in ipairs({"float32", "float64"}) do
+for _, dtype in ipairs(fixture.DTYPES) do
   describe("tensor maths match PyTorch in " .. dtype, function()
     for _, c in ipairs(cases) do
       it(c.name, function()
         local fn = assert(OPS[c.op], "no Lua call for fixture op " .. c.op)
-        local inputs = {}
-        for i, e in ipairs(c.inputs) do inputs[i] = build(e, dtype, c.grads ~= nil) end
+        local inputs = fixture.inputs(c, dtype)
         local outs = table.pack(fn(inputs, c.args))
         assert.are.equal(#c.outs, outs.n, c.name .. ": number of outputs")
         for i, e in ipairs(c.outs) do
-          local want = build(e, dtype, false)
-          local float = want.dtype:match("float")
-          T.assert_close(outs[i], want, {rtol = float and tol[dtype].rtol, atol = float and tol[dtype].atol,
-                                         equal_nan = true, msg = c.name .. " output " .. i})
+          fixture.assert_matches(outs[i], e, dtype, {equal_nan = true, msg = c.name .. " output " .. i})
         end
         if c.grads then
           loss_of(c, outs, dtype):backward()
-          for i, g in ipairs(c.grads) do
-            if g == "none" then
-              assert.is_nil(inputs[i].grad, c.name .. ": input " .. i .. " gets no gradient (torch)")
-            elseif g then
-              assert(inputs[i].grad ~= nil, c.name .. ": input " .. i .. " got no gradient")
-              T.assert_close(inputs[i].grad, build(g, dtype, false),
-                             {rtol = tol[dtype].rtol, atol = tol[dtype].atol, equal_nan = true,
-                              msg = c.name .. " gradient of input " .. i})
-            end
-          end
+          fixture.assert_grads(c, inputs, dtype, {equal_nan = true})
         end
       end)
     end

@@ -5,12 +5,7 @@
 -- PyTorch: tensor_maths_fixture_spec.lua.
 local ml = require "moonlight"
 local nn, F, T = ml.nn, ml.F, ml.testing
-
-local function err(f, ...)
-  local ok, e = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(e)
-end
+local err = require("test_util").err
 
 local function same(a, b) return a:eq(b):all():item() == 1 end
 

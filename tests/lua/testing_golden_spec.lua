@@ -3,16 +3,10 @@
 -- MLP's first 50 losses pinned to tests/lua/golden/mlp_first_50_losses.csv.
 local ml = require "moonlight"
 local testing = ml.testing
+local read_file = require("test_util").read_file
 
 local tmpdir = os.tmpname()
 os.remove(tmpdir)
-
-local function read(path)
-  local f = assert(io.open(path, "r"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 describe("ml.testing.assert_trajectory", function()
   local path = tmpdir .. "/golden/traj.csv"
@@ -21,7 +15,7 @@ describe("ml.testing.assert_trajectory", function()
     local written, wrote = testing.assert_trajectory({0.5, 0.25, 1 / 3, 1e-9}, path)
     assert.is_true(written)
     assert.is_true(wrote)
-    assert.are.equal("step,value\n1,0.5\n2,0.25\n3,0.3333333333333333\n4,1e-09\n", read(path))
+    assert.are.equal("step,value\n1,0.5\n2,0.25\n3,0.3333333333333333\n4,1e-09\n", read_file(path))
     local ok, again = testing.assert_trajectory({0.5, 0.25, 1 / 3, 1e-9}, path)
     assert.is_true(ok)
     assert.is_false(again)
@@ -58,7 +52,7 @@ describe("ml.testing.assert_trajectory", function()
     local out = p:read("a")
     p:close()
     assert.are.equal("true", out)
-    assert.are.equal("step,value\n1,1\n2,2\n", read(path))
+    assert.are.equal("step,value\n1,1\n2,2\n", read_file(path))
     os.remove(path)
   end)
 

@@ -7,13 +7,7 @@
 -- hooks: the current epoch's values (it held the previous epoch's, nil at epoch 0).
 local ml = require "moonlight"
 local nn, optim, data = ml.nn, ml.optim, ml.data
-
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(ml._sys.mkdir_p(p))
-  return p
-end
+local tmpdir = require("test_util").tmpdir
 
 local CALLBACK_HOOKS = {
   "setup", "teardown", "on_fit_start", "on_fit_end", "on_sanity_check_start", "on_sanity_check_end",

@@ -7,13 +7,7 @@
 local ml = require "moonlight"
 local nn, optim, data = ml.nn, ml.optim, ml.data
 local history = require "moonlight.history"
-
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(ml._sys.mkdir_p(p))
-  return p
-end
+local tmpdir = require("test_util").tmpdir
 
 local function dataset(n, seed)
   ml.manual_seed(seed)

@@ -1,20 +1,8 @@
 local ml = require "moonlight"
 local nn, optim, data = ml.nn, ml.optim, ml.data
 local history = require "moonlight.history"
-
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(ml._sys.mkdir_p(p))
-  return p
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "r"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local U = require "test_util"
+local tmpdir, read_file = U.tmpdir, U.read_file
 
 -- y = x @ w + noise, a small regression problem
 local function make_data(n, seed)

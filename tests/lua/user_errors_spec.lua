@@ -4,26 +4,8 @@
 -- through library code naming the user's own line.
 local ml = require "moonlight"
 local F, nn, optim = ml.F, ml.nn, ml.optim
-
-local function err(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return tostring(e)
-end
-
--- "spec_file:line:" of the caller's line, as error() writes it
-local function here()
-  local info = debug.getinfo(2, "Sl")
-  return info.short_src .. ":" .. info.currentline .. ":"
-end
-
-local function has(s, part)
-  assert(s:find(part, 1, true), ("expected %q in %q"):format(part, s))
-end
-
-local function starts_with(prefix, s)
-  assert(s:sub(1, #prefix) == prefix, ("expected %q to start with %q"):format(s, prefix))
-end
+local U = require "test_util"
+local err, here, has, starts_with = U.err, U.here, U.has, U.starts_with
 
 describe("integers in int64 and uint8 tensors", function()
   local big = 9007199254740993 -- 2^53 + 1: not a double

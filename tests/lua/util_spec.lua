@@ -3,22 +3,8 @@
 -- CSV records (RFC 4180).
 local ml = require "moonlight"
 local util = require "moonlight.util"
-
-local function err(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return tostring(e)
-end
-
--- "spec_file:line:" of the caller's line, as error() writes it
-local function here()
-  local info = debug.getinfo(2, "Sl")
-  return info.short_src .. ":" .. info.currentline .. ":"
-end
-
-local function starts_with(prefix, s)
-  assert(s:sub(1, #prefix) == prefix, ("expected %q to start with %q"):format(s, prefix))
-end
+local U = require "test_util"
+local err, here, starts_with = U.err, U.here, U.starts_with
 
 describe("util.check_options", function()
   local spec = {lr = "number", name = "string", flag = "boolean", size = "integer",
