@@ -5,7 +5,10 @@
 -- DataLoader; then the test accuracy. Its PyTorch peer is scripts/bench/cnn_torch.py
 -- (the same model, data pipeline and loop). Prints one machine-readable line:
 --
---   BENCH impl=moonlight epoch_s=... steps=... accuracy=... peak_rss=BYTES
+--   BENCH impl=moonlight epoch_s=... steps=... accuracy=... train_peak_rss=BYTES peak_rss=BYTES
+--
+-- (train_peak_rss: the peak resident size when training ends, before the test
+-- pass at batch 1000; peak_rss: the whole run's)
 --
 --   build/moonlight scripts/bench/cnn.lua [--data DIR] [--epochs N] [--limit N] [--seed N] [--test 0|1]
 -- (--limit N: N steps an epoch; --test 0: no test pass, for profiles)
@@ -60,6 +63,7 @@ for _ = 1, opts.epochs do
   epoch_s[#epoch_s + 1] = clock() - t0
 end
 
+local train_peak_rss = ml._sys.peak_rss()
 model:eval()
 local correct, total = 0, 0
 ml.no_grad(function()
@@ -71,5 +75,6 @@ ml.no_grad(function()
 end)
 local s = {}
 for i, t in ipairs(epoch_s) do s[i] = string.format("%.3f", t) end
-print(string.format("BENCH impl=moonlight epoch_s=%s steps=%d accuracy=%.4f peak_rss=%d",
-                    table.concat(s, ","), steps, total > 0 and correct / total or 0 / 0, ml._sys.peak_rss()))
+print(string.format("BENCH impl=moonlight epoch_s=%s steps=%d accuracy=%.4f train_peak_rss=%d peak_rss=%d",
+                    table.concat(s, ","), steps, total > 0 and correct / total or 0 / 0, train_peak_rss,
+                    ml._sys.peak_rss()))

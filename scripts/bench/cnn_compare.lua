@@ -4,7 +4,11 @@
 -- count taken for the ratio. Prints a markdown table and a last machine-readable
 -- line:
 --
---   BENCH cnn_epoch_s=... torch_best_epoch_s=... torch_best_threads=N ratio=... rss_ratio=...
+--   BENCH cnn_epoch_s=... torch_best_epoch_s=... torch_best_threads=N ratio=... rss_ratio=... run_rss_ratio=...
+--
+-- rss_ratio: PyTorch's peak RSS over Moonlight's during the training epoch (what the
+-- benchmark times); run_rss_ratio: the same for the whole run, test pass at batch
+-- 1000 included.
 --
 --   build/moonlight scripts/bench/cnn_compare.lua [--repeats 3] [--limit N] [--threads 1,2]
 --       [--python /usr/bin/python3] [--data data/mnist]
@@ -39,7 +43,7 @@ local function median(xs)
 end
 
 local res = {}
-for _, im in ipairs(impls) do res[im.id] = {epoch = {}, rss = {}, acc = {}, wall = {}} end
+for _, im in ipairs(impls) do res[im.id] = {epoch = {}, rss = {}, train_rss = {}, acc = {}, wall = {}} end
 for r = 1, o.repeats do
   for _, im in ipairs(impls) do
     io.stderr:write(string.format("[%d/%d] %s\n", r, o.repeats, im.label))
@@ -52,29 +56,33 @@ for r = 1, o.repeats do
     local e = res[im.id]
     e.wall[#e.wall + 1] = clock() - t0
     e.epoch[#e.epoch + 1] = tonumber(line:match("epoch_s=([%d.]+)"))
-    e.rss[#e.rss + 1] = tonumber(line:match("peak_rss=(%d+)"))
+    e.rss[#e.rss + 1] = tonumber(line:match(" peak_rss=(%d+)"))
+    e.train_rss[#e.train_rss + 1] = tonumber(line:match("train_peak_rss=(%d+)"))
     e.acc[#e.acc + 1] = tonumber(line:match("accuracy=([%d.]+)"))
   end
 end
 
 local ml_epoch, ml_rss = median(res.moonlight.epoch), median(res.moonlight.rss)
-local best, best_t, best_rss = math.huge, 0, 0
+local ml_train_rss = median(res.moonlight.train_rss)
+local best, best_t, best_rss, best_train_rss = math.huge, 0, 0, 0
 for _, im in ipairs(impls) do
   if im.threads and median(res[im.id].epoch) < best then
     best, best_t, best_rss = median(res[im.id].epoch), im.threads, median(res[im.id].rss)
+    best_train_rss = median(res[im.id].train_rss)
   end
 end
 print(string.format("MNIST CNN, one training epoch%s, batch 128, Adam; medians of %d interleaved runs; load %s",
                     o.limit > 0 and (" (" .. o.limit .. " steps)") or "", o.repeats,
                     io.open("/proc/loadavg"):read("l"):match("^(%S+ %S+ %S+)")))
 print()
-print("| run | epoch (s) | peak RSS (MiB) | test accuracy | PyTorch's epoch / this |")
-print("|---|---:|---:|---:|---:|")
+print("| run | epoch (s) | peak RSS, training (MiB) | peak RSS, whole run (MiB) | test accuracy | PyTorch's epoch / this |")
+print("|---|---:|---:|---:|---:|---:|")
 for _, im in ipairs(impls) do
   local e = res[im.id]
-  print(string.format("| %s | %.2f | %.0f | %.4f | %.2f |", im.label, median(e.epoch), median(e.rss) / 2 ^ 20,
-                      median(e.acc), best / median(e.epoch)))
+  print(string.format("| %s | %.2f | %.0f | %.0f | %.4f | %.2f |", im.label, median(e.epoch),
+                      median(e.train_rss) / 2 ^ 20, median(e.rss) / 2 ^ 20, median(e.acc), best / median(e.epoch)))
 end
 print()
-print(string.format("BENCH cnn_epoch_s=%.3f torch_best_epoch_s=%.3f torch_best_threads=%d ratio=%.2f rss_ratio=%.2f",
-                    ml_epoch, best, best_t, best / ml_epoch, best_rss / ml_rss))
+print(string.format("BENCH cnn_epoch_s=%.3f torch_best_epoch_s=%.3f torch_best_threads=%d ratio=%.2f rss_ratio=%.2f"
+                    .. " run_rss_ratio=%.2f", ml_epoch, best, best_t, best / ml_epoch, best_train_rss / ml_train_rss,
+                    best_rss / ml_rss))

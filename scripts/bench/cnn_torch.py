@@ -3,7 +3,8 @@ CNN Conv2d(1,16,3,p1) -> BatchNorm2d -> ReLU -> MaxPool2d(2) -> Conv2d(16,32,3,p
 BatchNorm2d -> ReLU -> MaxPool2d(2) -> Linear(1568,128) -> ReLU -> Dropout ->
 Linear(128,10), batch 128, Adam 1e-3, cross_entropy, at its best on a CPU: the IDX
 files read with numpy and preloaded as float32 tensors, batches by index from a
-randperm; then the test accuracy. Prints one BENCH line.
+randperm; then the test accuracy. Prints one BENCH line (train_peak_rss: the peak
+resident size when training ends, before the test pass; peak_rss: the whole run's).
 
   /usr/bin/python3 scripts/bench/cnn_torch.py [--threads N] [--epochs N] [--limit N] [--data DIR]
 """
@@ -52,13 +53,15 @@ def main():
             opt.step()
             steps += 1
         epoch_s.append(time.perf_counter() - t0)
+    train_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     model.eval()
     with torch.no_grad():
         correct = sum((model(xte[s:s + 1000]).argmax(1) == yte[s:s + 1000]).sum().item()
                       for s in range(0, xte.shape[0], 1000))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print("BENCH impl=torch threads=%d epoch_s=%s steps=%d accuracy=%.4f peak_rss=%d" % (
-        torch.get_num_threads(), ",".join("%.3f" % t for t in epoch_s), steps, correct / xte.shape[0], rss),
+    print("BENCH impl=torch threads=%d epoch_s=%s steps=%d accuracy=%.4f train_peak_rss=%d peak_rss=%d" % (
+        torch.get_num_threads(), ",".join("%.3f" % t for t in epoch_s), steps, correct / xte.shape[0],
+        train_rss, rss),
         flush=True)
 
 

@@ -1,8 +1,11 @@
 /* The CPU allocator's free lists: small blocks freed and taken again on one thread
  * and across threads (each thread has its own short lists in front of the shared
  * ones, flushed to them when it exits), with the data written and read back so a
- * block handed out twice would show. */
+ * block handed out twice would show; a large block freed and a somewhat smaller one
+ * asked for: carved from the cached block, its tail given back, no new resident
+ * memory. */
 #include <pthread.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -74,10 +77,60 @@ static void test_blocks_across_threads(void **state) {
     assert_null(churn((void *)99));
 }
 
+/* VmRSS of this process in KiB, from /proc/self/status; -1 if unreadable. */
+static long resident_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+    fclose(f);
+    return kib;
+}
+
+static void test_smaller_size_carved_from_cached_block(void **state) {
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+#define NO_CACHE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NO_CACHE 1
+#endif
+#endif
+#ifdef NO_CACHE
+    skip(); /* the sanitizer build has no cache (src/cpu/memory.c): every block is the sanitizer's */
+#else
+    const ml_memory_ops *mem = ml_cpu_backend()->memory;
+    const size_t big = (size_t)32 << 20, smaller = (size_t)24 << 20;
+    unsigned char *p = mem->alloc(big);
+    assert_non_null(p);
+    memset(p, 1, big);
+    mem->free(p, big);
+    const long before = resident_kib();
+    unsigned char *q = mem->alloc(smaller);
+    assert_ptr_equal(q, p);           /* the cached block, not a new mapping */
+    memset(q, 2, smaller);            /* writable to its end */
+    const long after = resident_kib();
+    assert_true(before > 0 && after > 0);
+    assert_true(after <= before - 6 * 1024); /* the 8 MiB tail went back to the system */
+    mem->free(q, smaller);
+    /* a block more than twice the size asked for stays whole in the cache */
+    unsigned char *r = mem->alloc((size_t)4 << 20);
+    assert_non_null(r);
+    assert_ptr_not_equal(r, q);
+    mem->free(r, (size_t)4 << 20);
+    unsigned char *again = mem->alloc(smaller);
+    assert_ptr_equal(again, q);
+    mem->free(again, smaller);
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocks_on_one_thread),
         cmocka_unit_test(test_blocks_across_threads),
+        cmocka_unit_test(test_smaller_size_carved_from_cached_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
