@@ -1,7 +1,7 @@
 -- The training run that scripts/examples/mnist_cnn.lua and fashion_mnist_cnn.lua
 -- share (the two differ in dataset, defaults and target only): two conv blocks
--- (Conv2d, BatchNorm2d, ReLU, MaxPool2d), then Linear-ReLU-Dropout-Linear; Adam
--- 2e-3 with a cosine schedule over the run, cross_entropy on class ids. It prints
+-- (Conv2d, BatchNorm2d, ReLU, MaxPool2d), then Linear-ReLU-Dropout(0.25)-Linear; Adam
+-- 3e-3 with a cosine schedule over the run, cross_entropy on class ids. It prints
 -- the model's summary, the accuracy after each epoch and a last line
 -- "RESULT accuracy=... target=... met=true|false".
 --
@@ -18,7 +18,7 @@ function CNN:init()
   self.features = nn.Sequential(
     nn.Conv2d(1, 16, 3, {padding = 1}), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),  -- 16 x 14 x 14
     nn.Conv2d(16, 32, 3, {padding = 1}), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2)) -- 32 x 7 x 7
-  self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5),
+  self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25),
                                   nn.Linear(128, 10))
 end
 function CNN:forward(x) return self.classifier(self.features(x)) end
@@ -45,7 +45,11 @@ return function(ex, args)
   local model = CNN()
   print(ml.summary(model, {input_size = {opts.batch, 1, 28, 28}}))
   local steps = opts.limit > 0 and math.min(opts.limit, #loader) or #loader
-  local opt = optim.Adam(model:parameters(), {lr = 2e-3})
+  -- lr 3e-3 and Dropout(0.25), measured over seeds 0-3 (2026-12-07): MNIST after 3
+  -- epochs 99.13-99.27 %, after 2 epochs 99.09-99.14 % (seeds 0-1); Fashion-MNIST after
+  -- 6 epochs 92.0-92.3 % (seeds 0-1). Adam 2e-3 with Dropout(0.5) left MNIST at
+  -- 98.92-99.06 %: on the target's edge.
+  local opt = optim.Adam(model:parameters(), {lr = 3e-3})
   local sched = optim.lr_scheduler.CosineAnnealingLR(opt, steps * opts.epochs)
 
   local function accuracy()
