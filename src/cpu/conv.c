@@ -41,8 +41,9 @@ static void conv_oom(const conv_job *j) {
 }
 
 /* Row-major C [m, n] = op(A) @ op(B) + beta C on this thread. float32 products
- * go to our kernel up to its 32M multiply-adds (single thread, this Zen 4, hot
- * caches; OpenBLAS runs its Haswell kernels here): the MNIST CNN's per-sample
+ * go to our AVX-512 kernel, on a CPU that has it, up to its 32M multiply-adds
+ * (else to OpenBLAS; single thread, this Zen 4, hot caches; OpenBLAS runs its
+ * Haswell kernels here): the MNIST CNN's per-sample
  * products conv1 forward [16, 9] x [9, 784] 1.8 vs 3.4 us, its weight gradient
  * [16, 784] x [9, 784]^T 3.8 vs 6.2 us, conv2 forward [32, 144] x [144, 196] 10.7
  * vs 22.1 us, input gradient [144, 32]^T... 12.8 vs 19.9 us, weight gradient
@@ -56,10 +57,9 @@ static void gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const fl
             for (int64_t jj = 0; jj < n; jj++) c[i * ldc + jj] = beta == 0 ? 0 : beta * c[i * ldc + jj];
         return;
     }
-    if ((double)m * (double)n * (double)k <= 32e6) { /* every conv shape measured (below) */
-        ml_small_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, NULL);
+    if ((double)m * (double)n * (double)k <= 32e6 && /* every conv shape measured (above) */
+        ml_small_sgemm_avx512(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, NULL))
         return;
-    }
     const int saved = ml_blas_enter();
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (blasint)m, (blasint)n, (blasint)k, 1.0f, a, (blasint)lda, b, (blasint)ldb, beta,

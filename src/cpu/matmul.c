@@ -1,8 +1,10 @@
 /* CPU kernel of the matmul family, one call per batch item. A product big enough
  * is cut into slices of C fixed by its shape, spread over the threads; each slice (or a
- * small product whole) is computed by our own float32 kernel (small_gemm.c, bias
- * fused) where ml_small_sgemm_pays says it beats OpenBLAS, else by OpenBLAS
- * sgemm/dgemm on one thread. For OpenBLAS, nn.Linear's bias is copied into C's
+ * small product whole) is computed by our own AVX-512 float32 kernel (small_gemm.c,
+ * bias fused) where the CPU has AVX-512 and ml_small_sgemm_pays says it beats
+ * OpenBLAS, else by OpenBLAS sgemm/dgemm on one thread (whose kernels are chosen at
+ * run time for the CPU; our plain-C kernel, built for the baseline x86-64, is not
+ * used there: see small_gemm.h). For OpenBLAS, nn.Linear's bias is copied into C's
  * rows first and the product added onto them (beta = 1): at small shapes OpenBLAS
  * zeroing C and a second pass adding the bias cost more. */
 #include <cblas.h>
@@ -62,12 +64,11 @@ static void gemm_slice(const ml_gemm_args *g, int64_t item, bool split_m, int64_
         n = hi - lo;
     }
     double beta = g->beta;
-    if (g->c->dtype == ML_F32 && ml_small_sgemm_pays(g->trans_b, m, n, g->k)) {
-        ml_small_sgemm(g->trans_a, g->trans_b, m, n, g->k, (float)g->alpha, (const float *)a,
-                       g->lda, (const float *)b, g->ldb, (float)beta, (float *)c, g->ldc,
-                       (const float *)bias);
+    if (g->c->dtype == ML_F32 && ml_small_sgemm_pays(g->trans_b, m, n, g->k) &&
+        ml_small_sgemm_avx512(g->trans_a, g->trans_b, m, n, g->k, (float)g->alpha, (const float *)a,
+                              g->lda, (const float *)b, g->ldb, (float)beta, (float *)c, g->ldc,
+                              (const float *)bias))
         return;
-    }
     if (bias) { /* bias rows, the product added onto them */
         fill_bias_rows(c, g->ldc, bias, m, n, es);
         beta = 1.0;

@@ -278,10 +278,3 @@ bool ml_small_sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, fl
     return false;
 #endif
 }
-
-void ml_small_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
-                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                    float *c, int64_t ldc, const float *bias) {
-    if (!ml_small_sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias))
-        ml_small_sgemm_generic(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
-}

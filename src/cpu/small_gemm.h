@@ -39,13 +39,14 @@ static inline bool ml_small_sgemm_pays(bool tb, int64_t m, int64_t n, int64_t k)
     return tb || mnk >= 1e6;
 }
 
-/* Both need ml_small_sgemm_fits(m, n, k). ml_small_sgemm takes the best path for
- * this CPU; the two below are that choice made by hand (for the tests). */
-void ml_small_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
-                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                    float *c, int64_t ldc, const float *bias);
-
-/* plain C that the compiler vectorises: any machine */
+/* Both need ml_small_sgemm_fits(m, n, k). The products of matmul.c and conv.c use
+ * the AVX-512 kernel where the CPU has it and OpenBLAS elsewhere.
+ *
+ * Plain C that the compiler vectorises, on any machine: the reference the AVX-512
+ * kernel is tested against. Not used for the products: this file is built for the
+ * baseline x86-64 (SSE2) in the portable build, where it ran 2.3x the instructions
+ * of the same code built for AVX2 (callgrind, the reference experiment on a CPU
+ * without AVX-512), and it was never measured against OpenBLAS's own AVX2 kernels. */
 void ml_small_sgemm_generic(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                             const float *a, int64_t lda, const float *b, int64_t ldb,
                             float beta, float *c, int64_t ldc, const float *bias);

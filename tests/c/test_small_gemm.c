@@ -26,13 +26,6 @@ static bool generic(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alp
     return true;
 }
 
-static bool dispatched(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
-                       const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                       float *c, int64_t ldc, const float *bias) {
-    ml_small_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
-    return true;
-}
-
 static uint32_t rng = 12345u;
 static float uniform(void) { /* in [-1, 1) */
     rng = rng * 1664525u + 1013904223u;
@@ -149,11 +142,6 @@ static void test_avx512_against_naive(void **state) {
     sweep(ml_small_sgemm_avx512);
 }
 
-static void test_dispatched_against_naive(void **state) {
-    (void)state;
-    sweep(dispatched);
-}
-
 static ml_tensor *randn2(int64_t r, int64_t c) {
     ml_tensor *t = ml_tensor_empty(ML_F32, ML_CPU, 2, (int64_t[]){r, c});
     assert_non_null(t);
@@ -207,7 +195,6 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generic_against_naive),
         cmocka_unit_test(test_avx512_against_naive),
-        cmocka_unit_test(test_dispatched_against_naive),
         cmocka_unit_test(test_ops_reach_kernel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
