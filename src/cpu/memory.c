@@ -8,10 +8,10 @@
  * ML_CACHE_MAX_BYTES in all) and handed out again, most recently freed first, to an
  * allocation of the same rounded size.
  *
- * A miss takes the smallest larger cached block (up to twice the size), if any, and gives its tail back
- * to the system: a size the run has not used yet (a last partial batch, a first
- * step at another batch size) is carved from resident blocks instead of adding
- * new ones. For that, large blocks are mappings of their own (mmap; a tail is
+ * A miss takes the smallest larger cached block (up to twice the size), if any,
+ * and gives its tail back to the system: a size the run has not used yet (a last
+ * partial batch, a first step at another batch size) is carved from resident
+ * blocks instead of adding new ones. For that, large blocks are mappings of their own (mmap; a tail is
  * unmapped whole pages), not glibc's, whose heap would keep a freed tail
  * resident. Measured on the MNIST CNN benchmark's training epoch, the last batch
  * of 96 after 468 of 128 raised the peak RSS from ~107 to 145 MiB; carved, it
@@ -35,17 +35,7 @@
 
 #include "../backend.h"
 #include "../error.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define ML_CACHE_ENABLED 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ML_CACHE_ENABLED 0
-#endif
-#endif
-#ifndef ML_CACHE_ENABLED
-#define ML_CACHE_ENABLED 1
-#endif
+#include "memory_cache.h"
 
 #define ML_CACHE_MIN ((size_t)64 << 10)
 #define ML_CACHE_MAX_BYTES ((size_t)512 << 20)

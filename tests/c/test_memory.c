@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "cpu/memory_cache.h"
 
 #define N_BLOCKS 2000
 
@@ -91,14 +92,7 @@ static long resident_kib(void) {
 
 static void test_smaller_size_carved_from_cached_block(void **state) {
     (void)state;
-#if defined(__SANITIZE_ADDRESS__)
-#define NO_CACHE 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define NO_CACHE 1
-#endif
-#endif
-#ifdef NO_CACHE
+#if !ML_CACHE_ENABLED
     skip(); /* the sanitizer build has no cache (src/cpu/memory.c): every block is the sanitizer's */
 #else
     const ml_memory_ops *mem = ml_cpu_backend()->memory;
