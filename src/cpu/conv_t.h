@@ -15,14 +15,80 @@
 #define ML_CAT2(a, b) a##_##b
 #define ML_CAT(a, b) ML_CAT2(a, b)
 #define IM2COL ML_CAT(im2col, SUFFIX)
+#ifndef ML_SHIFT_MAX_TAPS
+#define ML_SHIFT_MAX_TAPS 49 /* the shifted planes' paths up to a 7x7 kernel (a stack array each) */
+#define ML_SHIFT_CHUNK 32    /* col2im_shift's sums: two AVX-512 registers of float32 */
+#endif
 #define COL2IM ML_CAT(col2im, SUFFIX)
 #define FWD_BLOCK ML_CAT(conv_forward_block, SUFFIX)
 #define BWI_BLOCK ML_CAT(conv_backward_input_block, SUFFIX)
 #define BWW_BLOCK ML_CAT(conv_backward_weight_block, SUFFIX)
 #define BWW_COMBINE ML_CAT(conv_backward_weight_combine, SUFFIX)
 
+/* Stride 1 and an output as wide as the input (a 3x3 kernel with padding 1, the
+ * usual case): each plane of col is the input plane shifted by one flat offset.
+ * For plane (c, ki, kj) the output rows [*oy0, *oy1) and columns [*lo, *hi) read
+ * inside the input, at x_plane[p + *shift] for p = oy ow + ox; the other
+ * positions are padding. */
+static inline bool ML_CAT(shifted_plane, SUFFIX)(const ml_conv_geom *g, int64_t ki, int64_t kj,
+                                                 int64_t *oy0, int64_t *oy1, int64_t *lo,
+                                                 int64_t *hi, int64_t *shift) {
+    const int64_t iy0 = ki * g->dh - g->ph, ix0 = kj * g->dw - g->pw; /* iy = oy + iy0 */
+    *oy0 = iy0 >= 0 ? 0 : -iy0;
+    *oy1 = g->h - iy0 < g->oh ? g->h - iy0 : g->oh;
+    *lo = ix0 >= 0 ? 0 : -ix0;
+    *hi = g->w - ix0 < g->ow ? g->w - ix0 : g->ow;
+    *shift = iy0 * g->w + ix0;
+    return *oy0 < *oy1 && *lo < *hi;
+}
+
+/* plane [., ow]: the columns [0, lo) and [hi, ow) of the rows [oy0, oy1) set to 0.
+ * Column by column: a padding column or two, down 14 or 28 rows (row by row, the
+ * compiler made each row's one or two stores a memset call). */
+static inline void ML_CAT(zero_columns, SUFFIX)(T *restrict plane, int64_t ow, int64_t oy0,
+                                                int64_t oy1, int64_t lo, int64_t hi) {
+    for (int64_t ox = 0; ox < ow; ox++) {
+        if (ox == lo) ox = hi;
+        if (ox >= ow) break;
+        for (int64_t oy = oy0; oy < oy1; oy++) plane[oy * ow + ox] = 0;
+    }
+}
+
+static inline bool ML_CAT(is_shift, SUFFIX)(const ml_conv_geom *g) {
+    return g->sh == 1 && g->sw == 1 && g->ow == g->w && g->kh * g->kw <= ML_SHIFT_MAX_TAPS;
+}
+
+/* IM2COL for is_shift geometries: per plane one flat copy of its rows inside the
+ * input (rows of 14 or 28 were a short copy each, more call than copy), then the
+ * positions in the padding set to 0, those the flat copy filled from the
+ * neighbouring row included. The same values as the general loop. */
+static void ML_CAT(im2col_shift, SUFFIX)(const T *restrict x, const ml_conv_geom *g, T *restrict col) {
+    const int64_t ow = g->ow, P = g->oh * ow, HW = g->h * g->w;
+    for (int64_t c = 0; c < g->c_in; c++)
+        for (int64_t ki = 0; ki < g->kh; ki++)
+            for (int64_t kj = 0; kj < g->kw; kj++) {
+                T *restrict d = col + ((c * g->kh + ki) * g->kw + kj) * P;
+                int64_t oy0, oy1, lo, hi, shift;
+                if (!ML_CAT(shifted_plane, SUFFIX)(g, ki, kj, &oy0, &oy1, &lo, &hi, &shift)) {
+                    for (int64_t p = 0; p < P; p++) d[p] = 0;
+                    continue;
+                }
+                const T *restrict s = x + c * HW + shift;
+                const int64_t p0 = oy0 * ow + lo, p1 = (oy1 - 1) * ow + hi;
+                for (int64_t p = 0; p < oy0 * ow; p++) d[p] = 0;
+#pragma omp simd
+                for (int64_t p = p0; p < p1; p++) d[p] = s[p];
+                for (int64_t p = oy1 * ow; p < P; p++) d[p] = 0;
+                ML_CAT(zero_columns, SUFFIX)(d, ow, oy0, oy1, lo, hi);
+            }
+}
+
 /* col [c_in kh kw, oh ow] from one sample's x [c_in, h, w]; outside the input, 0. */
 static void IM2COL(const T *restrict x, const ml_conv_geom *g, T *restrict col) {
+    if (ML_CAT(is_shift, SUFFIX)(g)) {
+        ML_CAT(im2col_shift, SUFFIX)(x, g, col);
+        return;
+    }
     const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, P = oh * ow;
     for (int64_t c = 0; c < g->c_in; c++)
         for (int64_t ki = 0; ki < g->kh; ki++)
@@ -53,10 +119,72 @@ static void IM2COL(const T *restrict x, const ml_conv_geom *g, T *restrict col) 
             }
 }
 
-/* x [c_in, h, w] += the patches of col [c_in kh kw, oh ow] put back in place (the
- * adjoint of IM2COL); x zeroed by the caller. One thread per sample: a fixed order. */
-static void COL2IM(const T *restrict col, const ml_conv_geom *g, T *restrict x) {
+/* COL2IM for is_shift geometries, gathered: each element of x is the sum of its
+ * taps, added in plane order in a register and stored once (adding plane after
+ * plane into x, each pass shifted by one element against the last, ran at a
+ * fraction of the stores' speed). The entries of col in the padding are set to 0
+ * first, so that in the middle of a plane, where every tap is inside the input,
+ * the sum needs no test (a tap whose column falls outside the input reads such a
+ * 0 from the neighbouring row). The same terms in the same order as the general
+ * loop: the same bits. */
+static void ML_CAT(col2im_shift, SUFFIX)(T *restrict col, const ml_conv_geom *g, T *restrict x) {
+    const int64_t ow = g->ow, P = g->oh * ow, HW = g->h * g->w, K = g->kh * g->kw;
+    const T *src[ML_SHIFT_MAX_TAPS];
+    int64_t shift[ML_SHIFT_MAX_TAPS], a[ML_SHIFT_MAX_TAPS], b[ML_SHIFT_MAX_TAPS];
+    for (int64_t c = 0; c < g->c_in; c++) {
+        int nt = 0;
+        int64_t mid0 = 0, mid1 = HW; /* where every tap is inside */
+        for (int64_t t = 0; t < K; t++) {
+            T *s = col + (c * K + t) * P;
+            int64_t oy0, oy1, lo, hi, sh;
+            if (!ML_CAT(shifted_plane, SUFFIX)(g, t / g->kw, t % g->kw, &oy0, &oy1, &lo, &hi, &sh))
+                continue;
+            ML_CAT(zero_columns, SUFFIX)(s, ow, oy0, oy1, lo, hi);
+            src[nt] = s;
+            shift[nt] = sh;
+            a[nt] = oy0 * ow + lo + sh; /* the elements of x this plane reaches: [a, b) */
+            b[nt] = (oy1 - 1) * ow + hi + sh;
+            mid0 = a[nt] > mid0 ? a[nt] : mid0;
+            mid1 = b[nt] < mid1 ? b[nt] : mid1;
+            nt++;
+        }
+        T *restrict xc = x + c * HW;
+        if (mid1 < mid0) mid1 = mid0;
+        for (int64_t q = 0; q < HW; q++) {
+            if (q == mid0) q = mid1;
+            if (q >= HW) break;
+            T acc = 0;
+            for (int i = 0; i < nt; i++)
+                if (q >= a[i] && q < b[i]) acc += src[i][q - shift[i]];
+            xc[q] = acc;
+        }
+        for (int64_t q0 = mid0; q0 < mid1; q0 += ML_SHIFT_CHUNK) { /* a chunk in registers */
+            const int64_t n = mid1 - q0 < ML_SHIFT_CHUNK ? mid1 - q0 : ML_SHIFT_CHUNK;
+            T acc[ML_SHIFT_CHUNK] = {0};
+            for (int i = 0; i < nt; i++) {
+                const T *restrict si = src[i] + (q0 - shift[i]);
+                if (n == ML_SHIFT_CHUNK) {
+#pragma omp simd
+                    for (int64_t k = 0; k < ML_SHIFT_CHUNK; k++) acc[k] += si[k];
+                } else {
+                    for (int64_t k = 0; k < n; k++) acc[k] += si[k];
+                }
+            }
+            for (int64_t k = 0; k < n; k++) xc[q0 + k] = acc[k];
+        }
+    }
+}
+
+/* x [c_in, h, w] = the patches of col [c_in kh kw, oh ow] put back in place and
+ * added (the adjoint of IM2COL); col is scratch (is_shift geometries zero its
+ * padding entries). One thread per sample: a fixed order. */
+static void COL2IM(T *restrict col, const ml_conv_geom *g, T *restrict x) {
+    if (ML_CAT(is_shift, SUFFIX)(g)) {
+        ML_CAT(col2im_shift, SUFFIX)(col, g, x);
+        return;
+    }
     const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, P = oh * ow;
+    memset(x, 0, (size_t)(g->c_in * h * w) * sizeof(T));
     for (int64_t c = 0; c < g->c_in; c++)
         for (int64_t ki = 0; ki < g->kh; ki++)
             for (int64_t kj = 0; kj < g->kw; kj++) {
@@ -139,7 +267,6 @@ static void BWI_BLOCK(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
             GEMM(true, false, K, P, co, w + gi * co * K, K, gn + gi * co * P, P, 0,
                  cn + gi * K * P, P);
         if (!j->direct) {
-            memset(xn, 0, (size_t)(g->c_in * HW) * sizeof(T));
             COL2IM(col, g, xn);
         }
         if (bias)

@@ -234,6 +234,49 @@ Estimated Total Size (MB): 3.27
   end)
 end)
 
+describe("conv2d's paths", function()
+  -- Stride 1 with an output as wide as the input takes the shifted-plane im2col and
+  -- col2im (src/cpu/conv_t.h); the same convolution over an input padded by F.pad
+  -- and no padding of its own takes the general loops. Same values, same order of
+  -- additions: the same bits, forward and every gradient.
+  it("the shifted planes agree bit for bit with the general loops", function()
+    ml.manual_seed(11)
+    local cases = {
+      {x = {3, 4, 14, 14}, w = {5, 4, 3, 3}, pad = {1, 1}},
+      {x = {2, 1, 28, 28}, w = {16, 1, 3, 3}, pad = {1, 1}},
+      {x = {2, 3, 7, 9}, w = {4, 3, 5, 5}, pad = {2, 2}},
+      {x = {2, 2, 6, 8}, w = {3, 2, 3, 3}, pad = {2, 2}, dilation = 2},
+      {x = {1, 2, 5, 6}, w = {2, 2, 1, 3}, pad = {0, 1}},
+      {x = {2, 2, 2, 3}, w = {3, 2, 5, 5}, pad = {2, 2}},   -- planes with no row inside
+      {x = {1, 1, 1, 1}, w = {2, 1, 3, 3}, pad = {1, 1}},
+      {x = {2, 4, 5, 5}, w = {6, 2, 3, 3}, pad = {1, 1}, groups = 2},
+      {x = {2, 2, 4, 4}, w = {3, 2, 3, 3}, pad = {3, 1}},   -- taller output than input
+    }
+    for _, c in ipairs(cases) do
+      local x0, w0, g0 = ml.randn(c.x), ml.randn(c.w), nil
+      local function run(shifted)
+        local x = x0:detach():requires_grad_(true)
+        local w = w0:detach():requires_grad_(true)
+        local b = ml.randn({c.w[1]}):requires_grad_(true)
+        local o = {dilation = c.dilation or 1, groups = c.groups or 1}
+        local y
+        if shifted then
+          o.padding = c.pad
+          y = F.conv2d(x, w, b, o)
+        else
+          y = F.conv2d(F.pad(x, {c.pad[2], c.pad[2], c.pad[1], c.pad[1]}), w, b, o)
+        end
+        g0 = g0 or ml.randn(y:shape())
+        y:backward(g0)
+        return {y:detach(), x.grad, w.grad}
+      end
+      local s = T.seeded(function() return run(true) end, 5)
+      local r = T.seeded(function() return run(false) end, 5)
+      for i = 1, 3 do T.assert_close(s[i], r[i], {rtol = 0, atol = 0}) end
+    end
+  end)
+end)
+
 describe("determinism", function()
   it("conv, pooling and batch norm give the same bits on 1 and on 2 threads", function()
     local function run()
