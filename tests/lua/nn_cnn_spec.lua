@@ -134,6 +134,26 @@ describe("pooling layers", function()
       T.assert_close(y, ref, {equal_nan = true, rtol = 0, atol = 0})
     end
   end)
+  it("MaxPool2d(2): the fast paths' gradients agree with the reference's, odd sizes included", function()
+    ml.manual_seed(5)
+    for _, shape in ipairs({{3, 5, 28, 28}, {2, 2, 14, 14}, {1, 3, 6, 40}, {2, 1, 9, 7}, {1, 1, 35, 3}}) do
+     for _, double in ipairs({false, true}) do
+      local x = ml.randn(shape) -- no ties: one maximum per window
+      if double then x = x:double() end
+      local xr = x:detach():requires_grad_(true)
+      local xp = x:detach():requires_grad_(true)
+      local n, c, h, w = shape[1], shape[2], shape[3] // 2 * 2, shape[4] // 2 * 2
+      local y = F.max_pool2d(xp, 2)
+      local crop = xr:narrow(3, 1, h):narrow(4, 1, w):contiguous()
+      local ref = crop:view({n, c, h // 2, 2, w // 2, 2}):permute({1, 2, 3, 5, 4, 6}):contiguous()
+        :view({n, c, h // 2, w // 2, 4}):max(5)
+      local g = ml.randn(y:shape())
+      y:backward(g)
+      ref:backward(g)
+      T.assert_close(xp.grad, xr.grad, {rtol = 0, atol = 0})
+     end
+    end
+  end)
 end)
 
 describe("batch norm layers", function()
