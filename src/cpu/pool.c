@@ -86,60 +86,10 @@ static void max_forward_2x2_avx512(void *ctx, int64_t blk, int64_t p0, int64_t p
         }
     }
 }
-/* max_backward_2x2_f32 with AVX-512: 16 windows at a time, each gradient kept in
- * the lane of the position its window's code names (0, 1, W, W + 1) and zeroed in
- * the others, the even and odd columns interleaved back by permutes, both input
- * rows stored whole (masked at the row's end). Rows of 14 and 7 windows are less
- * than one vector: the plain loop ran them all in its scalar tail. */
-static void max_backward_2x2_avx512(void *ctx, int64_t blk, int64_t p0, int64_t p1) {
-    (void)blk;
-    const pool_job *j = ctx;
-    const ml_pool_geom *g = j->g;
-    const int64_t H = g->h, W = g->w, OH = g->oh, OW = g->ow;
-    /* lane i of the two halves of a row: column i / 2 of the even (i even) or odd vector */
-    const __m512i inter_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i inter_hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    const __m512i lane2 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i c1 = _mm512_set1_epi32(1), cw = _mm512_set1_epi32((int)W), cw1 = _mm512_set1_epi32((int)W + 1);
-    for (int64_t p = p0; p < p1; p++) {
-        const float *gy = (const float *)j->in + p * OH * OW;
-        const int64_t *idx = j->idx + p * OH * OW;
-        float *gx = (float *)j->out + p * H * W;
-        for (int64_t oy = 0; oy < OH; oy++) {
-            float *r0 = gx + 2 * oy * W, *r1 = r0 + W;
-            for (int64_t ox = 0; ox < OW; ox += 16) {
-                const int64_t n = OW - ox < 16 ? OW - ox : 16, n2 = 2 * n;
-                const __mmask16 mo = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
-                const __mmask16 mlo = (__mmask16)(n2 >= 16 ? 0xffff : (1u << n2) - 1);
-                const __mmask16 mhi = (__mmask16)(n2 > 16 ? (1u << (n2 - 16)) - 1 : 0);
-                const __m512 v = _mm512_add_ps(_mm512_setzero_ps(),
-                                               _mm512_maskz_loadu_ps(mo, gy + oy * OW + ox));
-                const __m256i ilo = _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64((__mmask8)mo, idx + oy * OW + ox));
-                const __m256i ihi = _mm512_cvtepi64_epi32(
-                    _mm512_maskz_loadu_epi64((__mmask8)(mo >> 8), idx + oy * OW + ox + 8));
-                const __m512i pos = _mm512_inserti64x4(_mm512_castsi256_si512(ilo), ihi, 1);
-                const __m512i code = _mm512_sub_epi32(
-                    pos, _mm512_add_epi32(lane2, _mm512_set1_epi32((int)(2 * oy * W + 2 * ox))));
-                const __m512 a = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(code, _mm512_setzero_si512()), v);
-                const __m512 b = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(code, c1), v);
-                const __m512 c = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(code, cw), v);
-                const __m512 d = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(code, cw1), v);
-                _mm512_mask_storeu_ps(r0 + 2 * ox, mlo, _mm512_permutex2var_ps(a, inter_lo, b));
-                _mm512_mask_storeu_ps(r0 + 2 * ox + 16, mhi, _mm512_permutex2var_ps(a, inter_hi, b));
-                _mm512_mask_storeu_ps(r1 + 2 * ox, mlo, _mm512_permutex2var_ps(c, inter_lo, d));
-                _mm512_mask_storeu_ps(r1 + 2 * ox + 16, mhi, _mm512_permutex2var_ps(c, inter_hi, d));
-            }
-            if (W > 2 * OW) r0[W - 1] = r1[W - 1] = 0; /* an odd width's last column */
-        }
-        for (int64_t i = 2 * OH * W; i < H * W; i++) gx[i] = 0; /* an odd height's last row */
-    }
-}
 #define MAX_2X2_F32 max_forward_2x2_avx512
-#define MAX_BWD_2X2_F32 max_backward_2x2_avx512
 #define MAX_2X2_F32_FITS(g) ((g)->h * (g)->w < ((int64_t)1 << 31))
 #else
 #define MAX_2X2_F32 max_forward_2x2_f32
-#define MAX_BWD_2X2_F32 max_backward_2x2_f32
 #define MAX_2X2_F32_FITS(g) true
 #endif
 
@@ -170,8 +120,6 @@ static int cpu_pool_max_forward(const ml_tensor *x, const ml_pool_geom *g, ml_te
 static int cpu_pool_max_backward(const ml_tensor *gy, const ml_tensor *idx, const ml_pool_geom *g,
                                  ml_tensor *gx) {
     pool_job j = {g, ml_data(gy), ml_data(gx), ml_data(idx)};
-    if (is_2x2(g) && MAX_2X2_F32_FITS(g)) return run_planes(gy, g, MAX_BWD_2X2_F32, max_backward_2x2_f64, &j);
-    if (is_2x2(g)) return run_planes(gy, g, max_backward_2x2_f32, max_backward_2x2_f64, &j);
     return run_planes(gy, g, max_backward_planes_f32, max_backward_planes_f64, &j);
 }
 

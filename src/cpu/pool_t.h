@@ -10,7 +10,6 @@
 #define MAX_FWD ML_CAT(max_forward_planes, SUFFIX)
 #define MAX_FWD_2X2 ML_CAT(max_forward_2x2, SUFFIX)
 #define MAX_BWD ML_CAT(max_backward_planes, SUFFIX)
-#define MAX_BWD_2X2 ML_CAT(max_backward_2x2, SUFFIX)
 #define AVG_FWD ML_CAT(avg_forward_planes, SUFFIX)
 #define AVG_BWD ML_CAT(avg_backward_planes, SUFFIX)
 #define ADA_FWD ML_CAT(adaptive_forward_planes, SUFFIX)
@@ -101,39 +100,6 @@ static void MAX_BWD(void *ctx, int64_t blk, int64_t p0, int64_t p1) {
         T *gx = (T *)j->out + p * HW;
         memset(gx, 0, (size_t)HW * sizeof(T));
         for (int64_t o = 0; o < O; o++) gx[idx[o]] += gy[o];
-    }
-}
-
-/* MAX_BWD for MaxPool2d(2) (whole windows, none overlapping): each window's four
- * input elements written at once, the gradient at its maximum (0 + g, as the
- * general loop's sum into zeros) and 0 at the other three; no memset first, and no
- * scattered adds the compiler could not vectorise. */
-static void MAX_BWD_2X2(void *ctx, int64_t blk, int64_t p0, int64_t p1) {
-    (void)blk;
-    const pool_job *j = ctx;
-    const ml_pool_geom *g = j->g;
-    const int64_t H = g->h, W = g->w, OH = g->oh, OW = g->ow;
-    for (int64_t p = p0; p < p1; p++) {
-        const T *gy = (const T *)j->in + p * OH * OW;
-        const int64_t *idx = j->idx + p * OH * OW;
-        T *gx = (T *)j->out + p * H * W;
-        for (int64_t oy = 0; oy < OH; oy++) {
-            T *r0 = gx + 2 * oy * W, *r1 = r0 + W;
-            const T *gr = gy + oy * OW;
-            const int64_t *ir = idx + oy * OW;
-#pragma omp simd
-            for (int64_t ox = 0; ox < OW; ox++) {
-                const int64_t at = ir[ox] - (2 * oy * W + 2 * ox); /* 0, 1, W or W + 1 */
-                const T v = (T)0 + gr[ox];
-                r0[2 * ox] = at == 0 ? v : 0;
-                r0[2 * ox + 1] = at == 1 ? v : 0;
-                r1[2 * ox] = at == W ? v : 0;
-                r1[2 * ox + 1] = at == W + 1 ? v : 0;
-            }
-            /* an odd width's last column and an odd height's last row: no window */
-            if (W > 2 * OW) r0[W - 1] = r1[W - 1] = 0;
-        }
-        for (int64_t i = 2 * OH * W; i < H * W; i++) gx[i] = 0;
     }
 }
 
@@ -241,7 +207,6 @@ static void ADA_BWD(void *ctx, int64_t blk, int64_t p0, int64_t p1) {
 #undef MAX_FWD
 #undef MAX_FWD_2X2
 #undef MAX_BWD
-#undef MAX_BWD_2X2
 #undef AVG_FWD
 #undef AVG_BWD
 #undef ADA_FWD
