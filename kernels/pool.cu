@@ -34,7 +34,7 @@ __global__ void k_max_fwd(const T *x, ml_pool_geom g, T *y, int64_t *idx, int64_
                 }
             }
         y[i] = mv;
-        idx[i] = mi;
+        if (idx) idx[i] = mi;
     }
 }
 
@@ -158,7 +158,7 @@ static int cu_pool_max_forward(const ml_tensor *x, const ml_pool_geom *g, ml_ten
     if (total == 0) return 0;
     ML_CU_DISPATCH_FLOAT(x->dtype, {
         k_max_fwd<T><<<ml_cu_blocks(total), ML_CU_THREADS, 0, ml_cu_stream()>>>(
-            (const T *)ml_data(x), *g, (T *)ml_data(y), (int64_t *)ml_data(idx), total);
+            (const T *)ml_data(x), *g, (T *)ml_data(y), idx ? (int64_t *)ml_data(idx) : NULL, total);
     })
     ML_CU_LAUNCHED("max_pool2d");
     return 0;

@@ -48,7 +48,7 @@ static void max_forward_2x2_avx512(void *ctx, int64_t blk, int64_t p0, int64_t p
     for (int64_t p = p0; p < p1; p++) {
         const float *x = (const float *)j->in + p * H * W;
         float *y = (float *)j->out + p * OH * OW;
-        int64_t *idx = j->idx + p * OH * OW;
+        int64_t *idx = j->idx ? j->idx + p * OH * OW : NULL;
         for (int64_t oy = 0; oy < OH; oy++) {
             const float *r0 = x + 2 * oy * W, *r1 = r0 + W;
             for (int64_t ox = 0; ox < OW; ox += 16) {
@@ -76,6 +76,7 @@ static void max_forward_2x2_avx512(void *ctx, int64_t blk, int64_t p0, int64_t p
                 mv = _mm512_mask_blend_ps(t, mv, d);
                 code = _mm512_mask_blend_epi32(t, code, _mm512_set1_epi32((int)W + 1));
                 _mm512_mask_storeu_ps(y + oy * OW + ox, mo, mv);
+                if (!idx) continue;
                 const __m512i pos = _mm512_add_epi32(
                     _mm512_add_epi32(code, lane2), _mm512_set1_epi32((int)(2 * oy * W + 2 * ox)));
                 _mm512_mask_storeu_epi64(idx + oy * OW + ox, (__mmask8)mo,
@@ -111,7 +112,7 @@ static bool is_2x2(const ml_pool_geom *g) {
 
 static int cpu_pool_max_forward(const ml_tensor *x, const ml_pool_geom *g, ml_tensor *y,
                                 ml_tensor *idx) {
-    pool_job j = {g, ml_data(x), ml_data(y), ml_data(idx)};
+    pool_job j = {g, ml_data(x), ml_data(y), idx ? ml_data(idx) : NULL};
     if (is_2x2(g) && MAX_2X2_F32_FITS(g)) return run_planes(x, g, MAX_2X2_F32, max_forward_2x2_f64, &j);
     if (is_2x2(g)) return run_planes(x, g, max_forward_2x2_f32, max_forward_2x2_f64, &j);
     return run_planes(x, g, max_forward_planes_f32, max_forward_planes_f64, &j);

@@ -23,7 +23,7 @@ static void MAX_FWD(void *ctx, int64_t blk, int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; p++) {
         const T *x = (const T *)j->in + p * H * W;
         T *y = (T *)j->out + p * OH * OW;
-        int64_t *idx = j->idx + p * OH * OW;
+        int64_t *idx = j->idx ? j->idx + p * OH * OW : NULL;
         for (int64_t oy = 0; oy < OH; oy++) {
             int64_t ih0 = oy * g->sh - g->ph;
             const int64_t ih1 = ih0 + (g->kh - 1) * g->dh + 1 < H ? ih0 + (g->kh - 1) * g->dh + 1 : H;
@@ -43,7 +43,7 @@ static void MAX_FWD(void *ctx, int64_t blk, int64_t p0, int64_t p1) {
                         }
                     }
                 y[oy * OW + ox] = mv;
-                idx[oy * OW + ox] = mi;
+                if (idx) idx[oy * OW + ox] = mi;
             }
         }
     }
@@ -60,11 +60,11 @@ static void MAX_FWD_2X2(void *ctx, int64_t blk, int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; p++) {
         const T *x = (const T *)j->in + p * H * W;
         T *y = (T *)j->out + p * OH * OW;
-        int64_t *idx = j->idx + p * OH * OW;
+        int64_t *idx = j->idx ? j->idx + p * OH * OW : NULL;
         for (int64_t oy = 0; oy < OH; oy++) {
             const T *r0 = x + 2 * oy * W, *r1 = r0 + W;
             T *yr = y + oy * OW;
-            int64_t *ir = idx + oy * OW;
+            int64_t *ir = idx ? idx + oy * OW : NULL;
 #pragma omp simd
             for (int64_t ox = 0; ox < OW; ox++) {
                 /* branch-free: with random data each comparison is a coin toss, and
@@ -83,7 +83,7 @@ static void MAX_FWD_2X2(void *ctx, int64_t blk, int64_t p0, int64_t p1) {
                 mv = td ? d : mv;
                 mi = td ? base + W + 1 : mi;
                 yr[ox] = mv;
-                ir[ox] = mi;
+                if (ir) ir[ox] = mi;
             }
         }
     }

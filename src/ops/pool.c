@@ -117,8 +117,11 @@ ml_tensor *ml_max_pool2d(ml_tensor *x, const ml_pool_opts *o, ml_tensor **indice
     ml_pool_geom geom;
     ml_tensor *y = windowed("max_pool2d", x, o, true, &geom);
     ml_tensor *xc = y ? ml_as_contiguous(x) : NULL;
-    ml_tensor *idx = xc ? ml_tensor_empty(ML_I64, x->storage->device, y->ndim, y->shape) : NULL;
-    const ml_pool_ops *po = idx ? ml_need_pool(x, "max_pool2d") : NULL;
+    /* the positions only when asked for or kept for the backward (an int64 each:
+     * inference at batch 1000 held 24 MiB of them after the first pooling) */
+    const bool want_idx = indices || ml_needs_graph(1, &x);
+    ml_tensor *idx = xc && want_idx ? ml_tensor_empty(ML_I64, x->storage->device, y->ndim, y->shape) : NULL;
+    const ml_pool_ops *po = xc && (idx || !want_idx) ? ml_need_pool(x, "max_pool2d") : NULL;
     int rc = po ? 0 : -1;
     if (rc == 0 && ml_numel(y) > 0) rc = po->max_forward(xc, &geom, y, idx);
     ml_tensor_release(xc);
