@@ -296,6 +296,28 @@ int64_t ml_storage_live_bytes(void) {
     return atomic_load_explicit(&live_storage_bytes, memory_order_relaxed);
 }
 
+/* --- collecting before a large tensor (see tensor.h) --- */
+
+static _Thread_local struct {
+    ml_collect_hook fn;
+    void *ctx;
+    bool running; /* the hook frees tensors: no call from inside it */
+} collect_hook;
+
+void ml_set_collect_hook(ml_collect_hook fn, void *ctx, ml_collect_hook *old_fn, void **old_ctx) {
+    if (old_fn) *old_fn = collect_hook.fn;
+    if (old_ctx) *old_ctx = collect_hook.ctx;
+    collect_hook.fn = fn;
+    collect_hook.ctx = ctx;
+}
+
+static void collect_before(size_t nbytes) {
+    if (nbytes < ML_COLLECT_HOOK_MIN || !collect_hook.fn || collect_hook.running) return;
+    collect_hook.running = true;
+    collect_hook.fn(collect_hook.ctx, nbytes);
+    collect_hook.running = false;
+}
+
 ml_tensor *ml_tensor_empty(ml_dtype dt, ml_device dev, int ndim, const int64_t *shape) {
     const ml_backend *be = ml_backend_get(dev);
     if (!be) return NULL;
@@ -310,6 +332,7 @@ ml_tensor *ml_tensor_empty(ml_dtype dt, ml_device dev, int ndim, const int64_t *
                      human_bytes((double)machine_memory(), h2, sizeof h2));
         return NULL;
     }
+    collect_before(nbytes);
     ml_budget *b = current_budget;
     if (b && budget_charge(b, nbytes, dt, ndim, shape)) return NULL;
     ml_tensor *t = tensor_with_storage(dt, dev, ndim, shape, nbytes);

@@ -110,6 +110,20 @@ static inline void *ml_data(const ml_tensor *t) {
 /* Normalises a possibly negative 0-based dim against ndim; -1 when out of range. */
 int ml_wrap_dim(int dim, int ndim);
 
+/* --- collecting before a large tensor ---
+ * The Lua collector does not see a tensor's bytes, so dead tensors wait for its
+ * next cycle; a large new tensor may then be mapped beside large dead ones it
+ * could have reused (a test pass at batch 1000 after training had three 48 MiB
+ * activations resident where one was live). A thread's hook, when set, is called
+ * by ml_tensor_empty before it allocates ML_COLLECT_HOOK_MIN bytes or more (never
+ * from inside the hook): the Lua binding runs a full collection there when enough
+ * may have died since the last one (src/lua/util.c). The hook may free tensors
+ * and must not allocate any. Setting returns the previous hook in *old_fn and
+ * *old_ctx (either may be NULL), for restoring. */
+typedef void (*ml_collect_hook)(void *ctx, size_t nbytes);
+#define ML_COLLECT_HOOK_MIN ((size_t)8 << 20)
+void ml_set_collect_hook(ml_collect_hook fn, void *ctx, ml_collect_hook *old_fn, void **old_ctx);
+
 /* --- memory budgets ---
  * The embedding API's memory_limit (include/moonlight.h) covers tensor data as
  * well as the Lua heap. A budget counts both against one limit: the bytes of

@@ -25,6 +25,8 @@ struct ml_runtime {
     size_t mem_limit;
     ml_budget *budget;     /* memory_limit over the Lua heap and tensors; NULL without one */
     ml_budget *saved_budget;
+    ml_collect_hook saved_hook;  /* the thread's collect hook before enter (tensor.h) */
+    void *saved_hook_ctx;
     unsigned refusals;     /* the budget's refusals when the outermost call began */
     ml_sandbox *sandbox;   /* NULL: file access unconfined */
     /* Interrupts (ml_interrupt, the time limit): the flag, the coroutine running

@@ -101,8 +101,11 @@ const char *ml_version(void) { return ML_VERSION_STRING; }
 static void watchdog_arm(ml_runtime *rt);
 static void watchdog_disarm(ml_runtime *rt);
 
+static void collect_before_alloc(void *ctx, size_t nbytes);
+
 static void enter(ml_runtime *rt) {
     if (rt->depth++ > 0) return;
+    ml_set_collect_hook(collect_before_alloc, rt, &rt->saved_hook, &rt->saved_hook_ctx);
     ml_generator *g = ml_default_generator();
     rt->saved_gen = *g;
     *g = rt->gen;
@@ -122,6 +125,13 @@ static void leave(ml_runtime *rt) {
     rt->grad = ml_grad_enabled();
     ml_set_grad_enabled(rt->saved_grad);
     ml_budget_swap(rt->saved_budget);
+    ml_set_collect_hook(rt->saved_hook, rt->saved_hook_ctx, NULL, NULL);
+}
+
+/* The collector before a large tensor while a call runs (tensor.h, src/lua/util.c). */
+static void collect_before_alloc(void *ctx, size_t nbytes) {
+    ml_runtime *rt = ctx;
+    ml_lua_collect_before_alloc(rt->active ? rt->active : rt->L, nbytes);
 }
 
 /* The budget's reclaim: a full collection frees the tensors Lua holds dead (the

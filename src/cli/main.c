@@ -25,10 +25,14 @@
 #include "../error.h"
 #include "../lua/binding.h"
 #include "../lua/stop.h"
+#include "../tensor.h"
 #include "../version.h"
 
 /* polled by Trainer:fit (src/lua/stop.c); the handler only touches atomics */
 static ml_stop_request stop_request = {.after = ML_STOP_RAISE};
+
+/* the state's collector before a large tensor (tensor.h, src/lua/util.c) */
+static void collect_before_alloc(void *L, size_t nbytes) { ml_lua_collect_before_alloc(L, nbytes); }
 
 static void on_sigint(int sig) {
     if (atomic_load(&stop_request.fits) == 0 || atomic_exchange(&stop_request.requested, 1)) {
@@ -179,6 +183,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     ml_lua_use_generational_gc(L); /* tensors die young: see src/lua/util.c */
+    ml_set_collect_hook(collect_before_alloc, L, NULL, NULL);
     ml_lua_set_stop_request(L, &stop_request);
     handle_sigint();
     luaL_openlibs(L);
@@ -222,6 +227,7 @@ int main(int argc, char **argv) {
     }
     /* one rank failed: the others are (or will be) stuck in a collective */
     if (rc != 0 && ml_distributed_is_initialized() && ml_distributed_world_size() > 1) ml_distributed_abort(rc);
+    ml_set_collect_hook(NULL, NULL, NULL, NULL);
     lua_close(L);
     if (ml_distributed_is_initialized() && ml_distributed_finalize(ml_distributed_exit_timeout()) != 0 && rc == 0) {
         fprintf(stderr, "moonlight: %s\n", ml_error());

@@ -16,6 +16,10 @@
 /* States moonlight creates (the CLI, ml_open) run Lua's generational collector,
  * stepped by the bytes of the tensors handed to Lua (see src/lua/util.c). */
 void ml_lua_use_generational_gc(lua_State *L);
+/* The collection policy before a large tensor (src/lua/util.c); L is the state
+ * whose collector runs. Installed as a tensor.h collect hook by the CLI and the
+ * embedding runtime. */
+void ml_lua_collect_before_alloc(lua_State *L, size_t nbytes);
 /* Pushes t as a userdata, taking over the caller's reference. t NULL raises the
  * core's error (so `return ml_lua_push_tensor(L, ml_add(a, b))` is the idiom). */
 int ml_lua_push_tensor(lua_State *L, ml_tensor *t);
