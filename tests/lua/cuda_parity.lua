@@ -783,6 +783,10 @@ do
       function(x) return F.max_pool2d(x, 3, {stride = 2, padding = 1, dilation = {2, 1}, ceil_mode = true}) end)
   add("max_pool2d ties and NaN", {{{2, 2, 6, 6}, kind = "count", grad = true}},
       function(x) return F.max_pool2d((x / x:ne(5):float()) * 0 + x, 2, {stride = 1}) end) -- NaN where x is 5
+  add("max_pool2d 2 for inference (no positions kept)", {{{3, 5, 8, 10}}},
+      function(x) return F.max_pool2d(x, 2) end)
+  add("max_pool2d 3 stride 2 for inference", {{{2, 3, 11, 9}}},
+      function(x) return F.max_pool2d(x, 3, {stride = 2, padding = 1}) end)
   add("max_pool2d overlapping windows float64", {{{1, 2, 7, 7}, kind = "f64", grad = true}},
       function(x) return F.max_pool2d(x, 3, {stride = 1}) end)
   add("avg_pool2d ceil_mode count_include_pad false", {{{2, 3, 9, 8}, grad = true}},

@@ -119,6 +119,18 @@ describe("pooling layers", function()
     assert.are.equal(1, idx:item())
     assert.are.equal("int64", idx.dtype)
   end)
+  it("max_pool2d without a graph keeps no positions, and gives them when asked", function()
+    ml.manual_seed(6)
+    for _, k in ipairs({2, 3}) do
+      local x = ml.randn({2, 3, 9, 10})
+      local y, idx = F.max_pool2d(x:detach():requires_grad_(true), k, {return_indices = true})
+      local y_inf = ml.no_grad(function() return F.max_pool2d(x, k) end)
+      local y2, idx2 = ml.no_grad(function() return F.max_pool2d(x, k, {return_indices = true}) end)
+      T.assert_close(y_inf, y:detach(), {rtol = 0, atol = 0})
+      T.assert_close(y2, y:detach(), {rtol = 0, atol = 0})
+      assert.are.equal(0, idx2:ne(idx):sum():item())
+    end
+  end)
   it("MaxPool2d(2): the fast paths agree with a reference made of views and max, NaN and ties included", function()
     ml.manual_seed(4)
     for _, shape in ipairs({{3, 5, 28, 28}, {2, 2, 14, 14}, {1, 3, 6, 40}, {2, 1, 9, 7}}) do
