@@ -116,8 +116,8 @@ int ml_wrap_dim(int dim, int ndim);
  * could have reused (a test pass at batch 1000 after training had three 48 MiB
  * activations resident where one was live). A thread's hook, when set, is called
  * by ml_tensor_empty before it allocates ML_COLLECT_HOOK_MIN bytes or more (never
- * from inside the hook): the Lua binding runs a full collection there when enough
- * may have died since the last one (src/lua/util.c). The hook may free tensors
+ * from inside the hook): the Lua binding runs a full collection there when the
+ * tensor is large against the Lua heap (src/lua/util.c). The hook may free tensors
  * and must not allocate any. Setting returns the previous hook in *old_fn and
  * *old_ctx (either may be NULL), for restoring. */
 typedef void (*ml_collect_hook)(void *ctx, size_t nbytes);

@@ -85,7 +85,7 @@ static void cache_remove(int i) {
 }
 
 /* A cached block for r bytes: one of exactly r, most recently freed first, else
- * the smallest larger one below 2r with its tail given back to the system (a size
+ * the smallest larger one up to 2r with its tail given back to the system (a size
  * the run has not used yet, a last partial batch, carved from resident blocks
  * instead of adding new ones; the bound keeps a small miss from taking a big
  * block that its own size will miss next). NULL when none fits. */
@@ -99,7 +99,7 @@ static void *cache_take(size_t r) {
             best = i;
             break;
         }
-        if (cache.size[i] > r && cache.size[i] - r < r && (best < 0 || cache.size[i] < cache.size[best]))
+        if (cache.size[i] > r && cache.size[i] / 2 <= r && (best < 0 || cache.size[i] < cache.size[best]))
             best = i;
     }
     if (best >= 0) {
@@ -110,28 +110,6 @@ static void *cache_take(size_t r) {
     pthread_mutex_unlock(&cache.lock);
     if (tail) unmap_block((char *)p + r, tail); /* r and the block are whole pages */
     return p;
-}
-
-/* A miss of r >= ML_COLLECT_HOOK_MIN bytes empties the cache of large blocks
- * before r is mapped. Such a size is allocated after a full Lua collection
- * (tensor.h's collect hook), so its miss is not a dead tensor the collector has
- * yet to find: the run has moved on to sizes it has not used lately (a test pass
- * at batch 1000 after training at 128), and the cached blocks of the sizes before
- * would stay resident beside the new ones (the MNIST CNN's whole run peaked at 333
- * MiB with them, 150 without). A steady loop whose tensors keep their sizes does
- * not miss, so keeps its cache. Smaller misses keep it too: evicting on every miss
- * made the CNN epoch 5x slower (see above). */
-static void cache_give_back_all(void) {
-    pthread_mutex_lock(&cache.lock);
-    const int n = cache.n;
-    void *ptr[ML_CACHE_SLOTS];
-    size_t size[ML_CACHE_SLOTS];
-    memcpy(ptr, cache.ptr, sizeof(void *) * (size_t)n);
-    memcpy(size, cache.size, sizeof(size_t) * (size_t)n);
-    cache.n = 0;
-    cache.bytes = 0;
-    pthread_mutex_unlock(&cache.lock);
-    for (int i = 0; i < n; i++) unmap_block(ptr[i], size[i]);
 }
 
 /* Keeps p; when the cache is full its oldest blocks are unmapped to make room. */
@@ -268,7 +246,6 @@ static void *cpu_memory_alloc(size_t nbytes) {
     void *p = NULL;
     if (ML_CACHE_ENABLED) p = r >= ML_CACHE_MIN ? cache_take(r) : small_take(r);
     if (p) return p;
-    if (ML_CACHE_ENABLED && r >= ML_COLLECT_HOOK_MIN) cache_give_back_all();
     p = fresh_block(r);
     if (!p && ML_CACHE_ENABLED) { /* what the caches hold may be what is missing */
         cache_clear();

@@ -67,7 +67,9 @@ static void full_collection(lua_State *L) {
  * allocator's cache in time for this one (a collection after each large tensor is
  * handed to Lua comes too early for that: the layer's input is live until the
  * next layer's call): a test pass at batch 1000 after the MNIST CNN's training
- * peaked with three 48 MiB activations resident, one of them live. */
+ * had three 48 MiB activations resident, one of them live (the bench's whole-run
+ * peak RSS 333 -> 261 MiB with this and max_pool2d's positions kept only for a
+ * backward). */
 void ml_lua_collect_before_alloc(lua_State *L, size_t nbytes) {
     const size_t heap = (size_t)lua_gc(L, LUA_GCCOUNT) << 10;
     if (nbytes >= 16 * heap) full_collection(L);

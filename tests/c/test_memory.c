@@ -3,7 +3,7 @@
  * ones, flushed to them when it exits), with the data written and read back so a
  * block handed out twice would show; a large block freed and a somewhat smaller one
  * asked for: carved from the cached block, its tail given back, no new resident
- * memory; a large miss giving the cached blocks back. */
+ * memory. */
 #include <pthread.h>
 #include <stdio.h>
 #include <setjmp.h>
@@ -14,7 +14,6 @@
 #include <cmocka.h>
 
 #include "backend.h"
-#include "tensor.h"
 #include "cpu/memory_cache.h"
 
 #define N_BLOCKS 2000
@@ -121,48 +120,11 @@ static void test_smaller_size_carved_from_cached_block(void **state) {
 #endif
 }
 
-/* A miss of a large size (ML_COLLECT_HOOK_MIN or more: tensor.h) gives the whole
- * cache of large blocks back to the system before it maps its own: the blocks a
- * run's last phase left (here 24 MiB of them) are unmapped, not kept beside the
- * new size. */
-static void test_large_miss_gives_the_cache_back(void **state) {
-    (void)state;
-#if !ML_CACHE_ENABLED
-    skip();
-#else
-    const ml_memory_ops *mem = ml_cpu_backend()->memory;
-    const size_t old_size = (size_t)8 << 20, new_size = ML_COLLECT_HOOK_MIN * 3;
-    unsigned char *old[3];
-    for (int i = 0; i < 3; i++) {
-        old[i] = mem->alloc(old_size);
-        assert_non_null(old[i]);
-        memset(old[i], 1, old_size);
-    }
-    for (int i = 0; i < 3; i++) mem->free(old[i], old_size);
-    const long before = resident_kib();
-    unsigned char *q = mem->alloc(new_size); /* a miss: nothing cached is as large */
-    assert_non_null(q);
-    const long after = resident_kib();
-    assert_true(before > 0 && after > 0);
-    assert_true(after <= before - 20 * 1024); /* the 24 MiB went back */
-    memset(q, 2, new_size);
-    mem->free(q, new_size);
-    /* a small miss keeps the cache: the large block is handed out again */
-    unsigned char *s = mem->alloc((size_t)1 << 20);
-    assert_non_null(s);
-    mem->free(s, (size_t)1 << 20);
-    unsigned char *again = mem->alloc(new_size);
-    assert_ptr_equal(again, q);
-    mem->free(again, new_size);
-#endif
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocks_on_one_thread),
         cmocka_unit_test(test_blocks_across_threads),
         cmocka_unit_test(test_smaller_size_carved_from_cached_block),
-        cmocka_unit_test(test_large_miss_gives_the_cache_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
