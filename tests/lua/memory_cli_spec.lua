@@ -39,19 +39,25 @@ end
 print(string.format("growth=%.2f", rss_mb() - (at500 or rss_mb())))
 ]]
 
+-- Runs text as a script under the CLI with args; returns the growth it printed.
+local function growth_of(text, args)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  local p = io.popen(string.format("%s %s %s 2>&1", bin, path, args))
+  local out = p:read("a")
+  p:close()
+  os.remove(path)
+  local growth = tonumber(out:match("growth=(%-?[%d.]+)"))
+  assert.is_not_nil(growth, out)
+  return growth
+end
+
 describe("memory under the CLI", function()
   for _, mode in ipairs({"default", "incremental", "generational"}) do
     it("stays flat over 3000 steps (" .. mode .. " collector)", function()
-      local path = os.tmpname()
-      local f = assert(io.open(path, "w"))
-      f:write(script)
-      f:close()
-      local p = io.popen(string.format("%s %s %s %d 2>&1", bin, path, mode, sanitized and 600 or 3000))
-      local out = p:read("a")
-      p:close()
-      os.remove(path)
-      local growth = tonumber(out:match("growth=(%-?[%d.]+)"))
-      assert.is_not_nil(growth, out)
+      local growth = growth_of(script, string.format("%s %d", mode, sanitized and 600 or 3000))
       if not sanitized then
         assert.is_true(growth < 20, string.format("RSS grew by %.1f MB between step 500 and the end", growth))
       end
@@ -79,16 +85,7 @@ print(string.format("growth=%.1f", (ml._sys.peak_rss() - base) / 2 ^ 20))
 
 describe("large tensors under the CLI", function()
   it("a chain of 32 MiB layers keeps about two of them resident", function()
-    local path = os.tmpname()
-    local f = assert(io.open(path, "w"))
-    f:write(chain)
-    f:close()
-    local p = io.popen(string.format("%s %s 2>&1", bin, path))
-    local out = p:read("a")
-    p:close()
-    os.remove(path)
-    local growth = tonumber(out:match("growth=(%-?[%d.]+)"))
-    assert.is_not_nil(growth, out)
+    local growth = growth_of(chain, "")
     if not sanitized then
       assert.is_true(growth < 112, string.format("peak RSS grew by %.1f MiB (3.5 activations)", growth))
     end

@@ -131,18 +131,22 @@ describe("pooling layers", function()
       assert.are.equal(0, idx2:ne(idx):sum():item())
     end
   end)
+  -- F.max_pool2d(x, 2) on a leaf of x's values, and the same pooling made of views
+  -- and max on another: the leaves (fast path, reference) and the outputs.
+  local function pool2_and_reference(x)
+    local xp, xr = x:detach():requires_grad_(true), x:detach():requires_grad_(true)
+    local n, c, h, w = x:size(1), x:size(2), x:size(3) // 2 * 2, x:size(4) // 2 * 2
+    local crop = xr:narrow(3, 1, h):narrow(4, 1, w):contiguous()
+    local ref = crop:view({n, c, h // 2, 2, w // 2, 2}):permute({1, 2, 3, 5, 4, 6}):contiguous()
+      :view({n, c, h // 2, w // 2, 4}):max(5)
+    return xp, xr, F.max_pool2d(xp, 2), ref
+  end
   it("MaxPool2d(2): the fast paths agree with a reference made of views and max, NaN and ties included", function()
     ml.manual_seed(4)
     for _, shape in ipairs({{3, 5, 28, 28}, {2, 2, 14, 14}, {1, 3, 6, 40}, {2, 1, 9, 7}}) do
       local x = (ml.randn(shape) * 2):long():float() -- ties
       x = x / x:ne(3):float() * 0 + x          -- NaN where x was 3
-      local xr = x:detach():requires_grad_(true)
-      local xp = x:detach():requires_grad_(true)
-      local n, c, h, w = shape[1], shape[2], shape[3] // 2 * 2, shape[4] // 2 * 2
-      local y = F.max_pool2d(xp, 2)
-      local crop = xr:narrow(3, 1, h):narrow(4, 1, w):contiguous()
-      local ref = crop:view({n, c, h // 2, 2, w // 2, 2}):permute({1, 2, 3, 5, 4, 6}):contiguous()
-        :view({n, c, h // 2, w // 2, 4}):max(5)
+      local _, _, y, ref = pool2_and_reference(x)
       T.assert_close(y, ref, {equal_nan = true, rtol = 0, atol = 0})
     end
   end)
@@ -152,13 +156,7 @@ describe("pooling layers", function()
      for _, double in ipairs({false, true}) do
       local x = ml.randn(shape) -- no ties: one maximum per window
       if double then x = x:double() end
-      local xr = x:detach():requires_grad_(true)
-      local xp = x:detach():requires_grad_(true)
-      local n, c, h, w = shape[1], shape[2], shape[3] // 2 * 2, shape[4] // 2 * 2
-      local y = F.max_pool2d(xp, 2)
-      local crop = xr:narrow(3, 1, h):narrow(4, 1, w):contiguous()
-      local ref = crop:view({n, c, h // 2, 2, w // 2, 2}):permute({1, 2, 3, 5, 4, 6}):contiguous()
-        :view({n, c, h // 2, w // 2, 4}):max(5)
+      local xp, xr, y, ref = pool2_and_reference(x)
       local g = ml.randn(y:shape())
       y:backward(g)
       ref:backward(g)
