@@ -166,6 +166,38 @@ describe("pooling layers", function()
   end)
 end)
 
+describe("nn.Sequential's ReLU then MaxPool2d", function()
+  -- The pair runs pooling first, ReLU on its output (lua/moonlight/nn.lua): the
+  -- same bits as the two in order, forward and gradient, with NaN, zeros, ties and
+  -- windows with nothing above 0.
+  it("gives the same output and gradient as the two in order", function()
+    ml.manual_seed(8)
+    for _, opts in ipairs({{2}, {3, {stride = 2, padding = 1}}, {2, {ceil_mode = true}}}) do
+      for _, inplace in ipairs({false, true}) do
+        local x = (ml.randn({2, 3, 9, 11}) * 2):long():float() - 0.5 * ml.randn({2, 3, 9, 11}):gt(1):float()
+        x = x / x:ne(2):float() * 0 + x -- NaN where x was 2
+        local xs, xr = x:detach():requires_grad_(true), x:detach():requires_grad_(true)
+        local seq = nn.Sequential(nn.Identity(), nn.ReLU({inplace = inplace}), nn.MaxPool2d(opts[1], opts[2]))
+        local y = seq(xs)
+        local ref = F.max_pool2d(F.relu(xr), opts[1], opts[2])
+        T.assert_close(y, ref, {equal_nan = true, rtol = 0, atol = 0})
+        local g = ml.randn(y:shape())
+        y:backward(g)
+        ref:backward(g)
+        T.assert_close(xs.grad, xr.grad, {equal_nan = true, rtol = 0, atol = 0})
+      end
+    end
+  end)
+  it("keeps the order when a hook watches either layer", function()
+    local seen
+    local seq = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))
+    seq[1]:register_forward_hook(function(_, _, out) seen = out:shape() end)
+    local y = seq(ml.randn({1, 2, 8, 8}))
+    assert.are.same({1, 2, 8, 8}, seen)
+    assert.are.same({1, 2, 4, 4}, y:shape())
+  end)
+end)
+
 describe("batch norm layers", function()
   it("have PyTorch's parameters, buffers, state dict and repr", function()
     local bn = nn.BatchNorm2d(3)
