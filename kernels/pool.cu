@@ -23,7 +23,7 @@ __global__ void k_max_fwd(const T *x, ml_pool_geom g, T *y, int64_t *idx, int64_
         const int64_t ih1 = imin(ih0 + (g.kh - 1) * g.dh + 1, g.h), iw1 = imin(iw0 + (g.kw - 1) * g.dw + 1, g.w);
         while (ih0 < 0) ih0 += g.dh;
         while (iw0 < 0) iw0 += g.dw;
-        int64_t mi = ih0 * g.w + iw0;
+        int64_t mi = ih0 < ih1 && iw0 < iw1 ? ih0 * g.w + iw0 : -1; /* -1: wholly in the padding */
         T mv = -INFINITY;
         for (int64_t ih = ih0; ih < ih1; ih += g.dh)
             for (int64_t iw = iw0; iw < iw1; iw += g.dw) {

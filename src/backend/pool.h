@@ -27,7 +27,8 @@ typedef struct ml_pool_geom {
 /* The family's entries (see table.h):
  *  - max_forward: y = the maximum of each window, idx its position (the first
  *    maximum in row-major window order; a NaN wins, the last NaN when several, as
- *    PyTorch's CPU kernel). idx NULL: no positions wanted (inference).
+ *    PyTorch's CPU kernel); a dilated window wholly in the padding gives -inf and
+ *    position -1 (no gradient). idx NULL: no positions wanted (inference).
  *  - max_backward: gx = g routed to the positions idx (summed where windows
  *    overlap), 0 elsewhere.
  *  - avg_forward / avg_backward: the window mean and its gradient.

@@ -32,7 +32,8 @@ static void MAX_FWD(void *ctx, int64_t blk, int64_t p0, int64_t p1) {
                 int64_t iw0 = ox * g->sw - g->pw;
                 const int64_t iw1 = iw0 + (g->kw - 1) * g->dw + 1 < W ? iw0 + (g->kw - 1) * g->dw + 1 : W;
                 while (iw0 < 0) iw0 += g->dw;
-                int64_t mi = ih0 * W + iw0;
+                /* a dilated window can lie wholly in the padding: -inf, no position */
+                int64_t mi = ih0 < ih1 && iw0 < iw1 ? ih0 * W + iw0 : -1;
                 T mv = -INFINITY;
                 for (int64_t ih = ih0; ih < ih1; ih += g->dh)
                     for (int64_t iw = iw0; iw < iw1; iw += g->dw) {
@@ -99,7 +100,8 @@ static void MAX_BWD(void *ctx, int64_t blk, int64_t p0, int64_t p1) {
         const int64_t *idx = j->idx + p * O;
         T *gx = (T *)j->out + p * HW;
         memset(gx, 0, (size_t)HW * sizeof(T));
-        for (int64_t o = 0; o < O; o++) gx[idx[o]] += gy[o];
+        for (int64_t o = 0; o < O; o++)
+            if (idx[o] >= 0) gx[idx[o]] += gy[o]; /* -1: a window wholly in the padding */
     }
 }
 
