@@ -993,10 +993,18 @@ end
 -- order; a NaN wins both ways), so the output, every gradient and the NaN cases
 -- are the same bits (nn_cnn_spec checks), and the MNIST CNN's two ReLUs move a
 -- quarter of the memory. ml.summary's hooks see the layers in their order.
+local function all_are(pair, v)
+  if type(pair) ~= "table" then return pair == v end
+  return pair[1] == v and pair[2] == v
+end
+
+-- (Only where every window holds an input element: without padding, or without
+-- dilation. A dilated window can fall wholly in the padding, and be -inf before a
+-- ReLU but 0 after.)
 local function pool_before_relu(relu, pool)
   return getmetatable(relu) == nn.ReLU and getmetatable(pool) == nn.MaxPool2d and not relu._has_hooks
     and not pool._has_hooks and not pool.return_indices and rawget(relu, "forward") == nil
-    and rawget(pool, "forward") == nil
+    and rawget(pool, "forward") == nil and (all_are(pool.padding, 0) or all_are(pool.dilation, 1))
 end
 
 function Sequential:forward(x, ...)

@@ -787,6 +787,11 @@ do
       function(x) return F.max_pool2d(x, 2) end)
   add("max_pool2d 3 stride 2 for inference", {{{2, 3, 11, 9}}},
       function(x) return F.max_pool2d(x, 3, {stride = 2, padding = 1}) end)
+  add("max_pool2d dilated windows wholly in the padding, with indices", {{{1, 4, 1, 2}, grad = true}},
+      function(x)
+        local y, idx = F.max_pool2d(x, {1, 2}, {stride = 1, padding = {0, 1}, dilation = {1, 3}, return_indices = true})
+        return y:clamp(-1e30, 1e30), idx
+      end)
   add("max_pool2d overlapping windows float64", {{{1, 2, 7, 7}, kind = "f64", grad = true}},
       function(x) return F.max_pool2d(x, 3, {stride = 1}) end)
   add("avg_pool2d ceil_mode count_include_pad false", {{{2, 3, 9, 8}, grad = true}},

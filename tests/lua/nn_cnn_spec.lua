@@ -113,6 +113,20 @@ describe("pooling layers", function()
     assert.are.same({2, 3, 3, 4}, nn.MaxPool2d(2)(ml.randn({2, 3, 7, 8})):shape())
     assert.are.same({3, 1, 1}, nn.AdaptiveAvgPool2d(1)(ml.randn({3, 5, 4})):shape())
   end)
+  it("a dilated window wholly in the padding: -inf, position -1, no gradient", function()
+    for _, dtype in ipairs({"float32", "float64"}) do
+      ml.manual_seed(3)
+      local x = ml.randn({1, 16, 1, 2}, {dtype = dtype}):requires_grad_(true)
+      -- one window a plane, at columns -1 and 2 of a 2-wide input: both outside
+      local y, idx = F.max_pool2d(x, {1, 2}, {stride = 1, padding = {0, 1}, dilation = {1, 3}, return_indices = true})
+      assert.are.same({1, 16, 1, 1}, y:shape())
+      assert.are.equal(-math.huge, y:max():item())
+      assert.are.equal(-1, idx:max():item())
+      assert.are.equal(-1, idx:min():item())
+      y:backward(ml.ones(y:shape(), {dtype = dtype})) -- wrote out of the plane before
+      assert.are.equal(0, x.grad:abs():sum():item())
+    end
+  end)
   it("MaxPool2d returns PyTorch's indices with return_indices", function()
     local y, idx = nn.MaxPool2d(2, {return_indices = true})(ml.tensor({{{{1, 5}, {3, 2}}}}))
     assert.are.equal(5, y:item())
@@ -187,6 +201,13 @@ describe("nn.Sequential's ReLU then MaxPool2d", function()
         T.assert_close(xs.grad, xr.grad, {equal_nan = true, rtol = 0, atol = 0})
       end
     end
+  end)
+  it("keeps the order where a dilated window can lie wholly in the padding", function()
+    local x = ml.tensor({{{{-1.0}}}})
+    local y = nn.Sequential(nn.Identity(), nn.ReLU(), nn.MaxPool2d(2, {stride = 1, padding = 1, dilation = 2}))(x)
+    local ref = F.max_pool2d(F.relu(x), 2, {stride = 1, padding = 1, dilation = 2})
+    T.assert_close(y, ref, {rtol = 0, atol = 0})
+    assert.are.equal(-math.huge, y:max():item())
   end)
   it("keeps the order when a hook watches either layer", function()
     local seen
