@@ -891,7 +891,12 @@ void ml_close(ml_runtime *rt) {
         atomic_store(&rt->interrupt, ML_INTR_NONE); /* finalizers run undisturbed */
         lua_sethook(rt->L, NULL, 0, 0);
         enter(rt);
+        /* nor before a large tensor: the collect hook enter installed is set aside */
+        ml_collect_hook hook;
+        void *hook_ctx;
+        ml_set_collect_hook(NULL, NULL, &hook, &hook_ctx);
         lua_close(rt->L);
+        ml_set_collect_hook(hook, hook_ctx, NULL, NULL);
         leave(rt);
     }
     ml_budget_release(rt->budget);

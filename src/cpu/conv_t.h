@@ -73,11 +73,11 @@ static void ML_CAT(im2col_shift, SUFFIX)(const T *restrict x, const ml_conv_geom
                     for (int64_t p = 0; p < P; p++) d[p] = 0;
                     continue;
                 }
-                const T *restrict s = x + c * HW + shift;
+                const T *restrict s = x + c * HW; /* read at p + shift, inside the plane */
                 const int64_t p0 = oy0 * ow + lo, p1 = (oy1 - 1) * ow + hi;
                 for (int64_t p = 0; p < oy0 * ow; p++) d[p] = 0;
 #pragma omp simd
-                for (int64_t p = p0; p < p1; p++) d[p] = s[p];
+                for (int64_t p = p0; p < p1; p++) d[p] = s[p + shift];
                 for (int64_t p = oy1 * ow; p < P; p++) d[p] = 0;
                 ML_CAT(zero_columns, SUFFIX)(d, ow, oy0, oy1, lo, hi);
             }

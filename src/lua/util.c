@@ -71,8 +71,8 @@ static void full_collection(lua_State *L) {
  * peak RSS 333 -> 261 MiB with this and max_pool2d's positions kept only for a
  * backward). */
 void ml_lua_collect_before_alloc(lua_State *L, size_t nbytes) {
-    const size_t heap = (size_t)lua_gc(L, LUA_GCCOUNT) << 10;
-    if (nbytes >= 16 * heap) full_collection(L);
+    const int kb = lua_gc(L, LUA_GCCOUNT); /* -1 inside a finalizer or lua_close: no collection */
+    if (kb >= 0 && nbytes >= 16 * ((size_t)kb << 10)) full_collection(L);
 }
 
 /* Called with the bytes of each tensor handed to Lua. */
