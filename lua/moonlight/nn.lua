@@ -988,23 +988,17 @@ function Sequential:init(...)
   end
 end
 -- A ReLU followed by a MaxPool2d, both plain (their own classes' forward, no hooks,
--- no indices asked for), runs the pooling first and the ReLU on its output, a
--- quarter of the size (MaxPool2d(2)): max and ReLU commute (ReLU keeps every
--- order; a NaN wins both ways), so the output, every gradient and the NaN cases
--- are the same bits (nn_cnn_spec checks), and the MNIST CNN's two ReLUs move a
--- quarter of the memory. ml.summary's hooks see the layers in their order.
-local function all_are(pair, v)
-  if type(pair) ~= "table" then return pair == v end
-  return pair[1] == v and pair[2] == v
-end
-
--- (Only where every window holds an input element: without padding, or without
--- dilation. A dilated window can fall wholly in the padding, and be -inf before a
--- ReLU but 0 after.)
+-- no indices asked for) and every window holding an input element (a window wholly
+-- in the padding is -inf before a ReLU, 0 after), runs the pooling first and the
+-- ReLU on its output, a quarter of the size (MaxPool2d(2)): max and ReLU commute
+-- (ReLU keeps every order; a NaN wins both ways), so the output, every gradient and
+-- the NaN cases are the same bits (nn_cnn_spec checks), and the MNIST CNN's two
+-- ReLUs move a quarter of the memory. ml.summary's hooks see the layers in order.
+local ReLU = nn.ReLU
 local function pool_before_relu(relu, pool)
-  return getmetatable(relu) == nn.ReLU and getmetatable(pool) == nn.MaxPool2d and not relu._has_hooks
-    and not pool._has_hooks and not pool.return_indices and rawget(relu, "forward") == nil
-    and rawget(pool, "forward") == nil and (all_are(pool.padding, 0) or all_are(pool.dilation, 1))
+  return getmetatable(pool) == nn.MaxPool2d and not relu._has_hooks and not pool._has_hooks
+    and not pool.return_indices and rawget(relu, "forward") == nil and rawget(pool, "forward") == nil
+    and pool:_windows_hold_input()
 end
 
 function Sequential:forward(x, ...)
@@ -1013,7 +1007,8 @@ function Sequential:forward(x, ...)
   local i, n = 1, #names
   while i <= n do
     local m = map[names[i]]
-    if i < n and (i > 1 or select("#", ...) == 0) and pool_before_relu(m, map[names[i + 1]]) then
+    if getmetatable(m) == ReLU and i < n and (i > 1 or select("#", ...) == 0)
+        and pool_before_relu(m, map[names[i + 1]]) then
       x = m:forward(map[names[i + 1]]:forward(x))
       i = i + 2
     else

@@ -37,7 +37,8 @@ local function tuple_repr(t)
   return "(" .. table.concat(t, ", ") .. ")"
 end
 
-local function all_equal(t, v)
+local function all_equal(t, v) -- t a number or a tuple
+  if type(t) ~= "table" then return t == v end
   for _, x in ipairs(t) do if x ~= v then return false end end
   return true
 end
@@ -169,6 +170,11 @@ return function(nn)
   function MaxPool2d:forward(x)
     if self.return_indices then return max_pool2d(x, self.kernel_size, self._fopts) end
     return guarded(self, max_pool2d, x, self.kernel_size, self._fopts)
+  end
+  -- every window holds an input element: no padding, or no dilation (a dilated
+  -- window can lie wholly in the padding); nn.Sequential asks (lua/moonlight/nn.lua)
+  function MaxPool2d:_windows_hold_input()
+    return all_equal(self.padding, 0) or all_equal(self.dilation, 1)
   end
   function MaxPool2d:extra_repr()
     return ("kernel_size=%s, stride=%s, padding=%s, dilation=%s, ceil_mode=%s"):format(

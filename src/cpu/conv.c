@@ -83,6 +83,58 @@ static void gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const do
     ml_blas_leave(saved);
 }
 
+/* --- stride-1 same-width convolutions by shifted planes (conv_t.h) ------------
+ * Stride 1 and an output as wide as the input (a 3x3 kernel with padding 1, the
+ * usual case): each plane of col is the input plane shifted by one flat offset. */
+#define ML_SHIFT_MAX_TAPS 49 /* up to a 7x7 kernel (a stack array of taps) */
+#define ML_SHIFT_CHUNK 32    /* col2im_shift's sums: two AVX-512 registers of float32 */
+
+static bool is_shift(const ml_conv_geom *g) {
+    return g->sh == 1 && g->sw == 1 && g->ow == g->w && g->kh * g->kw <= ML_SHIFT_MAX_TAPS;
+}
+
+/* For plane (c, ki, kj) the output rows [*oy0, *oy1) and columns [*lo, *hi) read
+ * inside the input, at x_plane[p + *shift] for p = oy ow + ox; the other positions
+ * are padding. False when none is inside. */
+static bool shifted_plane(const ml_conv_geom *g, int64_t ki, int64_t kj, int64_t *oy0,
+                          int64_t *oy1, int64_t *lo, int64_t *hi, int64_t *shift) {
+    const int64_t iy0 = ki * g->dh - g->ph, ix0 = kj * g->dw - g->pw; /* iy = oy + iy0 */
+    *oy0 = iy0 >= 0 ? 0 : -iy0;
+    *oy1 = g->h - iy0 < g->oh ? g->h - iy0 : g->oh;
+    *lo = ix0 >= 0 ? 0 : -ix0;
+    *hi = g->w - ix0 < g->ow ? g->w - ix0 : g->ow;
+    *shift = iy0 * g->w + ix0;
+    return *oy0 < *oy1 && *lo < *hi;
+}
+
+/* A tap (plane t = ki kw + kj of a channel) with some output inside the input:
+ * its shifted_plane values, and [a, b), the elements of x it reaches. */
+typedef struct {
+    int64_t t, oy0, oy1, lo, hi, shift, a, b;
+} shift_tap;
+
+/* The taps of an is_shift geometry that reach the input, into taps (at most
+ * ML_SHIFT_MAX_TAPS); [*mid0, *mid1) the elements of x every one of them reaches
+ * (empty: *mid1 == *mid0). The same for every channel and sample. */
+static int shift_taps(const ml_conv_geom *g, shift_tap *taps, int64_t *mid0, int64_t *mid1) {
+    int nt = 0;
+    *mid0 = 0;
+    *mid1 = g->h * g->w;
+    for (int64_t t = 0; t < g->kh * g->kw; t++) {
+        shift_tap *tp = &taps[nt];
+        if (!shifted_plane(g, t / g->kw, t % g->kw, &tp->oy0, &tp->oy1, &tp->lo, &tp->hi, &tp->shift))
+            continue;
+        tp->t = t;
+        tp->a = tp->oy0 * g->ow + tp->lo + tp->shift;
+        tp->b = (tp->oy1 - 1) * g->ow + tp->hi + tp->shift;
+        *mid0 = tp->a > *mid0 ? tp->a : *mid0;
+        *mid1 = tp->b < *mid1 ? tp->b : *mid1;
+        nt++;
+    }
+    if (*mid1 < *mid0) *mid1 = *mid0;
+    return nt;
+}
+
 #define T float
 #define SUFFIX f32
 #define GEMM gemm_f32

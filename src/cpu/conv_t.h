@@ -15,32 +15,11 @@
 #define ML_CAT2(a, b) a##_##b
 #define ML_CAT(a, b) ML_CAT2(a, b)
 #define IM2COL ML_CAT(im2col, SUFFIX)
-#ifndef ML_SHIFT_MAX_TAPS
-#define ML_SHIFT_MAX_TAPS 49 /* the shifted planes' paths up to a 7x7 kernel (a stack array each) */
-#define ML_SHIFT_CHUNK 32    /* col2im_shift's sums: two AVX-512 registers of float32 */
-#endif
 #define COL2IM ML_CAT(col2im, SUFFIX)
 #define FWD_BLOCK ML_CAT(conv_forward_block, SUFFIX)
 #define BWI_BLOCK ML_CAT(conv_backward_input_block, SUFFIX)
 #define BWW_BLOCK ML_CAT(conv_backward_weight_block, SUFFIX)
 #define BWW_COMBINE ML_CAT(conv_backward_weight_combine, SUFFIX)
-
-/* Stride 1 and an output as wide as the input (a 3x3 kernel with padding 1, the
- * usual case): each plane of col is the input plane shifted by one flat offset.
- * For plane (c, ki, kj) the output rows [*oy0, *oy1) and columns [*lo, *hi) read
- * inside the input, at x_plane[p + *shift] for p = oy ow + ox; the other
- * positions are padding. */
-static inline bool ML_CAT(shifted_plane, SUFFIX)(const ml_conv_geom *g, int64_t ki, int64_t kj,
-                                                 int64_t *oy0, int64_t *oy1, int64_t *lo,
-                                                 int64_t *hi, int64_t *shift) {
-    const int64_t iy0 = ki * g->dh - g->ph, ix0 = kj * g->dw - g->pw; /* iy = oy + iy0 */
-    *oy0 = iy0 >= 0 ? 0 : -iy0;
-    *oy1 = g->h - iy0 < g->oh ? g->h - iy0 : g->oh;
-    *lo = ix0 >= 0 ? 0 : -ix0;
-    *hi = g->w - ix0 < g->ow ? g->w - ix0 : g->ow;
-    *shift = iy0 * g->w + ix0;
-    return *oy0 < *oy1 && *lo < *hi;
-}
 
 /* plane [., ow]: the columns [0, lo) and [hi, ow) of the rows [oy0, oy1) set to 0.
  * Column by column: a padding column or two, down 14 or 28 rows (row by row, the
@@ -54,10 +33,6 @@ static inline void ML_CAT(zero_columns, SUFFIX)(T *restrict plane, int64_t ow, i
     }
 }
 
-static inline bool ML_CAT(is_shift, SUFFIX)(const ml_conv_geom *g) {
-    return g->sh == 1 && g->sw == 1 && g->ow == g->w && g->kh * g->kw <= ML_SHIFT_MAX_TAPS;
-}
-
 /* IM2COL for is_shift geometries: per plane one flat copy of its rows inside the
  * input (rows of 14 or 28 were a short copy each, more call than copy), then the
  * positions in the padding set to 0, those the flat copy filled from the
@@ -69,7 +44,7 @@ static void ML_CAT(im2col_shift, SUFFIX)(const T *restrict x, const ml_conv_geom
             for (int64_t kj = 0; kj < g->kw; kj++) {
                 T *restrict d = col + ((c * g->kh + ki) * g->kw + kj) * P;
                 int64_t oy0, oy1, lo, hi, shift;
-                if (!ML_CAT(shifted_plane, SUFFIX)(g, ki, kj, &oy0, &oy1, &lo, &hi, &shift)) {
+                if (!shifted_plane(g, ki, kj, &oy0, &oy1, &lo, &hi, &shift)) {
                     for (int64_t p = 0; p < P; p++) d[p] = 0;
                     continue;
                 }
@@ -85,7 +60,7 @@ static void ML_CAT(im2col_shift, SUFFIX)(const T *restrict x, const ml_conv_geom
 
 /* col [c_in kh kw, oh ow] from one sample's x [c_in, h, w]; outside the input, 0. */
 static void IM2COL(const T *restrict x, const ml_conv_geom *g, T *restrict col) {
-    if (ML_CAT(is_shift, SUFFIX)(g)) {
+    if (is_shift(g)) {
         ML_CAT(im2col_shift, SUFFIX)(x, g, col);
         return;
     }
@@ -129,40 +104,31 @@ static void IM2COL(const T *restrict x, const ml_conv_geom *g, T *restrict col) 
  * loop: the same bits. */
 static void ML_CAT(col2im_shift, SUFFIX)(T *restrict col, const ml_conv_geom *g, T *restrict x) {
     const int64_t ow = g->ow, P = g->oh * ow, HW = g->h * g->w, K = g->kh * g->kw;
+    shift_tap taps[ML_SHIFT_MAX_TAPS];
+    int64_t mid0, mid1; /* where every tap is inside */
+    const int nt = shift_taps(g, taps, &mid0, &mid1);
     const T *src[ML_SHIFT_MAX_TAPS];
-    int64_t shift[ML_SHIFT_MAX_TAPS], a[ML_SHIFT_MAX_TAPS], b[ML_SHIFT_MAX_TAPS];
     for (int64_t c = 0; c < g->c_in; c++) {
-        int nt = 0;
-        int64_t mid0 = 0, mid1 = HW; /* where every tap is inside */
-        for (int64_t t = 0; t < K; t++) {
-            T *s = col + (c * K + t) * P;
-            int64_t oy0, oy1, lo, hi, sh;
-            if (!ML_CAT(shifted_plane, SUFFIX)(g, t / g->kw, t % g->kw, &oy0, &oy1, &lo, &hi, &sh))
-                continue;
-            ML_CAT(zero_columns, SUFFIX)(s, ow, oy0, oy1, lo, hi);
-            src[nt] = s;
-            shift[nt] = sh;
-            a[nt] = oy0 * ow + lo + sh; /* the elements of x this plane reaches: [a, b) */
-            b[nt] = (oy1 - 1) * ow + hi + sh;
-            mid0 = a[nt] > mid0 ? a[nt] : mid0;
-            mid1 = b[nt] < mid1 ? b[nt] : mid1;
-            nt++;
+        for (int i = 0; i < nt; i++) {
+            const shift_tap *tp = &taps[i];
+            T *s = col + (c * K + tp->t) * P;
+            ML_CAT(zero_columns, SUFFIX)(s, ow, tp->oy0, tp->oy1, tp->lo, tp->hi);
+            src[i] = s;
         }
         T *restrict xc = x + c * HW;
-        if (mid1 < mid0) mid1 = mid0;
         for (int64_t q = 0; q < HW; q++) {
             if (q == mid0) q = mid1;
             if (q >= HW) break;
             T acc = 0;
             for (int i = 0; i < nt; i++)
-                if (q >= a[i] && q < b[i]) acc += src[i][q - shift[i]];
+                if (q >= taps[i].a && q < taps[i].b) acc += src[i][q - taps[i].shift];
             xc[q] = acc;
         }
         for (int64_t q0 = mid0; q0 < mid1; q0 += ML_SHIFT_CHUNK) { /* a chunk in registers */
             const int64_t n = mid1 - q0 < ML_SHIFT_CHUNK ? mid1 - q0 : ML_SHIFT_CHUNK;
             T acc[ML_SHIFT_CHUNK] = {0};
             for (int i = 0; i < nt; i++) {
-                const T *restrict si = src[i] + (q0 - shift[i]);
+                const T *restrict si = src[i] + (q0 - taps[i].shift);
                 if (n == ML_SHIFT_CHUNK) {
 #pragma omp simd
                     for (int64_t k = 0; k < ML_SHIFT_CHUNK; k++) acc[k] += si[k];
@@ -179,7 +145,7 @@ static void ML_CAT(col2im_shift, SUFFIX)(T *restrict col, const ml_conv_geom *g,
  * added (the adjoint of IM2COL); col is scratch (is_shift geometries zero its
  * padding entries). One thread per sample: a fixed order. */
 static void COL2IM(T *restrict col, const ml_conv_geom *g, T *restrict x) {
-    if (ML_CAT(is_shift, SUFFIX)(g)) {
+    if (is_shift(g)) {
         ML_CAT(col2im_shift, SUFFIX)(col, g, x);
         return;
     }

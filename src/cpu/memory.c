@@ -11,9 +11,9 @@
  * A miss takes the smallest larger cached block (up to twice the size), if any,
  * and gives its tail back to the system: a size the run has not used yet (a last
  * partial batch, a first step at another batch size) is carved from resident
- * blocks instead of adding new ones. For that, large blocks are mappings of their own (mmap; a tail is
- * unmapped whole pages), not glibc's, whose heap would keep a freed tail
- * resident. Measured on the MNIST CNN benchmark's training epoch, the last batch
+ * blocks instead of adding new ones. For that, large blocks are mappings of their
+ * own (mmap; a tail is unmapped whole pages), not glibc's, whose heap would keep a
+ * freed tail resident. Measured on the MNIST CNN benchmark's training epoch, the last batch
  * of 96 after 468 of 128 raised the peak RSS from ~107 to 145 MiB; carved, it
  * stays at ~107. (Evicting old blocks on a miss instead, to follow the live size
  * down, made the same epoch 5x slower: the blocks a step frees come back to the

@@ -34,4 +34,15 @@ int fuzz_lua_call(const char *code, int nargs, const char *const *args, const ch
  * time filling hundreds of MB: a refusal is as interesting as a success). */
 void fuzz_limit_tensor_memory(void);
 
+/* Lua source to put before a target's code: totable_values(shape), how many Lua
+ * values t:totable() makes for a tensor of that shape, each level's tables
+ * included (an empty tensor of shape [7470402, 0, ...] has no elements and makes
+ * 7.5M tables: 900 MB, found by the fuzzer). In floats: integers would wrap. */
+#define FUZZ_LUA_TOTABLE_VALUES                                                   \
+    "local function totable_values(shape)\n"                                      \
+    "  local values, level = 0, 1.0\n"                                            \
+    "  for _, d in ipairs(shape) do level = level * d values = values + level end\n" \
+    "  return values\n"                                                           \
+    "end\n"
+
 #endif

@@ -9,6 +9,7 @@
 #include "fuzz.h"
 
 static const char code[] =
+    FUZZ_LUA_TOTABLE_VALUES
     "local path, out = ...\n"
     "local ok, t, meta = pcall(ml.load, path)\n"
     "if not ok then assert(type(t) == 'string' and t:find('load: ', 1, true), t) return end\n"
@@ -16,12 +17,7 @@ static const char code[] =
     "  assert(type(name) == 'string')\n"
     "  local s = tostring(x)\n"
     "  local sum = x:sum():item()\n"
-    /* the Lua values totable makes, each level's tables included: an empty tensor
-     * of shape [7470402, 0, ...] has no elements and makes 7.5M tables (found
-     * by the fuzzer: 900 MB); floats, as integers would wrap */
-    "  local values, level = 0, 1.0\n"
-    "  for _, d in ipairs(x:shape()) do level = level * d values = values + level end\n"
-    "  if values <= 65536 then x:totable() end\n"
+    "  if totable_values(x:shape()) <= 65536 then x:totable() end\n"
     "end\n"
     "ml.save(t, out, meta)\n"
     "local back, meta2 = ml.load(out)\n"

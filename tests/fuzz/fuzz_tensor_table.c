@@ -113,6 +113,7 @@ static const char *const dtypes[] = {NULL, "float32", "float64", "int64", "uint8
 
 /* use(t): what a user does with a tensor */
 static const char use_code[] =
+    FUZZ_LUA_TOTABLE_VALUES
     "local t = ...\n"
     "local s = tostring(t)\n"
     "local shape = t:shape()\n"
@@ -120,8 +121,7 @@ static const char use_code[] =
     "for _, d in ipairs(shape) do n = n * d end\n"
     "assert(n == t:numel(), 'numel differs from the shape')\n"
     "local sum = t:sum():item()\n"
-    "local values, level = 0, 1.0\n" /* floats: integers would wrap */
-    "for _, d in ipairs(shape) do level = level * d values = values + level end\n"
+    "local values = totable_values(shape)\n"
     "if values <= 65536 then\n"
     "  local tt = t:totable()\n"
     "  if #shape > 0 then assert(#tt == shape[1], 'totable differs from the shape') end\n"
