@@ -22,6 +22,7 @@ typedef struct {
     void *slots;     /* backward_weight: [blocks, c_out * K] of T */
     double *bslots;  /* backward_weight with gb: [blocks, c_out] */
     bool direct;     /* a 1x1 kernel, stride 1, no pad: x is its own col */
+    const struct shift_plan *plan; /* float32 products straight from the planes */
     int failed;      /* a block could not get its scratch (set, never cleared) */
 } conv_job;
 
@@ -135,6 +136,133 @@ static int shift_taps(const ml_conv_geom *g, shift_tap *taps, int64_t *mid0, int
     return nt;
 }
 
+/* --- float32 products straight from the planes (small_gemm.h) ----------------
+ * For is_shift geometries the forward reads x's planes and the input gradient
+ * g's at each tap's shift, masked where the tap falls in the padding: no im2col
+ * buffer, no col2im. The forward sums the same terms in the same order as im2col
+ * + gemm (the same bits); the input gradient sums over (o, tap) in one chain where
+ * col2im added each tap's sum over o (a different rounding). */
+typedef struct shift_plan {
+    int64_t taps, nvec, shift[ML_SHIFT_MAX_TAPS];
+    uint16_t *mask; /* [taps][nvec] */
+    size_t mask_bytes;
+    float *a;       /* backward_input: each group's w as [c_in / groups, c_out / groups taps] */
+    size_t a_bytes;
+} shift_plan;
+
+/* mask [nvec] := bit q for the positions q of a plane of `width` columns, n in all,
+ * whose row is in [r0, r1) and column in [c0, c1) */
+static void rect_mask(uint16_t *mask, int64_t nvec, int64_t n, int64_t width, int64_t r0,
+                      int64_t r1, int64_t c0, int64_t c1) {
+    memset(mask, 0, (size_t)nvec * sizeof *mask);
+    for (int64_t r = r0 < 0 ? 0 : r0; r < r1 && r * width < n; r++)
+        for (int64_t col = c0 < 0 ? 0 : c0; col < c1 && col < width; col++) {
+            const int64_t q = r * width + col;
+            if (q < n) mask[q / 16] |= (uint16_t)(1u << (q % 16));
+        }
+}
+
+static void plan_free(shift_plan *sp) {
+    scratch_free(sp->mask, sp->mask_bytes);
+    scratch_free(sp->a, sp->a_bytes);
+}
+
+/* Used for is_shift geometries whose per-sample product (c_out / groups x c_in /
+ * groups x taps x n positions, forward or input gradient alike) stays under the
+ * small kernel's 32M multiply-adds: gemm_f32's rule (beyond, OpenBLAS's cache
+ * blocking of an im2col buffer wins). */
+static bool shifted_pays(const ml_conv_geom *g, int64_t n) {
+    const double macs = (double)(g->c_out / g->groups) * (double)(g->c_in / g->groups) *
+                        (double)(g->kh * g->kw) * (double)n;
+    return is_shift(g) && ml_small_sgemm_available() && macs <= 32e6;
+}
+
+/* The forward's plan: output positions oy ow + ox, tap (ki, kj) inside where
+ * shifted_plane says. 0 when it cannot be used. */
+static int plan_forward(const ml_conv_geom *g, shift_plan *sp) {
+    const int64_t P = g->oh * g->ow;
+    sp->taps = g->kh * g->kw;
+    sp->nvec = (P + 15) / 16;
+    sp->mask_bytes = (size_t)(sp->taps * sp->nvec) * sizeof *sp->mask;
+    sp->mask = scratch_alloc(sp->mask_bytes);
+    if (!sp->mask) return 0;
+    for (int64_t t = 0; t < sp->taps; t++) {
+        int64_t oy0, oy1, lo, hi, shift;
+        if (!shifted_plane(g, t / g->kw, t % g->kw, &oy0, &oy1, &lo, &hi, &shift)) oy1 = oy0;
+        sp->shift[t] = shift;
+        rect_mask(sp->mask + t * sp->nvec, sp->nvec, P, g->ow, oy0, oy1, lo, hi);
+    }
+    return 1;
+}
+
+/* The input gradient's plan: positions iy w + ix of gx, tap (ki, kj) reading g at
+ * (iy - iy0, ix - ix0) (iy0 = ki dh - ph, ix0 = kj dw - pw; g's rows are as wide
+ * as x's); w regrouped so that row c of a group reads (o, tap) in order. */
+static int plan_backward_input(const ml_conv_geom *g, const float *w, shift_plan *sp) {
+    const int64_t HW = g->h * g->w, G = g->groups, co = g->c_out / G, cpg = g->c_in / G;
+    const int64_t taps = g->kh * g->kw;
+    sp->taps = taps;
+    sp->nvec = (HW + 15) / 16;
+    sp->mask_bytes = (size_t)(taps * sp->nvec) * sizeof *sp->mask;
+    sp->a_bytes = (size_t)(g->c_out * cpg * taps) * sizeof(float);
+    sp->mask = scratch_alloc(sp->mask_bytes);
+    sp->a = scratch_alloc(sp->a_bytes);
+    if (!sp->mask || !sp->a) return 0;
+    for (int64_t t = 0; t < taps; t++) {
+        const int64_t iy0 = (t / g->kw) * g->dh - g->ph, ix0 = (t % g->kw) * g->dw - g->pw;
+        sp->shift[t] = -(iy0 * g->w + ix0);
+        rect_mask(sp->mask + t * sp->nvec, sp->nvec, HW, g->w, iy0, iy0 + g->oh, ix0, ix0 + g->ow);
+    }
+    /* a[gi][c][o taps + t] = w[gi co + o][c][t] */
+    for (int64_t gi = 0; gi < G; gi++)
+        for (int64_t c = 0; c < cpg; c++)
+            for (int64_t o = 0; o < co; o++)
+                for (int64_t t = 0; t < taps; t++)
+                    sp->a[((gi * cpg + c) * co + o) * taps + t] = w[((gi * co + o) * cpg + c) * taps + t];
+    return 1;
+}
+
+/* forward for the samples [lo, hi) of one block, from x's planes */
+static void forward_shifted_block(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
+    (void)blk;
+    const conv_job *j = ctx;
+    const ml_conv_geom *g = j->g;
+    const shift_plan *sp = j->plan;
+    const int64_t P = g->oh * g->ow, HW = g->h * g->w, G = g->groups;
+    const int64_t co = g->c_out / G, cpg = g->c_in / G, K = cpg * sp->taps;
+    const float *x = j->x, *w = j->w, *bias = j->bias;
+    float *y = j->y;
+    for (int64_t n = lo; n < hi; n++)
+        for (int64_t gi = 0; gi < G; gi++) {
+            const ml_shifted_planes b = {.x = x + (n * g->c_in + gi * cpg) * HW, .planes = cpg,
+                                         .plane_stride = HW, .taps = sp->taps, .nvec = sp->nvec,
+                                         .shift = sp->shift, .mask = sp->mask};
+            ml_small_sgemm_shifted(co, P, w + gi * co * K, K, &b, y + (n * g->c_out + gi * co) * P,
+                                   P, bias ? bias + gi * co : NULL);
+        }
+}
+
+/* backward_input for the samples [lo, hi) of one block, from g's planes */
+static void backward_input_shifted_block(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
+    (void)blk;
+    const conv_job *j = ctx;
+    const ml_conv_geom *g = j->g;
+    const shift_plan *sp = j->plan;
+    const int64_t P = g->oh * g->ow, HW = g->h * g->w, G = g->groups;
+    const int64_t co = g->c_out / G, cpg = g->c_in / G, K = co * sp->taps;
+    const float *go = j->g_out, *bias = j->bias;
+    float *gx = j->y;
+    for (int64_t n = lo; n < hi; n++)
+        for (int64_t gi = 0; gi < G; gi++) {
+            const ml_shifted_planes b = {.x = go + (n * g->c_out + gi * co) * P, .planes = co,
+                                         .plane_stride = P, .taps = sp->taps, .nvec = sp->nvec,
+                                         .shift = sp->shift, .mask = sp->mask};
+            ml_small_sgemm_shifted(cpg, HW, sp->a + gi * cpg * K, K, &b,
+                                   gx + (n * g->c_in + gi * cpg) * HW, HW,
+                                   bias ? bias + gi * cpg : NULL);
+        }
+}
+
 #define T float
 #define SUFFIX f32
 #define GEMM gemm_f32
@@ -179,8 +307,15 @@ static int cpu_conv_forward(const ml_tensor *x, const ml_tensor *w, const ml_ten
     conv_job j = {.g = geom, .x = ml_data(x), .w = ml_data(w), .bias = bias ? ml_data(bias) : NULL,
                   .y = ml_data(y), .direct = is_direct(geom)};
     const int64_t blk = sample_block(geom->n);
-    ml_parallel_blocks(geom->n, blk, min_parallel(geom) * blk,
-                       x->dtype == ML_F32 ? conv_forward_block_f32 : conv_forward_block_f64, &j);
+    ml_block_fn fn = x->dtype == ML_F32 ? conv_forward_block_f32 : conv_forward_block_f64;
+    shift_plan sp = {0};
+    if (x->dtype == ML_F32 && shifted_pays(geom, geom->oh * geom->ow)) {
+        if (!plan_forward(geom, &sp)) j.failed = 1;
+        j.plan = &sp;
+        fn = forward_shifted_block;
+    }
+    if (!j.failed) ml_parallel_blocks(geom->n, blk, min_parallel(geom) * blk, fn, &j);
+    plan_free(&sp);
     return j.failed ? ml_error_set("conv2d: out of memory for the im2col buffer") : 0;
 }
 
@@ -190,9 +325,16 @@ static int cpu_conv_backward_input(const ml_tensor *g, const ml_tensor *w, const
     conv_job j = {.g = geom, .w = ml_data(w), .bias = bias ? ml_data(bias) : NULL,
                   .g_out = ml_data(g), .y = ml_data(gx), .direct = is_direct(geom)};
     const int64_t blk = sample_block(geom->n);
-    ml_parallel_blocks(geom->n, blk, min_parallel(geom) * blk,
-                       g->dtype == ML_F32 ? conv_backward_input_block_f32
-                                          : conv_backward_input_block_f64, &j);
+    ml_block_fn fn = g->dtype == ML_F32 ? conv_backward_input_block_f32
+                                        : conv_backward_input_block_f64;
+    shift_plan sp = {0};
+    if (g->dtype == ML_F32 && shifted_pays(geom, geom->h * geom->w)) {
+        if (!plan_backward_input(geom, ml_data(w), &sp)) j.failed = 1;
+        j.plan = &sp;
+        fn = backward_input_shifted_block;
+    }
+    if (!j.failed) ml_parallel_blocks(geom->n, blk, min_parallel(geom) * blk, fn, &j);
+    plan_free(&sp);
     return j.failed ? ml_error_set("conv2d backward: out of memory for the im2col buffer") : 0;
 }
 

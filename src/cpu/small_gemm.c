@@ -143,6 +143,20 @@ static void pack_transposed(const float *b, int64_t ldb, int64_t w, int64_t k, f
     }
 }
 
+/* The next tile's rows of C (R rows of V vectors after the tile at c), fetched for
+ * writing while this one computes: C is usually a fresh output whose lines left
+ * the cache since their last use (a [128, 32] output from L3 cost 0.8 us of a 5 us
+ * product). Rows past the end are harmless: a prefetch never faults. */
+INLINE void prefetch_next_rows(const int R, const int V, const float *c, int64_t ldc) {
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) {
+        const char *cn = (const char *)(c + (R + r) * ldc);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) __builtin_prefetch(cn + 64 * v, 1, 3);
+        __builtin_prefetch(cn + 64 * V - 4, 1, 3); /* a row that straddles one more line */
+    }
+}
+
 /* One R x V tile: C[0 .. R, 0 .. 16 V] from A's rows (element (r, p) at a[r sai + p
  * sak]) and B's rows b + p ldb, the last vector masked by last. */
 INLINE void tile(const int R, const int V, int64_t k, const float *a, int64_t sai, int64_t sak,
@@ -153,17 +167,7 @@ INLINE void tile(const int R, const int V, int64_t k, const float *a, int64_t sa
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < V; v++) acc[r][v] = _mm512_setzero_ps();
-    /* the next tile's rows of C, fetched for writing while this one computes: C
-     * is usually a fresh output whose lines left the cache since their last use
-     * (a [128, 32] output from L3 cost 0.8 us of a 5 us product). Rows past the
-     * end are harmless: a prefetch never faults. */
-#pragma GCC unroll 12
-    for (int r = 0; r < R; r++) {
-        const char *cn = (const char *)(c + (R + r) * ldc);
-#pragma GCC unroll 4
-        for (int v = 0; v < V; v++) __builtin_prefetch(cn + 64 * v, 1, 3);
-        __builtin_prefetch(cn + 64 * V - 4, 1, 3); /* a row that straddles one more line */
-    }
+    prefetch_next_rows(R, V, c, ldc);
     for (int64_t p = 0; p < k; p++) {
         const float *bk = b + p * ldb;
         __m512 bv[4];
@@ -252,6 +256,91 @@ static void avx512_run(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float 
     }
 }
 
+/* --- B read from shifted planes (ml_small_sgemm_shifted) --- */
+
+/* One R x V tile of a shifted product: C[0 .. R, 0 .. 16 V] for the columns j0 ..
+ * of B. Row k = p taps + t of B is plane p at column q + shift[t] where its mask
+ * bit is set: a masked load, whose cleared lanes are never read (the address
+ * may lie before or past the planes there), so it is computed as an integer. */
+INLINE void tile_shifted(const int R, const int V, const ml_shifted_planes *b, int64_t j0,
+                         const float *a, int64_t lda, __mmask16 last, float *c, int64_t ldc,
+                         const float *bias) {
+    __m512 acc[12][4];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) acc[r][v] = _mm512_setzero_ps();
+    prefetch_next_rows(R, V, c, ldc);
+    const int64_t taps = b->taps, nvec = b->nvec;
+    const uint16_t *panel_mask = b->mask + j0 / 16;
+    uintptr_t plane = (uintptr_t)(b->x + j0);
+    const uintptr_t plane_bytes = (uintptr_t)(b->plane_stride * (int64_t)sizeof(float));
+    for (int64_t p = 0; p < b->planes; p++, plane += plane_bytes) {
+        const float *ap = a + p * taps;
+        for (int64_t t = 0; t < taps; t++) {
+            const uintptr_t src = plane + (uintptr_t)(b->shift[t] * (int64_t)sizeof(float));
+            const uint16_t *mk = panel_mask + t * nvec;
+            __m512 bv[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < V; v++)
+                bv[v] = _mm512_maskz_loadu_ps((__mmask16)mk[v], (const void *)(src + 64 * (uintptr_t)v));
+#pragma GCC unroll 12
+            for (int r = 0; r < R; r++) {
+                const __m512 av = _mm512_set1_ps(ap[r * lda + t]);
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+            }
+        }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) {
+        const __m512 br = _mm512_set1_ps(bias ? bias[r] : 0.0f);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) {
+            const __mmask16 mk = v < V - 1 ? (__mmask16)0xFFFF : last;
+            const __m512 x = bias ? _mm512_add_ps(acc[r][v], br) : acc[r][v];
+            _mm512_mask_storeu_ps(c + r * ldc + 16 * v, mk, x);
+        }
+    }
+}
+
+#define SHIFTED_ARGS b, j0, a + i * lda, lda, last, c + i * ldc + j0, ldc, bias ? bias + i : NULL
+#define S(r) case r: tile_shifted(r, V, SHIFTED_ARGS); break;
+
+/* all rows of the panel at column j0, V vectors wide, in tiles of RMAX rows */
+#define SHIFTED_PANEL_FN(V_, RMAX, CASES)                                                  \
+    static __attribute__((noinline)) void shifted_panel_##V_(                              \
+        int64_t m, const ml_shifted_planes *b, int64_t j0, const float *a, int64_t lda,   \
+        __mmask16 last, float *c, int64_t ldc, const float *bias) {                        \
+        enum { V = V_ };                                                                   \
+        for (int64_t i = 0; i < m; i += RMAX) {                                            \
+            switch ((int)min64(RMAX, m - i)) { CASES }                                     \
+        }                                                                                  \
+    }
+
+#define SCASES6 S(1) S(2) S(3) S(4) S(5) S(6)
+#define SCASES8 SCASES6 S(7) S(8)
+#define SCASES12 SCASES8 S(9) S(10) S(11) S(12)
+SHIFTED_PANEL_FN(1, 8, SCASES8)
+SHIFTED_PANEL_FN(2, 12, SCASES12)
+SHIFTED_PANEL_FN(3, 8, SCASES8)
+SHIFTED_PANEL_FN(4, 6, SCASES6)
+
+static void shifted_run(int64_t m, int64_t n, const float *a, int64_t lda,
+                        const ml_shifted_planes *b, float *c, int64_t ldc, const float *bias) {
+    for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
+        const int64_t w = min64(PANEL, n - j0);
+        const int nvec = (int)((w + 15) / 16);
+        const __mmask16 last = (__mmask16)((1u << (w - 16 * (nvec - 1))) - 1u);
+        switch (nvec) {
+        case 1: shifted_panel_1(m, b, j0, a, lda, last, c, ldc, bias); break;
+        case 2: shifted_panel_2(m, b, j0, a, lda, last, c, ldc, bias); break;
+        case 3: shifted_panel_3(m, b, j0, a, lda, last, c, ldc, bias); break;
+        default: shifted_panel_4(m, b, j0, a, lda, last, c, ldc, bias); break;
+        }
+    }
+}
+
 #if ML_SMALL_AVX512_RUNTIME
 #pragma GCC pop_options
 #endif
@@ -275,6 +364,20 @@ bool ml_small_sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, fl
 #else
     (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b;
     (void)ldb, (void)beta, (void)c, (void)ldc, (void)bias;
+    return false;
+#endif
+}
+
+bool ml_small_sgemm_available(void) { return have_avx512(); }
+
+bool ml_small_sgemm_shifted(int64_t m, int64_t n, const float *a, int64_t lda,
+                            const ml_shifted_planes *b, float *c, int64_t ldc, const float *bias) {
+    if (!have_avx512()) return false;
+#if ML_SMALL_AVX512
+    shifted_run(m, n, a, lda, b, c, ldc, bias);
+    return true;
+#else
+    (void)m, (void)n, (void)a, (void)lda, (void)b, (void)c, (void)ldc, (void)bias;
     return false;
 #endif
 }

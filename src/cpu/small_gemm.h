@@ -51,9 +51,33 @@ void ml_small_sgemm_generic(bool ta, bool tb, int64_t m, int64_t n, int64_t k, f
                             const float *a, int64_t lda, const float *b, int64_t ldb,
                             float beta, float *c, int64_t ldc, const float *bias);
 
+/* Whether the two AVX-512 kernels below run here (the build and the CPU have it) */
+bool ml_small_sgemm_available(void);
+
 /* AVX-512 intrinsics; false (nothing done) where the build or the CPU lacks them */
 bool ml_small_sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                            const float *a, int64_t lda, const float *b, int64_t ldb,
                            float beta, float *c, int64_t ldc, const float *bias);
+
+/* A product whose B is never stored: its rows are planes read at a shift, as a
+ * convolution of stride 1 whose output is as wide as its input sees its input
+ * (conv.c: the forward reads x's planes, the input gradient g's). Row
+ * k = p taps + t of B [planes taps, n] is plane p (x + p plane_stride) read at
+ * column q + shift[t] where bit q % 16 of mask[t nvec + q / 16] is set, and 0
+ * where it is clear (nvec = (n + 15) / 16; bits from column n on clear). A clear
+ * bit's element is never read: the shifts may reach before or past the planes. */
+typedef struct {
+    const float *x;
+    int64_t planes, plane_stride, taps, nvec;
+    const int64_t *shift;  /* [taps] */
+    const uint16_t *mask;  /* [taps][nvec] */
+} ml_shifted_planes;
+
+/* C [m, n] (row stride ldc) = A [m, planes taps] (row stride lda) @ B, plus bias[i]
+ * on row i when bias is not NULL; each element summed in order of k from 0, as
+ * ml_small_sgemm_avx512 sums the same product from a stored B (the same bits).
+ * AVX-512 only: false (nothing done) where the build or the CPU lacks it. */
+bool ml_small_sgemm_shifted(int64_t m, int64_t n, const float *a, int64_t lda,
+                            const ml_shifted_planes *b, float *c, int64_t ldc, const float *bias);
 
 #endif

@@ -318,11 +318,14 @@ Estimated Total Size (MB): 3.27
 end)
 
 describe("conv2d's paths", function()
-  -- Stride 1 with an output as wide as the input takes the shifted-plane im2col and
-  -- col2im (src/cpu/conv_t.h); the same convolution over an input padded by F.pad
-  -- and no padding of its own takes the general loops. Same values, same order of
-  -- additions: the same bits, forward and every gradient.
-  it("the shifted planes agree bit for bit with the general loops", function()
+  -- Stride 1 with an output as wide as the input takes the shifted planes: float32
+  -- products read straight from the planes where the CPU has AVX-512 (src/cpu/conv.c),
+  -- else im2col and col2im by flat copies (src/cpu/conv_t.h); the same convolution over
+  -- an input padded by F.pad and no padding of its own takes the general loops. The
+  -- output and the weight gradient sum the same terms in the same order: the same
+  -- bits. The input gradient from the planes sums over (channel, tap) in one chain
+  -- where col2im adds each tap's sum: float32 rounding apart.
+  it("the shifted planes agree with the general loops", function()
     ml.manual_seed(11)
     local cases = {
       {x = {3, 4, 14, 14}, w = {5, 4, 3, 3}, pad = {1, 1}},
@@ -355,7 +358,9 @@ describe("conv2d's paths", function()
       end
       local s = T.seeded(function() return run(true) end, 5)
       local r = T.seeded(function() return run(false) end, 5)
-      for i = 1, 3 do T.assert_close(s[i], r[i], {rtol = 0, atol = 0}) end
+      T.assert_close(s[1], r[1], {rtol = 0, atol = 0})
+      T.assert_close(s[2], r[2], {rtol = 1e-5, atol = 1e-5})
+      T.assert_close(s[3], r[3], {rtol = 0, atol = 0})
     end
   end)
 end)
