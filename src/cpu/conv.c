@@ -271,6 +271,32 @@ static void backward_input_shifted_block(void *ctx, int64_t blk, int64_t lo, int
 #undef SUFFIX
 #undef GEMM
 
+/* backward_weight for the samples [lo, hi) of block blk, from x's planes: as
+ * conv_t.h's, the samples summed in order into the block's slot */
+static void backward_weight_shifted_block(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
+    const conv_job *j = ctx;
+    const ml_conv_geom *g = j->g;
+    const shift_plan *sp = j->plan;
+    const int64_t P = g->oh * g->ow, HW = g->h * g->w, G = g->groups;
+    const int64_t co = g->c_out / G, cpg = g->c_in / G, K = cpg * sp->taps;
+    const float *x = j->x, *go = j->g_out;
+    float *slot = (float *)j->slots + blk * g->c_out * K;
+    double *bslot = j->bslots ? j->bslots + blk * g->c_out : NULL;
+    if (bslot)
+        for (int64_t o = 0; o < g->c_out; o++) bslot[o] = 0;
+    for (int64_t n = lo; n < hi; n++) {
+        const float *gn = go + n * g->c_out * P;
+        for (int64_t gi = 0; gi < G; gi++) {
+            const ml_shifted_planes b = {.x = x + (n * g->c_in + gi * cpg) * HW, .planes = cpg,
+                                         .plane_stride = HW, .taps = sp->taps, .nvec = sp->nvec,
+                                         .shift = sp->shift, .mask = sp->mask};
+            ml_small_sgemm_shifted_t(co, K, P, gn + gi * co * P, P, &b, n > lo ? 1.0f : 0.0f,
+                                     slot + gi * co * K, K);
+        }
+        if (bslot) bias_slot_add_f32(gn, g->c_out, P, bslot);
+    }
+}
+
 #define T double
 #define SUFFIX f64
 #define GEMM gemm_f64
@@ -348,11 +374,17 @@ static int cpu_conv_backward_weight(const ml_tensor *x, const ml_tensor *g,
     const size_t slot_bytes = (size_t)(nb * wn) * es, bslot_bytes = (size_t)(nb * geom->c_out) * sizeof(double);
     j.slots = scratch_alloc(slot_bytes);
     j.bslots = gb ? scratch_alloc(bslot_bytes) : NULL;
+    ml_block_fn fn = g->dtype == ML_F32 ? conv_backward_weight_block_f32
+                                        : conv_backward_weight_block_f64;
+    shift_plan sp = {0};
+    if (g->dtype == ML_F32 && shifted_pays(geom, geom->oh * geom->ow)) {
+        if (!plan_forward(geom, &sp)) j.failed = 1;
+        j.plan = &sp;
+        fn = backward_weight_shifted_block;
+    }
     if (!j.slots || (gb && !j.bslots)) j.failed = 1;
-    else
-        ml_parallel_blocks(geom->n, blk, min_parallel(geom) * blk,
-                           g->dtype == ML_F32 ? conv_backward_weight_block_f32
-                                              : conv_backward_weight_block_f64, &j);
+    if (!j.failed) ml_parallel_blocks(geom->n, blk, min_parallel(geom) * blk, fn, &j);
+    plan_free(&sp);
     if (!j.failed) {
         if (g->dtype == ML_F32)
             conv_backward_weight_combine_f32(&j, nb, ml_data(gw), gb ? ml_data(gb) : NULL);

@@ -20,6 +20,7 @@
 #define BWI_BLOCK ML_CAT(conv_backward_input_block, SUFFIX)
 #define BWW_BLOCK ML_CAT(conv_backward_weight_block, SUFFIX)
 #define BWW_COMBINE ML_CAT(conv_backward_weight_combine, SUFFIX)
+#define BIAS_SLOT_ADD ML_CAT(bias_slot_add, SUFFIX)
 
 /* plane [., ow]: the columns [0, lo) and [hi, ow) of the rows [oy0, oy1) set to 0.
  * Column by column: a padding column or two, down 14 or 28 rows (row by row, the
@@ -242,6 +243,17 @@ static void BWI_BLOCK(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
     scratch_free(col, col_bytes);
 }
 
+/* bslot [c_out] += the rows of one sample's g [c_out, P] summed (the bias gradient) */
+static void BIAS_SLOT_ADD(const T *gn, int64_t c_out, int64_t P, double *bslot) {
+    for (int64_t o = 0; o < c_out; o++) {
+        const T *r = gn + o * P;
+        T s = 0; /* a row in T (16 lanes), the rows in double */
+#pragma omp simd reduction(+ : s)
+        for (int64_t p = 0; p < P; p++) s += r[p];
+        bslot[o] += (double)s;
+    }
+}
+
 /* backward_weight: block blk's samples [lo, hi) summed, in order, into slot blk
  * (and their bias gradient into bslot blk, in double) */
 static void BWW_BLOCK(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
@@ -270,14 +282,7 @@ static void BWW_BLOCK(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
         for (int64_t gi = 0; gi < G; gi++)
             GEMM(false, true, co, K, P, gn + gi * co * P, P, cn + gi * K * P, P, n > lo ? 1 : 0,
                  slot + gi * co * K, K);
-        if (bslot)
-            for (int64_t o = 0; o < g->c_out; o++) {
-                const T *r = gn + o * P;
-                T s = 0; /* a row in T (16 lanes), the rows in double */
-#pragma omp simd reduction(+ : s)
-                for (int64_t p = 0; p < P; p++) s += r[p];
-                bslot[o] += (double)s;
-            }
+        if (bslot) BIAS_SLOT_ADD(gn, g->c_out, P, bslot);
     }
     scratch_free(col, col_bytes);
 }
@@ -305,5 +310,6 @@ static void BWW_COMBINE(const conv_job *j, int64_t nb, T *restrict gw, T *restri
 #undef BWI_BLOCK
 #undef BWW_BLOCK
 #undef BWW_COMBINE
+#undef BIAS_SLOT_ADD
 #undef ML_CAT
 #undef ML_CAT2

@@ -157,6 +157,33 @@ INLINE void prefetch_next_rows(const int R, const int V, const float *c, int64_t
     }
 }
 
+/* pack_transposed's buf from shifted planes: rows j0 .. j0 + w of b's B ([n, k], row
+ * j = plane j / taps at shift[j % taps]), columns p0 .. p0 + k; the masked lanes 0 */
+static void pack_shifted_transposed(const ml_shifted_planes *sb, int64_t j0, int64_t w,
+                                    int64_t p0, int64_t k, float *buf, int64_t ldp) {
+    for (int64_t jb = 0; jb < ldp; jb += 16) {
+        uintptr_t row[16];        /* row t's element q at row[t] + 4 q */
+        const uint16_t *mask[16]; /* its masks, one a 16 columns */
+        for (int t = 0; t < 16; t++) {
+            const int64_t j = j0 + jb + t, tap = j % sb->taps;
+            row[t] = (uintptr_t)(sb->x + (j / sb->taps) * sb->plane_stride) +
+                     (uintptr_t)(sb->shift[tap] * (int64_t)sizeof(float));
+            mask[t] = sb->mask + tap * sb->nvec;
+        }
+        for (int64_t pb = 0; pb < k; pb += 16) {
+            const int64_t kc = min64(16, k - pb), q0 = p0 + pb; /* q0: a multiple of 16 */
+            const __mmask16 km = (__mmask16)((1u << kc) - 1u);
+            __m512 r[16];
+            for (int t = 0; t < 16; t++)
+                r[t] = jb + t < w ? _mm512_maskz_loadu_ps((__mmask16)(mask[t][q0 / 16] & km),
+                                                          (const void *)(row[t] + 4 * (uintptr_t)q0))
+                                  : _mm512_setzero_ps();
+            transpose16(r);
+            for (int64_t t = 0; t < kc; t++) _mm512_store_ps(buf + (pb + t) * ldp + jb, r[t]);
+        }
+    }
+}
+
 /* One R x V tile: C[0 .. R, 0 .. 16 V] from A's rows (element (r, p) at a[r sai + p
  * sak]) and B's rows b + p ldb, the last vector masked by last. */
 INLINE void tile(const int R, const int V, int64_t k, const float *a, int64_t sai, int64_t sak,
@@ -221,9 +248,10 @@ PANEL_FN(2, 12, CASES12)
 PANEL_FN(3, 8, CASES8)
 PANEL_FN(4, 6, CASES6)
 
+/* sb: B^T's rows from shifted planes (tb; b and ldb unused), else NULL */
 static void avx512_run(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                       float *c, int64_t ldc, const float *bias) {
+                       float *c, int64_t ldc, const float *bias, const ml_shifted_planes *sb) {
     float buf[ML_SMALL_GEMM_KBLOCK * PANEL] __attribute__((aligned(64)));
     const int64_t sai = ta ? 1 : lda, sak = ta ? lda : 1;
     /* B as [k, n] rows is read in place, over all of k at once. B given as [n, k]
@@ -241,7 +269,8 @@ static void avx512_run(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float 
             int64_t ldp = ldb;
             if (tb) {
                 ldp = 16 * nvec;
-                pack_transposed(b + j0 * ldb + p0, ldb, w, kc, buf, ldp);
+                if (sb) pack_shifted_transposed(sb, j0, w, p0, kc, buf, ldp);
+                else pack_transposed(b + j0 * ldb + p0, ldb, w, kc, buf, ldp);
                 bp = buf;
             }
             const float *bj = bias && p0 == 0 ? bias + j0 : NULL;
@@ -359,7 +388,7 @@ bool ml_small_sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, fl
                            float beta, float *c, int64_t ldc, const float *bias) {
     if (!have_avx512()) return false;
 #if ML_SMALL_AVX512
-    avx512_run(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
+    avx512_run(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, NULL);
     return true;
 #else
     (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b;
@@ -378,6 +407,18 @@ bool ml_small_sgemm_shifted(int64_t m, int64_t n, const float *a, int64_t lda,
     return true;
 #else
     (void)m, (void)n, (void)a, (void)lda, (void)b, (void)c, (void)ldc, (void)bias;
+    return false;
+#endif
+}
+
+bool ml_small_sgemm_shifted_t(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                              const ml_shifted_planes *b, float beta, float *c, int64_t ldc) {
+    if (!have_avx512()) return false;
+#if ML_SMALL_AVX512
+    avx512_run(false, true, m, n, k, 1.0f, a, lda, NULL, 0, beta, c, ldc, NULL, b);
+    return true;
+#else
+    (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)beta, (void)c, (void)ldc;
     return false;
 #endif
 }

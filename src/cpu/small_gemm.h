@@ -80,4 +80,11 @@ typedef struct {
 bool ml_small_sgemm_shifted(int64_t m, int64_t n, const float *a, int64_t lda,
                             const ml_shifted_planes *b, float *c, int64_t ldc, const float *bias);
 
+/* C [m, n] = A [m, k] (row stride lda) @ B^T + beta C with B [n, k] the shifted
+ * planes b (row j = p taps + t; here the masks run over the k columns): the
+ * weight gradient g @ col^T without col. The same sums in the same order as
+ * ml_small_sgemm_avx512(false, true, ...) over a stored B. AVX-512 only. */
+bool ml_small_sgemm_shifted_t(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                              const ml_shifted_planes *b, float beta, float *c, int64_t ldc);
+
 #endif
