@@ -271,30 +271,61 @@ static void backward_input_shifted_block(void *ctx, int64_t blk, int64_t lo, int
 #undef SUFFIX
 #undef GEMM
 
-/* backward_weight for the samples [lo, hi) of block blk, from x's planes: as
- * conv_t.h's, the samples summed in order into the block's slot */
-static void backward_weight_shifted_block(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
+/* backward_weight for the samples [lo, hi) of block blk without im2col: each
+ * sample's x copied into zero-padded planes once (the taps' windows of them are
+ * col's rows) and its g transposed to g^T [P, c_out], then per group
+ *   gw^T [K, co] (+)= col [K, P] @ g^T [P, co]       (ml_small_sgemm_windows)
+ * summed in sample order into a transposed slot, given back as [co, K] at the end.
+ * A stored col's B^T would be transposed 16 x 16 block by block, per sample. */
+static void backward_weight_windows_block(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
     const conv_job *j = ctx;
     const ml_conv_geom *g = j->g;
-    const shift_plan *sp = j->plan;
-    const int64_t P = g->oh * g->ow, HW = g->h * g->w, G = g->groups;
-    const int64_t co = g->c_out / G, cpg = g->c_in / G, K = cpg * sp->taps;
-    const float *x = j->x, *go = j->g_out;
-    float *slot = (float *)j->slots + blk * g->c_out * K;
+    const int64_t P = g->oh * g->ow, HW = g->h * g->w, G = g->groups, taps = g->kh * g->kw;
+    const int64_t co = g->c_out / G, cpg = g->c_in / G, K = cpg * taps, WN = g->c_out * K;
+    /* the padded plane: every tap's window inside it (stride 1) */
+    const int64_t Hp = g->oh + (g->kh - 1) * g->dh, Wp = g->ow + (g->kw - 1) * g->dw;
+    const size_t xp_bytes = (size_t)(g->c_in * Hp * Wp) * sizeof(float);
+    const size_t gt_bytes = (size_t)(P * g->c_out) * sizeof(float);
+    const size_t ct_bytes = (size_t)WN * sizeof(float);
+    float *xp = scratch_alloc(xp_bytes), *gt = scratch_alloc(gt_bytes), *ct = scratch_alloc(ct_bytes);
+    if (!xp || !gt || !ct) {
+        conv_oom(j);
+        goto done;
+    }
+    int64_t offset[ML_SHIFT_MAX_TAPS];
+    for (int64_t t = 0; t < taps; t++) offset[t] = (t / g->kw) * g->dh * Wp + (t % g->kw) * g->dw;
+    float *slot = (float *)j->slots + blk * WN;
     double *bslot = j->bslots ? j->bslots + blk * g->c_out : NULL;
     if (bslot)
         for (int64_t o = 0; o < g->c_out; o++) bslot[o] = 0;
+    memset(xp, 0, xp_bytes); /* the padding, written once; the insides each sample */
+    const int64_t rows = g->h < Hp - g->ph ? g->h : Hp - g->ph;
+    const int64_t cols = g->w < Wp - g->pw ? g->w : Wp - g->pw;
     for (int64_t n = lo; n < hi; n++) {
-        const float *gn = go + n * g->c_out * P;
+        const float *xn = (const float *)j->x + n * g->c_in * HW;
+        const float *gn = (const float *)j->g_out + n * g->c_out * P;
+        for (int64_t c = 0; c < g->c_in; c++)
+            for (int64_t iy = 0; iy < rows; iy++)
+                memcpy(xp + (c * Hp + iy + g->ph) * Wp + g->pw, xn + c * HW + iy * g->w,
+                       (size_t)cols * sizeof(float));
+        for (int64_t o = 0; o < g->c_out; o++)
+            for (int64_t q = 0; q < P; q++) gt[q * g->c_out + o] = gn[o * P + q];
         for (int64_t gi = 0; gi < G; gi++) {
-            const ml_shifted_planes b = {.x = x + (n * g->c_in + gi * cpg) * HW, .planes = cpg,
-                                         .plane_stride = HW, .taps = sp->taps, .nvec = sp->nvec,
-                                         .shift = sp->shift, .mask = sp->mask};
-            ml_small_sgemm_shifted_t(co, K, P, gn + gi * co * P, P, &b, n > lo ? 1.0f : 0.0f,
-                                     slot + gi * co * K, K);
+            const ml_window_rows a = {.x = xp + gi * cpg * Hp * Wp, .plane_stride = Hp * Wp,
+                                      .taps = taps, .rows = g->oh, .cols = g->ow,
+                                      .row_stride = Wp, .offset = offset};
+            ml_small_sgemm_windows(K, co, &a, gt + gi * co, g->c_out, n > lo ? 1.0f : 0.0f,
+                                   ct + gi * K * co, co);
         }
         if (bslot) bias_slot_add_f32(gn, g->c_out, P, bslot);
     }
+    for (int64_t gi = 0; gi < G; gi++) /* slot [co, K] of each group from ct [K, co] */
+        for (int64_t o = 0; o < co; o++)
+            for (int64_t k = 0; k < K; k++) slot[(gi * co + o) * K + k] = ct[(gi * K + k) * co + o];
+done:
+    scratch_free(xp, xp_bytes);
+    scratch_free(gt, gt_bytes);
+    scratch_free(ct, ct_bytes);
 }
 
 #define T double
@@ -376,15 +407,14 @@ static int cpu_conv_backward_weight(const ml_tensor *x, const ml_tensor *g,
     j.bslots = gb ? scratch_alloc(bslot_bytes) : NULL;
     ml_block_fn fn = g->dtype == ML_F32 ? conv_backward_weight_block_f32
                                         : conv_backward_weight_block_f64;
-    shift_plan sp = {0};
-    if (g->dtype == ML_F32 && shifted_pays(geom, geom->oh * geom->ow)) {
-        if (!plan_forward(geom, &sp)) j.failed = 1;
-        j.plan = &sp;
-        fn = backward_weight_shifted_block;
-    }
+    /* the windows product sums each row over all of P in one chain per vector: with
+     * fewer than 16 rows of col (conv1's 9) a tile of one row or a few waits on its
+     * chain's latency (conv1's gradient 0.46 -> 0.68 ms) */
+    if (g->dtype == ML_F32 && shifted_pays(geom, geom->oh * geom->ow) &&
+        geom->c_in / geom->groups * geom->kh * geom->kw >= 16)
+        fn = backward_weight_windows_block;
     if (!j.slots || (gb && !j.bslots)) j.failed = 1;
-    if (!j.failed) ml_parallel_blocks(geom->n, blk, min_parallel(geom) * blk, fn, &j);
-    plan_free(&sp);
+    else ml_parallel_blocks(geom->n, blk, min_parallel(geom) * blk, fn, &j);
     if (!j.failed) {
         if (g->dtype == ML_F32)
             conv_backward_weight_combine_f32(&j, nb, ml_data(gw), gb ? ml_data(gb) : NULL);

@@ -157,33 +157,6 @@ INLINE void prefetch_next_rows(const int R, const int V, const float *c, int64_t
     }
 }
 
-/* pack_transposed's buf from shifted planes: rows j0 .. j0 + w of b's B ([n, k], row
- * j = plane j / taps at shift[j % taps]), columns p0 .. p0 + k; the masked lanes 0 */
-static void pack_shifted_transposed(const ml_shifted_planes *sb, int64_t j0, int64_t w,
-                                    int64_t p0, int64_t k, float *buf, int64_t ldp) {
-    for (int64_t jb = 0; jb < ldp; jb += 16) {
-        uintptr_t row[16];        /* row t's element q at row[t] + 4 q */
-        const uint16_t *mask[16]; /* its masks, one a 16 columns */
-        for (int t = 0; t < 16; t++) {
-            const int64_t j = j0 + jb + t, tap = j % sb->taps;
-            row[t] = (uintptr_t)(sb->x + (j / sb->taps) * sb->plane_stride) +
-                     (uintptr_t)(sb->shift[tap] * (int64_t)sizeof(float));
-            mask[t] = sb->mask + tap * sb->nvec;
-        }
-        for (int64_t pb = 0; pb < k; pb += 16) {
-            const int64_t kc = min64(16, k - pb), q0 = p0 + pb; /* q0: a multiple of 16 */
-            const __mmask16 km = (__mmask16)((1u << kc) - 1u);
-            __m512 r[16];
-            for (int t = 0; t < 16; t++)
-                r[t] = jb + t < w ? _mm512_maskz_loadu_ps((__mmask16)(mask[t][q0 / 16] & km),
-                                                          (const void *)(row[t] + 4 * (uintptr_t)q0))
-                                  : _mm512_setzero_ps();
-            transpose16(r);
-            for (int64_t t = 0; t < kc; t++) _mm512_store_ps(buf + (pb + t) * ldp + jb, r[t]);
-        }
-    }
-}
-
 /* One R x V tile: C[0 .. R, 0 .. 16 V] from A's rows (element (r, p) at a[r sai + p
  * sak]) and B's rows b + p ldb, the last vector masked by last. */
 INLINE void tile(const int R, const int V, int64_t k, const float *a, int64_t sai, int64_t sak,
@@ -248,10 +221,9 @@ PANEL_FN(2, 12, CASES12)
 PANEL_FN(3, 8, CASES8)
 PANEL_FN(4, 6, CASES6)
 
-/* sb: B^T's rows from shifted planes (tb; b and ldb unused), else NULL */
 static void avx512_run(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                       float *c, int64_t ldc, const float *bias, const ml_shifted_planes *sb) {
+                       float *c, int64_t ldc, const float *bias) {
     float buf[ML_SMALL_GEMM_KBLOCK * PANEL] __attribute__((aligned(64)));
     const int64_t sai = ta ? 1 : lda, sak = ta ? lda : 1;
     /* B as [k, n] rows is read in place, over all of k at once. B given as [n, k]
@@ -269,8 +241,7 @@ static void avx512_run(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float 
             int64_t ldp = ldb;
             if (tb) {
                 ldp = 16 * nvec;
-                if (sb) pack_shifted_transposed(sb, j0, w, p0, kc, buf, ldp);
-                else pack_transposed(b + j0 * ldb + p0, ldb, w, kc, buf, ldp);
+                pack_transposed(b + j0 * ldb + p0, ldb, w, kc, buf, ldp);
                 bp = buf;
             }
             const float *bj = bias && p0 == 0 ? bias + j0 : NULL;
@@ -370,6 +341,92 @@ static void shifted_run(int64_t m, int64_t n, const float *a, int64_t lda,
     }
 }
 
+/* --- A read as windows of planes (ml_small_sgemm_windows) --- */
+
+/* One R x V tile of a windows product: C[0 .. R, 0 .. 16 V] (+)= A's rows r0 .. r0 + R
+ * @ B's columns. Each row's window is walked row by row; its elements are
+ * broadcast from the plane, B's rows loaded whole. */
+INLINE void tile_windows(const int R, const int V, const ml_window_rows *a, int64_t r0,
+                         const float *b, int64_t ldb, __mmask16 last, float beta, float *c,
+                         int64_t ldc) {
+    __m512 acc[8][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) acc[r][v] = _mm512_setzero_ps();
+    prefetch_next_rows(R, V, c, ldc);
+    const float *ar[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+        ar[r] = a->x + (r0 + r) / a->taps * a->plane_stride + a->offset[(r0 + r) % a->taps];
+    for (int64_t y = 0; y < a->rows; y++) {
+        const int64_t ay = y * a->row_stride;
+        const float *by = b + y * a->cols * ldb;
+        for (int64_t x = 0; x < a->cols; x++) {
+            const float *bk = by + x * ldb;
+            __m512 bv[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < V; v++)
+                bv[v] = v < V - 1 ? _mm512_loadu_ps(bk + 16 * v) : _mm512_maskz_loadu_ps(last, bk + 16 * v);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                const __m512 av = _mm512_set1_ps(ar[r][ay + x]);
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+            }
+        }
+    }
+    const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) {
+            const __mmask16 mk = v < V - 1 ? (__mmask16)0xFFFF : last;
+            float *cp = c + r * ldc + 16 * v;
+            __m512 x = acc[r][v];
+            if (beta != 0.0f) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mk, cp), x);
+            _mm512_mask_storeu_ps(cp, mk, x);
+        }
+    }
+}
+
+#define WINDOWS_ARGS a, i, b + j0, ldb, last, beta, c + i * ldc + j0, ldc
+#define W(r) case r: tile_windows(r, V, WINDOWS_ARGS); break;
+
+/* all rows of the panel at column j0, V vectors wide, in tiles of RMAX rows (at most 8:
+ * a row's window pointer each) */
+#define WINDOWS_PANEL_FN(V_, RMAX, CASES)                                                  \
+    static __attribute__((noinline)) void windows_panel_##V_(                              \
+        int64_t m, const ml_window_rows *a, const float *b, int64_t ldb, int64_t j0,      \
+        __mmask16 last, float beta, float *c, int64_t ldc) {                               \
+        enum { V = V_ };                                                                   \
+        for (int64_t i = 0; i < m; i += RMAX) {                                            \
+            switch ((int)min64(RMAX, m - i)) { CASES }                                     \
+        }                                                                                  \
+    }
+
+#define WCASES6 W(1) W(2) W(3) W(4) W(5) W(6)
+#define WCASES8 WCASES6 W(7) W(8)
+WINDOWS_PANEL_FN(1, 8, WCASES8)
+WINDOWS_PANEL_FN(2, 8, WCASES8)
+WINDOWS_PANEL_FN(3, 6, WCASES6)
+WINDOWS_PANEL_FN(4, 6, WCASES6)
+
+static void windows_run(int64_t m, int64_t n, const ml_window_rows *a, const float *b,
+                        int64_t ldb, float beta, float *c, int64_t ldc) {
+    for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
+        const int64_t w = min64(PANEL, n - j0);
+        const int nvec = (int)((w + 15) / 16);
+        const __mmask16 last = (__mmask16)((1u << (w - 16 * (nvec - 1))) - 1u);
+        switch (nvec) {
+        case 1: windows_panel_1(m, a, b, ldb, j0, last, beta, c, ldc); break;
+        case 2: windows_panel_2(m, a, b, ldb, j0, last, beta, c, ldc); break;
+        case 3: windows_panel_3(m, a, b, ldb, j0, last, beta, c, ldc); break;
+        default: windows_panel_4(m, a, b, ldb, j0, last, beta, c, ldc); break;
+        }
+    }
+}
+
 #if ML_SMALL_AVX512_RUNTIME
 #pragma GCC pop_options
 #endif
@@ -388,7 +445,7 @@ bool ml_small_sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, fl
                            float beta, float *c, int64_t ldc, const float *bias) {
     if (!have_avx512()) return false;
 #if ML_SMALL_AVX512
-    avx512_run(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, NULL);
+    avx512_run(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
     return true;
 #else
     (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b;
@@ -411,14 +468,14 @@ bool ml_small_sgemm_shifted(int64_t m, int64_t n, const float *a, int64_t lda,
 #endif
 }
 
-bool ml_small_sgemm_shifted_t(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                              const ml_shifted_planes *b, float beta, float *c, int64_t ldc) {
+bool ml_small_sgemm_windows(int64_t m, int64_t n, const ml_window_rows *a, const float *b,
+                            int64_t ldb, float beta, float *c, int64_t ldc) {
     if (!have_avx512()) return false;
 #if ML_SMALL_AVX512
-    avx512_run(false, true, m, n, k, 1.0f, a, lda, NULL, 0, beta, c, ldc, NULL, b);
+    windows_run(m, n, a, b, ldb, beta, c, ldc);
     return true;
 #else
-    (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)beta, (void)c, (void)ldc;
+    (void)m, (void)n, (void)a, (void)b, (void)ldb, (void)beta, (void)c, (void)ldc;
     return false;
 #endif
 }

@@ -80,11 +80,21 @@ typedef struct {
 bool ml_small_sgemm_shifted(int64_t m, int64_t n, const float *a, int64_t lda,
                             const ml_shifted_planes *b, float *c, int64_t ldc, const float *bias);
 
-/* C [m, n] = A [m, k] (row stride lda) @ B^T + beta C with B [n, k] the shifted
- * planes b (row j = p taps + t; here the masks run over the k columns): the
- * weight gradient g @ col^T without col. The same sums in the same order as
- * ml_small_sgemm_avx512(false, true, ...) over a stored B. AVX-512 only. */
-bool ml_small_sgemm_shifted_t(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                              const ml_shifted_planes *b, float beta, float *c, int64_t ldc);
+/* An A never stored, whose rows are windows of zero-padded planes: a convolution's
+ * col as the weight gradient (col @ g^T) reads it. Row r = p taps + t of A
+ * [m, rows cols] is plane p (x + p plane_stride) from offset[t] on, walked as
+ * rows x cols elements a row_stride apart: A(r, y cols + x) = x[p plane_stride +
+ * offset[t] + y row_stride + x]. */
+typedef struct {
+    const float *x;
+    int64_t plane_stride, taps, rows, cols, row_stride;
+    const int64_t *offset; /* [taps] */
+} ml_window_rows;
+
+/* C [m, n] (row stride ldc) = A @ B [rows cols, n] (row stride ldb) + beta C, each
+ * element summed in order of k from 0 and then added to beta C (beta 0: C not
+ * read). AVX-512 only: false (nothing done) where the build or the CPU lacks it. */
+bool ml_small_sgemm_windows(int64_t m, int64_t n, const ml_window_rows *a, const float *b,
+                            int64_t ldb, float beta, float *c, int64_t ldc);
 
 #endif

@@ -322,9 +322,10 @@ describe("conv2d's paths", function()
   -- products read straight from the planes where the CPU has AVX-512 (src/cpu/conv.c),
   -- else im2col and col2im by flat copies (src/cpu/conv_t.h); the same convolution over
   -- an input padded by F.pad and no padding of its own takes the general loops. The
-  -- output and the weight gradient sum the same terms in the same order: the same
-  -- bits. The input gradient from the planes sums over (channel, tap) in one chain
-  -- where col2im adds each tap's sum: float32 rounding apart.
+  -- output sums the same terms in the same order: the same bits. The gradients from
+  -- the planes sum in another order (the input's over (channel, tap) in one chain
+  -- where col2im adds each tap's sum; the weight's a sample in one chain where the
+  -- general product goes by blocks of 128 positions): float32 rounding apart.
   it("the shifted planes agree with the general loops", function()
     ml.manual_seed(11)
     local cases = {
@@ -360,7 +361,7 @@ describe("conv2d's paths", function()
       local r = T.seeded(function() return run(false) end, 5)
       T.assert_close(s[1], r[1], {rtol = 0, atol = 0})
       T.assert_close(s[2], r[2], {rtol = 1e-5, atol = 1e-5})
-      T.assert_close(s[3], r[3], {rtol = 0, atol = 0})
+      T.assert_close(s[3], r[3], {rtol = 1e-5, atol = 1e-4})
     end
   end)
 end)
