@@ -308,8 +308,7 @@ static void backward_weight_windows_block(void *ctx, int64_t blk, int64_t lo, in
             for (int64_t iy = 0; iy < rows; iy++)
                 memcpy(xp + (c * Hp + iy + g->ph) * Wp + g->pw, xn + c * HW + iy * g->w,
                        (size_t)cols * sizeof(float));
-        for (int64_t o = 0; o < g->c_out; o++)
-            for (int64_t q = 0; q < P; q++) gt[q * g->c_out + o] = gn[o * P + q];
+        ml_transpose_f32(gn, g->c_out, P, P, gt, g->c_out);
         for (int64_t gi = 0; gi < G; gi++) {
             const ml_window_rows a = {.x = xp + gi * cpg * Hp * Wp, .plane_stride = Hp * Wp,
                                       .taps = taps, .rows = g->oh, .cols = g->ow,
@@ -320,8 +319,7 @@ static void backward_weight_windows_block(void *ctx, int64_t blk, int64_t lo, in
         if (bslot) bias_slot_add_f32(gn, g->c_out, P, bslot);
     }
     for (int64_t gi = 0; gi < G; gi++) /* slot [co, K] of each group from ct [K, co] */
-        for (int64_t o = 0; o < co; o++)
-            for (int64_t k = 0; k < K; k++) slot[(gi * co + o) * K + k] = ct[(gi * K + k) * co + o];
+        ml_transpose_f32(ct + gi * K * co, K, co, co, slot + gi * co * K, K);
 done:
     scratch_free(xp, xp_bytes);
     scratch_free(gt, gt_bytes);

@@ -341,6 +341,25 @@ static void shifted_run(int64_t m, int64_t n, const float *a, int64_t lda,
     }
 }
 
+/* dst [cols, rows] (row stride ldd) := src [rows, cols] (row stride lds)
+ * transposed, 16 x 16 blocks in registers */
+static void transpose_run(const float *src, int64_t rows, int64_t cols, int64_t lds, float *dst,
+                          int64_t ldd) {
+    for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+        const int64_t ni = min64(16, rows - i0);
+        const __mmask16 mi = (__mmask16)((1u << ni) - 1u);
+        for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+            const int64_t nj = min64(16, cols - j0);
+            const __mmask16 mj = (__mmask16)((1u << nj) - 1u);
+            __m512 r[16];
+            for (int t = 0; t < 16; t++)
+                r[t] = t < ni ? _mm512_maskz_loadu_ps(mj, src + (i0 + t) * lds + j0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int64_t t = 0; t < nj; t++) _mm512_mask_storeu_ps(dst + (j0 + t) * ldd + i0, mi, r[t]);
+        }
+    }
+}
+
 /* --- A read as windows of planes (ml_small_sgemm_windows) --- */
 
 /* One R x V tile of a windows product: C[0 .. R, 0 .. 16 V] (+)= A's rows r0 .. r0 + R
@@ -476,6 +495,18 @@ bool ml_small_sgemm_windows(int64_t m, int64_t n, const ml_window_rows *a, const
     return true;
 #else
     (void)m, (void)n, (void)a, (void)b, (void)ldb, (void)beta, (void)c, (void)ldc;
+    return false;
+#endif
+}
+
+bool ml_transpose_f32(const float *src, int64_t rows, int64_t cols, int64_t lds, float *dst,
+                      int64_t ldd) {
+    if (!have_avx512()) return false;
+#if ML_SMALL_AVX512
+    transpose_run(src, rows, cols, lds, dst, ldd);
+    return true;
+#else
+    (void)src, (void)rows, (void)cols, (void)lds, (void)dst, (void)ldd;
     return false;
 #endif
 }

@@ -97,4 +97,9 @@ typedef struct {
 bool ml_small_sgemm_windows(int64_t m, int64_t n, const ml_window_rows *a, const float *b,
                             int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* dst [cols, rows] (row stride ldd) = src [rows, cols] (row stride lds) transposed,
+ * by 16 x 16 blocks in registers. AVX-512 only: false (nothing done) elsewhere. */
+bool ml_transpose_f32(const float *src, int64_t rows, int64_t cols, int64_t lds, float *dst,
+                      int64_t ldd);
+
 #endif
