@@ -18,7 +18,7 @@
 #include "tensor.h"
 
 #define ML_NODE_MAX_INPUTS 4
-#define ML_NODE_MAX_SAVED 4
+#define ML_NODE_MAX_SAVED 5
 
 typedef struct ml_node ml_node;
 

@@ -1001,13 +1001,45 @@ local function pool_before_relu(relu, pool)
     and pool:_windows_hold_input()
 end
 
+-- A BatchNorm2d followed by a MaxPool2d whose windows tile its input (kernel ==
+-- stride, no padding, dilation 1, floor mode), with or without a ReLU between them,
+-- all plain, runs as one op (ml._batch_norm_max_pool2d, src/ops/batchnorm.h) that
+-- never stores the normalised input: for the MNIST CNN a [128, 16, 28, 28] tensor
+-- not written and read back, and a backward that does not write and read back the
+-- pooling's mostly-zero gradient of it. The ReLU runs after the pooling, as above.
+-- The output and running statistics are the unfused layers' bits; the gradients'
+-- sums run in another order (float rounding; nn_cnn_spec checks both).
+local function bn_pool_kernel(bn, relu, pool, x)
+  if bn._has_hooks or rawget(bn, "forward") ~= nil or not is_tensor(x) or x:dim() ~= 4
+      or getmetatable(pool) ~= nn.MaxPool2d or pool._has_hooks or rawget(pool, "forward") ~= nil
+      or (relu and (relu._has_hooks or rawget(relu, "forward") ~= nil)) then
+    return nil
+  end
+  local kh, kw = pool:_tiling_kernel()
+  -- a window larger than the planes: the unfused MaxPool2d names the error
+  if not kh or x:size(3) < kh or x:size(4) < kw then return nil end
+  return kh, kw
+end
+
 function Sequential:forward(x, ...)
   local mods = rawget(self, "_modules")
   local names, map = mods.names, mods.map
   local i, n = 1, #names
   while i <= n do
     local m = map[names[i]]
-    if getmetatable(m) == ReLU and i < n and (i > 1 or select("#", ...) == 0)
+    local mt = getmetatable(m)
+    local kh, kw, relu
+    if mt == nn.BatchNorm2d and i < n and (i > 1 or select("#", ...) == 0) then
+      local nxt = map[names[i + 1]]
+      relu = getmetatable(nxt) == ReLU and nxt or nil
+      local pool = relu and map[names[i + 2]] or nxt
+      if pool then kh, kw = bn_pool_kernel(m, relu, pool, x) end
+    end
+    if kh then
+      x = m:_forward_max_pool(x, kh, kw)
+      if relu then x = relu:forward(x) end
+      i = i + (relu and 3 or 2)
+    elseif mt == ReLU and i < n and (i > 1 or select("#", ...) == 0)
         and pool_before_relu(m, map[names[i + 1]]) then
       x = m:forward(map[names[i + 1]]:forward(x))
       i = i + 2

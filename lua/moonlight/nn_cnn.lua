@@ -176,6 +176,20 @@ return function(nn)
   function MaxPool2d:_windows_hold_input()
     return all_equal(self.padding, 0) or all_equal(self.dilation, 1)
   end
+  -- kh, kw when the windows tile the input (kernel == stride, no padding, dilation 1,
+  -- floor mode, no indices asked for), as batch_norm_max_pool2d pools; else nil.
+  -- nn.Sequential asks
+  function MaxPool2d:_tiling_kernel()
+    if self.return_indices or self.ceil_mode or not all_equal(self.padding, 0)
+        or not all_equal(self.dilation, 1) then
+      return nil
+    end
+    local k, s = self.kernel_size, self.stride
+    local kh, kw = type(k) == "table" and k[1] or k, type(k) == "table" and k[2] or k
+    local sh, sw = type(s) == "table" and s[1] or s, type(s) == "table" and s[2] or s
+    if kh ~= sh or kw ~= sw then return nil end
+    return kh, kw
+  end
   function MaxPool2d:extra_repr()
     return ("kernel_size=%s, stride=%s, padding=%s, dilation=%s, ceil_mode=%s"):format(
       tuple_repr(self.kernel_size), tuple_repr(self.stride), tuple_repr(self.padding),
@@ -221,7 +235,7 @@ return function(nn)
   -- nn.BatchNorm1d / nn.BatchNorm2d(num_features, {eps = 1e-5, momentum = 0.1,
   --   affine = true, track_running_stats = true, dtype, device}); momentum = false
   --   is PyTorch's momentum=None (a cumulative average: 1 / num_batches_tracked)
-  local batch_norm = core.batch_norm
+  local batch_norm, batch_norm_max_pool2d = core.batch_norm, core._batch_norm_max_pool2d
   local function bn_class(name, ranks, rank_text)
     local C = Module:extend(name)
     local fname = "nn." .. name
@@ -259,6 +273,11 @@ return function(nn)
         error(("%s: expected %s input, got %d-D input %s"):format(self:_short_name(), rank_text, x:dim(),
               "[" .. table.concat(x:shape(), ", ") .. "]"), 2)
       end
+      return guarded(self, batch_norm, x, self:_call_args())
+    end
+
+    -- the running statistics and options of one call (num_batches_tracked counted)
+    function C:_call_args()
       local factor = self.momentum or 0.0
       local buffers = rawget(self, "_buffers").map
       if self.training and self.track_running_stats then
@@ -272,8 +291,15 @@ return function(nn)
       local bn_training = self.training or (rm == nil and rv == nil)
       if self.training and not self.track_running_stats then rm, rv = nil, nil end
       local params = rawget(self, "_params").map
-      return guarded(self, batch_norm, x, rm, rv, {weight = params.weight, bias = params.bias,
-                     training = bn_training, momentum = factor, eps = self.eps})
+      return rm, rv, {weight = params.weight, bias = params.bias, training = bn_training,
+                      momentum = factor, eps = self.eps}
+    end
+
+    -- nn.Sequential's BatchNorm2d + MaxPool2d({kh, kw}) with tiling windows, as one op
+    -- (lua/moonlight/nn.lua); x is 4-D
+    function C:_forward_max_pool(x, kh, kw)
+      local rm, rv, o = self:_call_args()
+      return guarded(self, batch_norm_max_pool2d, x, rm, rv, o, kh, kw)
     end
 
     function C:extra_repr()

@@ -3,6 +3,7 @@
  * its thread (batchnorm_t.h per float type), so the bits do not depend on the
  * threads. */
 #include <math.h>
+#include <stdbool.h>
 
 #include "../backend.h"
 #include "../error.h"
@@ -13,10 +14,17 @@ typedef struct {
     const void *x, *g, *w, *b;
     void *y;                 /* y (forward) or gx (backward; may be NULL) */
     void *mean, *invstd, *rm, *rv, *gw, *gb;
+    const ml_pool_geom *pool; /* the max_pool entries' windows */
+    int64_t *idx;             /* max_pool_forward's positions */
+    const int64_t *cidx;      /* max_pool_backward's */
 } bn_job;
 
 static void *data_or_null(const ml_tensor *t) { return t ? ml_data(t) : NULL; }
 
+#if defined(__AVX512F__)
+#include "max_pool_2x2.h"
+#define POOL_2X2_ROW ml_max_pool_2x2_row
+#endif
 #define T float
 #define SUFFIX f32
 #define SQRT sqrtf
@@ -24,6 +32,7 @@ static void *data_or_null(const ml_tensor *t) { return t ? ml_data(t) : NULL; }
 #undef T
 #undef SUFFIX
 #undef SQRT
+#undef POOL_2X2_ROW
 
 #define T double
 #define SUFFIX f64
@@ -64,6 +73,33 @@ static int cpu_batchnorm_backward(const ml_tensor *g, const ml_tensor *x, const 
                 .gw = data_or_null(gw), .gb = data_or_null(gb)};
     ml_parallel_blocks(a->c, 1, min_channels(a), x->dtype == ML_F32 ? bn_backward_channels_f32
                                                               : bn_backward_channels_f64, &j);
+    return 0;
+}
+
+static int cpu_batchnorm_max_pool_forward(const ml_tensor *x, ml_bn_args *a,
+                                          const ml_pool_geom *geom, ml_tensor *y_pool,
+                                          ml_tensor *idx) {
+    if (check(x)) return -1;
+    bn_job j = {.a = a, .x = ml_data(x), .w = data_or_null(a->weight), .b = data_or_null(a->bias),
+                .y = ml_data(y_pool), .mean = ml_data(a->mean), .invstd = ml_data(a->invstd),
+                .rm = data_or_null(a->running_mean), .rv = data_or_null(a->running_var),
+                .pool = geom, .idx = ml_data(idx)};
+    ml_parallel_blocks(a->c, 1, min_channels(a), x->dtype == ML_F32 ? bn_pool_forward_channels_f32
+                                                              : bn_pool_forward_channels_f64, &j);
+    return 0;
+}
+
+static int cpu_batchnorm_max_pool_backward(const ml_tensor *g_pool, const ml_tensor *idx,
+                                           const ml_tensor *x, const ml_bn_args *a,
+                                           const ml_pool_geom *geom, ml_tensor *gx,
+                                           ml_tensor *gw, ml_tensor *gb) {
+    if (check(x)) return -1;
+    bn_job j = {.a = a, .x = ml_data(x), .g = ml_data(g_pool), .w = data_or_null(a->weight),
+                .y = data_or_null(gx), .mean = ml_data(a->mean), .invstd = ml_data(a->invstd),
+                .gw = data_or_null(gw), .gb = data_or_null(gb), .pool = geom,
+                .cidx = ml_data(idx)};
+    ml_parallel_blocks(a->c, 1, min_channels(a), x->dtype == ML_F32 ? bn_pool_backward_channels_f32
+                                                              : bn_pool_backward_channels_f64, &j);
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /* The batchnorm family's CPU kernels for one float type, included once per type
- * by batchnorm.c with T (the element type), SUFFIX (f32, f64) and SQRT (T's sqrt).
+ * by batchnorm.c with T (the element type), SUFFIX (f32, f64) and SQRT (T's sqrt),
+ * and POOL_2X2_ROW where T has a vectorised 2 x 2 pooling row (max_pool_2x2.h).
  * A job is a range of channels [c0, c1): each channel is one thread's from its
  * statistics to its last output element, so every sum has one fixed order (n, then
  * s) whatever the threads. Sums in double; the statistics by two passes (the mean,
@@ -8,52 +9,69 @@
 #define ML_CAT(a, b) ML_CAT2(a, b)
 #define BN_FWD ML_CAT(bn_forward_channels, SUFFIX)
 #define BN_BWD ML_CAT(bn_backward_channels, SUFFIX)
+#define BN_STATS ML_CAT(bn_stats, SUFFIX)
+#define BN_POOL_FWD ML_CAT(bn_pool_forward_channels, SUFFIX)
+#define BN_POOL_BWD ML_CAT(bn_pool_backward_channels, SUFFIX)
+
+/* channel c's mean and invstd as the forward uses them (the batch's, then the
+ * running statistics updated, when training; else the running ones), stored in
+ * mean[c] and invstd[c] */
+static void BN_STATS(const bn_job *j, int64_t c, T *mu_out, T *is_out) {
+    const ml_bn_args *a = j->a;
+    const int64_t N = a->n, C = a->c, S = a->s;
+    const double M = (double)(N * S);
+    const T *x = j->x;
+    T *mean = j->mean, *invstd = j->invstd, *rm = j->rm, *rv = j->rv;
+    T mu, is;
+    if (a->training) {
+        double s = 0;
+        for (int64_t n = 0; n < N; n++) {
+            const T *p = x + (n * C + c) * S;
+            T t = 0;
+#pragma omp simd reduction(+ : t)
+            for (int64_t i = 0; i < S; i++) t += p[i];
+            s += (double)t;
+        }
+        const double m = M > 0 ? s / M : 0;
+        double ss = 0;
+        const T mt = (T)m;
+        for (int64_t n = 0; n < N; n++) {
+            const T *p = x + (n * C + c) * S;
+            T t = 0;
+#pragma omp simd reduction(+ : t)
+            for (int64_t i = 0; i < S; i++) {
+                const T d = p[i] - mt;
+                t += d * d;
+            }
+            ss += (double)t;
+        }
+        const double var = M > 0 ? ss / M : 0;
+        mu = (T)m;
+        is = (T)(1.0 / sqrt(var + a->eps));
+        if (rm) {
+            rm[c] = (T)((1 - a->momentum) * (double)rm[c] + a->momentum * m);
+            rv[c] = (T)((1 - a->momentum) * (double)rv[c] + a->momentum * ss / (M - 1));
+        }
+    } else {
+        mu = rm[c];
+        is = (T)1 / SQRT(rv[c] + (T)a->eps);
+    }
+    mean[c] = mu;
+    invstd[c] = is;
+    *mu_out = mu;
+    *is_out = is;
+}
 
 static void BN_FWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
     (void)blk;
     const bn_job *j = ctx;
     const ml_bn_args *a = j->a;
     const int64_t N = a->n, C = a->c, S = a->s;
-    const double M = (double)(N * S);
     const T *x = j->x, *w = j->w, *b = j->b;
-    T *y = j->y, *mean = j->mean, *invstd = j->invstd, *rm = j->rm, *rv = j->rv;
+    T *y = j->y;
     for (int64_t c = c0; c < c1; c++) {
         T mu, is;
-        if (a->training) {
-            double s = 0;
-            for (int64_t n = 0; n < N; n++) {
-                const T *p = x + (n * C + c) * S;
-                T t = 0;
-#pragma omp simd reduction(+ : t)
-                for (int64_t i = 0; i < S; i++) t += p[i];
-                s += (double)t;
-            }
-            const double m = M > 0 ? s / M : 0;
-            double ss = 0;
-            const T mt = (T)m;
-            for (int64_t n = 0; n < N; n++) {
-                const T *p = x + (n * C + c) * S;
-                T t = 0;
-#pragma omp simd reduction(+ : t)
-                for (int64_t i = 0; i < S; i++) {
-                    const T d = p[i] - mt;
-                    t += d * d;
-                }
-                ss += (double)t;
-            }
-            const double var = M > 0 ? ss / M : 0;
-            mu = (T)m;
-            is = (T)(1.0 / sqrt(var + a->eps));
-            if (rm) {
-                rm[c] = (T)((1 - a->momentum) * (double)rm[c] + a->momentum * m);
-                rv[c] = (T)((1 - a->momentum) * (double)rv[c] + a->momentum * ss / (M - 1));
-            }
-        } else {
-            mu = rm[c];
-            is = (T)1 / SQRT(rv[c] + (T)a->eps);
-        }
-        mean[c] = mu;
-        invstd[c] = is;
+        BN_STATS(j, c, &mu, &is);
         /* y = x * alpha + beta, alpha = invstd * w, beta = b - mean * alpha (PyTorch's) */
         const T alpha = is * (w ? w[c] : (T)1);
         const T beta = (b ? b[c] : (T)0) - mu * alpha;
@@ -62,6 +80,134 @@ static void BN_FWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
             T *q = y + (n * C + c) * S;
 #pragma omp simd
             for (int64_t i = 0; i < S; i++) q[i] = p[i] * alpha + beta;
+        }
+    }
+}
+
+/* BN_FWD's y pooled by j->pool's tiling windows (batchnorm.h), y never stored: the
+ * same values, compared in max_forward's order (pool_t.h: the first maximum, a NaN
+ * wins) */
+static void BN_POOL_FWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
+    (void)blk;
+    const bn_job *j = ctx;
+    const ml_bn_args *a = j->a;
+    const ml_pool_geom *g = j->pool;
+    const int64_t N = a->n, C = a->c, S = a->s, W = g->w, OH = g->oh, OW = g->ow;
+    const T *x = j->x, *w = j->w, *b = j->b;
+    for (int64_t c = c0; c < c1; c++) {
+        T mu, is;
+        BN_STATS(j, c, &mu, &is);
+        const T alpha = is * (w ? w[c] : (T)1);
+        const T beta = (b ? b[c] : (T)0) - mu * alpha;
+        for (int64_t n = 0; n < N; n++) {
+            const T *p = x + (n * C + c) * S;
+            T *q = (T *)j->y + (n * C + c) * OH * OW;
+            int64_t *id = j->idx + (n * C + c) * OH * OW;
+            for (int64_t oy = 0; oy < OH; oy++) {
+#ifdef POOL_2X2_ROW
+                if (g->kh == 2 && g->kw == 2 && S < ((int64_t)1 << 31)) { /* the CNN's */
+                    const T affine[2] = {alpha, beta};
+                    POOL_2X2_ROW(p + 2 * oy * W, W, OW, 2 * oy * W, affine, q + oy * OW, id + oy * OW);
+                    continue;
+                }
+#endif
+                if (g->kh == 2 && g->kw == 2) { /* branch-free, vectorised */
+                    const T *r0 = p + 2 * oy * W, *r1 = r0 + W;
+                    T *qr = q + oy * OW;
+                    int64_t *ir = id + oy * OW;
+#pragma omp simd
+                    for (int64_t ox = 0; ox < OW; ox++) {
+                        const int64_t base = 2 * oy * W + 2 * ox;
+                        const T va = r0[2 * ox] * alpha + beta, vb = r0[2 * ox + 1] * alpha + beta;
+                        const T vc = r1[2 * ox] * alpha + beta, vd = r1[2 * ox + 1] * alpha + beta;
+                        T mv = va;
+                        int64_t mi = base;
+                        const bool tb = vb > mv || vb != vb;
+                        mv = tb ? vb : mv;
+                        mi = tb ? base + 1 : mi;
+                        const bool tc = vc > mv || vc != vc;
+                        mv = tc ? vc : mv;
+                        mi = tc ? base + W : mi;
+                        const bool td = vd > mv || vd != vd;
+                        mv = td ? vd : mv;
+                        mi = td ? base + W + 1 : mi;
+                        qr[ox] = mv;
+                        ir[ox] = mi;
+                    }
+                    continue;
+                }
+                for (int64_t ox = 0; ox < OW; ox++) {
+                    int64_t mi = oy * g->kh * W + ox * g->kw;
+                    T mv = -INFINITY;
+                    for (int64_t ih = oy * g->kh; ih < (oy + 1) * g->kh; ih++)
+                        for (int64_t iw = ox * g->kw; iw < (ox + 1) * g->kw; iw++) {
+                            const T v = p[ih * W + iw] * alpha + beta;
+                            if (v > mv || v != v) {
+                                mv = v;
+                                mi = ih * W + iw;
+                            }
+                        }
+                    q[oy * OW + ox] = mv;
+                    id[oy * OW + ox] = mi;
+                }
+            }
+        }
+    }
+}
+
+/* BN_BWD for the pooled gradient j->g [n, c, oh, ow] routed to the positions j->idx
+ * (batchnorm.h): the sums over the pooled elements (each position has at most one:
+ * the windows do not overlap), then gx densely, the positions' terms written over. */
+static void BN_POOL_BWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
+    (void)blk;
+    const bn_job *j = ctx;
+    const ml_bn_args *a = j->a;
+    const int64_t N = a->n, C = a->c, S = a->s, O = j->pool->oh * j->pool->ow;
+    const double M = (double)(N * S);
+    const T *x = j->x, *gp = j->g, *w = j->w, *mean = j->mean, *invstd = j->invstd;
+    const int64_t *idx = j->cidx;
+    T *gx = j->y, *gw = j->gw, *gb = j->gb;
+    for (int64_t c = c0; c < c1; c++) {
+        const T mu = mean[c], is = invstd[c];
+        double sg = 0, sgx = 0;
+        for (int64_t n = 0; n < N; n++) {
+            const T *p = x + (n * C + c) * S, *q = gp + (n * C + c) * O;
+            const int64_t *id = idx + (n * C + c) * O;
+            T t = 0, u = 0;
+#pragma omp simd reduction(+ : t, u)
+            for (int64_t o = 0; o < O; o++) {
+                t += q[o];
+                u += q[o] * (p[id[o]] - mu);
+            }
+            sg += (double)t;
+            sgx += (double)u;
+        }
+        if (gw) gw[c] = (T)(sgx * (double)is);
+        if (gb) gb[c] = (T)sg;
+        if (!gx) continue;
+        const T wc = w ? w[c] : (T)1, sc = is * wc;
+        /* as BN_BWD's, with g 0 off the positions */
+        const T k = a->training && M > 0 ? (T)(sgx * (double)is * (double)is / M) : 0;
+        const T gm = a->training && M > 0 ? (T)(sg / M) : 0;
+        for (int64_t n = 0; n < N; n++) {
+            const T *p = x + (n * C + c) * S, *q = gp + (n * C + c) * O;
+            const int64_t *id = idx + (n * C + c) * O;
+            T *r = gx + (n * C + c) * S;
+            if (a->training) {
+#pragma omp simd
+                for (int64_t i = 0; i < S; i++) r[i] = ((T)0 - gm - (p[i] - mu) * k) * sc;
+                /* the positions are distinct (the windows do not overlap): no conflicts */
+#pragma omp simd
+                for (int64_t o = 0; o < O; o++) {
+                    const int64_t i = id[o];
+                    r[i] = (q[o] - gm - (p[i] - mu) * k) * sc;
+                }
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < S; i++) r[i] = (T)0 * sc;
+#pragma omp simd
+                for (int64_t o = 0; o < O; o++) r[id[o]] = q[o] * sc;
+            }
         }
     }
 }
@@ -116,5 +262,8 @@ static void BN_BWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
 
 #undef BN_FWD
 #undef BN_BWD
+#undef BN_STATS
+#undef BN_POOL_FWD
+#undef BN_POOL_BWD
 #undef ML_CAT
 #undef ML_CAT2

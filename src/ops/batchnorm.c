@@ -40,6 +40,42 @@ static int bn_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
     return 0;
 }
 
+/* batch_norm_max_pool2d's rule, "BatchNormMaxPool2dBackward": ints as bn_backward's,
+ * then kh, kw, oh, ow, h, w; saved: x, mean, invstd, idx, weight (when given) */
+static int bn_pool_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
+    ml_tensor *x = node->saved[0];
+    ml_bn_args a = {.n = node->ints[0], .c = node->ints[1], .s = node->ints[2],
+                    .training = node->ints[3] != 0, .mean = node->saved[1],
+                    .invstd = node->saved[2], .weight = node->n_saved > 4 ? node->saved[4] : NULL};
+    const ml_pool_geom geom = {.n = a.n, .c = a.c, .h = node->ints[8], .w = node->ints[9],
+                               .oh = node->ints[6], .ow = node->ints[7], .kh = node->ints[4],
+                               .kw = node->ints[5], .sh = node->ints[4], .sw = node->ints[5],
+                               .dh = 1, .dw = 1};
+    ml_tensor *gc = ml_as_contiguous(g);
+    if (!gc) return -1;
+    const int64_t c = a.c;
+    ml_tensor *gx = node->needs_grad[0] ? ml_tensor_empty_like(x) : NULL;
+    ml_tensor *gw = node->n_inputs > 1 && node->needs_grad[1]
+                        ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
+    ml_tensor *gb = node->n_inputs > 2 && node->needs_grad[2]
+                        ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
+    const ml_batchnorm_ops *bo = ml_need_batchnorm(x, "batch_norm_max_pool2d");
+    int rc = bo && (gx || !node->needs_grad[0])
+                 ? bo->max_pool_backward(gc, node->saved[3], x, &a, &geom, gx, gw, gb)
+                 : -1;
+    ml_tensor_release(gc);
+    if (rc) {
+        ml_tensor_release(gx);
+        ml_tensor_release(gw);
+        ml_tensor_release(gb);
+        return -1;
+    }
+    gin[0] = gx;
+    if (node->n_inputs > 1) gin[1] = gw;
+    if (node->n_inputs > 2) gin[2] = gb;
+    return 0;
+}
+
 /* t is a [c] vector of x's dtype and device (named what), or NULL */
 static int check_vec(const ml_tensor *x, const ml_tensor *t, int64_t c, const char *what) {
     char st[ML_SHAPE_STR_MAX], sx[ML_SHAPE_STR_MAX];
@@ -53,13 +89,28 @@ static int check_vec(const ml_tensor *x, const ml_tensor *t, int64_t c, const ch
     return ml_check_same_device("batch_norm", x, t);
 }
 
-ml_tensor *ml_batch_norm(ml_tensor *x, ml_tensor *running_mean, ml_tensor *running_var,
-                         ml_tensor *weight, ml_tensor *bias, bool training, double momentum,
-                         double eps) {
+/* F.batch_norm (kernel NULL) or, with kernel {kh, kw}, batch_norm_max_pool2d */
+static ml_tensor *batch_norm(ml_tensor *x, ml_tensor *running_mean, ml_tensor *running_var,
+                             ml_tensor *weight, ml_tensor *bias, bool training, double momentum,
+                             double eps, const int64_t *kernel) {
     char sx[ML_SHAPE_STR_MAX];
     if (x->ndim < 2)
         return ml_error_set("batch_norm: expected an input [N, C, ...] of at least 2 dims, got %s",
                             SHAPE(x, sx)), NULL;
+    ml_pool_geom geom = {0};
+    if (kernel) {
+        if (x->ndim != 4)
+            return ml_error_set("batch_norm_max_pool2d: expected a 4-D input [N, C, H, W], got %s",
+                                SHAPE(x, sx)), NULL;
+        if (kernel[0] < 1 || kernel[1] < 1 || x->shape[2] < kernel[0] || x->shape[3] < kernel[1])
+            return ml_error_set("batch_norm_max_pool2d: kernel_size {%lld, %lld} does not fit the "
+                                "planes of input %s", (long long)kernel[0], (long long)kernel[1],
+                                SHAPE(x, sx)), NULL;
+        geom = (ml_pool_geom){.n = x->shape[0], .c = x->shape[1], .h = x->shape[2],
+                              .w = x->shape[3], .oh = x->shape[2] / kernel[0],
+                              .ow = x->shape[3] / kernel[1], .kh = kernel[0], .kw = kernel[1],
+                              .sh = kernel[0], .sw = kernel[1], .dh = 1, .dw = 1};
+    }
     if (!ml_dtype_is_float(x->dtype))
         return ml_error_set("batch_norm: needs a float32 or float64 input, got %s", ml_dtype_name(x->dtype)), NULL;
     const int64_t n = x->shape[0], c = x->shape[1], s = ml_shape_numel(x->ndim - 2, x->shape + 2);
@@ -79,35 +130,57 @@ ml_tensor *ml_batch_norm(ml_tensor *x, ml_tensor *running_mean, ml_tensor *runni
     ml_tensor *xc = ml_as_contiguous(x);
     ml_tensor *wc = xc && weight ? ml_as_contiguous(weight) : NULL;
     ml_tensor *bc = xc && bias ? ml_as_contiguous(bias) : NULL;
-    ml_tensor *y = xc ? ml_tensor_empty_like(xc) : NULL;
-    ml_tensor *mean = y ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
+    const int64_t pooled[4] = {n, c, geom.oh, geom.ow};
+    ml_tensor *y = !xc ? NULL
+                   : kernel ? ml_tensor_empty(x->dtype, x->storage->device, 4, pooled)
+                            : ml_tensor_empty_like(xc);
+    ml_tensor *idx = y && kernel ? ml_tensor_empty(ML_I64, x->storage->device, 4, pooled) : NULL;
+    ml_tensor *mean = y && (idx || !kernel) ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
     ml_tensor *invstd = mean ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
     ml_bn_args a = {.n = n, .c = c, .s = s, .training = training, .momentum = momentum, .eps = eps,
                     .weight = wc, .bias = bc, .running_mean = running_mean,
                     .running_var = running_var, .mean = mean, .invstd = invstd};
     const ml_batchnorm_ops *bo = invstd ? ml_need_batchnorm(x, "batch_norm") : NULL;
-    int rc = bo && (!weight || wc) && (!bias || bc) ? bo->forward(xc, &a, y) : -1;
+    int rc = -1;
+    if (bo && (!weight || wc) && (!bias || bc))
+        rc = kernel ? bo->max_pool_forward(xc, &a, &geom, y, idx) : bo->forward(xc, &a, y);
     if (rc) {
         ml_tensor_release(y);
         y = NULL;
     }
     ml_tensor *in[3] = {x, weight, bias};
-    ml_node *node = y ? ml_node_attach(y, "NativeBatchNormBackward", bn_backward,
-                                       bias ? 3 : weight ? 2 : 1, in) : NULL;
+    ml_node *node = !y ? NULL
+                    : kernel ? ml_node_attach(y, "BatchNormMaxPool2dBackward", bn_pool_backward,
+                                              bias ? 3 : weight ? 2 : 1, in)
+                             : ml_node_attach(y, "NativeBatchNormBackward", bn_backward,
+                                              bias ? 3 : weight ? 2 : 1, in);
     if (node) {
-        node->ints[0] = n;
-        node->ints[1] = c;
-        node->ints[2] = s;
-        node->ints[3] = training;
+        const int64_t ints[10] = {n, c, s, training, geom.kh, geom.kw, geom.oh, geom.ow, geom.h, geom.w};
+        for (int i = 0; i < (kernel ? 10 : 4); i++) node->ints[i] = ints[i];
         ml_node_save(node, xc);
         ml_node_save(node, mean);
         ml_node_save(node, invstd);
+        if (kernel) ml_node_save(node, idx);
         if (wc) ml_node_save(node, wc);
     }
+    ml_tensor_release(idx);
     ml_tensor_release(xc);
     ml_tensor_release(wc);
     ml_tensor_release(bc);
     ml_tensor_release(mean);
     ml_tensor_release(invstd);
     return y;
+}
+
+ml_tensor *ml_batch_norm(ml_tensor *x, ml_tensor *running_mean, ml_tensor *running_var,
+                         ml_tensor *weight, ml_tensor *bias, bool training, double momentum,
+                         double eps) {
+    return batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, NULL);
+}
+
+ml_tensor *ml_batch_norm_max_pool2d(ml_tensor *x, ml_tensor *running_mean, ml_tensor *running_var,
+                                    ml_tensor *weight, ml_tensor *bias, bool training,
+                                    double momentum, double eps, int64_t kh, int64_t kw) {
+    const int64_t kernel[2] = {kh, kw};
+    return batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, kernel);
 }

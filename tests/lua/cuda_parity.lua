@@ -814,6 +814,26 @@ do
       end)
   add("batch_norm training 2-D without affine or stats", {{{9, 5}, grad = true}},
       function(x) return F.batch_norm(x, nil, nil, {training = true}) end)
+  -- nn.Sequential's BatchNorm2d + MaxPool2d as one op (src/ops/batchnorm.h)
+  add("batch_norm_max_pool2d 2x2 training, odd planes, running stats", {{{3, 4, 9, 11}, grad = true},
+      {{4}, grad = true}, {{4}, grad = true}},
+      function(x, w, b)
+        local rm, rv = ml.zeros({4}, {device = x.device}), ml.ones({4}, {device = x.device})
+        local y = ml._batch_norm_max_pool2d(x, rm, rv, {weight = w, bias = b, training = true}, 2, 2)
+        return y, rm, rv
+      end)
+  add("batch_norm_max_pool2d {3, 2} eval float64", {{{2, 3, 7, 6}, kind = "f64", grad = true},
+      {{3}, kind = "f64", grad = true}},
+      function(x, w)
+        local rm = ml.full({3}, 0.3, {dtype = "float64", device = x.device})
+        local rv = ml.full({3}, 1.7, {dtype = "float64", device = x.device})
+        return ml._batch_norm_max_pool2d(x, rm, rv, {weight = w, training = false}, 3, 2)
+      end)
+  add("batch_norm_max_pool2d eval, ties and NaN, no affine", {{{2, 2, 6, 6}, kind = "count", grad = true}},
+      function(x)
+        local rm, rv = ml.full({2}, 0.5, {device = x.device}), ml.full({2}, 2, {device = x.device})
+        return ml._batch_norm_max_pool2d((x / x:ne(5):float()) * 0 + x, rm, rv, {training = false}, 2, 2)
+      end)
   add("the MNIST CNN forward and backward (BatchNorm in train mode)", {{{5, 1, 28, 28}, kind = "unit"}},
       function(x)
         local nn = ml.nn

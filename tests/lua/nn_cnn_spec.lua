@@ -219,6 +219,103 @@ describe("nn.Sequential's ReLU then MaxPool2d", function()
   end)
 end)
 
+describe("nn.Sequential's BatchNorm2d then MaxPool2d", function()
+  -- A BatchNorm2d followed by a MaxPool2d with tiling windows (a ReLU between them
+  -- or not) runs as one op that never stores the normalised input (lua/moonlight/nn.lua,
+  -- src/ops/batchnorm.h). Against the same layers run apart (a hook on the BatchNorm2d
+  -- keeps them apart): the output and running statistics bit for bit, NaN and ties
+  -- included; the gradients to rounding (their sums run in another order).
+  local function pair(relu, pool_args, dtype, affine, track)
+    local function make()
+      ml.manual_seed(3)
+      local bn = nn.BatchNorm2d(4, {affine = affine, track_running_stats = track, dtype = dtype})
+      if affine then
+        bn.weight:detach():copy_(ml.rand({4}):to(dtype) + 0.5)
+        bn.bias:detach():copy_(ml.randn({4}):to(dtype))
+      end
+      local mods = {bn}
+      if relu then mods[#mods + 1] = nn.ReLU() end
+      mods[#mods + 1] = nn.MaxPool2d(table.unpack(pool_args))
+      return nn.Sequential(table.unpack(mods))
+    end
+    local fused, apart = make(), make()
+    apart[1]:register_forward_hook(function() end)
+    return fused, apart
+  end
+  local function compare(fused, apart, x, train, dtype)
+    fused:train(train)
+    apart:train(train)
+    local xf, xa = x:detach():requires_grad_(true), x:detach():requires_grad_(true)
+    local yf, ya = fused(xf), apart(xa)
+    T.assert_close(yf, ya, {equal_nan = true, rtol = 0, atol = 0})
+    local g = ml.randn(yf:shape()):to(dtype)
+    yf:backward(g)
+    ya:backward(g)
+    local tol = dtype == "float64" and 1e-12 or 2e-5
+    T.assert_close(xf.grad, xa.grad, {equal_nan = true, rtol = tol, atol = tol})
+    local bf, ba = fused[1], apart[1]
+    if bf.weight then
+      T.assert_close(bf.weight.grad, ba.weight.grad, {equal_nan = true, rtol = tol, atol = tol})
+      T.assert_close(bf.bias.grad, ba.bias.grad, {equal_nan = true, rtol = tol, atol = tol})
+    end
+    if bf.running_mean then
+      T.assert_close(bf.running_mean, ba.running_mean, {rtol = 0, atol = 0})
+      T.assert_close(bf.running_var, ba.running_var, {rtol = 0, atol = 0})
+      assert.are.equal(ba.num_batches_tracked:item(), bf.num_batches_tracked:item())
+    end
+    return yf
+  end
+  it("gives the layers' output and running statistics, and their gradients to rounding", function()
+    for _, dtype in ipairs({"float32", "float64"}) do
+      for _, relu in ipairs({true, false}) do
+        for _, pool_args in ipairs({{2}, {{3, 2}}, {3, {stride = 3}}}) do
+          for _, affine in ipairs({true, false}) do
+            for _, train in ipairs({true, false}) do
+              local fused, apart = pair(relu, pool_args, dtype, affine, true)
+              ml.manual_seed(5)
+              for _, shape in ipairs({{3, 4, 9, 11}, {1, 4, 8, 6}, {2, 4, 3, 3}}) do
+                compare(fused, apart, ml.randn(shape):to(dtype) * 2 + 1, train, dtype)
+              end
+            end
+          end
+        end
+      end
+    end
+  end)
+  it("runs as one op, and apart when a layer is watched or the windows do not tile", function()
+    local x = ml.randn({2, 4, 8, 8})
+    local fused = nn.Sequential(nn.BatchNorm2d(4), nn.MaxPool2d(2))
+    assert.are.equal("BatchNormMaxPool2dBackward", tostring(fused(x:detach():requires_grad_(true)).grad_fn))
+    for _, args in ipairs({{2, {stride = 1}}, {2, {padding = 1}}, {2, {ceil_mode = true}},
+                           {3, {dilation = 2}}, {2, {return_indices = true}}}) do
+      local seq = nn.Sequential(nn.BatchNorm2d(4), nn.MaxPool2d(table.unpack(args)))
+      local y = seq(x:detach():requires_grad_(true))
+      assert.are_not.equal("BatchNormMaxPool2dBackward", tostring(y.grad_fn))
+    end
+    local watched = nn.Sequential(nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+    local seen
+    watched[2]:register_forward_hook(function(_, _, out) seen = out:shape() end)
+    watched(x)
+    assert.are.same({2, 4, 8, 8}, seen)
+  end)
+  it("without running statistics, with NaN and ties", function()
+    local fused, apart = pair(true, {2}, "float32", true, false)
+    local x = (ml.randn({2, 4, 6, 8}) * 2):long():float()
+    x = x / x:ne(2):float() * 0 + x -- NaN where x was 2: the channel's statistics too
+    compare(fused, apart, x, true, "float32")
+    for _, pool_args in ipairs({{2}, {3}, {{2, 3}}}) do -- the 2 x 2 path and the general one
+      local f2, a2 = pair(false, pool_args, "float32", true, true)
+      compare(f2, a2, x, false, "float32") -- eval: only the NaN elements' windows are NaN
+      compare(f2, a2, (ml.randn({2, 4, 6, 8}) * 1.5):long():float(), true, "float32") -- ties
+    end
+  end)
+  it("leaves a window larger than the planes to MaxPool2d's error", function()
+    local seq = nn.Sequential(nn.BatchNorm2d(2), nn.MaxPool2d(3))
+    local e = err(function() seq(ml.randn({1, 2, 2, 5})) end)
+    assert.truthy(e:find("MaxPool2d", 1, true), e)
+  end)
+end)
+
 describe("batch norm layers", function()
   it("have PyTorch's parameters, buffers, state dict and repr", function()
     local bn = nn.BatchNorm2d(3)
