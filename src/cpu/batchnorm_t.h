@@ -173,14 +173,26 @@ static void BN_POOL_BWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
         for (int64_t n = 0; n < N; n++) {
             const T *p = x + (n * C + c) * S, *q = gp + (n * C + c) * O;
             const int64_t *id = idx + (n * C + c) * O;
-            T t = 0, u = 0;
-#pragma omp simd reduction(+ : t, u)
-            for (int64_t o = 0; o < O; o++) {
-                t += q[o];
-                u += q[o] * (p[id[o]] - mu);
+            /* eight partial sums (in lane o % 8, added pairwise at the end): one sum's
+             * chain of dependent adds waited on each add's latency */
+            T t8[8] = {0}, u8[8] = {0};
+            int64_t o = 0;
+            for (; o + 8 <= O; o += 8)
+                for (int l = 0; l < 8; l++) {
+                    t8[l] += q[o + l];
+                    u8[l] += q[o + l] * (p[id[o + l]] - mu);
+                }
+            for (int l = 0; o < O; o++, l++) {
+                t8[l] += q[o];
+                u8[l] += q[o] * (p[id[o]] - mu);
             }
-            sg += (double)t;
-            sgx += (double)u;
+            for (int h = 4; h >= 1; h /= 2)
+                for (int l = 0; l < h; l++) {
+                    t8[l] += t8[l + h];
+                    u8[l] += u8[l + h];
+                }
+            sg += (double)t8[0];
+            sgx += (double)u8[0];
         }
         if (gw) gw[c] = (T)(sgx * (double)is);
         if (gb) gb[c] = (T)sg;
