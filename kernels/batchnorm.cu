@@ -95,11 +95,12 @@ __global__ void k_bn_grad_input(const T *g, const T *x, ml_bn_args a, const T *m
 }
 
 /* max_pool_forward: an output element a thread, the maximum of its window of
- * x * alpha + beta (k_bn_apply's y, not stored), compared as pool.cu's k_max_fwd */
+ * x * alpha + beta (k_bn_apply's y, not stored), compared as pool.cu's k_max_fwd;
+ * its place in the window as a code ki kw + kj */
 template <class T>
 __global__ void k_bn_max_pool_apply(const T *x, ml_bn_args a, ml_pool_geom g, const T *mean,
-                                    const T *invstd, const T *w, const T *b, T *y, int64_t *idx,
-                                    int64_t total) {
+                                    const T *invstd, const T *w, const T *b, T *y,
+                                    uint8_t *codes, int64_t total) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t ox = i % g.ow, oy = (i / g.ow) % g.oh, plane = i / (g.ow * g.oh);
@@ -107,34 +108,40 @@ __global__ void k_bn_max_pool_apply(const T *x, ml_bn_args a, ml_pool_geom g, co
         const T alpha = invstd[c] * (w ? w[c] : (T)1);
         const T beta = (b ? b[c] : (T)0) - mean[c] * alpha;
         const T *xp = x + plane * a.s;
-        int64_t mi = oy * g.kh * g.w + ox * g.kw;
+        int64_t mi = 0;
         T mv = -INFINITY;
-        for (int64_t ih = oy * g.kh; ih < (oy + 1) * g.kh; ih++)
-            for (int64_t iw = ox * g.kw; iw < (ox + 1) * g.kw; iw++) {
-                const T v = xp[ih * g.w + iw] * alpha + beta;
+        for (int64_t ki = 0; ki < g.kh; ki++)
+            for (int64_t kj = 0; kj < g.kw; kj++) {
+                const T v = xp[(oy * g.kh + ki) * g.w + ox * g.kw + kj] * alpha + beta;
                 if (v > mv || v != v) {
                     mv = v;
-                    mi = ih * g.w + iw;
+                    mi = ki * g.kw + kj;
                 }
             }
         y[i] = mv;
-        idx[i] = mi;
+        codes[i] = (uint8_t)mi;
     }
 }
 
-/* k_bn_grad_sums over the pooled gradient gp [n, c, O] routed to idx: the terms of
- * the positions only (g is 0 elsewhere) */
+/* output o's window code as a position in its plane */
+__device__ __forceinline__ int64_t code_position(const ml_pool_geom &g, int64_t o, uint8_t code) {
+    const int64_t ox = o % g.ow, oy = o / g.ow;
+    return (oy * g.kh + code / g.kw) * g.w + ox * g.kw + code % g.kw;
+}
+
+/* k_bn_grad_sums over the pooled gradient gp [n, c, oh, ow] routed to the codes'
+ * positions: their terms only (g is 0 elsewhere) */
 template <class T>
-__global__ void k_bn_pool_grad_sums(const T *gp, const int64_t *idx, const T *x, ml_bn_args a,
-                                    int64_t O, const T *mean, const T *invstd, double *sums, T *gw,
-                                    T *gb) {
-    const int64_t c = blockIdx.x, S = a.s, M = a.n * O;
+__global__ void k_bn_pool_grad_sums(const T *gp, const uint8_t *codes, const T *x, ml_bn_args a,
+                                    ml_pool_geom g, const T *mean, const T *invstd, double *sums,
+                                    T *gw, T *gb) {
+    const int64_t c = blockIdx.x, S = a.s, O = g.oh * g.ow, M = a.n * O;
     const double mu = (double)mean[c];
     double sg = 0, sgx = 0;
     for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
         const int64_t plane = (i / O) * a.c + c, k = plane * O + i % O;
         sg += (double)gp[k];
-        sgx += (double)gp[k] * ((double)x[plane * S + idx[k]] - mu);
+        sgx += (double)gp[k] * ((double)x[plane * S + code_position(g, i % O, codes[k])] - mu);
     }
     sg = ml_cu_block_sum(sg);
     sgx = ml_cu_block_sum(sgx);
@@ -147,9 +154,9 @@ __global__ void k_bn_pool_grad_sums(const T *gp, const int64_t *idx, const T *x,
 }
 
 /* k_bn_grad_input with g read from the one window holding element i: gp there when
- * its position is i, else 0 */
+ * its code names i, else 0 */
 template <class T>
-__global__ void k_bn_pool_grad_input(const T *gp, const int64_t *idx, const T *x, ml_bn_args a,
+__global__ void k_bn_pool_grad_input(const T *gp, const uint8_t *codes, const T *x, ml_bn_args a,
                                      ml_pool_geom g, const T *mean, const T *invstd, const T *w,
                                      const double *sums, T *gx, int64_t total) {
     const double M = (double)(a.n * a.s);
@@ -160,7 +167,8 @@ __global__ void k_bn_pool_grad_input(const T *gp, const int64_t *idx, const T *x
         T gi = 0;
         if (oy < g.oh && ox < g.ow) {
             const int64_t o = (plane * g.oh + oy) * g.ow + ox;
-            if (idx[o] == q) gi = gp[o];
+            const int64_t mine = (q / g.w - oy * g.kh) * g.kw + q % g.w - ox * g.kw;
+            if (codes[o] == mine) gi = gp[o];
         }
         const T is = invstd[c], sc = is * (w ? w[c] : (T)1);
         if (a.training) {
@@ -234,7 +242,7 @@ static int cu_batchnorm_backward(const ml_tensor *g, const ml_tensor *x, const m
 
 static int cu_batchnorm_max_pool_forward(const ml_tensor *x, ml_bn_args *a,
                                          const ml_pool_geom *geom, ml_tensor *y_pool,
-                                         ml_tensor *idx) {
+                                         ml_tensor *codes) {
     if (check_dtype(x)) return -1;
     if (a->c == 0) return 0;
     const int64_t total = a->n * a->c * geom->oh * geom->ow;
@@ -249,20 +257,20 @@ static int cu_batchnorm_max_pool_forward(const ml_tensor *x, ml_bn_args *a,
     ML_CU_DISPATCH_FLOAT(x->dtype, {
         k_bn_max_pool_apply<T><<<ml_cu_blocks(total), ML_CU_THREADS, 0, s>>>(
             ptr<T>(x), *a, *geom, ptr<T>(a->mean), ptr<T>(a->invstd), ptr<T>(a->weight),
-            ptr<T>(a->bias), mptr<T>(y_pool), (int64_t *)ml_data(idx), total);
+            ptr<T>(a->bias), mptr<T>(y_pool), (uint8_t *)ml_data(codes), total);
     })
     ML_CU_LAUNCHED("batch_norm");
     return 0;
 }
 
-static int cu_batchnorm_max_pool_backward(const ml_tensor *g_pool, const ml_tensor *idx,
+static int cu_batchnorm_max_pool_backward(const ml_tensor *g_pool, const ml_tensor *codes,
                                           const ml_tensor *x, const ml_bn_args *a,
                                           const ml_pool_geom *geom, ml_tensor *gx, ml_tensor *gw,
                                           ml_tensor *gb) {
     if (check_dtype(x)) return -1;
     if (a->c == 0) return 0;
-    const int64_t total = a->n * a->c * a->s, O = geom->oh * geom->ow;
-    const int64_t *id = (const int64_t *)ml_data(idx);
+    const int64_t total = a->n * a->c * a->s;
+    const uint8_t *cd = (const uint8_t *)ml_data(codes);
     const size_t nbytes = (size_t)(2 * a->c) * sizeof(double);
     double *sums = (double *)ml_cu_alloc(nbytes);
     if (!sums) return -1;
@@ -270,14 +278,14 @@ static int cu_batchnorm_max_pool_backward(const ml_tensor *g_pool, const ml_tens
     int rc = 0;
     ML_CU_DISPATCH_FLOAT(x->dtype, {
         k_bn_pool_grad_sums<T><<<(unsigned)a->c, BN_THREADS, 0, s>>>(
-            ptr<T>(g_pool), id, ptr<T>(x), *a, O, ptr<T>(a->mean), ptr<T>(a->invstd), sums,
+            ptr<T>(g_pool), cd, ptr<T>(x), *a, *geom, ptr<T>(a->mean), ptr<T>(a->invstd), sums,
             mptr<T>(gw), mptr<T>(gb));
     })
     if (cudaGetLastError() != cudaSuccess) rc = ml_error_set("batch_norm: launch failed");
     if (rc == 0 && gx && total > 0) {
         ML_CU_DISPATCH_FLOAT(x->dtype, {
             k_bn_pool_grad_input<T><<<ml_cu_blocks(total), ML_CU_THREADS, 0, s>>>(
-                ptr<T>(g_pool), id, ptr<T>(x), *a, *geom, ptr<T>(a->mean), ptr<T>(a->invstd),
+                ptr<T>(g_pool), cd, ptr<T>(x), *a, *geom, ptr<T>(a->mean), ptr<T>(a->invstd),
                 ptr<T>(a->weight), sums, mptr<T>(gx), total);
         })
         if (cudaGetLastError() != cudaSuccess) rc = ml_error_set("batch_norm: launch failed");

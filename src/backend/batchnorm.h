@@ -34,12 +34,14 @@ typedef struct ml_bn_args {
  *    not NULL). training: gx = weight * invstd * (g - mean(g) - xhat * mean(g xhat))
  *    per channel; otherwise gx = g * weight * invstd.
  *  - max_pool_forward: forward, then max pooling (pool.h's max_forward) of its y
- *    without storing y: y_pool [n, c, oh, ow] and idx (int64 positions, as pool.h).
- *    geom (x's n, c, h, w) has windows that tile without overlap or padding: kernel
- *    == stride, no padding, dilation 1, oh = h / kh, ow = w / kw (rows and columns
- *    past the last whole window are in no window).
- *  - max_pool_backward: backward for y's gradient g_pool routed to idx (max_backward's
- *    g: g_pool at the positions, 0 elsewhere), without storing that g. */
+ *    without storing y: y_pool [n, c, oh, ow] and codes (uint8, that shape), each
+ *    the maximum's place in its window, ki kw + kj (the first maximum in row-major
+ *    window order; a NaN wins, the last NaN when several, as pool.h). geom (x's n,
+ *    c, h, w) has windows that tile without overlap or padding: kernel == stride,
+ *    no padding, dilation 1, oh = h / kh, ow = w / kw (rows and columns past the
+ *    last whole window are in no window), kh kw <= 256.
+ *  - max_pool_backward: backward for y's gradient g_pool routed to the codes'
+ *    positions (max_backward's g: g_pool there, 0 elsewhere), without storing that g. */
 #define ML_BATCHNORM_ENTRIES(X, P)                                                       \
     X(P, int, forward, (const ml_tensor *x, ml_bn_args *args, ml_tensor *y))              \
     X(P, int, backward,                                                                  \
@@ -47,9 +49,9 @@ typedef struct ml_bn_args {
        ml_tensor *gw, ml_tensor *gb))                                                    \
     X(P, int, max_pool_forward,                                                          \
       (const ml_tensor *x, ml_bn_args *args, const ml_pool_geom *geom, ml_tensor *y_pool, \
-       ml_tensor *idx))                                                                  \
+       ml_tensor *codes))                                                                  \
     X(P, int, max_pool_backward,                                                         \
-      (const ml_tensor *g_pool, const ml_tensor *idx, const ml_tensor *x,                \
+      (const ml_tensor *g_pool, const ml_tensor *codes, const ml_tensor *x,              \
        const ml_bn_args *args, const ml_pool_geom *geom, ml_tensor *gx, ml_tensor *gw,   \
        ml_tensor *gb))
 

@@ -4,6 +4,7 @@
  * threads. */
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "../backend.h"
 #include "../error.h"
@@ -15,8 +16,8 @@ typedef struct {
     void *y;                 /* y (forward) or gx (backward; may be NULL) */
     void *mean, *invstd, *rm, *rv, *gw, *gb;
     const ml_pool_geom *pool; /* the max_pool entries' windows */
-    int64_t *idx;             /* max_pool_forward's positions */
-    const int64_t *cidx;      /* max_pool_backward's */
+    uint8_t *codes;           /* max_pool_forward's window codes */
+    const uint8_t *ccodes;    /* max_pool_backward's */
 } bn_job;
 
 static void *data_or_null(const ml_tensor *t) { return t ? ml_data(t) : NULL; }
@@ -78,18 +79,18 @@ static int cpu_batchnorm_backward(const ml_tensor *g, const ml_tensor *x, const 
 
 static int cpu_batchnorm_max_pool_forward(const ml_tensor *x, ml_bn_args *a,
                                           const ml_pool_geom *geom, ml_tensor *y_pool,
-                                          ml_tensor *idx) {
+                                          ml_tensor *codes) {
     if (check(x)) return -1;
     bn_job j = {.a = a, .x = ml_data(x), .w = data_or_null(a->weight), .b = data_or_null(a->bias),
                 .y = ml_data(y_pool), .mean = ml_data(a->mean), .invstd = ml_data(a->invstd),
                 .rm = data_or_null(a->running_mean), .rv = data_or_null(a->running_var),
-                .pool = geom, .idx = ml_data(idx)};
+                .pool = geom, .codes = ml_data(codes)};
     ml_parallel_blocks(a->c, 1, min_channels(a), x->dtype == ML_F32 ? bn_pool_forward_channels_f32
                                                               : bn_pool_forward_channels_f64, &j);
     return 0;
 }
 
-static int cpu_batchnorm_max_pool_backward(const ml_tensor *g_pool, const ml_tensor *idx,
+static int cpu_batchnorm_max_pool_backward(const ml_tensor *g_pool, const ml_tensor *codes,
                                            const ml_tensor *x, const ml_bn_args *a,
                                            const ml_pool_geom *geom, ml_tensor *gx,
                                            ml_tensor *gw, ml_tensor *gb) {
@@ -97,7 +98,7 @@ static int cpu_batchnorm_max_pool_backward(const ml_tensor *g_pool, const ml_ten
     bn_job j = {.a = a, .x = ml_data(x), .g = ml_data(g_pool), .w = data_or_null(a->weight),
                 .y = data_or_null(gx), .mean = ml_data(a->mean), .invstd = ml_data(a->invstd),
                 .gw = data_or_null(gw), .gb = data_or_null(gb), .pool = geom,
-                .cidx = ml_data(idx)};
+                .ccodes = ml_data(codes)};
     ml_parallel_blocks(a->c, 1, min_channels(a), x->dtype == ML_F32 ? bn_pool_backward_channels_f32
                                                               : bn_pool_backward_channels_f64, &j);
     return 0;

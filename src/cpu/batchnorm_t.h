@@ -102,62 +102,63 @@ static void BN_POOL_FWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
         for (int64_t n = 0; n < N; n++) {
             const T *p = x + (n * C + c) * S;
             T *q = (T *)j->y + (n * C + c) * OH * OW;
-            int64_t *id = j->idx + (n * C + c) * OH * OW;
+            uint8_t *cd = j->codes + (n * C + c) * OH * OW;
             for (int64_t oy = 0; oy < OH; oy++) {
 #ifdef POOL_2X2_ROW
                 if (g->kh == 2 && g->kw == 2 && S < ((int64_t)1 << 31)) { /* the CNN's */
                     const T affine[2] = {alpha, beta};
-                    POOL_2X2_ROW(p + 2 * oy * W, W, OW, 2 * oy * W, affine, q + oy * OW, id + oy * OW);
+                    POOL_2X2_ROW(p + 2 * oy * W, W, OW, 2 * oy * W, affine, q + oy * OW, NULL,
+                                 cd + oy * OW);
                     continue;
                 }
 #endif
                 if (g->kh == 2 && g->kw == 2) { /* branch-free, vectorised */
                     const T *r0 = p + 2 * oy * W, *r1 = r0 + W;
                     T *qr = q + oy * OW;
-                    int64_t *ir = id + oy * OW;
+                    uint8_t *cr = cd + oy * OW;
 #pragma omp simd
                     for (int64_t ox = 0; ox < OW; ox++) {
-                        const int64_t base = 2 * oy * W + 2 * ox;
                         const T va = r0[2 * ox] * alpha + beta, vb = r0[2 * ox + 1] * alpha + beta;
                         const T vc = r1[2 * ox] * alpha + beta, vd = r1[2 * ox + 1] * alpha + beta;
                         T mv = va;
-                        int64_t mi = base;
+                        uint8_t mi = 0;
                         const bool tb = vb > mv || vb != vb;
                         mv = tb ? vb : mv;
-                        mi = tb ? base + 1 : mi;
+                        mi = tb ? 1 : mi;
                         const bool tc = vc > mv || vc != vc;
                         mv = tc ? vc : mv;
-                        mi = tc ? base + W : mi;
+                        mi = tc ? 2 : mi;
                         const bool td = vd > mv || vd != vd;
                         mv = td ? vd : mv;
-                        mi = td ? base + W + 1 : mi;
+                        mi = td ? 3 : mi;
                         qr[ox] = mv;
-                        ir[ox] = mi;
+                        cr[ox] = mi;
                     }
                     continue;
                 }
                 for (int64_t ox = 0; ox < OW; ox++) {
-                    int64_t mi = oy * g->kh * W + ox * g->kw;
+                    int64_t mi = 0;
                     T mv = -INFINITY;
-                    for (int64_t ih = oy * g->kh; ih < (oy + 1) * g->kh; ih++)
-                        for (int64_t iw = ox * g->kw; iw < (ox + 1) * g->kw; iw++) {
-                            const T v = p[ih * W + iw] * alpha + beta;
+                    for (int64_t ki = 0; ki < g->kh; ki++)
+                        for (int64_t kj = 0; kj < g->kw; kj++) {
+                            const T v = p[(oy * g->kh + ki) * W + ox * g->kw + kj] * alpha + beta;
                             if (v > mv || v != v) {
                                 mv = v;
-                                mi = ih * W + iw;
+                                mi = ki * g->kw + kj;
                             }
                         }
                     q[oy * OW + ox] = mv;
-                    id[oy * OW + ox] = mi;
+                    cd[oy * OW + ox] = (uint8_t)mi;
                 }
             }
         }
     }
 }
 
-/* BN_BWD for the pooled gradient j->g [n, c, oh, ow] routed to the positions j->idx
- * (batchnorm.h): the sums over the pooled elements (each position has at most one:
- * the windows do not overlap), then gx densely, the positions' terms written over. */
+/* BN_BWD for the pooled gradient j->g [n, c, oh, ow] routed to the positions of
+ * the window codes j->ccodes (batchnorm.h): the sums over the pooled elements (each
+ * position has at most one: the windows do not overlap), then gx densely, the
+ * positions' terms written over. */
 static void BN_POOL_BWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
     (void)blk;
     const bn_job *j = ctx;
@@ -165,27 +166,27 @@ static void BN_POOL_BWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
     const int64_t N = a->n, C = a->c, S = a->s, O = j->pool->oh * j->pool->ow;
     const double M = (double)(N * S);
     const T *x = j->x, *gp = j->g, *w = j->w, *mean = j->mean, *invstd = j->invstd;
-    const int64_t *idx = j->cidx;
+    const ml_pool_geom *g = j->pool;
+    const int64_t W = g->w, OW = g->ow, KH = g->kh, KW = g->kw;
+    const uint8_t *codes = j->ccodes;
     T *gx = j->y, *gw = j->gw, *gb = j->gb;
+    int64_t off[256]; /* a code's position in the plane from its window's first */
+    for (int64_t i = 0; i < KH * KW; i++) off[i] = i / KW * W + i % KW;
     for (int64_t c = c0; c < c1; c++) {
         const T mu = mean[c], is = invstd[c];
         double sg = 0, sgx = 0;
         for (int64_t n = 0; n < N; n++) {
             const T *p = x + (n * C + c) * S, *q = gp + (n * C + c) * O;
-            const int64_t *id = idx + (n * C + c) * O;
+            const uint8_t *cd = codes + (n * C + c) * O;
             /* eight partial sums (in lane o % 8, added pairwise at the end): one sum's
              * chain of dependent adds waited on each add's latency */
             T t8[8] = {0}, u8[8] = {0};
-            int64_t o = 0;
-            for (; o + 8 <= O; o += 8)
-                for (int l = 0; l < 8; l++) {
-                    t8[l] += q[o + l];
-                    u8[l] += q[o + l] * (p[id[o + l]] - mu);
+            for (int64_t oy = 0, o = 0; oy < g->oh; oy++)
+                for (int64_t ox = 0; ox < OW; ox++, o++) {
+                    const int64_t i = oy * KH * W + ox * KW + off[cd[o]];
+                    t8[o & 7] += q[o];
+                    u8[o & 7] += q[o] * (p[i] - mu);
                 }
-            for (int l = 0; o < O; o++, l++) {
-                t8[l] += q[o];
-                u8[l] += q[o] * (p[id[o]] - mu);
-            }
             for (int h = 4; h >= 1; h /= 2)
                 for (int l = 0; l < h; l++) {
                     t8[l] += t8[l + h];
@@ -203,23 +204,20 @@ static void BN_POOL_BWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
         const T gm = a->training && M > 0 ? (T)(sg / M) : 0;
         for (int64_t n = 0; n < N; n++) {
             const T *p = x + (n * C + c) * S, *q = gp + (n * C + c) * O;
-            const int64_t *id = idx + (n * C + c) * O;
+            const uint8_t *cd = codes + (n * C + c) * O;
             T *r = gx + (n * C + c) * S;
             if (a->training) {
 #pragma omp simd
                 for (int64_t i = 0; i < S; i++) r[i] = ((T)0 - gm - (p[i] - mu) * k) * sc;
-                /* the positions are distinct (the windows do not overlap): no conflicts */
-#pragma omp simd
-                for (int64_t o = 0; o < O; o++) {
-                    const int64_t i = id[o];
-                    r[i] = (q[o] - gm - (p[i] - mu) * k) * sc;
-                }
             } else {
 #pragma omp simd
                 for (int64_t i = 0; i < S; i++) r[i] = (T)0 * sc;
-#pragma omp simd
-                for (int64_t o = 0; o < O; o++) r[id[o]] = q[o] * sc;
             }
+            for (int64_t oy = 0, o = 0; oy < g->oh; oy++)
+                for (int64_t ox = 0; ox < OW; ox++, o++) {
+                    const int64_t i = oy * KH * W + ox * KW + off[cd[o]];
+                    r[i] = a->training ? (q[o] - gm - (p[i] - mu) * k) * sc : q[o] * sc;
+                }
         }
     }
 }

@@ -8,7 +8,8 @@
 #include <stdint.h>
 
 /* The windows of input rows r0 and r0 + w (w columns each) into y [ow] and, when
- * idx is not NULL, their positions base + offset in the plane into idx [ow];
+ * idx is not NULL, their positions base + offset in the plane into idx [ow], when
+ * codes is not NULL the window-local ones (0 1 / 2 3) into codes [ow];
  * affine non-NULL: each element is first mapped to x * affine[0] + affine[1] (a
  * multiply, then an add: batch norm's y). 16 windows at a time: the two rows' 32
  * floats loaded (masked) and split into even and odd columns by permutes, then the
@@ -17,7 +18,8 @@
  * int64 (base + 2 w < 2^31). The plain loop's rows of 14 were mostly its scalar
  * tail. */
 static inline void ml_max_pool_2x2_row(const float *r0, int64_t w, int64_t ow, int64_t base,
-                                       const float *affine, float *y, int64_t *idx) {
+                                       const float *affine, float *y, int64_t *idx,
+                                       uint8_t *codes) {
     const float *r1 = r0 + w;
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
@@ -54,6 +56,11 @@ static inline void ml_max_pool_2x2_row(const float *r0, int64_t w, int64_t ow, i
         mv = _mm512_mask_blend_ps(t, mv, d);
         code = _mm512_mask_blend_epi32(t, code, _mm512_set1_epi32((int)w + 1));
         _mm512_mask_storeu_ps(y + ox, mo, mv);
+        if (codes) { /* 0, 1, w, w + 1 as 0, 1, 2, 3 */
+            const __mmask16 bottom = _mm512_cmpge_epi32_mask(code, _mm512_set1_epi32((int)w));
+            const __m512i local = _mm512_mask_sub_epi32(code, bottom, code, _mm512_set1_epi32((int)w - 2));
+            _mm512_mask_cvtepi32_storeu_epi8(codes + ox, mo, local);
+        }
         if (!idx) continue;
         const __m512i pos = _mm512_add_epi32(_mm512_add_epi32(code, even),
                                              _mm512_set1_epi32((int)(base + 2 * ox)));

@@ -44,7 +44,7 @@ static void max_forward_2x2_avx512(void *ctx, int64_t blk, int64_t p0, int64_t p
         int64_t *idx = j->idx ? j->idx + p * OH * OW : NULL;
         for (int64_t oy = 0; oy < OH; oy++)
             ml_max_pool_2x2_row(x + 2 * oy * W, W, OW, 2 * oy * W, NULL, y + oy * OW,
-                                idx ? idx + oy * OW : NULL);
+                                idx ? idx + oy * OW : NULL, NULL);
     }
 }
 #define MAX_2X2_F32 max_forward_2x2_avx512

@@ -41,7 +41,8 @@ static int bn_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
 }
 
 /* batch_norm_max_pool2d's rule, "BatchNormMaxPool2dBackward": ints as bn_backward's,
- * then kh, kw, oh, ow, h, w; saved: x, mean, invstd, idx, weight (when given) */
+ * then kh, kw, oh, ow, h, w; saved: x, mean, invstd, the window codes, weight (when
+ * given) */
 static int bn_pool_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
     ml_tensor *x = node->saved[0];
     ml_bn_args a = {.n = node->ints[0], .c = node->ints[1], .s = node->ints[2],
@@ -106,6 +107,9 @@ static ml_tensor *batch_norm(ml_tensor *x, ml_tensor *running_mean, ml_tensor *r
             return ml_error_set("batch_norm_max_pool2d: kernel_size {%lld, %lld} does not fit the "
                                 "planes of input %s", (long long)kernel[0], (long long)kernel[1],
                                 SHAPE(x, sx)), NULL;
+        if (kernel[0] * kernel[1] > 256) /* a window's place in a uint8 */
+            return ml_error_set("batch_norm_max_pool2d: kernel_size {%lld, %lld}: windows of at "
+                                "most 256 elements", (long long)kernel[0], (long long)kernel[1]), NULL;
         geom = (ml_pool_geom){.n = x->shape[0], .c = x->shape[1], .h = x->shape[2],
                               .w = x->shape[3], .oh = x->shape[2] / kernel[0],
                               .ow = x->shape[3] / kernel[1], .kh = kernel[0], .kw = kernel[1],
@@ -134,7 +138,7 @@ static ml_tensor *batch_norm(ml_tensor *x, ml_tensor *running_mean, ml_tensor *r
     ml_tensor *y = !xc ? NULL
                    : kernel ? ml_tensor_empty(x->dtype, x->storage->device, 4, pooled)
                             : ml_tensor_empty_like(xc);
-    ml_tensor *idx = y && kernel ? ml_tensor_empty(ML_I64, x->storage->device, 4, pooled) : NULL;
+    ml_tensor *idx = y && kernel ? ml_tensor_empty(ML_U8, x->storage->device, 4, pooled) : NULL;
     ml_tensor *mean = y && (idx || !kernel) ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
     ml_tensor *invstd = mean ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
     ml_bn_args a = {.n = n, .c = c, .s = s, .training = training, .momentum = momentum, .eps = eps,
