@@ -178,14 +178,27 @@ static void BN_POOL_BWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
         for (int64_t n = 0; n < N; n++) {
             const T *p = x + (n * C + c) * S, *q = gp + (n * C + c) * O;
             const uint8_t *cd = codes + (n * C + c) * O;
-            /* eight partial sums (in lane o % 8, added pairwise at the end): one sum's
-             * chain of dependent adds waited on each add's latency */
+            /* eight partial sums (added pairwise at the end): one sum's chain of
+             * dependent adds waited on each add's latency. A row's windows go by
+             * chunks of 64: their elements' positions first, then the sums over the
+             * chunk in lanes k % 8, the lanes indexed by constants (kept in registers) */
             T t8[8] = {0}, u8[8] = {0};
-            for (int64_t oy = 0, o = 0; oy < g->oh; oy++)
-                for (int64_t ox = 0; ox < OW; ox++, o++) {
-                    const int64_t i = oy * KH * W + ox * KW + off[cd[o]];
-                    t8[o & 7] += q[o];
-                    u8[o & 7] += q[o] * (p[i] - mu);
+            for (int64_t oy = 0; oy < g->oh; oy++)
+                for (int64_t ox0 = 0; ox0 < OW; ox0 += 64) {
+                    const int64_t m = OW - ox0 < 64 ? OW - ox0 : 64, o0 = oy * OW + ox0;
+                    int64_t pos[64];
+                    for (int64_t k = 0; k < m; k++)
+                        pos[k] = oy * KH * W + (ox0 + k) * KW + off[cd[o0 + k]];
+                    int64_t k = 0;
+                    for (; k + 8 <= m; k += 8)
+                        for (int l = 0; l < 8; l++) {
+                            t8[l] += q[o0 + k + l];
+                            u8[l] += q[o0 + k + l] * (p[pos[k + l]] - mu);
+                        }
+                    for (; k < m; k++) {
+                        t8[0] += q[o0 + k];
+                        u8[0] += q[o0 + k] * (p[pos[k]] - mu);
+                    }
                 }
             for (int h = 4; h >= 1; h /= 2)
                 for (int l = 0; l < h; l++) {
