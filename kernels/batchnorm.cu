@@ -54,6 +54,20 @@ __global__ void k_bn_apply(const T *x, ml_bn_args a, const T *mean, const T *inv
     }
 }
 
+/* the block's sums of channel c added up; thread 0 stores them and gw, gb */
+template <class T>
+__device__ void store_grad_sums(int64_t c, double sg, double sgx, const T *invstd, double *sums,
+                                T *gw, T *gb) {
+    sg = ml_cu_block_sum(sg);
+    sgx = ml_cu_block_sum(sgx);
+    if (threadIdx.x == 0) {
+        sums[2 * c] = sg;
+        sums[2 * c + 1] = sgx;
+        if (gw) gw[c] = (T)(sgx * (double)invstd[c]);
+        if (gb) gb[c] = (T)sg;
+    }
+}
+
 /* sums[2c] = sum g, sums[2c + 1] = sum g (x - mean) of channel blockIdx.x; gw, gb */
 template <class T>
 __global__ void k_bn_grad_sums(const T *g, const T *x, ml_bn_args a, const T *mean, const T *invstd,
@@ -66,14 +80,7 @@ __global__ void k_bn_grad_sums(const T *g, const T *x, ml_bn_args a, const T *me
         sg += (double)g[k];
         sgx += (double)g[k] * ((double)x[k] - mu);
     }
-    sg = ml_cu_block_sum(sg);
-    sgx = ml_cu_block_sum(sgx);
-    if (threadIdx.x == 0) {
-        sums[2 * c] = sg;
-        sums[2 * c + 1] = sgx;
-        if (gw) gw[c] = (T)(sgx * (double)invstd[c]);
-        if (gb) gb[c] = (T)sg;
-    }
+    store_grad_sums(c, sg, sgx, invstd, sums, gw, gb);
 }
 
 template <class T>
@@ -143,14 +150,7 @@ __global__ void k_bn_pool_grad_sums(const T *gp, const uint8_t *codes, const T *
         sg += (double)gp[k];
         sgx += (double)gp[k] * ((double)x[plane * S + code_position(g, i % O, codes[k])] - mu);
     }
-    sg = ml_cu_block_sum(sg);
-    sgx = ml_cu_block_sum(sgx);
-    if (threadIdx.x == 0) {
-        sums[2 * c] = sg;
-        sums[2 * c + 1] = sgx;
-        if (gw) gw[c] = (T)(sgx * (double)invstd[c]);
-        if (gb) gb[c] = (T)sg;
-    }
+    store_grad_sums(c, sg, sgx, invstd, sums, gw, gb);
 }
 
 /* k_bn_grad_input with g read from the one window holding element i: gp there when
@@ -191,17 +191,23 @@ static int check_dtype(const ml_tensor *t) {
     return ml_error_set("batch_norm: needs float32 or float64 tensors, got %s", ml_dtype_name(t->dtype));
 }
 
-static int cu_batchnorm_forward(const ml_tensor *x, ml_bn_args *a, ml_tensor *y) {
-    if (check_dtype(x)) return -1;
-    if (a->c == 0) return 0;
-    const int64_t total = a->n * a->c * a->s;
-    cudaStream_t s = ml_cu_stream();
+/* the statistics kernel of both forwards (a->c > 0) */
+static int launch_stats(const ml_tensor *x, ml_bn_args *a, cudaStream_t s) {
     ML_CU_DISPATCH_FLOAT(x->dtype, {
         k_bn_stats<T><<<(unsigned)a->c, BN_THREADS, 0, s>>>(ptr<T>(x), *a, mptr<T>(a->mean),
                                                            mptr<T>(a->invstd), mptr<T>(a->running_mean),
                                                            mptr<T>(a->running_var));
     })
     ML_CU_LAUNCHED("batch_norm");
+    return 0;
+}
+
+static int cu_batchnorm_forward(const ml_tensor *x, ml_bn_args *a, ml_tensor *y) {
+    if (check_dtype(x)) return -1;
+    if (a->c == 0) return 0;
+    const int64_t total = a->n * a->c * a->s;
+    cudaStream_t s = ml_cu_stream();
+    if (launch_stats(x, a, s)) return -1;
     if (total == 0) return 0;
     ML_CU_DISPATCH_FLOAT(x->dtype, {
         k_bn_apply<T><<<ml_cu_blocks(total), ML_CU_THREADS, 0, s>>>(
@@ -247,12 +253,7 @@ static int cu_batchnorm_max_pool_forward(const ml_tensor *x, ml_bn_args *a,
     if (a->c == 0) return 0;
     const int64_t total = a->n * a->c * geom->oh * geom->ow;
     cudaStream_t s = ml_cu_stream();
-    ML_CU_DISPATCH_FLOAT(x->dtype, {
-        k_bn_stats<T><<<(unsigned)a->c, BN_THREADS, 0, s>>>(ptr<T>(x), *a, mptr<T>(a->mean),
-                                                           mptr<T>(a->invstd), mptr<T>(a->running_mean),
-                                                           mptr<T>(a->running_var));
-    })
-    ML_CU_LAUNCHED("batch_norm");
+    if (launch_stats(x, a, s)) return -1;
     if (total == 0) return 0;
     ML_CU_DISPATCH_FLOAT(x->dtype, {
         k_bn_max_pool_apply<T><<<ml_cu_blocks(total), ML_CU_THREADS, 0, s>>>(

@@ -10,6 +10,7 @@
 #define BN_FWD ML_CAT(bn_forward_channels, SUFFIX)
 #define BN_BWD ML_CAT(bn_backward_channels, SUFFIX)
 #define BN_STATS ML_CAT(bn_stats, SUFFIX)
+#define BN_AFFINE ML_CAT(bn_affine, SUFFIX)
 #define BN_POOL_FWD ML_CAT(bn_pool_forward_channels, SUFFIX)
 #define BN_POOL_BWD ML_CAT(bn_pool_backward_channels, SUFFIX)
 
@@ -62,19 +63,26 @@ static void BN_STATS(const bn_job *j, int64_t c, T *mu_out, T *is_out) {
     *is_out = is;
 }
 
+/* channel c's statistics (BN_STATS), then y = x * alpha + beta's factors: alpha =
+ * invstd * w, beta = b - mean * alpha (PyTorch's) */
+static void BN_AFFINE(const bn_job *j, int64_t c, T *alpha, T *beta) {
+    T mu, is;
+    BN_STATS(j, c, &mu, &is);
+    const T *w = j->w, *b = j->b;
+    *alpha = is * (w ? w[c] : (T)1);
+    *beta = (b ? b[c] : (T)0) - mu * *alpha;
+}
+
 static void BN_FWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
     (void)blk;
     const bn_job *j = ctx;
     const ml_bn_args *a = j->a;
     const int64_t N = a->n, C = a->c, S = a->s;
-    const T *x = j->x, *w = j->w, *b = j->b;
+    const T *x = j->x;
     T *y = j->y;
     for (int64_t c = c0; c < c1; c++) {
-        T mu, is;
-        BN_STATS(j, c, &mu, &is);
-        /* y = x * alpha + beta, alpha = invstd * w, beta = b - mean * alpha (PyTorch's) */
-        const T alpha = is * (w ? w[c] : (T)1);
-        const T beta = (b ? b[c] : (T)0) - mu * alpha;
+        T alpha, beta;
+        BN_AFFINE(j, c, &alpha, &beta);
         for (int64_t n = 0; n < N; n++) {
             const T *p = x + (n * C + c) * S;
             T *q = y + (n * C + c) * S;
@@ -93,12 +101,10 @@ static void BN_POOL_FWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
     const ml_bn_args *a = j->a;
     const ml_pool_geom *g = j->pool;
     const int64_t N = a->n, C = a->c, S = a->s, W = g->w, OH = g->oh, OW = g->ow;
-    const T *x = j->x, *w = j->w, *b = j->b;
+    const T *x = j->x;
     for (int64_t c = c0; c < c1; c++) {
-        T mu, is;
-        BN_STATS(j, c, &mu, &is);
-        const T alpha = is * (w ? w[c] : (T)1);
-        const T beta = (b ? b[c] : (T)0) - mu * alpha;
+        T alpha, beta;
+        BN_AFFINE(j, c, &alpha, &beta);
         for (int64_t n = 0; n < N; n++) {
             const T *p = x + (n * C + c) * S;
             T *q = (T *)j->y + (n * C + c) * OH * OW;
@@ -286,6 +292,7 @@ static void BN_BWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
 #undef BN_FWD
 #undef BN_BWD
 #undef BN_STATS
+#undef BN_AFFINE
 #undef BN_POOL_FWD
 #undef BN_POOL_BWD
 #undef ML_CAT

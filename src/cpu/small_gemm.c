@@ -197,29 +197,38 @@ INLINE void tile(const int R, const int V, int64_t k, const float *a, int64_t sa
     }
 }
 
-#define TILE_ARGS k, a + i * sai, sai, sak, b, ldb, last, c + i * ldc, ldc, bias, alpha, beta
-#define T(r) case r: tile(r, V, TILE_ARGS); break;
-
-/* all rows of one panel of V vectors, in tiles of RMAX rows (24 sums at most) */
-#define PANEL_FN(V_, RMAX, CASES)                                                          \
-    /* not inlined into avx512_run: there gcc keeps the row pointers on the stack */       \
-    static __attribute__((noinline)) void panel_##V_(int64_t m, int64_t k, const float *a,   \
-                           int64_t sai, int64_t sak,                                         \
-                           const float *b, int64_t ldb, __mmask16 last, float *c,           \
-                           int64_t ldc, const float *bias, float alpha, float beta) {       \
+/* A panel function, NAME_V: all m rows of one panel V vectors wide, in tiles of up
+ * to RMAX rows, each tile TILE(r) for its r rows (TILE is defined before each family
+ * and sees i, the tile's first row, and V); PARAMS the parameter list (m first).
+ * Not inlined into the callers: there gcc kept the row pointers on the stack. */
+#define TILE_CASE(r) case r: TILE(r); break;
+#define CASES_6 TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6)
+#define CASES_8 CASES_6 TILE_CASE(7) TILE_CASE(8)
+#define CASES_12 CASES_8 TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12)
+#define PANEL_FN(NAME, V_, RMAX, PARAMS)                                                   \
+    static __attribute__((noinline)) void NAME##_##V_ PARAMS {                             \
         enum { V = V_ };                                                                   \
         for (int64_t i = 0; i < m; i += RMAX) {                                            \
-            switch ((int)min64(RMAX, m - i)) { CASES }                                     \
+            switch ((int)min64(RMAX, m - i)) { CASES_##RMAX }                              \
         }                                                                                  \
     }
 
-#define CASES6 T(1) T(2) T(3) T(4) T(5) T(6)
-#define CASES8 CASES6 T(7) T(8)
-#define CASES12 CASES8 T(9) T(10) T(11) T(12)
-PANEL_FN(1, 8, CASES8)
-PANEL_FN(2, 12, CASES12)
-PANEL_FN(3, 8, CASES8)
-PANEL_FN(4, 6, CASES6)
+/* The last panel vector's mask for a panel w columns wide (nvec vectors) */
+static inline __mmask16 panel_last(int64_t w, int *nvec) {
+    *nvec = (int)((w + 15) / 16);
+    return (__mmask16)((1u << (w - 16 * (*nvec - 1))) - 1u);
+}
+
+#define TILE(r) tile(r, V, k, a + i * sai, sai, sak, b, ldb, last, c + i * ldc, ldc, bias, alpha, beta)
+#define PANEL_PARAMS                                                                        \
+    (int64_t m, int64_t k, const float *a, int64_t sai, int64_t sak, const float *b,       \
+     int64_t ldb, __mmask16 last, float *c, int64_t ldc, const float *bias, float alpha,   \
+     float beta)
+PANEL_FN(panel, 1, 8, PANEL_PARAMS)
+PANEL_FN(panel, 2, 12, PANEL_PARAMS)
+PANEL_FN(panel, 3, 8, PANEL_PARAMS)
+PANEL_FN(panel, 4, 6, PANEL_PARAMS)
+#undef TILE
 
 static void avx512_run(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
@@ -233,8 +242,8 @@ static void avx512_run(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float 
     const int64_t kb = tb ? ML_SMALL_GEMM_KBLOCK : k;
     for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
         const int64_t w = min64(PANEL, n - j0);
-        const int nvec = (int)((w + 15) / 16);
-        const __mmask16 last = (__mmask16)((1u << (w - 16 * (nvec - 1))) - 1u);
+        int nvec;
+        const __mmask16 last = panel_last(w, &nvec);
         for (int64_t p0 = 0; p0 < k; p0 += kb) {
             const int64_t kc = min64(kb, k - p0);
             const float *bp = b + j0, *ap = a + p0 * sak;
@@ -304,34 +313,22 @@ INLINE void tile_shifted(const int R, const int V, const ml_shifted_planes *b, i
     }
 }
 
-#define SHIFTED_ARGS b, j0, a + i * lda, lda, last, c + i * ldc + j0, ldc, bias ? bias + i : NULL
-#define S(r) case r: tile_shifted(r, V, SHIFTED_ARGS); break;
-
-/* all rows of the panel at column j0, V vectors wide, in tiles of RMAX rows */
-#define SHIFTED_PANEL_FN(V_, RMAX, CASES)                                                  \
-    static __attribute__((noinline)) void shifted_panel_##V_(                              \
-        int64_t m, const ml_shifted_planes *b, int64_t j0, const float *a, int64_t lda,   \
-        __mmask16 last, float *c, int64_t ldc, const float *bias) {                        \
-        enum { V = V_ };                                                                   \
-        for (int64_t i = 0; i < m; i += RMAX) {                                            \
-            switch ((int)min64(RMAX, m - i)) { CASES }                                     \
-        }                                                                                  \
-    }
-
-#define SCASES6 S(1) S(2) S(3) S(4) S(5) S(6)
-#define SCASES8 SCASES6 S(7) S(8)
-#define SCASES12 SCASES8 S(9) S(10) S(11) S(12)
-SHIFTED_PANEL_FN(1, 8, SCASES8)
-SHIFTED_PANEL_FN(2, 12, SCASES12)
-SHIFTED_PANEL_FN(3, 8, SCASES8)
-SHIFTED_PANEL_FN(4, 6, SCASES6)
+#define TILE(r) tile_shifted(r, V, b, j0, a + i * lda, lda, last, c + i * ldc + j0, ldc, bias ? bias + i : NULL)
+#define SHIFTED_PARAMS                                                                      \
+    (int64_t m, const ml_shifted_planes *b, int64_t j0, const float *a, int64_t lda,      \
+     __mmask16 last, float *c, int64_t ldc, const float *bias)
+PANEL_FN(shifted_panel, 1, 8, SHIFTED_PARAMS)
+PANEL_FN(shifted_panel, 2, 12, SHIFTED_PARAMS)
+PANEL_FN(shifted_panel, 3, 8, SHIFTED_PARAMS)
+PANEL_FN(shifted_panel, 4, 6, SHIFTED_PARAMS)
+#undef TILE
 
 static void shifted_run(int64_t m, int64_t n, const float *a, int64_t lda,
                         const ml_shifted_planes *b, float *c, int64_t ldc, const float *bias) {
     for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
         const int64_t w = min64(PANEL, n - j0);
-        const int nvec = (int)((w + 15) / 16);
-        const __mmask16 last = (__mmask16)((1u << (w - 16 * (nvec - 1))) - 1u);
+        int nvec;
+        const __mmask16 last = panel_last(w, &nvec);
         switch (nvec) {
         case 1: shifted_panel_1(m, b, j0, a, lda, last, c, ldc, bias); break;
         case 2: shifted_panel_2(m, b, j0, a, lda, last, c, ldc, bias); break;
@@ -409,34 +406,23 @@ INLINE void tile_windows(const int R, const int V, const ml_window_rows *a, int6
     }
 }
 
-#define WINDOWS_ARGS a, i, b + j0, ldb, last, beta, c + i * ldc + j0, ldc
-#define W(r) case r: tile_windows(r, V, WINDOWS_ARGS); break;
-
-/* all rows of the panel at column j0, V vectors wide, in tiles of RMAX rows (at most 8:
- * a row's window pointer each) */
-#define WINDOWS_PANEL_FN(V_, RMAX, CASES)                                                  \
-    static __attribute__((noinline)) void windows_panel_##V_(                              \
-        int64_t m, const ml_window_rows *a, const float *b, int64_t ldb, int64_t j0,      \
-        __mmask16 last, float beta, float *c, int64_t ldc) {                               \
-        enum { V = V_ };                                                                   \
-        for (int64_t i = 0; i < m; i += RMAX) {                                            \
-            switch ((int)min64(RMAX, m - i)) { CASES }                                     \
-        }                                                                                  \
-    }
-
-#define WCASES6 W(1) W(2) W(3) W(4) W(5) W(6)
-#define WCASES8 WCASES6 W(7) W(8)
-WINDOWS_PANEL_FN(1, 8, WCASES8)
-WINDOWS_PANEL_FN(2, 8, WCASES8)
-WINDOWS_PANEL_FN(3, 6, WCASES6)
-WINDOWS_PANEL_FN(4, 6, WCASES6)
+/* tiles of at most 8 rows: a row's window pointer each */
+#define TILE(r) tile_windows(r, V, a, i, b + j0, ldb, last, beta, c + i * ldc + j0, ldc)
+#define WINDOWS_PARAMS                                                                      \
+    (int64_t m, const ml_window_rows *a, const float *b, int64_t ldb, int64_t j0,          \
+     __mmask16 last, float beta, float *c, int64_t ldc)
+PANEL_FN(windows_panel, 1, 8, WINDOWS_PARAMS)
+PANEL_FN(windows_panel, 2, 8, WINDOWS_PARAMS)
+PANEL_FN(windows_panel, 3, 6, WINDOWS_PARAMS)
+PANEL_FN(windows_panel, 4, 6, WINDOWS_PARAMS)
+#undef TILE
 
 static void windows_run(int64_t m, int64_t n, const ml_window_rows *a, const float *b,
                         int64_t ldb, float beta, float *c, int64_t ldc) {
     for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
         const int64_t w = min64(PANEL, n - j0);
-        const int nvec = (int)((w + 15) / 16);
-        const __mmask16 last = (__mmask16)((1u << (w - 16 * (nvec - 1))) - 1u);
+        int nvec;
+        const __mmask16 last = panel_last(w, &nvec);
         switch (nvec) {
         case 1: windows_panel_1(m, a, b, ldb, j0, last, beta, c, ldc); break;
         case 2: windows_panel_2(m, a, b, ldb, j0, last, beta, c, ldc); break;

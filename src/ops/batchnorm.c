@@ -11,22 +11,24 @@
 
 #define SHAPE(t, buf) ml_shape_str((t)->ndim, (t)->shape, buf, sizeof buf)
 
-/* ints: n, c, s, training; saved: x, mean, invstd, weight (when given) */
-static int bn_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
+/* The gradients a batch-norm node's inputs ask for, from g by the backend: the
+ * plain rule (geom NULL) or the one through max pooling (geom and the window codes) */
+static int backward_into(ml_node *node, ml_tensor *g, ml_tensor **gin, const ml_bn_args *a,
+                         const ml_pool_geom *geom, const ml_tensor *codes) {
     ml_tensor *x = node->saved[0];
-    ml_bn_args a = {.n = node->ints[0], .c = node->ints[1], .s = node->ints[2],
-                    .training = node->ints[3] != 0, .mean = node->saved[1],
-                    .invstd = node->saved[2], .weight = node->n_saved > 3 ? node->saved[3] : NULL};
     ml_tensor *gc = ml_as_contiguous(g);
     if (!gc) return -1;
-    const int64_t c = a.c;
+    const int64_t c = a->c;
     ml_tensor *gx = node->needs_grad[0] ? ml_tensor_empty_like(x) : NULL;
     ml_tensor *gw = node->n_inputs > 1 && node->needs_grad[1]
                         ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
     ml_tensor *gb = node->n_inputs > 2 && node->needs_grad[2]
                         ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
-    const ml_batchnorm_ops *bo = ml_need_batchnorm(x, "batch_norm");
-    int rc = bo && (gx || !node->needs_grad[0]) ? bo->backward(gc, x, &a, gx, gw, gb) : -1;
+    const ml_batchnorm_ops *bo = ml_need_batchnorm(x, geom ? "batch_norm_max_pool2d" : "batch_norm");
+    int rc = -1;
+    if (bo && (gx || !node->needs_grad[0]))
+        rc = geom ? bo->max_pool_backward(gc, codes, x, a, geom, gx, gw, gb)
+                  : bo->backward(gc, x, a, gx, gw, gb);
     ml_tensor_release(gc);
     if (rc) {
         ml_tensor_release(gx);
@@ -40,41 +42,28 @@ static int bn_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
     return 0;
 }
 
+/* ints: n, c, s, training; saved: x, mean, invstd, weight (when given) */
+static int bn_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
+    const ml_bn_args a = {.n = node->ints[0], .c = node->ints[1], .s = node->ints[2],
+                          .training = node->ints[3] != 0, .mean = node->saved[1],
+                          .invstd = node->saved[2],
+                          .weight = node->n_saved > 3 ? node->saved[3] : NULL};
+    return backward_into(node, g, gin, &a, NULL, NULL);
+}
+
 /* batch_norm_max_pool2d's rule, "BatchNormMaxPool2dBackward": ints as bn_backward's,
  * then kh, kw, oh, ow, h, w; saved: x, mean, invstd, the window codes, weight (when
  * given) */
 static int bn_pool_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
-    ml_tensor *x = node->saved[0];
-    ml_bn_args a = {.n = node->ints[0], .c = node->ints[1], .s = node->ints[2],
-                    .training = node->ints[3] != 0, .mean = node->saved[1],
-                    .invstd = node->saved[2], .weight = node->n_saved > 4 ? node->saved[4] : NULL};
+    const ml_bn_args a = {.n = node->ints[0], .c = node->ints[1], .s = node->ints[2],
+                          .training = node->ints[3] != 0, .mean = node->saved[1],
+                          .invstd = node->saved[2],
+                          .weight = node->n_saved > 4 ? node->saved[4] : NULL};
     const ml_pool_geom geom = {.n = a.n, .c = a.c, .h = node->ints[8], .w = node->ints[9],
                                .oh = node->ints[6], .ow = node->ints[7], .kh = node->ints[4],
                                .kw = node->ints[5], .sh = node->ints[4], .sw = node->ints[5],
                                .dh = 1, .dw = 1};
-    ml_tensor *gc = ml_as_contiguous(g);
-    if (!gc) return -1;
-    const int64_t c = a.c;
-    ml_tensor *gx = node->needs_grad[0] ? ml_tensor_empty_like(x) : NULL;
-    ml_tensor *gw = node->n_inputs > 1 && node->needs_grad[1]
-                        ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
-    ml_tensor *gb = node->n_inputs > 2 && node->needs_grad[2]
-                        ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
-    const ml_batchnorm_ops *bo = ml_need_batchnorm(x, "batch_norm_max_pool2d");
-    int rc = bo && (gx || !node->needs_grad[0])
-                 ? bo->max_pool_backward(gc, node->saved[3], x, &a, &geom, gx, gw, gb)
-                 : -1;
-    ml_tensor_release(gc);
-    if (rc) {
-        ml_tensor_release(gx);
-        ml_tensor_release(gw);
-        ml_tensor_release(gb);
-        return -1;
-    }
-    gin[0] = gx;
-    if (node->n_inputs > 1) gin[1] = gw;
-    if (node->n_inputs > 2) gin[2] = gb;
-    return 0;
+    return backward_into(node, g, gin, &a, &geom, node->saved[3]);
 }
 
 /* t is a [c] vector of x's dtype and device (named what), or NULL */
