@@ -18,7 +18,9 @@
 #include "backend.h"
 #include "cuda_api.h"
 
-#define ML_CUDA_PLUGIN_ABI 2
+/* 3: the batchnorm family's table grew (max_pool_forward / max_pool_backward), so a
+ * plugin built before reads past its table */
+#define ML_CUDA_PLUGIN_ABI 3
 #define ML_CUDA_PLUGIN_FILE "libmoonlight_cuda.so"
 #define ML_CUDA_PLUGIN_ENTRY "ml_cuda_plugin_entry"
 

@@ -1017,7 +1017,7 @@ local function bn_pool_kernel(bn, relu, pool, x)
   end
   local kh, kw = pool:_tiling_kernel()
   -- a window larger than the planes: the unfused MaxPool2d names the error
-  if not kh or x:size(3) < kh or x:size(4) < kw or kh * kw > 256 then return nil end
+  if not kh or x:size(3) < kh or x:size(4) < kw or kh > 256 // kw then return nil end
   return kh, kw
 end
 

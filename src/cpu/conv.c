@@ -222,6 +222,9 @@ static int plan_backward_input(const ml_conv_geom *g, const float *w, shift_plan
     return 1;
 }
 
+/* The blocks below run only where shifted_pays said yes, which asked
+ * ml_small_sgemm_available(): the kernels they call do not refuse. */
+
 /* forward for the samples [lo, hi) of one block, from x's planes */
 static void forward_shifted_block(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
     (void)blk;

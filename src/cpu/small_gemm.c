@@ -282,7 +282,7 @@ INLINE void tile_shifted(const int R, const int V, const ml_shifted_planes *b, i
     prefetch_next_rows(R, V, c, ldc);
     const int64_t taps = b->taps, nvec = b->nvec;
     const uint16_t *panel_mask = b->mask + j0 / 16;
-    uintptr_t plane = (uintptr_t)(b->x + j0);
+    uintptr_t plane = (uintptr_t)b->x + (uintptr_t)j0 * sizeof(float); /* j0 may pass the plane */
     const uintptr_t plane_bytes = (uintptr_t)(b->plane_stride * (int64_t)sizeof(float));
     for (int64_t p = 0; p < b->planes; p++, plane += plane_bytes) {
         const float *ap = a + p * taps;

@@ -96,7 +96,7 @@ static ml_tensor *batch_norm(ml_tensor *x, ml_tensor *running_mean, ml_tensor *r
             return ml_error_set("batch_norm_max_pool2d: kernel_size {%lld, %lld} does not fit the "
                                 "planes of input %s", (long long)kernel[0], (long long)kernel[1],
                                 SHAPE(x, sx)), NULL;
-        if (kernel[0] * kernel[1] > 256) /* a window's place in a uint8 */
+        if (kernel[0] > 256 / kernel[1]) /* a window's place in a uint8 */
             return ml_error_set("batch_norm_max_pool2d: kernel_size {%lld, %lld}: windows of at "
                                 "most 256 elements", (long long)kernel[0], (long long)kernel[1]), NULL;
         geom = (ml_pool_geom){.n = x->shape[0], .c = x->shape[1], .h = x->shape[2],
