@@ -126,7 +126,7 @@ __global__ void k_bn_max_pool_apply(const T *x, ml_bn_args a, ml_pool_geom g, co
                 }
             }
         y[i] = mv;
-        codes[i] = (uint8_t)mi;
+        if (codes) codes[i] = (uint8_t)mi;
     }
 }
 
@@ -258,7 +258,8 @@ static int cu_batchnorm_max_pool_forward(const ml_tensor *x, ml_bn_args *a,
     ML_CU_DISPATCH_FLOAT(x->dtype, {
         k_bn_max_pool_apply<T><<<ml_cu_blocks(total), ML_CU_THREADS, 0, s>>>(
             ptr<T>(x), *a, *geom, ptr<T>(a->mean), ptr<T>(a->invstd), ptr<T>(a->weight),
-            ptr<T>(a->bias), mptr<T>(y_pool), (uint8_t *)ml_data(codes), total);
+            ptr<T>(a->bias), mptr<T>(y_pool), codes ? (uint8_t *)ml_data(codes) : (uint8_t *)NULL,
+            total);
     })
     ML_CU_LAUNCHED("batch_norm");
     return 0;

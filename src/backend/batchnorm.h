@@ -39,7 +39,8 @@ typedef struct ml_bn_args {
  *    window order; a NaN wins, the last NaN when several, as pool.h). geom (x's n,
  *    c, h, w) has windows that tile without overlap or padding: kernel == stride,
  *    no padding, dilation 1, oh = h / kh, ow = w / kw (rows and columns past the
- *    last whole window are in no window), kh kw <= 256.
+ *    last whole window are in no window), kh kw <= 256. codes NULL: none wanted
+ *    (inference).
  *  - max_pool_backward: backward for y's gradient g_pool routed to the codes'
  *    positions (max_backward's g: g_pool there, 0 elsewhere), without storing that g. */
 #define ML_BATCHNORM_ENTRIES(X, P)                                                       \

@@ -84,7 +84,7 @@ static int cpu_batchnorm_max_pool_forward(const ml_tensor *x, ml_bn_args *a,
     bn_job j = {.a = a, .x = ml_data(x), .w = data_or_null(a->weight), .b = data_or_null(a->bias),
                 .y = ml_data(y_pool), .mean = ml_data(a->mean), .invstd = ml_data(a->invstd),
                 .rm = data_or_null(a->running_mean), .rv = data_or_null(a->running_var),
-                .pool = geom, .codes = ml_data(codes)};
+                .pool = geom, .codes = codes ? ml_data(codes) : NULL};
     ml_parallel_blocks(a->c, 1, min_channels(a), x->dtype == ML_F32 ? bn_pool_forward_channels_f32
                                                               : bn_pool_forward_channels_f64, &j);
     return 0;

@@ -108,20 +108,20 @@ static void BN_POOL_FWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
         for (int64_t n = 0; n < N; n++) {
             const T *p = x + (n * C + c) * S;
             T *q = (T *)j->y + (n * C + c) * OH * OW;
-            uint8_t *cd = j->codes + (n * C + c) * OH * OW;
+            uint8_t *cd = j->codes ? j->codes + (n * C + c) * OH * OW : NULL;
             for (int64_t oy = 0; oy < OH; oy++) {
 #ifdef POOL_2X2_ROW
                 if (g->kh == 2 && g->kw == 2 && S < ((int64_t)1 << 31)) { /* the CNN's */
                     const T affine[2] = {alpha, beta};
                     POOL_2X2_ROW(p + 2 * oy * W, W, OW, 2 * oy * W, affine, q + oy * OW, NULL,
-                                 cd + oy * OW);
+                                 cd ? cd + oy * OW : NULL);
                     continue;
                 }
 #endif
                 if (g->kh == 2 && g->kw == 2) { /* branch-free, vectorised */
                     const T *r0 = p + 2 * oy * W, *r1 = r0 + W;
                     T *qr = q + oy * OW;
-                    uint8_t *cr = cd + oy * OW;
+                    uint8_t *cr = cd ? cd + oy * OW : NULL;
 #pragma omp simd
                     for (int64_t ox = 0; ox < OW; ox++) {
                         const T va = r0[2 * ox] * alpha + beta, vb = r0[2 * ox + 1] * alpha + beta;
@@ -138,7 +138,7 @@ static void BN_POOL_FWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
                         mv = td ? vd : mv;
                         mi = td ? 3 : mi;
                         qr[ox] = mv;
-                        cr[ox] = mi;
+                        if (cr) cr[ox] = mi;
                     }
                     continue;
                 }
@@ -154,7 +154,7 @@ static void BN_POOL_FWD(void *ctx, int64_t blk, int64_t c0, int64_t c1) {
                             }
                         }
                     q[oy * OW + ox] = mv;
-                    cd[oy * OW + ox] = (uint8_t)mi;
+                    if (cd) cd[oy * OW + ox] = (uint8_t)mi;
                 }
             }
         }

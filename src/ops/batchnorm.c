@@ -127,8 +127,12 @@ static ml_tensor *batch_norm(ml_tensor *x, ml_tensor *running_mean, ml_tensor *r
     ml_tensor *y = !xc ? NULL
                    : kernel ? ml_tensor_empty(x->dtype, x->storage->device, 4, pooled)
                             : ml_tensor_empty_like(xc);
-    ml_tensor *idx = y && kernel ? ml_tensor_empty(ML_U8, x->storage->device, 4, pooled) : NULL;
-    ml_tensor *mean = y && (idx || !kernel) ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
+    /* the window codes only for a backward (inference at batch 1000: 3 MiB after the CNN's
+     * first layer) */
+    ml_tensor *in[3] = {x, weight, bias};
+    const bool want_codes = kernel && ml_needs_graph(bias ? 3 : weight ? 2 : 1, in);
+    ml_tensor *idx = y && want_codes ? ml_tensor_empty(ML_U8, x->storage->device, 4, pooled) : NULL;
+    ml_tensor *mean = y && (idx || !want_codes) ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
     ml_tensor *invstd = mean ? ml_tensor_empty(x->dtype, x->storage->device, 1, &c) : NULL;
     ml_bn_args a = {.n = n, .c = c, .s = s, .training = training, .momentum = momentum, .eps = eps,
                     .weight = wc, .bias = bc, .running_mean = running_mean,
@@ -141,7 +145,6 @@ static ml_tensor *batch_norm(ml_tensor *x, ml_tensor *running_mean, ml_tensor *r
         ml_tensor_release(y);
         y = NULL;
     }
-    ml_tensor *in[3] = {x, weight, bias};
     ml_node *node = !y ? NULL
                     : kernel ? ml_node_attach(y, "BatchNormMaxPool2dBackward", bn_pool_backward,
                                               bias ? 3 : weight ? 2 : 1, in)

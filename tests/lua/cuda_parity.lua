@@ -829,6 +829,12 @@ do
         local rv = ml.full({3}, 1.7, {dtype = "float64", device = x.device})
         return ml._batch_norm_max_pool2d(x, rm, rv, {weight = w, training = false}, 3, 2)
       end)
+  add("batch_norm_max_pool2d for inference (no codes kept)", {{{2, 3, 8, 10}}, {{3}}},
+      function(x, w)
+        local rm, rv = ml.full({3}, 0.2, {device = x.device}), ml.full({3}, 1.5, {device = x.device})
+        return ml._batch_norm_max_pool2d(x, rm, rv, {weight = w, training = false}, 2, 2),
+               ml._batch_norm_max_pool2d(x, rm, rv, {weight = w, training = false}, 3, 2)
+      end)
   add("batch_norm_max_pool2d eval, ties and NaN, no affine", {{{2, 2, 6, 6}, kind = "count", grad = true}},
       function(x)
         local rm, rv = ml.full({2}, 0.5, {device = x.device}), ml.full({2}, 2, {device = x.device})

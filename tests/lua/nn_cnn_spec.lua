@@ -292,6 +292,14 @@ describe("nn.Sequential's BatchNorm2d then MaxPool2d", function()
       local y = seq(x:detach():requires_grad_(true))
       assert.are_not.equal("BatchNormMaxPool2dBackward", tostring(y.grad_fn))
     end
+    -- without a graph (no window codes kept) the same values
+    for _, pool in ipairs({2, 3}) do
+      local a, b = nn.Sequential(nn.BatchNorm2d(4), nn.MaxPool2d(pool)), nn.Sequential(nn.BatchNorm2d(4), nn.MaxPool2d(pool))
+      b[1]:register_forward_hook(function() end)
+      a:eval()
+      b:eval()
+      ml.no_grad(function() T.assert_close(a(x), b(x), {rtol = 0, atol = 0}) end)
+    end
     local watched = nn.Sequential(nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
     local seen
     watched[2]:register_forward_hook(function(_, _, out) seen = out:shape() end)
