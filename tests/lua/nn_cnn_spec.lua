@@ -498,6 +498,32 @@ describe("conv2d's paths", function()
   end)
 end)
 
+describe("conv_transpose2d's stride-1 same-size path", function()
+  -- With stride 1 and the output as large as the input, conv_transpose2d's forward is the
+  -- input gradient of a convolution that takes the shifted planes (float32, AVX-512) and
+  -- its weight gradient the windows product; float64 takes the general loops: the two
+  -- agree to float32 rounding, forward and every gradient.
+  it("agrees with the float64 general loops", function()
+    ml.manual_seed(12)
+    for _, c in ipairs({{x = {2, 6, 7, 9}, w = {6, 5, 3, 3}, o = {padding = 1}},
+                        {x = {2, 4, 6, 6}, w = {4, 3, 3, 3}, o = {padding = 2, dilation = 2, groups = 2}},
+                        {x = {1, 18, 5, 8}, w = {18, 2, 5, 5}, o = {padding = 2}}}) do
+      local x0, w0, b0 = ml.randn(c.x), ml.randn(c.w), ml.randn({c.w[2] * (c.o.groups or 1)})
+      local function run(dtype)
+        local x = x0:to(dtype):detach():requires_grad_(true)
+        local w = w0:to(dtype):detach():requires_grad_(true)
+        local b = b0:to(dtype):detach():requires_grad_(true)
+        local y = F.conv_transpose2d(x, w, b, c.o)
+        assert.are.same(c.x[3], y:shape()[3])
+        y:backward(ml.ones(y:shape()):to(dtype) * 0.5 + y:detach() * 0.1)
+        return {y:detach():float(), x.grad:float(), w.grad:float(), b.grad:float()}
+      end
+      local s, r = run("float32"), run("float64")
+      for i = 1, 4 do T.assert_close(s[i], r[i], {rtol = 1e-4, atol = 1e-4}) end
+    end
+  end)
+end)
+
 describe("determinism", function()
   it("conv, pooling and batch norm give the same bits on 1 and on 2 threads", function()
     local function run()
