@@ -37,6 +37,11 @@ local function tuple_repr(t)
   return "(" .. table.concat(t, ", ") .. ")"
 end
 
+local function hw(v) -- a number or {h, w}: h, w
+  if type(v) == "table" then return v[1], v[2] end
+  return v, v
+end
+
 local function all_equal(t, v) -- t a number or a tuple
   if type(t) ~= "table" then return t == v end
   for _, x in ipairs(t) do if x ~= v then return false end end
@@ -184,9 +189,8 @@ return function(nn)
         or not all_equal(self.dilation, 1) then
       return nil
     end
-    local k, s = self.kernel_size, self.stride
-    local kh, kw = type(k) == "table" and k[1] or k, type(k) == "table" and k[2] or k
-    local sh, sw = type(s) == "table" and s[1] or s, type(s) == "table" and s[2] or s
+    local kh, kw = hw(self.kernel_size)
+    local sh, sw = hw(self.stride)
     if kh ~= sh or kw ~= sw then return nil end
     return kh, kw
   end

@@ -146,8 +146,13 @@ typedef struct shift_plan {
     int64_t taps, nvec, shift[ML_SHIFT_MAX_TAPS];
     uint16_t *mask; /* [taps][nvec] */
     size_t mask_bytes;
-    float *a;       /* backward_input: each group's w as [c_in / groups, c_out / groups taps] */
+    float *a_buf;   /* backward_input: each group's w as [c_in / groups, c_out / groups taps] */
     size_t a_bytes;
+    /* per sample and group: out [m, out_size] = a [m, planes taps] @ the planes of in
+     * (forward: in x, out y, a w; backward_input: in g, out gx, a a_buf) */
+    const float *in, *a, *bias;
+    float *out;
+    int64_t m, planes, in_channels, in_size, out_channels, out_size;
 } shift_plan;
 
 /* mask [nvec] := bit q for the positions q of a plane of `width` columns, n in all,
@@ -164,7 +169,7 @@ static void rect_mask(uint16_t *mask, int64_t nvec, int64_t n, int64_t width, in
 
 static void plan_free(shift_plan *sp) {
     scratch_free(sp->mask, sp->mask_bytes);
-    scratch_free(sp->a, sp->a_bytes);
+    scratch_free(sp->a_buf, sp->a_bytes);
 }
 
 /* Used for is_shift geometries whose per-sample product (c_out / groups x c_in /
@@ -178,8 +183,10 @@ static bool shifted_pays(const ml_conv_geom *g, int64_t n) {
 }
 
 /* The forward's plan: output positions oy ow + ox, tap (ki, kj) inside where
- * shifted_plane says. 0 when it cannot be used. */
-static int plan_forward(const ml_conv_geom *g, shift_plan *sp) {
+ * shifted_plane says; out y [co, P] per group from x's planes. 0 when it cannot be
+ * used. */
+static int plan_forward(const conv_job *j, shift_plan *sp) {
+    const ml_conv_geom *g = j->g;
     const int64_t P = g->oh * g->ow;
     sp->taps = g->kh * g->kw;
     sp->nvec = (P + 15) / 16;
@@ -192,13 +199,25 @@ static int plan_forward(const ml_conv_geom *g, shift_plan *sp) {
         sp->shift[t] = shift;
         rect_mask(sp->mask + t * sp->nvec, sp->nvec, P, g->ow, oy0, oy1, lo, hi);
     }
+    sp->in = j->x;
+    sp->a = j->w;
+    sp->bias = j->bias;
+    sp->out = j->y;
+    sp->m = g->c_out / g->groups;
+    sp->planes = g->c_in / g->groups;
+    sp->in_channels = g->c_in;
+    sp->in_size = g->h * g->w;
+    sp->out_channels = g->c_out;
+    sp->out_size = P;
     return 1;
 }
 
 /* The input gradient's plan: positions iy w + ix of gx, tap (ki, kj) reading g at
  * (iy - iy0, ix - ix0) (iy0 = ki dh - ph, ix0 = kj dw - pw; g's rows are as wide
  * as x's); w regrouped so that row c of a group reads (o, tap) in order. */
-static int plan_backward_input(const ml_conv_geom *g, const float *w, shift_plan *sp) {
+static int plan_backward_input(const conv_job *j, shift_plan *sp) {
+    const ml_conv_geom *g = j->g;
+    const float *w = j->w;
     const int64_t HW = g->h * g->w, G = g->groups, co = g->c_out / G, cpg = g->c_in / G;
     const int64_t taps = g->kh * g->kw;
     sp->taps = taps;
@@ -206,8 +225,8 @@ static int plan_backward_input(const ml_conv_geom *g, const float *w, shift_plan
     sp->mask_bytes = (size_t)(taps * sp->nvec) * sizeof *sp->mask;
     sp->a_bytes = (size_t)(g->c_out * cpg * taps) * sizeof(float);
     sp->mask = scratch_alloc(sp->mask_bytes);
-    sp->a = scratch_alloc(sp->a_bytes);
-    if (!sp->mask || !sp->a) return 0;
+    sp->a_buf = scratch_alloc(sp->a_bytes);
+    if (!sp->mask || !sp->a_buf) return 0;
     for (int64_t t = 0; t < taps; t++) {
         const int64_t iy0 = (t / g->kw) * g->dh - g->ph, ix0 = (t % g->kw) * g->dw - g->pw;
         sp->shift[t] = -(iy0 * g->w + ix0);
@@ -218,51 +237,38 @@ static int plan_backward_input(const ml_conv_geom *g, const float *w, shift_plan
         for (int64_t c = 0; c < cpg; c++)
             for (int64_t o = 0; o < co; o++)
                 for (int64_t t = 0; t < taps; t++)
-                    sp->a[((gi * cpg + c) * co + o) * taps + t] = w[((gi * co + o) * cpg + c) * taps + t];
+                    sp->a_buf[((gi * cpg + c) * co + o) * taps + t] = w[((gi * co + o) * cpg + c) * taps + t];
+    sp->in = j->g_out;
+    sp->a = sp->a_buf;
+    sp->bias = j->bias;
+    sp->out = j->y;
+    sp->m = cpg;
+    sp->planes = co;
+    sp->in_channels = g->c_out;
+    sp->in_size = g->oh * g->ow;
+    sp->out_channels = g->c_in;
+    sp->out_size = HW;
     return 1;
 }
 
-/* The blocks below run only where shifted_pays said yes, which asked
- * ml_small_sgemm_available(): the kernels they call do not refuse. */
+/* The block below runs only where shifted_pays said yes, which asked
+ * ml_small_sgemm_available(): the kernel it calls does not refuse. */
 
-/* forward for the samples [lo, hi) of one block, from x's planes */
-static void forward_shifted_block(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
+/* forward or backward_input (the plan says which) for the samples [lo, hi) of one
+ * block: per sample and group one product from the input's planes */
+static void shifted_block(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
     (void)blk;
-    const conv_job *j = ctx;
-    const ml_conv_geom *g = j->g;
-    const shift_plan *sp = j->plan;
-    const int64_t P = g->oh * g->ow, HW = g->h * g->w, G = g->groups;
-    const int64_t co = g->c_out / G, cpg = g->c_in / G, K = cpg * sp->taps;
-    const float *x = j->x, *w = j->w, *bias = j->bias;
-    float *y = j->y;
+    const shift_plan *sp = ((const conv_job *)ctx)->plan;
+    const int64_t G = ((const conv_job *)ctx)->g->groups, K = sp->planes * sp->taps;
     for (int64_t n = lo; n < hi; n++)
         for (int64_t gi = 0; gi < G; gi++) {
-            const ml_shifted_planes b = {.x = x + (n * g->c_in + gi * cpg) * HW, .planes = cpg,
-                                         .plane_stride = HW, .taps = sp->taps, .nvec = sp->nvec,
-                                         .shift = sp->shift, .mask = sp->mask};
-            ml_small_sgemm_shifted(co, P, w + gi * co * K, K, &b, y + (n * g->c_out + gi * co) * P,
-                                   P, bias ? bias + gi * co : NULL);
-        }
-}
-
-/* backward_input for the samples [lo, hi) of one block, from g's planes */
-static void backward_input_shifted_block(void *ctx, int64_t blk, int64_t lo, int64_t hi) {
-    (void)blk;
-    const conv_job *j = ctx;
-    const ml_conv_geom *g = j->g;
-    const shift_plan *sp = j->plan;
-    const int64_t P = g->oh * g->ow, HW = g->h * g->w, G = g->groups;
-    const int64_t co = g->c_out / G, cpg = g->c_in / G, K = co * sp->taps;
-    const float *go = j->g_out, *bias = j->bias;
-    float *gx = j->y;
-    for (int64_t n = lo; n < hi; n++)
-        for (int64_t gi = 0; gi < G; gi++) {
-            const ml_shifted_planes b = {.x = go + (n * g->c_out + gi * co) * P, .planes = co,
-                                         .plane_stride = P, .taps = sp->taps, .nvec = sp->nvec,
-                                         .shift = sp->shift, .mask = sp->mask};
-            ml_small_sgemm_shifted(cpg, HW, sp->a + gi * cpg * K, K, &b,
-                                   gx + (n * g->c_in + gi * cpg) * HW, HW,
-                                   bias ? bias + gi * cpg : NULL);
+            const ml_shifted_planes b = {
+                .x = sp->in + (n * sp->in_channels + gi * sp->planes) * sp->in_size,
+                .planes = sp->planes, .plane_stride = sp->in_size, .taps = sp->taps,
+                .nvec = sp->nvec, .shift = sp->shift, .mask = sp->mask};
+            ml_small_sgemm_shifted(sp->m, sp->out_size, sp->a + gi * sp->m * K, K, &b,
+                                   sp->out + (n * sp->out_channels + gi * sp->m) * sp->out_size,
+                                   sp->out_size, sp->bias ? sp->bias + gi * sp->m : NULL);
         }
 }
 
@@ -368,9 +374,9 @@ static int cpu_conv_forward(const ml_tensor *x, const ml_tensor *w, const ml_ten
     ml_block_fn fn = x->dtype == ML_F32 ? conv_forward_block_f32 : conv_forward_block_f64;
     shift_plan sp = {0};
     if (x->dtype == ML_F32 && shifted_pays(geom, geom->oh * geom->ow)) {
-        if (!plan_forward(geom, &sp)) j.failed = 1;
+        if (!plan_forward(&j, &sp)) j.failed = 1;
         j.plan = &sp;
-        fn = forward_shifted_block;
+        fn = shifted_block;
     }
     if (!j.failed) ml_parallel_blocks(geom->n, blk, min_parallel(geom) * blk, fn, &j);
     plan_free(&sp);
@@ -387,9 +393,9 @@ static int cpu_conv_backward_input(const ml_tensor *g, const ml_tensor *w, const
                                         : conv_backward_input_block_f64;
     shift_plan sp = {0};
     if (g->dtype == ML_F32 && shifted_pays(geom, geom->h * geom->w)) {
-        if (!plan_backward_input(geom, ml_data(w), &sp)) j.failed = 1;
+        if (!plan_backward_input(&j, &sp)) j.failed = 1;
         j.plan = &sp;
-        fn = backward_input_shifted_block;
+        fn = shifted_block;
     }
     if (!j.failed) ml_parallel_blocks(geom->n, blk, min_parallel(geom) * blk, fn, &j);
     plan_free(&sp);

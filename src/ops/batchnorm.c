@@ -4,6 +4,8 @@
  * used (the batch's when training, the running statistics' otherwise). */
 #include "batchnorm.h"
 
+#include <string.h>
+
 #include "../autograd.h"
 #include "../backend.h"
 #include "../error.h"
@@ -51,18 +53,18 @@ static int bn_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
     return backward_into(node, g, gin, &a, NULL, NULL);
 }
 
-/* batch_norm_max_pool2d's rule, "BatchNormMaxPool2dBackward": ints as bn_backward's,
- * then kh, kw, oh, ow, h, w; saved: x, mean, invstd, the window codes, weight (when
- * given) */
+/* batch_norm_max_pool2d's rule, "BatchNormMaxPool2dBackward": ints the pooling's
+ * geometry (n, c, h, w are x's: s = h w), scalars[0] training; saved: x, mean,
+ * invstd, the window codes, weight (when given) */
+_Static_assert(sizeof(ml_pool_geom) <= sizeof(((ml_node *)0)->ints), "the geometry fits a node");
+
 static int bn_pool_backward(ml_node *node, ml_tensor *g, ml_tensor **gin) {
-    const ml_bn_args a = {.n = node->ints[0], .c = node->ints[1], .s = node->ints[2],
-                          .training = node->ints[3] != 0, .mean = node->saved[1],
+    ml_pool_geom geom;
+    memcpy(&geom, node->ints, sizeof geom);
+    const ml_bn_args a = {.n = geom.n, .c = geom.c, .s = geom.h * geom.w,
+                          .training = node->scalars[0] != 0, .mean = node->saved[1],
                           .invstd = node->saved[2],
                           .weight = node->n_saved > 4 ? node->saved[4] : NULL};
-    const ml_pool_geom geom = {.n = a.n, .c = a.c, .h = node->ints[8], .w = node->ints[9],
-                               .oh = node->ints[6], .ow = node->ints[7], .kh = node->ints[4],
-                               .kw = node->ints[5], .sh = node->ints[4], .sw = node->ints[5],
-                               .dh = 1, .dw = 1};
     return backward_into(node, g, gin, &a, &geom, node->saved[3]);
 }
 
@@ -151,8 +153,15 @@ static ml_tensor *batch_norm(ml_tensor *x, ml_tensor *running_mean, ml_tensor *r
                              : ml_node_attach(y, "NativeBatchNormBackward", bn_backward,
                                               bias ? 3 : weight ? 2 : 1, in);
     if (node) {
-        const int64_t ints[10] = {n, c, s, training, geom.kh, geom.kw, geom.oh, geom.ow, geom.h, geom.w};
-        for (int i = 0; i < (kernel ? 10 : 4); i++) node->ints[i] = ints[i];
+        if (kernel) {
+            memcpy(node->ints, &geom, sizeof geom);
+            node->scalars[0] = training;
+        } else {
+            node->ints[0] = n;
+            node->ints[1] = c;
+            node->ints[2] = s;
+            node->ints[3] = training;
+        }
         ml_node_save(node, xc);
         ml_node_save(node, mean);
         ml_node_save(node, invstd);
